@@ -1,0 +1,87 @@
+"""The RPC-style Agents API of §2: POST /api/v1/Agents/Webhook/<Method>, the same operations
+as the REST routes, answering the same shapes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import ValidationError
+from ..model import WebhookOut, WebhookWithLinks, default_carrier, webhook_out
+from .webhooks import ERRORS, Caller, CarrierBody, TestResponse, registry, with_links
+
+router = APIRouter(prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS)
+
+
+class WebhookIdBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    WebhookId: int | None = None
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    NameFilter: str | None = None
+    EventFilter: str | None = None
+    StatusFilter: str | int | None = None
+
+
+def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:
+    webhook_id = query_id if query_id is not None else (body.WebhookId if body else None)
+    if webhook_id is None:
+        raise ValidationError("webhookId is required, as a query parameter or in the body.")
+    return webhook_id
+
+
+WebhookIdQuery = Annotated[int | None, Query()]
+OptionalIdBody = Annotated[WebhookIdBody | None, Body()]
+
+
+@router.post("/CreateDefaultWebhook", summary="A pre-filled webhook carrier", response_model=WebhookOut)
+async def create_default(_: Caller) -> dict[str, Any]:
+    return default_carrier()
+
+
+@router.post("/SaveWebhook", summary="Create (WebhookId 0) or update a webhook",
+             response_model=WebhookWithLinks)
+async def save_webhook(request: Request, who: Caller, body: CarrierBody) -> dict[str, Any]:
+    reg = registry(request)
+    hook = await (reg.create(who, body) if body.WebhookId == 0
+                  else reg.replace(who, body.WebhookId, body))
+    return with_links(request, hook)
+
+
+@router.post("/GetWebhook", summary="One webhook", response_model=WebhookWithLinks)
+async def get_webhook(request: Request, who: Caller, webhookId: WebhookIdQuery = None,
+                      body: OptionalIdBody = None) -> dict[str, Any]:
+    return with_links(request, await registry(request).get(who, _webhook_id(webhookId, body)))
+
+
+@router.post("/DeleteWebhook", status_code=204, response_class=Response, summary="Delete a webhook")
+async def delete_webhook(request: Request, who: Caller, webhookId: WebhookIdQuery = None,
+                         body: OptionalIdBody = None) -> Response:
+    await registry(request).delete(who, _webhook_id(webhookId, body))
+    return Response(status_code=204)
+
+
+@router.post("/GetAllWebhooks", summary="The caller's webhooks, optionally filtered",
+             response_model=list[WebhookOut])
+async def get_all(request: Request, who: Caller,
+                  body: Annotated[Filters | None, Body()] = None) -> list[dict[str, Any]]:
+    f = body or Filters()
+    hooks = await registry(request).list(who, name=f.NameFilter, event=f.EventFilter,
+                                         state=f.StatusFilter)
+    return [webhook_out(h) for h in hooks]
+
+
+@router.post("/TestWebhook", response_model=TestResponse, summary="Send the test event")
+async def test_webhook(request: Request, who: Caller, body: CarrierBody) -> TestResponse:
+    result = await registry(request).test(who, body)
+    return TestResponse(Success=result.success, Message=result.message)
+
+
+@router.post("/GetLastError", summary="The most recent delivery error, or null")
+async def get_last_error(request: Request, who: Caller, webhookId: WebhookIdQuery = None,
+                         body: OptionalIdBody = None) -> str | None:
+    return await registry(request).last_error(who, _webhook_id(webhookId, body))

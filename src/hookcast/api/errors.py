@@ -1,0 +1,69 @@
+"""The one place where errors become the §8 body: {"Error", "ErrorType", "Details"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import HookcastError
+
+log = logging.getLogger("hookcast.api")
+
+_STATUS_TYPES = {
+    400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+    405: "MethodNotAllowed", 409: "Conflict", 412: "PreconditionFailed",
+    413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+}
+
+
+class ErrorBody(BaseModel):
+    Error: str
+    ErrorType: str
+    Details: list[dict[str, Any]] = []
+
+
+def error_response(status: int, message: str, error_type: str, details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"Error": message, "ErrorType": error_type, "Details": details or []}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe(err: dict[str, Any]) -> dict[str, Any]:
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    return {"Field": ".".join(loc) or "body", "Message": err.get("msg", "").removeprefix("Value error, ")}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HookcastError)
+    async def _hookcast(_: Request, exc: HookcastError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return error_response(exc.status_code, exc.message, exc.error_type, exc.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "The request body is not valid JSON.", "ValidationError")
+        details = [_describe(e) for e in errors]
+        first = details[0] if details else {"Field": "body", "Message": "invalid"}
+        more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
+        return error_response(400, f"{first['Field']}: {first['Message']}{more}", "ValidationError", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = "There is no such resource."
+        return error_response(exc.status_code, message, _STATUS_TYPES.get(exc.status_code, "Error"),
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return error_response(500, "hookcast failed unexpectedly; the error is in its log.", "InternalError")

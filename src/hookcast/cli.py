@@ -1,0 +1,163 @@
+"""The `hookcast` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._version import __version__
+from .keys import create_key
+from .model import format_date
+from .settings import Settings
+from .store import queries
+from .store.database import Database
+
+app = typer.Typer(
+    help="hookcast: a self-hosted webhook broadcaster that speaks the SuperOffice Webhook API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Inspect registered webhooks.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
+console = Console()
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy database URL [default: HOOKCAST_DATABASE_URL or sqlite:///./hookcast.db]"),
+]
+
+
+def _settings(db: str | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in {"database_url": db, **overrides}.items() if v is not None}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _database(settings: Settings) -> Database:
+    database = Database(settings.database_url)
+    database.migrate()
+    return database
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"hookcast {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run the management API and the delivery dispatcher in one process.
+
+    On first start with an empty database, creates an API key for tenant `Default`
+    (associate 1) and prints it once.
+    """
+    import uvicorn
+
+    from .api.app import create_app
+
+    settings = _settings(db, host=host, port=port)
+    database = _database(settings)
+    if database.run_sync(queries.count_keys) == 0:
+        _, key = create_key(database, tenant="Default", associate_id=1, name="admin",
+                            full_name="Default administrator")
+        console.print("[bold]First start:[/] created an API key for tenant [bold]Default[/]. "
+                      "It is shown only this once:")
+        print(key, flush=True)
+    app_ = create_app(settings, db=database)
+    try:
+        uvicorn.run(app_, host=settings.host, port=settings.port, loop="auto", http="auto",
+                    log_level="info", access_log=False)
+    finally:
+        database.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier), e.g. Cust1234")],
+    associate_id: Annotated[int, typer.Option("--associate-id", help="The associate the key acts as")],
+    name: Annotated[str, typer.Option(help="The associate's name, shown as RegisteredAssociate")] = "",
+    full_name: Annotated[str, typer.Option("--full-name", help="The associate's full name")] = "",
+    db: DbOption = None,
+) -> None:
+    """Create an API key; the key itself is printed alone on the last line, once."""
+    database = _database(_settings(db))
+    try:
+        record, key = create_key(database, tenant=tenant, associate_id=associate_id,
+                                 name=name, full_name=full_name)
+    finally:
+        database.close()
+    console.print(f"Created key {record.id} ({record.prefix}…) for tenant {tenant}, "
+                  f"associate {associate_id}. Store it now; it cannot be shown again.")
+    print(key, flush=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None,
+    db: DbOption = None,
+) -> None:
+    """List API keys (their prefixes; the keys themselves are not stored)."""
+    database = _database(_settings(db))
+    try:
+        rows = database.run_sync(queries.list_keys, tenant)
+    finally:
+        database.close()
+    table = Table("id", "prefix", "tenant", "associate", "name", "created", "revoked")
+    for k in rows:
+        table.add_row(str(k.id), k.prefix + "…", k.tenant, str(k.associate_id), k.name,
+                      format_date(k.created), format_date(k.revoked) if k.revoked else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id, from `hookcast keys list`")],
+    db: DbOption = None,
+) -> None:
+    """Revoke an API key; requests with it get 401 from now on."""
+    import time
+
+    database = _database(_settings(db))
+    try:
+        revoked = database.run_sync(queries.revoke_key, key_id, time.time())
+    finally:
+        database.close()
+    if not revoked:
+        console.print(f"[red]No active key {key_id}.[/]")
+        raise typer.Exit(1)
+    console.print(f"Revoked key {key_id}.")
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's webhooks")] = None,
+    db: DbOption = None,
+) -> None:
+    """Show registered webhooks as a table."""
+    database = _database(_settings(db))
+    try:
+        hooks = database.run_sync(
+            lambda conn: queries.list_webhooks(conn, tenant) if tenant else queries.list_all_webhooks(conn)
+        )
+    finally:
+        database.close()
+    table = Table("id", "tenant", "name", "state", "type", "events", "target")
+    for h in hooks:
+        table.add_row(str(h.id), h.tenant, h.name, h.state.name, h.type, ", ".join(h.events), h.target_url)
+    console.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,385 @@
+"""Text → AST: lark LALR with a contextual lexer; keywords (any letter case) and type names
+are recognised by a small post-lexer, so `in` is a keyword only in a foreach header and
+struct names can start declarations (`S[] list;`)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .errors import CompileLimitExceeded, ScriptSyntaxError, ScriptTypeError
+
+KEYWORDS = {
+    k: k.upper()
+    for k in (
+        "if else while for foreach break continue return try catch throw struct this true false"
+    ).split()
+}
+BUILTIN_TYPES = frozenset(
+    "Void Bool Integer Float String Date Time DateTime Map XMLNode JSONBuilder HTTP Vector Byte Long".split()
+)
+# Types of the real CRMScript API outside the subset (§13) and reserved CRM type words (§2):
+# lexed as type names so that the checker can report them precisely.
+UNSUPPORTED_TYPES = frozenset(
+    (
+        "Category Company Customer Diary Email Generic Inbox Invoice License Message Priority Ticket "
+        "User SearchEngine Attachment ExtraTable Parser ReplyTemplate EventData File"
+    ).split()
+)
+_NS_TYPE = re.compile(r"NS[A-Z][A-Za-z0-9_]*\Z")
+_STRUCT_RE = re.compile(r"\bstruct\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b"}
+_ESC_RE = re.compile(r"\\(.)", re.DOTALL)
+
+_tls = threading.local()
+
+
+def is_type_name(name: str, struct_names: frozenset[str] | set[str]) -> bool:
+    return (
+        name in BUILTIN_TYPES
+        or name in struct_names
+        or name in UNSUPPORTED_TYPES
+        or _NS_TYPE.match(name) is not None
+    )
+
+
+def struct_names_in(text: str) -> set[str]:
+    return set(_STRUCT_RE.findall(text))
+
+
+class _PostLexer:
+    always_accept = ("NAME",)
+
+    def process(self, stream):
+        names = getattr(_tls, "types", frozenset())
+        in_foreach = False
+        for tok in stream:
+            if tok.type == "NAME":
+                v = str(tok)
+                kw = KEYWORDS.get(v.lower())
+                if kw is not None:
+                    tok = Token.new_borrow_pos(kw, v, tok)
+                    if kw == "FOREACH":
+                        in_foreach = True
+                elif in_foreach and v.lower() == "in":
+                    tok = Token.new_borrow_pos("IN", v, tok)
+                    in_foreach = False
+                elif is_type_name(v, names):
+                    tok = Token.new_borrow_pos("TYPENAME", v, tok)
+            yield tok
+
+
+def _pos(x) -> tuple[int, int]:
+    if isinstance(x, Token):
+        return (x.line or 0, x.column or 0)
+    if isinstance(x, ast.Node):
+        return (x.line, x.col)
+    return (0, 0)
+
+
+def unescape(raw: str) -> str:
+    body = raw[1:-1]
+    if "\\" not in body:
+        return body
+    return _ESC_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
+
+
+class _Builder(Transformer):
+    """Builds AST nodes while LALR parses (no recursion over the tree)."""
+
+    # ---- top level
+    def start(self, c):
+        return ast.Program(1, 1, list(c))
+
+    def directive(self, c):
+        return self._directive(c)
+
+    def misplaced_directive(self, c):
+        line, col = _pos(c[0])
+        raise ScriptSyntaxError(f"directive {c[0]} is only allowed at top level", line, col)
+
+    def _directive(self, c):
+        line, col = _pos(c[0])
+        arg = None
+        if len(c) > 1:
+            a = c[1]
+            arg = unescape(str(a)) if a.type == "STRING" else int(a)
+        return ast.Directive(line, col, str(c[0]), arg)
+
+    def structdef(self, c):
+        line, col = _pos(c[0])
+        members = [x for x in c[2:] if isinstance(x, ast.VarDecl)]
+        methods = [x for x in c[2:] if isinstance(x, ast.FuncDef)]
+        return ast.StructDef(line, col, str(c[1]), members, methods)
+
+    def funcdef(self, c):
+        tname, dims, name, params, body = c
+        ret = self._typeref(tname, dims)
+        return ast.FuncDef(ret.line, ret.col, ret, name, params, body)
+
+    def params(self, c):
+        return list(c)
+
+    def param(self, c):
+        t = self._typeref(c[0], c[1])
+        return ast.Param(t.line, t.col, t, c[2])
+
+    def brackets(self, c):
+        return list(c)
+
+    def bracket(self, c):
+        return c[0] if c else None
+
+    def declname(self, c):
+        t = c[0]
+        line, col = _pos(t)
+        return ast.DeclName(line, col, str(t), t.type != "NAME")
+
+    def _typeref(self, tname, dims):
+        line, col = _pos(tname)
+        return ast.TypeRef(line, col, str(tname), dims)
+
+    def decl(self, c):
+        t = self._typeref(c[0], c[1])
+        init = None
+        if len(c) > 3:
+            if str(c[3]) != "=":
+                line, col = _pos(c[3])
+                raise ScriptSyntaxError(f"unexpected '{c[3]}' in declaration", line, col)
+            init = c[4]
+        return ast.VarDecl(t.line, t.col, t, c[2], init)
+
+    def decl_stmt(self, c):
+        return c[0]
+
+    # ---- statements
+    def block(self, c):
+        line, col = _pos(c[0])
+        return ast.Block(line, col, list(c[1:]))
+
+    def empty(self, c):
+        return ast.Empty(0, 0)
+
+    def exprstmt(self, c):
+        line, col = _pos(c[0])
+        return ast.ExprStmt(line, col, c[0])
+
+    def assign(self, c):
+        line, col = _pos(c[0])
+        return ast.Assign(line, col, c[0], str(c[1]), c[2])
+
+    def incdec(self, c):
+        line, col = _pos(c[0])
+        return ast.IncDec(line, col, c[0], str(c[1]))
+
+    def preincdec(self, c):
+        line, col = _pos(c[0])
+        return ast.IncDec(line, col, c[1], str(c[0]))
+
+    def if_(self, c):
+        line, col = _pos(c[0])
+        return ast.If(line, col, c[1], c[2], None)
+
+    def if_else(self, c):
+        line, col = _pos(c[0])
+        return ast.If(line, col, c[1], c[2], c[4])
+
+    def while_(self, c):
+        line, col = _pos(c[0])
+        return ast.While(line, col, c[1], c[2])
+
+    def for_init(self, c):
+        return c[0] if c else None
+
+    def for_(self, c):
+        line, col = _pos(c[0])
+        rest = c[1:]
+        init = rest[0]
+        body = rest[-1]
+        mid = rest[1:-1]
+        cond = update = None
+        for x in mid:
+            if isinstance(x, (ast.ExprStmt, ast.Assign, ast.IncDec)) and cond is not None or (
+                isinstance(x, (ast.Assign, ast.IncDec))
+            ):
+                update = x
+            elif isinstance(x, ast.ExprStmt):
+                update = x
+            else:
+                cond = x
+        return ast.For(line, col, init, cond, update, body)
+
+    def foreach(self, c):
+        line, col = _pos(c[0])
+        t = self._typeref(c[1], c[2])
+        return ast.Foreach(line, col, t, c[3], c[5], c[6])
+
+    def break_(self, c):
+        line, col = _pos(c[0])
+        return ast.Break(line, col)
+
+    def continue_(self, c):
+        line, col = _pos(c[0])
+        return ast.Continue(line, col)
+
+    def return_(self, c):
+        line, col = _pos(c[0])
+        return ast.Return(line, col, c[1] if len(c) > 1 else None)
+
+    def try_(self, c):
+        line, col = _pos(c[0])
+        return ast.Try(line, col, c[1], c[3])
+
+    def throw(self, c):
+        line, col = _pos(c[0])
+        return ast.Throw(line, col, c[1])
+
+    # ---- expressions
+    def or_(self, c):
+        line, col = _pos(c[0])
+        return ast.Binary(line, col, "||", c[0], c[1])
+
+    def and_(self, c):
+        line, col = _pos(c[0])
+        return ast.Binary(line, col, "&&", c[0], c[1])
+
+    def binop(self, c):
+        line, col = _pos(c[0])
+        return ast.Binary(line, col, str(c[1]), c[0], c[2])
+
+    def unop(self, c):
+        line, col = _pos(c[0])
+        return ast.Unary(line, col, str(c[0]), c[1])
+
+    def mcall(self, c):
+        line, col = _pos(c[0])
+        return ast.MethodCall(line, col, c[0], str(c[1]), c[2])
+
+    def member(self, c):
+        line, col = _pos(c[0])
+        return ast.Member(line, col, c[0], str(c[1]))
+
+    def index(self, c):
+        line, col = _pos(c[0])
+        return ast.Index(line, col, c[0], c[1])
+
+    def args(self, c):
+        return list(c)
+
+    def int_lit(self, c):
+        line, col = _pos(c[0])
+        v = int(c[0])
+        if v > 2147483647:
+            # literals must fit 32-bit signed (§2); the negation happens as unary minus
+            raise ScriptTypeError(f"integer literal {c[0]} does not fit 32 bits", line, col)
+        return ast.Literal(line, col, "Integer", v)
+
+    def long_lit(self, c):
+        line, col = _pos(c[0])
+        v = int(str(c[0])[:-1])
+        if v > 9223372036854775807:
+            raise ScriptTypeError(f"long literal {c[0]} does not fit 64 bits", line, col)
+        return ast.Literal(line, col, "Long", v)
+
+    def float_lit(self, c):
+        line, col = _pos(c[0])
+        return ast.Literal(line, col, "Float", float(c[0]))
+
+    def str_lit(self, c):
+        line, col = _pos(c[0])
+        return ast.Literal(line, col, "String", unescape(str(c[0])))
+
+    def true_lit(self, c):
+        line, col = _pos(c[0])
+        return ast.Literal(line, col, "Bool", True)
+
+    def false_lit(self, c):
+        line, col = _pos(c[0])
+        return ast.Literal(line, col, "Bool", False)
+
+    def this(self, c):
+        line, col = _pos(c[0])
+        return ast.This(line, col)
+
+    def var(self, c):
+        line, col = _pos(c[0])
+        return ast.Name(line, col, str(c[0]))
+
+    def call(self, c):
+        line, col = _pos(c[0])
+        return ast.Call(line, col, str(c[0]), c[1])
+
+    def ctor(self, c):
+        line, col = _pos(c[0])
+        return ast.Ctor(line, col, str(c[0]), c[1])
+
+
+_GRAMMAR = (Path(__file__).with_name("grammar.lark")).read_text(encoding="utf-8")
+_parser = Lark(
+    _GRAMMAR,
+    parser="lalr",
+    lexer="contextual",
+    postlex=_PostLexer(),
+    transformer=_Builder(),
+    maybe_placeholders=False,
+)
+
+_TOKEN_TEXT = {
+    "SEMICOLON": "';'",
+    "RPAR": "')'",
+    "LPAR": "'('",
+    "RBRACE": "'}'",
+    "LBRACE": "'{'",
+    "RSQB": "']'",
+    "LSQB": "'['",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "$END": "end of text",
+}
+
+
+def _describe(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of text"
+    text = str(tok)
+    if len(text) > 30:
+        text = text[:30] + "..."
+    return repr(text).replace('"', "'") if text else tok.type
+
+
+def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> ast.Program:
+    """Parse one script text; raises a CompileProblem (SyntaxError/TypeError)."""
+    _tls.types = frozenset(struct_names)
+    try:
+        return _parser.parse(text)
+    except UnexpectedToken as e:
+        tok = e.token
+        line = getattr(tok, "line", None) or e.line or 0
+        col = getattr(tok, "column", None) or e.column or 0
+        if tok.type == "$END":
+            raise ScriptSyntaxError("unexpected end of text", line, col) from None
+        raise ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col) from None
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        if ch in "\"'":
+            msg = "unterminated string literal"
+        else:
+            msg = f"unexpected character {ch!r}"
+        raise ScriptSyntaxError(msg, e.line, e.column) from None
+    except UnexpectedEOF as e:
+        raise ScriptSyntaxError("unexpected end of text", e.line, e.column) from None
+    except UnexpectedInput as e:  # pragma: no cover - other lark input errors
+        raise ScriptSyntaxError("syntax error", getattr(e, "line", 0), getattr(e, "column", 0)) from None
+    except RecursionError:
+        raise CompileLimitExceeded("script nested too deeply", 0, 0) from None
+    except Exception as e:  # lark wraps transformer errors in VisitError
+        inner = getattr(e, "orig_exc", None)
+        if inner is not None and hasattr(inner, "diagnostic"):
+            raise inner from None
+        raise

@@ -1,0 +1,206 @@
+"""The `webhook` plugin's transport: one HTTPS POST per attempt over a pooled aiohttp client.
+
+`HttpSender.send` never raises for network problems; every outcome is an `AttemptResult`
+whose `error` is a short sentence fit for `LastError`, the delivery log and the API.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from time import perf_counter
+from types import TracebackType
+
+import aiohttp
+
+from ..errors import TargetRefused
+from ..guard import GuardedResolver, TargetGuard, guarded_socket_factory, make_ssl_context
+from ..settings import Settings
+
+__all__ = ["AttemptResult", "HttpSender", "parse_retry_after"]
+
+EXCERPT_BODY_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    ok: bool  # a 2xx answer
+    status: int | None  # None when no HTTP answer arrived
+    error: str | None  # None when ok
+    latency_ms: float
+    response_excerpt: str = ""  # status line, headers, first 4 KiB of the body; "" without answer
+    retry_after: float | None = None  # seconds a 429/503 asked us to wait
+    gone: bool = False  # 410: the receiver wants no more deliveries
+    body: bytes = b""  # the response body as read (at most max_response_bytes)
+
+
+class HttpSender:
+    """Posts deliveries over one keep-alive connection pool; use inside one event loop."""
+
+    def __init__(self, settings: Settings, *, limit: int = 100) -> None:
+        self._settings = settings
+        self._limit = limit
+        self._max_bytes = settings.max_response_bytes
+        self._default_timeout = aiohttp.ClientTimeout(total=settings.attempt_timeout)
+        # Built now so a broken HOOKCAST_CA_BUNDLE fails at start-up, not on first delivery.
+        self._ssl = make_ssl_context(settings.ca_bundle)
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Lazily, because aiohttp binds the session and resolver to the running loop.
+        guard = TargetGuard(self._settings.allow_targets)
+        self._resolver = GuardedResolver(guard)
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            limit_per_host=self._settings.max_connections_per_host,
+            ssl=self._ssl,
+            resolver=self._resolver,
+            socket_factory=guarded_socket_factory(guard),
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._default_timeout,
+            # Never carry one receiver's cookies to another.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
+
+    async def send(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None
+    ) -> AttemptResult:
+        session = self._session or self._open()
+        if timeout is None:
+            limit, seconds = self._default_timeout, self._settings.attempt_timeout
+        else:
+            limit, seconds = aiohttp.ClientTimeout(total=timeout), timeout
+        status: int | None = None
+        started = perf_counter()
+        try:
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=limit
+            ) as resp:
+                status = resp.status
+                content = await _read_limited(resp.content, self._max_bytes)
+                latency_ms = (perf_counter() - started) * 1000.0
+                return _answered(resp, content, latency_ms)
+        except TimeoutError:  # also aiohttp's ServerTimeoutError and asyncio.TimeoutError
+            error = f"timed out after {seconds:g} s"
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            error = describe_error(exc)
+        return AttemptResult(
+            ok=False, status=status, error=error, latency_ms=(perf_counter() - started) * 1000.0
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
+
+    async def __aenter__(self) -> HttpSender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    # Reading the body to its end is what lets aiohttp reuse the connection; a longer body
+    # is cut off and its connection closed.
+    first = await stream.read(limit)
+    if not first or len(first) >= limit:
+        return first
+    chunks = [first]
+    size = len(first)
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _answered(resp: aiohttp.ClientResponse, content: bytes, latency_ms: float) -> AttemptResult:
+    status = resp.status
+    reason = resp.reason or ""
+    version = resp.version
+    head = [f"HTTP/{version.major}.{version.minor} {status} {reason}".rstrip()]
+    head.extend(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in resp.raw_headers)
+    excerpt = "\r\n".join(head) + "\r\n\r\n" + content[:EXCERPT_BODY_BYTES].decode(
+        "utf-8", "replace"
+    )
+    if 200 <= status < 300:
+        return AttemptResult(True, status, None, latency_ms, excerpt, body=content)
+    if 300 <= status < 400:
+        location = resp.headers.get("Location")
+        where = f" to {location}" if location else " without a Location header"
+        error = f"redirect not followed: {status}{where}"
+    else:
+        error = f"HTTP {status} {reason}".rstrip()
+    retry_after = None
+    if status in (429, 503) and (value := resp.headers.get("Retry-After")):
+        retry_after = parse_retry_after(value)
+    return AttemptResult(
+        False, status, error, latency_ms, excerpt, retry_after, status == 410, content
+    )
+
+
+def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delay-seconds or HTTP-date); None if unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short sentence for a failed attempt that got no HTTP answer."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        reason = getattr(cert_error, "verify_message", None) or str(cert_error)
+        return f"TLS certificate verification failed: {reason}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return f"TLS handshake failed: {_ssl_reason(exc)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, TargetRefused):
+            return f"target refused: {cause.message}"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return f"could not resolve {exc.host}: {cause.strerror or cause}"
+        if cause.errno == errno.ECONNREFUSED:
+            return "connection refused"
+        return f"could not connect to {exc.host}:{exc.port}: {cause.strerror or cause}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the target closed the connection without answering"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL: {exc.url}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"invalid HTTP answer: {exc.message}"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the response body could not be read: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _ssl_reason(exc: aiohttp.ClientSSLError) -> str:
+    cause = exc.os_error
+    if isinstance(cause, ssl.SSLError) and cause.reason:
+        return cause.reason.replace("_", " ").lower()
+    return str(cause)

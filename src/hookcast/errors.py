@@ -1,0 +1,68 @@
+"""The error hierarchy. Each class knows its HTTP status and contract ErrorType (§8);
+`api/errors.py` is the one place that turns them into response bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HookcastError(Exception):
+    status_code = 500
+    error_type = "InternalError"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class ValidationError(HookcastError):
+    status_code = 400
+    error_type = "ValidationError"
+
+
+class VerificationFailed(ValidationError):
+    """The target did not pass the registration checks of §5."""
+
+    error_type = "VerificationFailed"
+
+
+class TargetRefused(VerificationFailed):
+    """The target guard refused an address (§7)."""
+
+    error_type = "TargetRefused"
+
+
+class Unauthorized(HookcastError):
+    status_code = 401
+    error_type = "Unauthorized"
+
+
+class Forbidden(HookcastError):
+    status_code = 403
+    error_type = "Forbidden"
+
+
+class NotFound(HookcastError):
+    status_code = 404
+    error_type = "NotFound"
+
+
+class Conflict(HookcastError):
+    status_code = 409
+    error_type = "Conflict"
+
+
+class PreconditionFailed(HookcastError):
+    status_code = 412
+    error_type = "PreconditionFailed"
+
+
+class PayloadTooLarge(HookcastError):
+    status_code = 413
+    error_type = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(HookcastError):
+    status_code = 415
+    error_type = "UnsupportedMediaType"

@@ -1,0 +1,156 @@
+"""The bytes and headers of one delivery (§3), and the signatures that protect them.
+
+Pure functions on the hot path: the body is built once per delivery cycle and signed once,
+so everything here avoids per-call allocation it can do without.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "PAYLOAD_FIELDS",
+    "build_body",
+    "build_headers",
+    "entity_of",
+    "format_timestamp",
+    "sign",
+    "standard_signature",
+    "verify_signature",
+    "verify_standard_signature",
+]
+
+# The top-level names of the body that a webhook's Properties may not reuse.
+PAYLOAD_FIELDS: frozenset[str] = frozenset({
+    "EventId", "Timestamp", "Changes", "Event", "PrimaryKey", "Entity",
+    "ContextIdentifier", "ChangedByAssociateId", "WebhookName", "Values", "FieldValues",
+})
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def format_timestamp(dt: datetime) -> str:
+    """UTC with 7 fractional digits and Z, as SuperOffice writes it (naive means UTC)."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}.{dt.microsecond:06d}0Z"
+    )
+
+
+def entity_of(event_name: str) -> str:
+    return event_name.partition(".")[0]
+
+
+def build_body(
+    *,
+    event_id: str,
+    timestamp: str,
+    changes: list[str],
+    event: str,
+    primary_key: int,
+    entity: str | None,
+    tenant: str,
+    associate_id: int,
+    webhook_name: str,
+    values: dict[str, Any] | None = None,
+    field_values: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+) -> bytes:
+    """The compact UTF-8 JSON body, keys in contract order (orjson keeps insertion order)."""
+    body: dict[str, Any] = {
+        "EventId": event_id,
+        "Timestamp": timestamp,
+        "Changes": changes,
+        "Event": event,
+        "PrimaryKey": primary_key,
+    }
+    if entity is not None:
+        body["Entity"] = entity
+    body["ContextIdentifier"] = tenant
+    body["ChangedByAssociateId"] = associate_id
+    body["WebhookName"] = webhook_name
+    if values is not None:
+        body["Values"] = values
+    if field_values is not None:
+        body["FieldValues"] = field_values
+    if properties:
+        # A colliding key would silently replace a core field (e.g. EventId) in place.
+        if not PAYLOAD_FIELDS.isdisjoint(properties):
+            clash = sorted(PAYLOAD_FIELDS.intersection(properties))
+            raise ValueError(f"Properties may not use payload field names: {', '.join(clash)}")
+        body.update(properties)
+    return orjson.dumps(body)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-SuperOffice-Signature value: base64(HMAC-SHA256(secret, body))."""
+    return base64.b64encode(hmac.digest(secret.encode(), body, "sha256")).decode("ascii")
+
+
+def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks `webhook-signature` value (v1) over `id.timestamp.body`."""
+    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    digest = hmac.digest(secret.encode(), signed, "sha256")
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def build_headers(
+    *,
+    event_header: str,
+    event_id: str,
+    retry: int,
+    body: bytes,
+    secret: str | None,
+    delivery_id: str,
+    timestamp: int,
+    custom: dict[str, str] | None,
+    user_agent: str,
+    standard_webhooks: bool,
+    test: bool = False,
+) -> dict[str, str]:
+    """The headers of one attempt, in contract order; the webhook's own Headers come last."""
+    headers = {
+        "Content-Type": CONTENT_TYPE,
+        "User-Agent": user_agent,
+        "X-SuperOffice-Event": event_header,
+        "X-SuperOffice-EventId": event_id,
+        "X-SuperOffice-Retry": str(retry),
+    }
+    if secret:
+        headers["X-SuperOffice-Signature"] = sign(secret, body)
+        if standard_webhooks:
+            headers["webhook-id"] = delivery_id
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = standard_signature(secret, delivery_id, timestamp, body)
+    if test:
+        headers["X-Hook-Test"] = "true"
+    if custom:
+        headers.update(custom)
+    return headers
+
+
+def verify_signature(secret: str, body: bytes, signature: str) -> bool:
+    """For receivers: does X-SuperOffice-Signature match these exact body bytes?"""
+    return hmac.compare_digest(sign(secret, body).encode(), signature.encode())
+
+
+def verify_standard_signature(
+    secret: str, msg_id: str, timestamp: int, body: bytes, header_value: str
+) -> bool:
+    """For receivers: does any `v1,...` entry of a `webhook-signature` header match?
+
+    Checking that `timestamp` is recent (replay protection) is up to the caller.
+    """
+    expected = standard_signature(secret, msg_id, timestamp, body).encode()
+    return any(
+        hmac.compare_digest(expected, candidate.encode())
+        for candidate in header_value.split()
+        if candidate.startswith("v1,")
+    )

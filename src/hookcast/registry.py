@@ -1,0 +1,260 @@
+"""The webhook registry: create, read, replace, patch, delete and test webhooks for one
+caller. The REST routes, the RPC agents and the CLI all go through here; nothing in this
+module knows about HTTP requests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import json_merge_patch
+import jsonpatch
+import jsonpointer
+from pydantic import ValidationError as PydanticValidationError
+
+from .dispatch.http import HttpSender
+from .errors import Conflict, NotFound, PreconditionFailed, ValidationError, VerificationFailed
+from .model import (
+    CRMSCRIPT_TYPE,
+    WEBHOOK_TYPE,
+    Principal,
+    State,
+    Usage,
+    Webhook,
+    WebhookIn,
+    webhook_out,
+)
+from .settings import Settings
+from .store import queries
+from .store.database import Database
+from .verification import TestResult, test_target, verify_target
+
+KNOWN_TYPES = frozenset({WEBHOOK_TYPE, CRMSCRIPT_TYPE})
+WRITABLE = ("Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers", "Properties", "ErrorsEmail")
+_CANONICAL = {name.lower(): name for name in (*WRITABLE, "WebhookId")}
+
+
+def parse_carrier(body: Any) -> WebhookIn:
+    """Validate a webhook carrier; every broken rule becomes one 400 with per-field details."""
+    if not isinstance(body, dict):
+        raise ValidationError("The body must be a JSON object describing a webhook.")
+    try:
+        return WebhookIn.model_validate(body)
+    except PydanticValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: PydanticValidationError) -> ValidationError:
+    details = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"].removeprefix("Value error, ")
+        details.append({"Field": field, "Message": message})
+    first = details[0]
+    more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
+    return ValidationError(f"{first['Field']}: {first['Message']}{more}", details)
+
+
+def _fields(carrier: WebhookIn) -> dict[str, Any]:
+    return {
+        "name": carrier.Name,
+        "events": carrier.Events,
+        "target_url": carrier.TargetUrl,
+        "secret": carrier.Secret,
+        "state": carrier.State,
+        "type": carrier.Type,
+        "headers": carrier.Headers,
+        "properties": carrier.Properties,
+        "errors_email": carrier.ErrorsEmail,
+    }
+
+
+def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
+    if not if_unmodified_since:
+        return
+    try:
+        since = parsedate_to_datetime(if_unmodified_since)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "If-Unmodified-Since is not an HTTP date (e.g. 'Wed, 21 Oct 2026 07:28:00 GMT')."
+        ) from None
+    # HTTP dates have whole seconds; a change within the same second counts as unchanged.
+    if int(hook.updated.timestamp()) > since.timestamp():
+        raise PreconditionFailed(
+            f"Webhook {hook.id} was changed at {hook.updated.isoformat()}, "
+            "after the If-Unmodified-Since date; fetch it again and retry."
+        )
+
+
+def _normalize_pointer(path: Any) -> str:
+    """Patch paths are case-insensitive in their first segment and may omit the slash."""
+    if not isinstance(path, str):
+        raise ValidationError("Every JSON Patch operation needs a string 'path'.")
+    path = path if path.startswith("/") else "/" + path
+    head, _, rest = path[1:].partition("/")
+    canonical = _CANONICAL.get(head.lower())
+    if canonical is None:
+        raise ValidationError(f"JSON Patch path {path!r} names no writable webhook field.")
+    if canonical == "WebhookId":
+        raise ValidationError("WebhookId is read-only and cannot be patched.")
+    return "/" + canonical + ("/" + rest if "/" in path[1:] else "")
+
+
+def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
+    """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
+    document = {k: v for k, v in webhook_out(hook).items() if k in WRITABLE}
+    if media_type == "application/json-patch+json" and not isinstance(body, list):
+        raise ValidationError("A JSON Patch body must be an array of operations.")
+    if media_type == "application/merge-patch+json" and not isinstance(body, dict):
+        raise ValidationError("A JSON Merge Patch body must be an object.")
+    if isinstance(body, list):
+        ops = []
+        for op in body:
+            if not isinstance(op, dict):
+                raise ValidationError("Every JSON Patch operation must be an object.")
+            if op.get("op") not in ("add", "replace", "remove", "test"):
+                raise ValidationError(
+                    f"JSON Patch op {op.get('op')!r} is not supported; use add, replace, remove or test."
+                )
+            ops.append({**op, "path": _normalize_pointer(op.get("path"))})
+        try:
+            return jsonpatch.apply_patch(document, ops)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise Conflict(f"A JSON Patch test failed: {exc}") from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise ValidationError(f"The JSON Patch cannot be applied: {exc}") from None
+    if isinstance(body, dict):
+        patch: dict[str, Any] = {}
+        for key, value in body.items():
+            canonical = _CANONICAL.get(key.lower())
+            if canonical == "WebhookId":
+                continue  # read-only, and unknown fields are ignored (§1)
+            if canonical is not None:
+                patch[canonical] = value
+        return json_merge_patch.merge(document, patch)
+    raise ValidationError("PATCH needs a JSON Patch array or a JSON Merge Patch object.")
+
+
+@dataclass
+class Registry:
+    db: Database
+    settings: Settings
+    sender: HttpSender
+
+    async def get(self, who: Principal, webhook_id: int) -> Webhook:
+        hook = await self.db.run(queries.get_webhook, who.tenant, webhook_id)
+        if hook is None:
+            raise NotFound(f"There is no webhook {webhook_id}.")
+        return hook
+
+    async def list(
+        self, who: Principal, *, name: str | None = None, event: str | None = None,
+        state: str | int | None = None,
+    ) -> list[Webhook]:
+        states = None
+        if state not in (None, ""):
+            try:
+                parsed = State.parse(state)
+            except ValueError as exc:
+                raise ValidationError(f"statusFilter: {exc}") from None
+            states = None if parsed is State.Unknown else [parsed]
+        return await self.db.run(
+            lambda conn: queries.list_webhooks(conn, who.tenant, name=name, event=event, states=states)
+        )
+
+    async def create(self, who: Principal, carrier: WebhookIn) -> Webhook:
+        carrier.check_target(KNOWN_TYPES)
+        await self._verify(who, carrier)
+        fields = _fields(carrier)
+        webhook_id = await self.db.run(
+            queries.insert_webhook, who.tenant, who.associate_id, time.time(), fields
+        )
+        return await self.get(who, webhook_id)
+
+    async def replace(
+        self, who: Principal, webhook_id: int, carrier: WebhookIn, if_unmodified_since: str | None = None
+    ) -> Webhook:
+        old = await self.get(who, webhook_id)
+        _check_unmodified(old, if_unmodified_since)
+        carrier.check_target(KNOWN_TYPES)
+        becomes_active = carrier.State is State.Active and old.state is not State.Active
+        if becomes_active or (carrier.TargetUrl, carrier.Secret, carrier.Type) != (
+            old.target_url, old.secret, old.type,
+        ):
+            await self._verify(who, carrier)
+        old_updated = old.updated.timestamp()
+
+        def write(conn):  # type: ignore[no-untyped-def]
+            current = queries.get_webhook(conn, who.tenant, webhook_id)
+            if current is None:
+                raise NotFound(f"There is no webhook {webhook_id}.")
+            if current.updated.timestamp() != old_updated:
+                raise Conflict(
+                    f"Webhook {webhook_id} was changed by someone else meanwhile; fetch it and retry."
+                )
+            queries.update_webhook(
+                conn, who.tenant, webhook_id, who.associate_id, max(time.time(), old_updated + 1e-6),
+                _fields(carrier), reset_errors=becomes_active,
+            )
+            return queries.get_webhook(conn, who.tenant, webhook_id)
+
+        return await self.db.run(write)
+
+    async def patch(
+        self, who: Principal, webhook_id: int, body: Any, media_type: str,
+        if_unmodified_since: str | None = None,
+    ) -> Webhook:
+        old = await self.get(who, webhook_id)
+        _check_unmodified(old, if_unmodified_since)
+        carrier = parse_carrier(apply_patch(old, body, media_type))
+        return await self.replace(who, webhook_id, carrier)
+
+    async def delete(self, who: Principal, webhook_id: int, if_unmodified_since: str | None = None) -> None:
+        if if_unmodified_since:
+            _check_unmodified(await self.get(who, webhook_id), if_unmodified_since)
+        if not await self.db.run(queries.delete_webhook, who.tenant, webhook_id):
+            raise NotFound(f"There is no webhook {webhook_id}.")
+
+    async def usage(self, who: Principal, webhook_id: int) -> Usage:
+        usage = await self.db.run(queries.get_usage, who.tenant, webhook_id)
+        if usage is None:
+            raise NotFound(f"There is no webhook {webhook_id}.")
+        return usage
+
+    async def last_error(self, who: Principal, webhook_id: int) -> str | None:
+        return (await self.usage(who, webhook_id)).last_error
+
+    async def test(self, who: Principal, carrier: WebhookIn) -> TestResult:
+        """POST /Webhook/Test: send the test event, store nothing."""
+        try:
+            carrier.check_target(KNOWN_TYPES)
+        except ValidationError as exc:
+            return TestResult(success=False, message=exc.message)
+        if carrier.Type == CRMSCRIPT_TYPE:
+            try:
+                await self._check_script(who, carrier.TargetUrl)
+            except ValidationError as exc:
+                return TestResult(success=False, message=exc.message)
+            return TestResult(success=True, message=f"script {carrier.TargetUrl!r} compiles")
+        return await test_target(self.sender, **self._target_args(who, carrier))
+
+    async def _verify(self, who: Principal, carrier: WebhookIn) -> None:
+        """§5: a Stopped webhook needs only a well-formed URL; an Active one must answer."""
+        if carrier.Type == CRMSCRIPT_TYPE:
+            await self._check_script(who, carrier.TargetUrl)
+        elif carrier.State is State.Active:
+            await verify_target(self.sender, **self._target_args(who, carrier))
+
+    async def _check_script(self, who: Principal, include_id: str) -> None:
+        raise VerificationFailed(
+            f"There is no CRMScript with IncludeId {include_id!r} in tenant {who.tenant}."
+        )
+
+    def _target_args(self, who: Principal, carrier: WebhookIn) -> dict[str, Any]:
+        return {
+            "url": carrier.TargetUrl, "secret": carrier.Secret, "name": carrier.Name,
+            "headers": carrier.Headers, "properties": carrier.Properties,
+            "tenant": who.tenant, "associate_id": who.associate_id, "settings": self.settings,
+        }

@@ -1,0 +1,99 @@
+"""Settings from HOOKCAST_* environment variables and an optional TOML file.
+
+Every number the contract calls "a setting" lives here, so tests can shorten delays by
+building a `Settings(...)` instead of patching modules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ._version import __version__
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split(value: Any) -> Any:
+    """Accept "a,b" (environment) as well as a real list (TOML, code)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKCAST_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./hookcast.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Target guard and TLS (§5, §7)
+    ca_bundle: str | None = None
+    allow_targets: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+
+    # Delivery (§6)
+    retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [1.0, 4.0])
+    cycles: int = Field(default=3, ge=1, le=100)
+    cycle_delay: float = Field(default=60.0, ge=0)
+    attempt_timeout: float = Field(default=10.0, gt=0, le=300)
+    lease: float = Field(default=30.0, gt=0)
+    max_consecutive_errors: int = Field(default=9, ge=1)
+    standard_webhooks: bool = True
+    user_agent: str = f"hookcast/{__version__}"
+    max_response_bytes: int = 64 * 1024
+    max_connections_per_host: int = Field(default=32, ge=1)
+    concurrency: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=100, ge=1)
+    retention_days: float = Field(default=7.0, ge=0)
+
+    # API limits (§7)
+    max_body_bytes: int = 1024 * 1024
+
+    # ErrorsEmail (§6)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "hookcast@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+
+    @field_validator("allow_targets", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        return [ipaddress.ip_network(v, strict=False) for v in _split(value)]
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: Any) -> Any:
+        delays = [float(v) for v in _split(value)]
+        if any(d < 0 for d in delays):
+            raise ValueError("retry delays must not be negative")
+        return delays
+
+    @property
+    def attempts_per_cycle(self) -> int:
+        """A cycle is the first attempt plus one attempt after each retry delay."""
+        return len(self.retry_delays) + 1
+
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, **_: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments beat the environment, which beats the optional TOML file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml := os.environ.get("HOOKCAST_CONFIG"):
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        return tuple(sources)

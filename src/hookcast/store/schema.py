@@ -1,0 +1,142 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in `migrations/` create it.
+
+Times are stored as UTC epoch seconds (float): the queue compares them on every claim,
+and numbers compare the same way on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# Auto-increment ids that are BIGINT on PostgreSQL but INTEGER (rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+associates = Table(
+    "associates",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("associate_id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(255), nullable=False),
+    Column("full_name", String(255), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(255), nullable=False),
+    Column("associate_id", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown in listings; the key itself is not kept
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(255), nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("events", Text, nullable=False),  # JSON array, order kept
+    Column("target_url", String(2048), nullable=False),
+    Column("secret", String(256)),
+    Column("state", SmallInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("headers", Text),  # JSON object or NULL
+    Column("properties", Text),  # JSON object or NULL
+    Column("errors_email", String(320)),
+    Column("registered_at", Float, nullable=False),
+    Column("registered_associate_id", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_associate_id", Integer, nullable=False),
+    # Usage counters (§6), updated with every batch of outcomes.
+    Column("total_calls", BigInteger, nullable=False, server_default="0"),
+    Column("total_errors", BigInteger, nullable=False, server_default="0"),
+    Column("consecutive_errors", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("last_error_at", Float),
+    Column("last_success_at", Float),
+    Column("last_event_id", String(36)),
+)
+
+# The matching index (§6): (tenant, event) -> webhook ids, never a scan of all webhooks.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("event", String(128), primary_key=True),
+    Column(
+        "webhook_id", Id, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("primary_key", BigInteger, nullable=False),
+    Column("associate_id", Integer, nullable=False),
+    Column("occurred_at", String(32), nullable=False),  # the payload Timestamp text
+    Column("changes", Text),  # JSON array of field names
+    Column("change_values", Text),  # JSON object: new values, for script hooks
+    Column("row_values", Text),  # JSON object: ids of a deleted row
+    Column("field_values", Text),  # JSON object
+    Column("created_at", Float, nullable=False),
+)
+
+# One row per (event, webhook). status: 0 pending, 1 delivered, 2 given up.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook_id", Id, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("uid", String(36), nullable=False),  # webhook-id header: stable across attempts
+    Column("status", SmallInteger, nullable=False, server_default="0"),
+    Column("cycle", SmallInteger, nullable=False, server_default="0"),
+    Column("attempt", SmallInteger, nullable=False, server_default="0"),
+    Column("event_uuid", String(36), nullable=False),  # EventId of the current cycle
+    Column("next_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Index("ix_deliveries_due", "status", "next_at"),
+    Index("ix_deliveries_webhook", "webhook_id", "status"),
+    Index("ix_deliveries_event", "event_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook_id", Id, nullable=False),
+    Column("event_uuid", String(36), nullable=False),
+    Column("cycle", SmallInteger, nullable=False),
+    Column("attempt", SmallInteger, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("ok", SmallInteger, nullable=False),
+    Column("http_status", SmallInteger),
+    Column("latency_ms", Float, nullable=False),
+    Column("error", Text),
+    Column("output", Text),  # crmscript output
+    Index("ix_attempts_webhook", "webhook_id", "id"),
+)

@@ -1,0 +1,149 @@
+"""The test event (§4) and the registration checks of a `webhook` target (§5)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import yarl
+
+from .dispatch.http import AttemptResult, HttpSender
+from .errors import TargetRefused, ValidationError, VerificationFailed
+from .guard import TargetGuard, check_target_url
+from .payload import build_body, build_headers, format_timestamp
+from .settings import Settings
+
+__all__ = ["TestResult", "test_target", "verify_target"]
+
+TEST_EVENT = "test"
+PREFIX = "TargetUrl verification failed: "
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    __test__ = False  # not a pytest test class, despite the name
+
+    success: bool
+    message: str
+
+
+async def _post_test_event(
+    sender: HttpSender,
+    *,
+    url: str,
+    secret: str | None,
+    name: str,
+    headers: dict[str, str] | None,
+    properties: dict[str, Any] | None,
+    tenant: str,
+    associate_id: int,
+    settings: Settings,
+) -> AttemptResult:
+    event_id = str(uuid.uuid4())
+    body = build_body(
+        event_id=event_id,
+        timestamp=format_timestamp(datetime.now(timezone.utc)),
+        changes=[],
+        event=TEST_EVENT,
+        primary_key=0,
+        entity=TEST_EVENT,
+        tenant=tenant,
+        associate_id=associate_id,
+        webhook_name=name,
+        properties=properties,
+    )
+    request_headers = build_headers(
+        event_header=TEST_EVENT,
+        event_id=event_id,
+        retry=0,
+        body=body,
+        secret=secret,
+        delivery_id=str(uuid.uuid4()),  # a test is its own delivery
+        timestamp=int(time.time()),
+        custom=headers,
+        user_agent=settings.user_agent,
+        standard_webhooks=settings.standard_webhooks,
+        test=True,
+    )
+    return await sender.send(url, body, request_headers, timeout=settings.attempt_timeout)
+
+
+async def test_target(
+    sender: HttpSender,
+    *,
+    url: str,
+    secret: str | None,
+    name: str,
+    headers: dict[str, str] | None,
+    properties: dict[str, Any] | None,
+    tenant: str,
+    associate_id: int,
+    settings: Settings,
+) -> TestResult:
+    """Send the test event once (Webhook/Test); the answer or the error is the Message."""
+    try:
+        check_target_url(url)
+    except ValidationError as exc:
+        return TestResult(False, exc.message)
+    result = await _post_test_event(
+        sender, url=url, secret=secret, name=name, headers=headers, properties=properties,
+        tenant=tenant, associate_id=associate_id, settings=settings,
+    )
+    return TestResult(result.ok, result.response_excerpt or result.error or "")
+
+
+test_target.__test__ = False  # type: ignore[attr-defined]  # pytest must not collect it
+
+
+async def verify_target(
+    sender: HttpSender,
+    *,
+    url: str,
+    secret: str | None,
+    name: str,
+    headers: dict[str, str] | None,
+    properties: dict[str, Any] | None,
+    tenant: str,
+    associate_id: int,
+    settings: Settings,
+) -> None:
+    """Raise VerificationFailed (TargetRefused for the guard) unless the target passes §5."""
+    try:
+        check_target_url(url)
+    except ValidationError as exc:
+        raise VerificationFailed(PREFIX + exc.message) from None
+    await _check_addresses(url, TargetGuard(settings.allow_targets))
+    result = await _post_test_event(
+        sender, url=url, secret=secret, name=name, headers=headers, properties=properties,
+        tenant=tenant, associate_id=associate_id, settings=settings,
+    )
+    if result.ok:
+        return
+    if result.status is None or 300 <= result.status < 400:
+        raise VerificationFailed(PREFIX + (result.error or "no answer"))
+    said = result.body[:200].decode("utf-8", "replace").strip()
+    raise VerificationFailed(
+        f"{PREFIX}the target answered {result.error}" + (f": {said}" if said else "")
+    )
+
+
+async def _check_addresses(url: str, guard: TargetGuard) -> None:
+    # §5 asks that the host resolve ONLY to allowed addresses; deliveries later merely skip
+    # refused ones, but a name with a private address in its answer is not registered.
+    parsed = yarl.URL(url)
+    host = parsed.raw_host or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parsed.port, type=socket.SOCK_STREAM
+        )
+    except socket.gaierror as exc:
+        raise VerificationFailed(f"{PREFIX}the host {host} could not be resolved ({exc.strerror})")
+    for *_, sockaddr in infos:
+        reason = guard.refusal(str(sockaddr[0]))
+        if reason is not None:
+            raise TargetRefused(f"{PREFIX}{reason}")
