@@ -205,11 +205,7 @@ class _Builder(Transformer):
         mid = rest[1:-1]
         cond = update = None
         for x in mid:
-            if isinstance(x, (ast.ExprStmt, ast.Assign, ast.IncDec)) and cond is not None or (
-                isinstance(x, (ast.Assign, ast.IncDec))
-            ):
-                update = x
-            elif isinstance(x, ast.ExprStmt):
+            if isinstance(x, (ast.ExprStmt, ast.Assign, ast.IncDec)):
                 update = x
             else:
                 cond = x
