@@ -300,7 +300,8 @@ def test_body_over_one_mebibyte_is_413(api: Api) -> None:
 
 def test_unknown_route_and_bad_id(api: Api) -> None:
     assert_error(api.get("/api/v1/Nothing"), 404, "NotFound")
-    assert_error(api.get("/api/v1/Webhook/abc"), 400, "ValidationError", "webhookId")
+    assert_error(api.get("/api/v1/Webhook/abc"), 404, "NotFound")
+    assert_error(api.put("/api/v1/Webhook/default", json={}), 405, "MethodNotAllowed")
 
 
 def test_openapi_and_docs(api: Api) -> None:

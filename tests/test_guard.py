@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookcast.dispatch.http import HttpSender
 from hookcast.errors import TargetRefused, ValidationError
-from hookcast.guard import TargetGuard, check_target_url, make_ssl_context
+from hookcast.guard import GuardedResolver, TargetGuard, check_target_url, make_ssl_context
 from hookcast.settings import Settings
 
 ALLOWED = [
@@ -137,6 +139,40 @@ def test_ssl_context_verifies_with_modern_tls(ca_bundle_path: str) -> None:
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     with pytest.raises(ValueError, match="HOOKCAST_CA_BUNDLE"):
         make_ssl_context("/nonexistent/ca.pem")
+
+
+class FixedAnswer(AbstractResolver):
+    """A DNS answer we choose: the resolver under test filters it."""
+
+    def __init__(self, *hosts: str) -> None:
+        self.hosts = hosts
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=ip, port=port, family=socket.AF_INET, proto=0,
+                          flags=0)
+            for ip in self.hosts
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_resolver_keeps_only_allowed_addresses_of_a_mixed_answer() -> None:
+    resolver = GuardedResolver(TargetGuard(), FixedAnswer("10.0.0.5", "8.8.8.8", "127.0.0.1"))
+    assert [r["host"] for r in await resolver.resolve("mixed.example", 443)] == ["8.8.8.8"]
+
+
+async def test_resolver_refuses_an_answer_with_only_refused_addresses() -> None:
+    resolver = GuardedResolver(TargetGuard(), FixedAnswer("10.0.0.5", "169.254.169.254"))
+    with pytest.raises(TargetRefused) as refused:
+        await resolver.resolve("rebound.example", 443)
+    assert refused.value.message.startswith(
+        "rebound.example resolves only to refused addresses: 10.0.0.5 is a private address"
+    )
+    assert isinstance(refused.value, OSError)  # so aiohttp fails the connect cleanly
 
 
 # -- enforced on the address actually connected to ----------------------------------------------

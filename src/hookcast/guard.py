@@ -170,7 +170,6 @@ def check_target_url(url: str) -> None:
         raise ValidationError("TargetUrl must not contain whitespace or control characters")
     try:
         parsed = yarl.URL(url)
-        parsed.port  # noqa: B018 - yarl validates the port lazily
     except ValueError as exc:
         raise ValidationError(f"TargetUrl is not a valid URL: {exc}") from None
     if not parsed.scheme:

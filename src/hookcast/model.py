@@ -68,6 +68,11 @@ RESERVED_HEADER_PREFIXES = ("x-superoffice-", "webhook-")
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_HEADER_VALUE = 4096
 DEFAULT_EVENTS = ["contact.created", "contact.deleted"]
+MAX_ID = 2**53 - 1  # ids stay exact in every JSON client (JavaScript numbers)
+# The schema states the rules too (for OpenAPI clients); the validator gives the clear message.
+EventName = Annotated[
+    StrictStr, WithJsonSchema({"type": "string", "pattern": EVENT_NAME.pattern, "maxLength": 128})
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +139,9 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    WebhookId: StrictInt = 0
+    WebhookId: StrictInt = Field(default=0, ge=0, le=MAX_ID)
     Name: StrictStr = Field(min_length=1, max_length=255)
-    Events: list[StrictStr] = Field(min_length=1, max_length=100)
+    Events: list[EventName] = Field(min_length=1, max_length=100)
     TargetUrl: StrictStr = Field(max_length=2048)
     Secret: StrictStr | None = Field(default=None, max_length=256)
     State: Annotated[
@@ -216,7 +221,11 @@ class WebhookIn(BaseModel):
             # .NET receivers bind JSON case-insensitively, so a case variant still collides.
             if key.lower() in reserved:
                 raise ValueError(f"property {key!r} collides with the payload field of that name")
-        if len(orjson.dumps(value)) > MAX_PROPERTIES_BYTES:
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+            raise ValueError(f"Properties cannot be stored as JSON: {exc}") from None
+        if size > MAX_PROPERTIES_BYTES:
             raise ValueError("Properties are over 16 KiB when serialized")
         return value
 

@@ -124,7 +124,8 @@ async def verify_target(
     )
     if result.ok:
         return
-    if result.status is None or 300 <= result.status < 400:
+    if not result.response_excerpt or 300 <= (result.status or 0) < 400:
+        # No complete answer (network, TLS, timeout), or a redirect: the error says it all.
         raise VerificationFailed(PREFIX + (result.error or "no answer"))
     said = result.body[:200].decode("utf-8", "replace").strip()
     raise VerificationFailed(
@@ -142,7 +143,9 @@ async def _check_addresses(url: str, guard: TargetGuard) -> None:
             host, parsed.port, type=socket.SOCK_STREAM
         )
     except socket.gaierror as exc:
-        raise VerificationFailed(f"{PREFIX}the host {host} could not be resolved ({exc.strerror})")
+        raise VerificationFailed(
+            f"{PREFIX}the host {host} could not be resolved ({exc.strerror})"
+        ) from None
     for *_, sockaddr in infos:
         reason = guard.refusal(str(sockaddr[0]))
         if reason is not None:

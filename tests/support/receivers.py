@@ -59,6 +59,7 @@ class Receiver:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
+        self._transports: set[asyncio.Transport] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -97,6 +98,12 @@ class Receiver:
         assert self._stopping is not None and self._runner is not None
         self._stopping.set()  # release handlers still in their delay
         await self._runner.cleanup()
+        # Keep-alive connections a client still holds: close their sockets now, not at
+        # garbage collection after this loop is gone (ResourceWarning).
+        for transport in self._transports:
+            transport.abort()
+        self._transports.clear()
+        await asyncio.sleep(0)  # let the aborts' connection_lost callbacks run
 
     # -- behaviour and records --------------------------------------------------------------
 
@@ -135,6 +142,8 @@ class Receiver:
         return self.requests
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            self._transports.add(request.transport)
         body = await request.read()
         recorded = RecordedRequest(
             method=request.method,

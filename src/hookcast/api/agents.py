@@ -6,25 +6,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from ..errors import ValidationError
-from ..model import WebhookOut, WebhookWithLinks, default_carrier, webhook_out
-from .webhooks import ERRORS, Caller, CarrierBody, TestResponse, registry, with_links
+from ..model import MAX_ID, WebhookOut, WebhookWithLinks, default_carrier, webhook_out
+from .webhooks import ERRORS, STATE_NAMES, Caller, CarrierBody, TestResponse, registry, with_links
 
 router = APIRouter(prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS)
 
 
 class WebhookIdBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    WebhookId: int | None = None
+    WebhookId: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class Filters(BaseModel):
     model_config = ConfigDict(extra="ignore")
     NameFilter: str | None = None
     EventFilter: str | None = None
-    StatusFilter: str | int | None = None
+    StatusFilter: StrictStr | StrictInt | None = Field(default=None, json_schema_extra={"enum": [
+        *STATE_NAMES, 0, 1, 2, 3]})
 
 
 def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:
@@ -34,7 +35,7 @@ def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:
     return webhook_id
 
 
-WebhookIdQuery = Annotated[int | None, Query()]
+WebhookIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 OptionalIdBody = Annotated[WebhookIdBody | None, Body()]
 
 
@@ -68,8 +69,8 @@ async def delete_webhook(request: Request, who: Caller, webhookId: WebhookIdQuer
 @router.post("/GetAllWebhooks", summary="The caller's webhooks, optionally filtered",
              response_model=list[WebhookOut])
 async def get_all(request: Request, who: Caller,
-                  body: Annotated[Filters | None, Body()] = None) -> list[dict[str, Any]]:
-    f = body or Filters()
+                  body: Annotated[Filters, Body()]) -> list[dict[str, Any]]:
+    f = body
     hooks = await registry(request).list(who, name=f.NameFilter, event=f.EventFilter,
                                          state=f.StatusFilter)
     return [webhook_out(h) for h in hooks]

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import HookcastError
 
@@ -39,6 +40,15 @@ def _describe(err: dict[str, Any]) -> dict[str, Any]:
     return {"Field": ".".join(loc) or "body", "Message": err.get("msg", "").removeprefix("Value error, ")}
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HookcastError)
     async def _hookcast(_: Request, exc: HookcastError) -> JSONResponse:
@@ -56,12 +66,18 @@ def install(app: FastAPI) -> None:
         return error_response(400, f"{first['Field']}: {first['Message']}{more}", "ValidationError", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = "There is no such resource."
+        elif exc.status_code == 405:
+            # Starlette names only the first route that matched the path; list them all.
+            allowed = _allowed_methods(request)
+            message = f"{request.method} is not allowed here; use {', '.join(allowed)}."
+            headers = {"Allow": ", ".join(allowed)}
         return error_response(exc.status_code, message, _STATUS_TYPES.get(exc.status_code, "Error"),
-                              headers=getattr(exc, "headers", None))
+                              headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from ..model import (
+    MAX_ID,
     Principal,
     Webhook,
     WebhookIn,
@@ -26,6 +27,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 router = APIRouter(prefix="/api/v1/Webhook", tags=["Webhook"], responses=ERRORS)
 Caller = Annotated[Principal, Depends(principal)]
+WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The WebhookId")]
+STATE_NAMES = ["Unknown", "Active", "Stopped", "TooManyErrors"]
 CarrierBody = Annotated[WebhookIn, Body(description="A webhook carrier (§1).")]
 
 
@@ -63,7 +66,9 @@ async def list_webhooks(
     request: Request, who: Caller,
     nameFilter: Annotated[str | None, Query(description="exact webhook name")] = None,
     eventFilter: Annotated[str | None, Query(description="a subscribed event name")] = None,
-    statusFilter: Annotated[str | None, Query(description="a State name or number; Unknown = all")] = None,
+    statusFilter: Annotated[str | None, Query(
+        description="a State name (any case) or number; Unknown = all",
+        json_schema_extra={"enum": ["", *STATE_NAMES, "0", "1", "2", "3"]})] = None,
 ) -> list[dict[str, Any]]:
     hooks = await registry(request).list(who, name=nameFilter, event=eventFilter, state=statusFilter)
     return [webhook_out(h) for h in hooks]
@@ -83,16 +88,16 @@ async def test_webhook(request: Request, who: Caller, body: CarrierBody) -> Test
     return TestResponse(Success=result.success, Message=result.message)
 
 
-@router.get("/{webhookId}", summary="One webhook",
+@router.get("/{webhookId:int}", summary="One webhook",
     response_model=WebhookWithLinks)
-async def get_webhook(request: Request, who: Caller, webhookId: int) -> dict[str, Any]:
+async def get_webhook(request: Request, who: Caller, webhookId: WebhookIdPath) -> dict[str, Any]:
     return with_links(request, await registry(request).get(who, webhookId))
 
 
-@router.put("/{webhookId}", summary="Replace the writable fields",
+@router.put("/{webhookId:int}", summary="Replace the writable fields",
     response_model=WebhookWithLinks)
 async def put_webhook(
-    request: Request, who: Caller, webhookId: int, body: CarrierBody,
+    request: Request, who: Caller, webhookId: WebhookIdPath, body: CarrierBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     hook = await registry(request).replace(who, webhookId, body, if_unmodified_since)
@@ -117,11 +122,11 @@ _PATCH_MEDIA_TYPES = {"requestBody": {"content": {
 }}}
 
 
-@router.patch("/{webhookId}", summary="JSON Patch (array) or JSON Merge Patch (object)",
+@router.patch("/{webhookId:int}", summary="JSON Patch (array) or JSON Merge Patch (object)",
     response_model=WebhookWithLinks,
               openapi_extra=_PATCH_MEDIA_TYPES)
 async def patch_webhook(
-    request: Request, who: Caller, webhookId: int, body: PatchBody,
+    request: Request, who: Caller, webhookId: WebhookIdPath, body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -130,24 +135,24 @@ async def patch_webhook(
     return with_links(request, hook)
 
 
-@router.delete("/{webhookId}", status_code=204, response_class=Response,
+@router.delete("/{webhookId:int}", status_code=204, response_class=Response,
                summary="Delete a webhook and drop its pending deliveries")
 async def delete_webhook(
-    request: Request, who: Caller, webhookId: int,
+    request: Request, who: Caller, webhookId: WebhookIdPath,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> Response:
     await registry(request).delete(who, webhookId, if_unmodified_since)
     return Response(status_code=204)
 
 
-@router.get("/{webhookId}/LastError", summary="The most recent delivery error, or null")
-async def last_error(request: Request, who: Caller, webhookId: int) -> str | None:
+@router.get("/{webhookId:int}/LastError", summary="The most recent delivery error, or null")
+async def last_error(request: Request, who: Caller, webhookId: WebhookIdPath) -> str | None:
     return await registry(request).last_error(who, webhookId)
 
 
-@router.get("/{webhookId}/Usage", summary="hookcast addition: delivery counters",
+@router.get("/{webhookId:int}/Usage", summary="hookcast addition: delivery counters",
             response_model=UsageOut)
-async def usage(request: Request, who: Caller, webhookId: int) -> UsageOut:
+async def usage(request: Request, who: Caller, webhookId: WebhookIdPath) -> UsageOut:
     u = await registry(request).usage(who, webhookId)
     return UsageOut(
         total_calls=u.total_calls, total_errors=u.total_errors,

@@ -142,7 +142,10 @@ def _answered(resp: aiohttp.ClientResponse, content: bytes, latency_ms: float) -
         "utf-8", "replace"
     )
     if 200 <= status < 300:
-        return AttemptResult(True, status, None, latency_ms, excerpt, body=content)
+        return AttemptResult(
+            ok=True, status=status, error=None, latency_ms=latency_ms,
+            response_excerpt=excerpt, body=content,
+        )
     if 300 <= status < 400:
         location = resp.headers.get("Location")
         where = f" to {location}" if location else " without a Location header"
@@ -153,7 +156,8 @@ def _answered(resp: aiohttp.ClientResponse, content: bytes, latency_ms: float) -
     if status in (429, 503) and (value := resp.headers.get("Retry-After")):
         retry_after = parse_retry_after(value)
     return AttemptResult(
-        False, status, error, latency_ms, excerpt, retry_after, status == 410, content
+        ok=False, status=status, error=error, latency_ms=latency_ms, response_excerpt=excerpt,
+        retry_after=retry_after, gone=status == 410, body=content,
     )
 
 
@@ -177,7 +181,7 @@ def describe_error(exc: BaseException) -> str:
         cert_error = exc.certificate_error
         reason = getattr(cert_error, "verify_message", None) or str(cert_error)
         return f"TLS certificate verification failed: {reason}"
-    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+    if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS handshake failed: {_ssl_reason(exc)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         cause = exc.os_error
@@ -191,7 +195,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the target closed the connection without answering"
     if isinstance(exc, aiohttp.InvalidURL):
-        return f"invalid URL: {exc.url}"
+        return f"invalid URL: {exc}"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"invalid HTTP answer: {exc.message}"
     if isinstance(exc, aiohttp.ClientPayloadError):

@@ -1,0 +1,68 @@
+"""Tables of built-in signatures, filled by the modules of this package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..types import Ty, parse_ty
+
+
+@dataclass(slots=True)
+class Sig:
+    name: str
+    params: tuple[Ty, ...]
+    ret: Ty
+    impl: Callable[..., Any]
+    ctx: bool = False  # impl takes the run Context first
+    mutates: bool = False  # value-type receiver: impl returns (new receiver value, result)
+
+
+METHODS: dict[str, dict[str, list[Sig]]] = {}
+CTORS: dict[str, list[Sig]] = {}
+FUNCS: dict[str, list[Sig]] = {}
+
+# Real CRMScript global functions outside the subset (§13) → UnsupportedFeature.
+UNSUPPORTED_FUNCS = frozenset(
+    (
+        "getEventData getActiveUser getCgiVariable getCgiVariables getCgiVariableNames getCgiContent "
+        "setCookie getCookie setParserVariable runProgram executeSQLQuery executeScript getEnvVariable "
+        "sendMail sendEmail sendSms getHtmlElement getScreen getCurrentUser getDatabaseConnection "
+        "addHtmlElement getParserVariable setEnvVariable"
+    ).split()
+)
+
+
+def _params(spec: str) -> tuple[Ty, ...]:
+    return tuple(parse_ty(p.strip()) for p in spec.split(",") if p.strip())
+
+
+def method(tname: str, mname: str, params: str, ret: str, *, ctx: bool = False, mutates: bool = False):
+    def deco(fn):
+        METHODS.setdefault(tname, {}).setdefault(mname, []).append(
+            Sig(mname, _params(params), parse_ty(ret), fn, ctx, mutates)
+        )
+        return fn
+
+    return deco
+
+
+def ctor(tname: str, params: str, *, ctx: bool = False):
+    def deco(fn):
+        CTORS.setdefault(tname, []).append(Sig(tname, _params(params), parse_ty(tname), fn, ctx))
+        return fn
+
+    return deco
+
+
+def func(name: str, params: str, ret: str, *, ctx: bool = False):
+    def deco(fn):
+        FUNCS.setdefault(name, []).append(Sig(name, _params(params), parse_ty(ret), fn, ctx))
+        return fn
+
+    return deco
+
+
+def simple(tname: str, mname: str, params: str, ret: str, fn: Callable[..., Any]) -> None:
+    method(tname, mname, params, ret)(fn)

@@ -1,0 +1,173 @@
+"""String constructors and methods (§11.4)."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import quote, unquote_plus
+
+from ..errors import IndexOutOfRange, ScriptRuntimeError
+from ..values import NULL_STR, NullInt, NullStr, str_to_float, str_to_int, str_to_long
+from .registry import ctor, method, simple
+from .safe_regex import search as regex_search
+
+S = "String"
+
+ctor(S, "String")(lambda v: str(v))
+
+
+@ctor(S, "Byte[]", ctx=True)
+def _from_bytes(ctx, b):
+    return ctx.check_string(bytes(b).decode("latin-1"))
+
+
+simple(S, "getLength", "", "Integer", len)
+simple(S, "toUpper", "", S, lambda s: s.upper())
+simple(S, "toLower", "", S, lambda s: s.lower())
+simple(S, "equals", S, "Bool", lambda s, o: s == o)
+simple(S, "equalsIgnoreCase", S, "Bool", lambda s, o: s.lower() == o.lower())
+
+
+def _cmp(a: str, b: str) -> int:
+    return (a > b) - (a < b)
+
+
+simple(S, "compare", S, "Integer", _cmp)
+simple(S, "caseCompare", S, "Integer", lambda s, o: _cmp(s.lower(), o.lower()))
+simple(S, "beginsWith", S, "Bool", lambda s, p: s.startswith(p))
+simple(S, "endsWith", S, "Bool", lambda s, p: s.endswith(p))
+simple(S, "caseBeginsWith", S, "Bool", lambda s, p: s.lower().startswith(p.lower()))
+simple(S, "caseEndsWith", S, "Bool", lambda s, p: s.lower().endswith(p.lower()))
+simple(S, "find", S, "Integer", lambda s, p: s.find(p))
+simple(S, "findCase", S, "Integer", lambda s, p: s.lower().find(p.lower()))
+simple(S, "findLast", S, "Integer", lambda s, p: s.rfind(p))
+
+
+@method(S, "subString", "Integer,Integer", S)
+def _substring(s: str, pos: int, n: int) -> str:
+    if pos < 0 or pos > len(s):
+        raise IndexOutOfRange(f"subString start {pos} outside 0..{len(s)}")
+    if n < 0:
+        return ""
+    return s[pos : pos + n]
+
+
+@method(S, "substitute", "String,String", S, ctx=True)
+def _substitute(ctx, s: str, old: str, new: str) -> str:
+    if not old:
+        return str(s)
+    if len(new) > len(old):
+        n = s.count(old)
+        size = len(s) + n * (len(new) - len(old))
+        if size > ctx.max_string:
+            raise ctx.string_too_long(size)
+    return s.replace(old, new)
+
+
+@method(S, "split", S, "String[]", ctx=True)
+def _split(ctx, s: str, delim: str) -> list[str]:
+    if not delim:
+        raise ScriptRuntimeError("split delimiter is empty")
+    parts = s.split(delim)
+    ctx.check_array(len(parts))
+    return parts
+
+
+def _before(s: str, p: str) -> str:
+    i = s.find(p)
+    return s if i < 0 else s[:i]
+
+
+def _after(s: str, p: str) -> str:
+    i = s.find(p)
+    return "" if i < 0 else s[i + len(p) :]
+
+
+def _before_last(s: str, p: str) -> str:
+    i = s.rfind(p)
+    return s if i < 0 else s[:i]
+
+
+def _after_last(s: str, p: str) -> str:
+    i = s.rfind(p)
+    return "" if i < 0 else s[i + len(p) :]
+
+
+simple(S, "until", S, S, _before)
+simple(S, "before", S, S, _before)
+simple(S, "after", S, S, _after)
+simple(S, "beforeLast", S, S, _before_last)
+simple(S, "afterLast", S, S, _after_last)
+simple(S, "stripLeading", S, S, lambda s, cs: s.lstrip(cs) if cs else str(s))
+simple(S, "stripTrailing", S, S, lambda s, cs: s.rstrip(cs) if cs else str(s))
+simple(S, "stripLeadingAndTrailing", S, S, lambda s, cs: s.strip(cs) if cs else str(s))
+
+
+@method(S, "append", S, "Void", ctx=True, mutates=True)
+def _append(ctx, s: str, t: str):
+    r = s + t
+    if len(r) > ctx.max_string:
+        raise ctx.string_too_long(len(r))
+    return r, None
+
+
+simple(S, "isEmpty", "", "Bool", lambda s: not s)
+simple(S, "isNull", "", "Bool", lambda s: type(s) is NullStr)
+simple(S, "toInteger", "", "Integer", str_to_int)
+simple(S, "toLong", "", "Long", str_to_long)
+simple(S, "isNumber", "", "Bool", lambda s: type(str_to_int(s)) is not NullInt)
+simple(S, "toFloat", "", "Float", str_to_float)
+simple(S, "toBool", "", "Bool", lambda s: s == "1" or s.lower() == "true")
+
+_DIGITS = frozenset("0123456789")
+simple(S, "isDigit", "", "Bool", lambda s: bool(s) and all(c in _DIGITS for c in s))
+simple(S, "isAlpha", "", "Bool", lambda s: s.isalpha())
+simple(S, "isAlphanumeric", "", "Bool", lambda s: s.isalnum())
+simple(S, "isLower", "", "Bool", lambda s: bool(s) and all(c.islower() for c in s))
+simple(S, "isUpper", "", "Bool", lambda s: bool(s) and all(c.isupper() for c in s))
+
+# ---- extended
+
+
+@method(S, "regexp", S, "String[]")
+def _regexp(s: str, pattern: str) -> list[str]:
+    m = regex_search(pattern, s)
+    if m is None:
+        return []
+    return [m.group(0)] + [g if g is not None else "" for g in m.groups()]
+
+
+@method(S, "getWord", "Integer", S)
+def _get_word(s: str, n: int) -> str:
+    words = s.split()
+    return words[n] if 0 <= n < len(words) else ""
+
+
+simple(S, "toByteArray", "", "Byte[]", lambda s: bytearray(s.encode("latin-1", errors="replace")))
+
+
+@method(S, "utf8Encode", "", S)
+def _utf8_encode(s: str) -> str:
+    return s.encode("utf-8", errors="replace").decode("latin-1")
+
+
+@method(S, "utf8Decode", "", S)
+def _utf8_decode(s: str) -> str:
+    try:
+        raw = s.encode("latin-1")
+    except UnicodeEncodeError:
+        return str(s)
+    return raw.decode("utf-8", errors="replace")
+
+
+simple(S, "urlEncode", "", S, lambda s: quote(s, safe="-_.~"))
+simple(S, "urlDecode", "", S, lambda s: unquote_plus(s))
+simple(S, "htmlEncode", "", S, lambda s: html.escape(s, quote=True))
+simple(S, "htmlDecode", "", S, lambda s: html.unescape(s))
+
+_XML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+_XML_TABLE = str.maketrans(_XML)
+simple(S, "xmlEncode", "", S, lambda s: s.translate(_XML_TABLE))
+simple(S, "xmlDecode", "", S, lambda s: html.unescape(s))
+simple(S, "keepChars", S, S, lambda s, keep: "".join(c for c in s if c in keep))
+
+__all__ = ["NULL_STR"]

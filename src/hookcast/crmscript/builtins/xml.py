@@ -1,0 +1,214 @@
+"""XMLNode trees and parseJSON (§11.7)."""
+
+from __future__ import annotations
+
+import json
+from json.encoder import encode_basestring
+
+from ..errors import ScriptRuntimeError
+from ..values import NULL_STR
+from .registry import ctor, func, method, simple
+
+
+class XNode:
+    __slots__ = ("name", "text", "params", "children")
+
+    def __init__(self, name: str = "", text: str = "", params: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.text = text
+        self.params: dict[str, str] = params if params is not None else {}
+        self.children: list[XNode] = []
+
+
+class _Num(str):
+    """A JSON number, kept exactly as written."""
+
+
+def _bad_constant(name: str):
+    raise ValueError(f"unexpected {name}")
+
+
+def _pairs(pairs):
+    return ("obj", pairs)
+
+
+def _build(name: str, v) -> XNode:
+    if isinstance(v, tuple):
+        n = XNode(name, "", {"type": "object"})
+        n.children = [_build(k, x) for k, x in v[1]]
+    elif isinstance(v, list):
+        n = XNode(name, "", {"type": "array"})
+        n.children = [_build("item", x) for x in v]
+    elif isinstance(v, _Num):
+        n = XNode(name, str(v), {"type": "number"})
+    elif isinstance(v, str):
+        n = XNode(name, v, {"type": "string"})
+    elif v is True or v is False:
+        n = XNode(name, "true" if v else "false", {"type": "bool"})
+    else:
+        n = XNode(name, "null", {"type": "null"})
+    return n
+
+
+def parse_json(text: str) -> XNode:
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_pairs, parse_float=_Num, parse_int=_Num, parse_constant=_bad_constant
+        )
+        return _build("root", data)
+    except RecursionError:
+        raise ScriptRuntimeError("invalid JSON: nested too deeply") from None
+    except ValueError as e:
+        raise ScriptRuntimeError(f"invalid JSON: {e}") from None
+
+
+func("parseJSON", "String", "XMLNode")(parse_json)
+func("parseJSON2", "String", "XMLNode")(parse_json)
+
+
+def _child(node: XNode, seg: str) -> XNode | None:
+    if seg.isdigit() and seg.isascii():
+        i = int(seg)
+        return node.children[i] if i < len(node.children) else None
+    for c in node.children:
+        if c.name == seg:
+            return c
+    return None
+
+
+def node_from_path(node: XNode, path: str) -> XNode | None:
+    if path == "":
+        return node
+    for seg in path.split("."):
+        node = _child(node, seg)
+        if node is None:
+            return None
+    return node
+
+
+def _text(node: XNode) -> str:
+    return "" if node.params.get("type") in ("object", "array") else node.text
+
+
+@method("XMLNode", "getValueFromPath", "String", "String")
+def _value_from_path(node: XNode, path: str) -> str:
+    n = node_from_path(node, path)
+    return NULL_STR if n is None else _text(n)
+
+
+@method("XMLNode", "getNodeFromPath", "String", "XMLNode")
+def _node_from_path(node: XNode, path: str) -> XNode:
+    n = node_from_path(node, path)
+    return XNode() if n is None else n
+
+
+X = "XMLNode"
+ctor(X, "")(lambda: XNode())
+ctor(X, "String")(lambda name: XNode(name))
+simple(X, "getChildren", "", "XMLNode[]", lambda n: list(n.children))
+simple(X, "getName", "", "String", lambda n: n.name)
+simple(X, "getText", "", "String", lambda n: n.text)
+simple(X, "getParameter", "String", "String", lambda n, k: n.params.get(k, ""))
+
+
+def _set(attr):
+    def setter(ctx, n: XNode, v: str) -> None:
+        ctx.store(v)
+        setattr(n, attr, v)
+
+    return setter
+
+
+method(X, "setName", "String", "Void", ctx=True)(_set("name"))
+method(X, "setText", "String", "Void", ctx=True)(_set("text"))
+
+
+@method(X, "setParameter", "String,String", "Void", ctx=True)
+def _set_param(ctx, n: XNode, k: str, v: str) -> None:
+    ctx.store(v)
+    n.params[k] = v
+
+
+@method(X, "addChild", "XMLNode", "Void", ctx=True)
+def _add_child(ctx, n: XNode, c: XNode) -> None:
+    if c is n:
+        raise ScriptRuntimeError("a node cannot be its own child")
+    ctx.check_array(len(n.children) + 1)
+    ctx.store(c)
+    n.children.append(c)
+
+
+@method(X, "setChildren", "XMLNode[]", "Void")
+def _set_children(n: XNode, cs: list[XNode]) -> None:
+    if any(c is n for c in cs):
+        raise ScriptRuntimeError("a node cannot be its own child")
+    n.children = list(cs)
+
+
+def to_json(node: XNode, indent: int, ctx, top: bool = True) -> str:
+    parts: list[str] = []
+    size = [0]
+    _json(node, max(0, min(indent, 16)), 0, parts, set(), ctx, size)
+    return "".join(parts)
+
+
+def _json(node: XNode, indent: int, level: int, out: list[str], seen: set[int], ctx, size) -> None:
+    if id(node) in seen:
+        raise ScriptRuntimeError("cyclic XMLNode tree")
+    size[0] += 1
+    if size[0] > ctx.max_array:
+        ctx.check_array(size[0])
+    t = node.params.get("type")
+    if t is None:
+        t = "object" if node.children else "string"
+    nl = "\n" + " " * (indent * (level + 1)) if indent else ""
+    end = "\n" + " " * (indent * level) if indent else ""
+    sep = ": " if indent else ":"
+    if t in ("object", "array"):
+        seen.add(id(node))
+        out.append("{" if t == "object" else "[")
+        for i, c in enumerate(node.children):
+            if i:
+                out.append(",")
+            out.append(nl)
+            if t == "object":
+                out.append(encode_basestring(c.name) + sep)
+            _json(c, indent, level + 1, out, seen, ctx, size)
+        if node.children:
+            out.append(end)
+        out.append("}" if t == "object" else "]")
+        seen.discard(id(node))
+    elif t in ("number", "bool", "null"):
+        out.append(node.text or "null")
+    else:
+        out.append(encode_basestring(node.text))
+
+
+method(X, "toJSON", "Integer", "String", ctx=True)(lambda ctx, n, ind: ctx.check_string(to_json(n, ind, ctx)))
+
+
+def _xml(node: XNode, indent: int, level: int, out: list[str], seen: set[int]) -> None:
+    if id(node) in seen:
+        raise ScriptRuntimeError("cyclic XMLNode tree")
+    from xml.sax.saxutils import escape, quoteattr
+
+    pad = " " * (indent * level) if indent else ""
+    nl = "\n" if indent else ""
+    name = node.name or "node"
+    attrs = "".join(f" {k}={quoteattr(v)}" for k, v in node.params.items())
+    if not node.children:
+        out.append(f"{pad}<{name}{attrs}>{escape(node.text)}</{name}>{nl}")
+        return
+    seen.add(id(node))
+    out.append(f"{pad}<{name}{attrs}>{escape(node.text)}{nl}")
+    for c in node.children:
+        _xml(c, indent, level + 1, out, seen)
+    out.append(f"{pad}</{name}>{nl}")
+    seen.discard(id(node))
+
+
+@method(X, "toString", "Integer", "String", ctx=True)
+def _to_string(ctx, n: XNode, indent: int) -> str:
+    out: list[str] = []
+    _xml(n, max(0, min(indent, 16)), 0, out, set())
+    return ctx.check_string("".join(out))

@@ -1,0 +1,679 @@
+"""Expressions: type-checked and turned into closures `f → value` (f is the frame list)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from . import ast
+from .builtins import CTORS, FUNCS, METHODS, UNSUPPORTED_FUNCS, Sig
+from .builtins.http import UNSUPPORTED_METHODS as HTTP_UNSUPPORTED
+from .errors import (
+    CatchableError,
+    DivisionByZero,
+    IndexOutOfRange,
+    LimitExceeded,
+    ScriptError,
+    ScriptNameError,
+    ScriptRuntimeError,
+    ScriptTypeError,
+    UnsupportedFeature,
+)
+from .struct_ops import struct_from_xml, struct_to_json
+from .symbols import FuncInfo, StructInfo
+from .types import BOOL, FLOAT, INT, LONG, STRING, VOID, Ty, assignable, is_numeric
+from .values import wrap32, wrap64
+
+Fn = Callable[[list], Any]
+I32_MIN, I32_MAX = -2147483648, 2147483647
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def annotate(e: ScriptError, line: int, where: str) -> None:
+    if e.line is None:
+        e.line = line
+        e.where = where
+
+
+def _const(v):
+    return lambda f: v
+
+
+def _to_float(fn: Fn) -> Fn:
+    return lambda f: float(fn(f))
+
+
+class ExprCompiler:
+    """Mixin of Compiler: needs self.cur, self.where, self.structs, self.funcs, lookup()."""
+
+    # ------------------------------------------------------------------ helpers
+    def coerce(self, fn: Fn, src: Ty, dst: Ty, node, what: str) -> Fn:
+        if src == dst:
+            return fn
+        if assignable(dst, src):
+            return _to_float(fn)
+        raise ScriptTypeError(f"cannot {what} {src} to {dst}", node.line, node.col)
+
+    def cond(self, node) -> Fn:
+        fn, ty = self.expr(node)
+        if ty != BOOL:
+            raise ScriptTypeError(f"condition must be Bool, not {ty}", node.line, node.col)
+        return fn
+
+    def resolve(self, cands: list, argtys: list[Ty], what: str, node):
+        same = [c for c in cands if len(c.params) == len(argtys)]
+        if not same:
+            n = len(argtys)
+            raise ScriptTypeError(f"{what} takes no {n} argument{'s' if n != 1 else ''}", node.line, node.col)
+        exact = [c for c in same if all(p == a for p, a in zip(c.params, argtys))]
+        if exact:
+            return exact[0]
+        wide = [c for c in same if all(assignable(p, a) for p, a in zip(c.params, argtys))]
+        if len(wide) == 1:
+            return wide[0]
+        shown = ", ".join(str(a) for a in argtys)
+        if not wide:
+            raise ScriptTypeError(f"no overload of {what} accepts ({shown})", node.line, node.col)
+        raise ScriptTypeError(f"ambiguous call of {what} with ({shown})", node.line, node.col)
+
+    def args(self, nodes) -> tuple[list[Fn], list[Ty]]:
+        fns, tys = [], []
+        for a in nodes:
+            fn, ty = self.expr(a)
+            if ty == VOID:
+                raise ScriptTypeError("a Void value cannot be an argument", a.line, a.col)
+            fns.append(fn)
+            tys.append(ty)
+        return fns, tys
+
+    def coerce_args(self, fns: list[Fn], tys: list[Ty], params, node) -> list[Fn]:
+        return [self.coerce(fn, t, p, node, "pass") for fn, t, p in zip(fns, tys, params)]
+
+    # ------------------------------------------------------------------ dispatch
+    def expr(self, node) -> tuple[Fn, Ty]:
+        self.depth += 1
+        if self.depth > self.max_nesting:
+            from .errors import CompileLimitExceeded
+
+            raise CompileLimitExceeded("expression nested too deeply", node.line, node.col)
+        try:
+            return getattr(self, "x_" + type(node).__name__)(node)
+        finally:
+            self.depth -= 1
+
+    def x_Literal(self, n: ast.Literal):
+        return _const(n.value), Ty(n.type)
+
+    def x_Name(self, n: ast.Name):
+        vi = self.lookup(n.name, n)
+        slot = vi.slot
+        if vi.is_global and not self.cur.is_top:
+            return (lambda f: f[0][slot]), vi.ty
+        return (lambda f: f[slot]), vi.ty
+
+    def x_This(self, n: ast.This):
+        st = self.cur.struct
+        if st is None:
+            raise ScriptNameError("'this' is only available inside struct methods", n.line, n.col)
+        return (lambda f: f[3]), Ty(st.name)
+
+    # ------------------------------------------------------------------ operators
+    def x_Unary(self, n: ast.Unary):
+        fn, ty = self.expr(n.operand)
+        op = n.op
+        if op == "!":
+            if ty != BOOL:
+                raise ScriptTypeError(f"operator ! needs Bool, not {ty}", n.line, n.col)
+            return (lambda f: not fn(f)), BOOL
+        if not is_numeric(ty):
+            raise ScriptTypeError(f"operator {op} needs a number, not {ty}", n.line, n.col)
+        if op == "+":
+            return (lambda f: fn(f) + 0), ty
+        if ty == INT:
+            return (lambda f: wrap32(-fn(f))), ty
+        if ty == LONG:
+            return (lambda f: wrap64(-fn(f))), ty
+        return (lambda f: -fn(f)), ty
+
+    def x_Binary(self, n: ast.Binary):
+        op = n.op
+        a, ta = self.expr(n.left)
+        b, tb = self.expr(n.right)
+        if op in ("&&", "||"):
+            if ta != BOOL or tb != BOOL:
+                raise ScriptTypeError(f"operator {op} needs Bool operands, not {ta} and {tb}", n.line, n.col)
+            if op == "&&":
+                return (lambda f: a(f) and b(f)), BOOL
+            return (lambda f: a(f) or b(f)), BOOL
+        if op in ("==", "!="):
+            ok = (is_numeric(ta) and is_numeric(tb)) or (
+                ta == tb and ta.dims == 0 and ta.name in ("String", "Bool", "Byte", "Date", "Time", "DateTime")
+            )
+            if not ok:
+                raise ScriptTypeError(f"cannot compare {ta} {op} {tb}", n.line, n.col)
+            if op == "==":
+                return (lambda f: a(f) == b(f)), BOOL
+            return (lambda f: a(f) != b(f)), BOOL
+        if op in ("<", "<=", ">", ">="):
+            ok = (is_numeric(ta) and is_numeric(tb)) or (
+                ta == tb and ta.dims == 0 and ta.name in ("String", "Date", "Time", "DateTime")
+            )
+            if not ok:
+                raise ScriptTypeError(f"cannot compare {ta} {op} {tb}", n.line, n.col)
+            if op == "<":
+                return (lambda f: a(f) < b(f)), BOOL
+            if op == "<=":
+                return (lambda f: a(f) <= b(f)), BOOL
+            if op == ">":
+                return (lambda f: a(f) > b(f)), BOOL
+            return (lambda f: a(f) >= b(f)), BOOL
+        return self.arith(op, a, ta, b, tb, n)
+
+    def arith(self, op: str, a: Fn, ta: Ty, b: Fn, tb: Ty, n) -> tuple[Fn, Ty]:
+        line, where = n.line, self.where
+        if op == "+" and ta == STRING and tb == STRING:
+
+            def cat(f):
+                r = a(f) + b(f)
+                if len(r) > f[1].max_string:
+                    raise f[1].string_too_long(len(r))
+                return r
+
+            return cat, STRING
+        if not (is_numeric(ta) and is_numeric(tb)):
+            if STRING in (ta, tb) and op == "+":
+                raise ScriptTypeError(
+                    f"cannot add {ta} and {tb}: convert with toString() first", n.line, n.col
+                )
+            raise ScriptTypeError(f"operator {op} cannot be applied to {ta} and {tb}", n.line, n.col)
+        if FLOAT in (ta, tb):
+            return self._float_op(op, a, b, line, where), FLOAT
+        if LONG in (ta, tb):
+            return self._int_op(op, a, b, line, where, wrap64, I64_MIN, I64_MAX), LONG
+        return self._int_op(op, a, b, line, where, wrap32, I32_MIN, I32_MAX), INT
+
+    @staticmethod
+    def _int_op(op, a, b, line, where, wrap, lo, hi) -> Fn:
+        if op == "+":
+
+            def add(f):
+                r = a(f) + b(f)
+                return r if lo <= r <= hi else wrap(r)
+
+            return add
+        if op == "-":
+
+            def sub(f):
+                r = a(f) - b(f)
+                return r if lo <= r <= hi else wrap(r)
+
+            return sub
+        if op == "*":
+
+            def mul(f):
+                r = a(f) * b(f)
+                return r if lo <= r <= hi else wrap(r)
+
+            return mul
+        if op == "/":
+
+            def div(f):
+                x = a(f)
+                y = b(f)
+                if y == 0:
+                    raise DivisionByZero("division by zero", line, where)
+                q = abs(x) // abs(y)
+                if (x < 0) != (y < 0):
+                    q = -q
+                return q if lo <= q <= hi else wrap(q)
+
+            return div
+
+        def mod(f):
+            x = a(f)
+            y = b(f)
+            if y == 0:
+                raise DivisionByZero("modulo by zero", line, where)
+            r = abs(x) % abs(y)
+            return -r if x < 0 else r
+
+        return mod
+
+    @staticmethod
+    def _float_op(op, a, b, line, where) -> Fn:
+        if op == "+":
+            return lambda f: float(a(f) + b(f))
+        if op == "-":
+            return lambda f: float(a(f) - b(f))
+        if op == "*":
+            return lambda f: float(a(f) * b(f))
+        if op == "/":
+
+            def fdiv(f):
+                x = a(f)
+                y = b(f)
+                if y == 0:
+                    raise DivisionByZero("division by zero", line, where)
+                return x / y
+
+            return fdiv
+
+        def fmod(f):
+            x = a(f)
+            y = b(f)
+            if y == 0:
+                raise DivisionByZero("modulo by zero", line, where)
+            return math.fmod(x, y)
+
+        return fmod
+
+    # ------------------------------------------------------------------ access
+    def x_Index(self, n: ast.Index):
+        arr, ta = self.expr(n.obj)
+        if not ta.is_array:
+            raise ScriptTypeError(f"{ta} cannot be indexed", n.line, n.col)
+        ix, ti = self.expr(n.index)
+        if ti != INT:
+            raise ScriptTypeError(f"array index must be Integer, not {ti}", n.index.line, n.index.col)
+        line, where = n.line, self.where
+
+        def index(f):
+            a = arr(f)
+            i = ix(f)
+            if 0 <= i < len(a):
+                return a[i]
+            raise IndexOutOfRange(f"index {i} outside 0..{len(a) - 1}", line, where)
+
+        return index, ta.elem()
+
+    def x_Member(self, n: ast.Member):
+        obj, ty = self.expr(n.obj)
+        st = self.struct_of(ty, n)
+        if n.name not in st.members:
+            raise ScriptNameError(f"struct {st.name} has no member '{n.name}'", n.line, n.col)
+        idx, mty = st.members[n.name]
+        return (lambda f: obj(f)[idx]), mty
+
+    def struct_of(self, ty: Ty, n) -> StructInfo:
+        st = self.structs.get(ty.name) if ty.dims == 0 else None
+        if st is None:
+            raise ScriptTypeError(f"{ty} has no members", n.line, n.col)
+        return st
+
+    # ------------------------------------------------------------------ lvalues
+    def lvalue(self, n) -> tuple[Callable[[list], tuple[Any, Any]], Ty]:
+        """Returns resolve(f) → (container, key) and the type; read c[k], write c[k] = v."""
+        if isinstance(n, ast.Name):
+            vi = self.lookup(n.name, n)
+            if vi.readonly:
+                raise ScriptTypeError(f"'{n.name}' is read-only", n.line, n.col)
+            slot = vi.slot
+            if vi.is_global and not self.cur.is_top:
+                return (lambda f: (f[0], slot)), vi.ty
+            return (lambda f: (f, slot)), vi.ty
+        if isinstance(n, ast.Index):
+            arr, ta = self.expr(n.obj)
+            if not ta.is_array:
+                raise ScriptTypeError(f"{ta} cannot be indexed", n.line, n.col)
+            ix, ti = self.expr(n.index)
+            if ti != INT:
+                raise ScriptTypeError(f"array index must be Integer, not {ti}", n.index.line, n.index.col)
+            line, where = n.line, self.where
+
+            def res_index(f):
+                a = arr(f)
+                i = ix(f)
+                if 0 <= i < len(a):
+                    return a, i
+                raise IndexOutOfRange(f"index {i} outside 0..{len(a) - 1}", line, where)
+
+            return res_index, ta.elem()
+        if isinstance(n, ast.Member):
+            obj, ty = self.expr(n.obj)
+            st = self.struct_of(ty, n)
+            if n.name not in st.members:
+                raise ScriptNameError(f"struct {st.name} has no member '{n.name}'", n.line, n.col)
+            idx, mty = st.members[n.name]
+            return (lambda f: (obj(f), idx)), mty
+        raise ScriptTypeError("cannot assign to this expression", n.line, n.col)
+
+    @staticmethod
+    def is_lvalue(n) -> bool:
+        return isinstance(n, (ast.Name, ast.Index, ast.Member))
+
+    # ------------------------------------------------------------------ calls
+    def x_Call(self, n: ast.Call):
+        fns, tys = self.args(n.args)
+        user = self.funcs.get(n.name)
+        if user:
+            fi = self.resolve(user, tys, f"{n.name}()", n)
+            return self.user_call(fi, None, self.coerce_args(fns, tys, fi.params, n), n), fi.ret
+        sigs = FUNCS.get(n.name)
+        if sigs is None:
+            if n.name in UNSUPPORTED_FUNCS or n.name.startswith("getCgi"):
+                raise UnsupportedFeature(f"{n.name}() is not supported in this sandbox", n.line, n.col)
+            if any(n.name in fs for fs in self.later_funcs):
+                raise ScriptNameError(f"function {n.name}() is used before its definition", n.line, n.col)
+            raise ScriptNameError(f"unknown function {n.name}()", n.line, n.col)
+        sig = self.resolve(sigs, tys, f"{n.name}()", n)
+        return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
+
+    def x_Ctor(self, n: ast.Ctor):
+        self.check_type_name(n.type, n)
+        if n.type in self.structs:
+            raise ScriptTypeError(f"struct {n.type} has no constructor; declare a variable", n.line, n.col)
+        sigs = CTORS.get(n.type)
+        if not sigs:
+            raise ScriptTypeError(f"{n.type} has no constructor", n.line, n.col)
+        fns, tys = self.args(n.args)
+        sig = self.resolve(sigs, tys, f"{n.type}()", n)
+        return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
+
+    def x_MethodCall(self, n: ast.MethodCall):
+        recv, ty = self.expr(n.obj)
+        fns, tys = self.args(n.args)
+        name = n.name
+        if ty.is_array:
+            return self.array_method(recv, ty, name, fns, tys, n)
+        st = self.structs.get(ty.name)
+        if st is not None:
+            return self.struct_method(st, recv, name, fns, tys, n)
+        if ty == VOID:
+            raise ScriptTypeError("a Void value has no methods", n.line, n.col)
+        table = METHODS.get(ty.name, {})
+        sigs = table.get(name)
+        if not sigs:
+            if ty.name == "HTTP" and name in HTTP_UNSUPPORTED:
+                raise UnsupportedFeature(f"HTTP.{name}() is not supported in this sandbox", n.line, n.col)
+            raise ScriptNameError(f"{ty} has no method {name}()", n.line, n.col)
+        sig = self.resolve(sigs, tys, f"{ty}.{name}()", n)
+        args = self.coerce_args(fns, tys, sig.params, n)
+        if sig.mutates:
+            return self.mutating_call(sig, n.obj, recv, args, n), sig.ret
+        return self.builtin_call(sig, recv, args, n), sig.ret
+
+    def builtin_call(self, sig: Sig, recv: Fn | None, args: list[Fn], n) -> Fn:
+        impl = sig.impl
+        line, where = n.line, self.where
+        name = sig.name
+        allf = ([recv] if recv is not None else []) + args
+        if sig.ctx:
+            if len(allf) == 1:
+                (a0,) = allf
+
+                def call_c1(f):
+                    try:
+                        return impl(f[1], a0(f))
+                    except ScriptError as e:
+                        annotate(e, line, where)
+                        raise
+                    except (RecursionError, MemoryError):
+                        raise
+                    except Exception as e:
+                        raise _internal(name, e, line, where) from None
+
+                return call_c1
+
+            def call_c(f):
+                vals = [a(f) for a in allf]
+                try:
+                    return impl(f[1], *vals)
+                except ScriptError as e:
+                    annotate(e, line, where)
+                    raise
+                except (RecursionError, MemoryError):
+                    raise
+                except Exception as e:
+                    raise _internal(name, e, line, where) from None
+
+            return call_c
+        if len(allf) == 1:
+            (a0,) = allf
+
+            def call1(f):
+                try:
+                    return impl(a0(f))
+                except ScriptError as e:
+                    annotate(e, line, where)
+                    raise
+                except (RecursionError, MemoryError):
+                    raise
+                except Exception as e:
+                    raise _internal(name, e, line, where) from None
+
+            return call1
+        if len(allf) == 2:
+            a0, a1 = allf
+
+            def call2(f):
+                x = a0(f)
+                try:
+                    return impl(x, a1(f))
+                except ScriptError as e:
+                    annotate(e, line, where)
+                    raise
+                except (RecursionError, MemoryError):
+                    raise
+                except Exception as e:
+                    raise _internal(name, e, line, where) from None
+
+            return call2
+
+        def calln(f):
+            vals = [a(f) for a in allf]
+            try:
+                return impl(*vals)
+            except ScriptError as e:
+                annotate(e, line, where)
+                raise
+            except (RecursionError, MemoryError):
+                raise
+            except Exception as e:
+                raise _internal(name, e, line, where) from None
+
+        return calln
+
+    def mutating_call(self, sig: Sig, obj_node, recv: Fn, args: list[Fn], n) -> Fn:
+        """Methods that change a value-type receiver (String.append, Date.addDay, ...)."""
+        impl = sig.impl
+        use_ctx = sig.ctx
+        line, where = n.line, self.where
+        name = sig.name
+        if not self.is_lvalue(obj_node) or isinstance(obj_node, ast.Name) and self.lookup(
+            obj_node.name, obj_node
+        ).readonly:
+            def tmp(f):
+                vals = [a(f) for a in args]
+                try:
+                    r = impl(f[1], recv(f), *vals) if use_ctx else impl(recv(f), *vals)
+                except ScriptError as e:
+                    annotate(e, line, where)
+                    raise
+                except (RecursionError, MemoryError):
+                    raise
+                except Exception as e:
+                    raise _internal(name, e, line, where) from None
+                return r[1]
+
+            return tmp
+        res, _ = self.lvalue(obj_node)
+
+        def mut(f):
+            c, k = res(f)
+            vals = [a(f) for a in args]
+            try:
+                new, r = impl(f[1], c[k], *vals) if use_ctx else impl(c[k], *vals)
+            except ScriptError as e:
+                annotate(e, line, where)
+                raise
+            except (RecursionError, MemoryError):
+                raise
+            except Exception as e:
+                raise _internal(name, e, line, where) from None
+            c[k] = new
+            return r
+
+        return mut
+
+    def user_call(self, fi: FuncInfo, this: Fn | None, args: list[Fn], n) -> Fn:
+        nargs = len(args)
+        if this is not None:
+            args = [this, *args]
+            nargs += 1
+        line, where = n.line, self.where
+
+        def finish(f, nf, ctx):
+            if ctx.depth >= ctx.max_depth:
+                e = LimitExceeded(f"call depth exceeds {ctx.max_depth}", line, where)
+                raise e
+            ctx.depth += 1
+            r = fi.body(nf)
+            ctx.depth -= 1
+            if r:
+                return nf[2]
+            d = fi.default
+            return d(nf) if d is not None else None
+
+        if nargs == 0:
+
+            def call0(f):
+                ctx = f[1]
+                return finish(f, [f[0], ctx, None, *fi.pad], ctx)
+
+            return call0
+        if nargs == 1:
+            (a0,) = args
+
+            def call1(f):
+                v = a0(f)
+                ctx = f[1]
+                return finish(f, [f[0], ctx, None, v, *fi.pad], ctx)
+
+            return call1
+        if nargs == 2:
+            a0, a1 = args
+
+            def call2(f):
+                v0 = a0(f)
+                v1 = a1(f)
+                ctx = f[1]
+                return finish(f, [f[0], ctx, None, v0, v1, *fi.pad], ctx)
+
+            return call2
+
+        def calln(f):
+            vals = [a(f) for a in args]
+            ctx = f[1]
+            return finish(f, [f[0], ctx, None, *vals, *fi.pad], ctx)
+
+        return calln
+
+    # ------------------------------------------------------------------ struct methods
+    def struct_method(self, st: StructInfo, recv: Fn, name: str, fns, tys, n):
+        methods = st.methods.get(name)
+        if methods:
+            fi = self.resolve(methods, tys, f"{st.name}.{name}()", n)
+            return self.user_call(fi, recv, self.coerce_args(fns, tys, fi.params, n), n), fi.ret
+        line, where = n.line, self.where
+        if name == "toJson" and len(tys) == 1 and tys[0] == Ty("JSONBuilder"):
+            (jb,) = fns
+
+            def to_json(f):
+                try:
+                    struct_to_json(f[1], recv(f), jb(f))
+                except CatchableError as e:
+                    annotate(e, line, where)
+                    raise
+
+            return to_json, VOID
+        if name == "fromXMLNode" and len(tys) == 1 and tys[0] == Ty("XMLNode"):
+            (node,) = fns
+            structs = self.structs
+
+            def from_xml(f):
+                try:
+                    struct_from_xml(f, recv(f), node(f), structs)
+                except CatchableError as e:
+                    annotate(e, line, where)
+                    raise
+
+            return from_xml, VOID
+        raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
+
+    # ------------------------------------------------------------------ arrays
+    def array_method(self, recv: Fn, ty: Ty, name: str, fns, tys, n):
+        el = ty.elem()
+        line, where = n.line, self.where
+        nargs = len(tys)
+
+        def want(*params: Ty):
+            if len(params) != nargs:
+                raise ScriptTypeError(f"{ty}.{name}() takes {len(params)} argument(s)", n.line, n.col)
+            return [self.coerce(fn, t, p, n, "pass") for fn, t, p in zip(fns, tys, params)]
+
+        def empty_err(what):
+            return IndexOutOfRange(f"{what} on an empty array", line, where)
+
+        if name in ("length", "size"):
+            want()
+            return (lambda f: len(recv(f))), INT
+        if name == "clear":
+            want()
+            return (lambda f: recv(f).clear()), VOID
+        if name in ("pushBack", "pushFront"):
+            if nargs == 0:
+                dflt = self.default_of(el)
+                val = dflt
+            else:
+                (val,) = want(el)
+            front = name == "pushFront"
+
+            def push(f):
+                a = recv(f)
+                v = val(f)
+                ctx = f[1]
+                if len(a) >= ctx.max_array:
+                    ctx.check_array(len(a) + 1)
+                ctx.mem += len(v) if type(v) is str else 1
+                if ctx.mem > ctx.limits.max_memory:
+                    ctx.store("")
+                if front:
+                    a.insert(0, v)
+                else:
+                    a.append(v)
+
+            return push, VOID
+        if name in ("popBack", "popFront", "first", "last"):
+            want()
+            pos = 0 if name in ("popFront", "first") else -1
+            pop = name.startswith("pop")
+
+            def take(f):
+                a = recv(f)
+                if not a:
+                    raise empty_err(name + "()")
+                return a.pop(pos) if pop else a[pos]
+
+            return take, el
+        if name == "insert":
+            ix, val = want(INT, el)
+
+            def insert(f):
+                a = recv(f)
+                i = ix(f)
+                v = val(f)
+                if not 0 <= i <= len(a):
+                    raise IndexOutOfRange(f"insert position {i} outside 0..{len(a)}", line, where)
+                ctx = f[1]
+                ctx.check_array(len(a) + 1)
+                ctx.store(v)
+                a.insert(i, v)
+
+            return insert, VOID
+        raise ScriptNameError(f"{ty} has no method {name}()", n.line, n.col)
+
+
+def _internal(name: str, e: Exception, line: int, where: str) -> ScriptRuntimeError:
+    msg = str(e) or type(e).__name__
+    return ScriptRuntimeError(f"{name}: {msg}", line, where)
