@@ -115,7 +115,7 @@ class LimitExceeded(ScriptError):
     kind = "LimitExceeded"
 
 
-class ExitScript(Exception):
+class ExitScript(BaseException):
     """Internal: `exitWithMessage` or top-level `return` ends the run as Completed."""
 
     def __init__(self, message: str = "") -> None:

@@ -1,0 +1,3 @@
+from hookcast.cli import main
+
+main()
