@@ -24,7 +24,11 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 webhooks_app = typer.Typer(help="Inspect registered webhooks.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
-console = Console()
+
+
+def console() -> Console:
+    # Created per call so the terminal width (COLUMNS) is read when the command runs.
+    return Console()
 
 DbOption = Annotated[
     str | None,
@@ -48,7 +52,7 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     if version:
-        console.print(f"hookcast {__version__}")
+        console().print(f"hookcast {__version__}")
         raise typer.Exit()
 
 
@@ -72,7 +76,7 @@ def serve(
     if database.run_sync(queries.count_keys) == 0:
         _, key = create_key(database, tenant="Default", associate_id=1, name="admin",
                             full_name="Default administrator")
-        console.print("[bold]First start:[/] created an API key for tenant [bold]Default[/]. "
+        console().print("[bold]First start:[/] created an API key for tenant [bold]Default[/]. "
                       "It is shown only this once:")
         print(key, flush=True)
     app_ = create_app(settings, db=database)
@@ -98,7 +102,7 @@ def keys_create(
                                  name=name, full_name=full_name)
     finally:
         database.close()
-    console.print(f"Created key {record.id} ({record.prefix}…) for tenant {tenant}, "
+    console().print(f"Created key {record.id} ({record.prefix}…) for tenant {tenant}, "
                   f"associate {associate_id}. Store it now; it cannot be shown again.")
     print(key, flush=True)
 
@@ -118,7 +122,7 @@ def keys_list(
     for k in rows:
         table.add_row(str(k.id), k.prefix + "…", k.tenant, str(k.associate_id), k.name,
                       format_date(k.created), format_date(k.revoked) if k.revoked else "")
-    console.print(table)
+    console().print(table)
 
 
 @keys_app.command("revoke")
@@ -135,9 +139,9 @@ def keys_revoke(
     finally:
         database.close()
     if not revoked:
-        console.print(f"[red]No active key {key_id}.[/]")
+        console().print(f"[red]No active key {key_id}.[/]")
         raise typer.Exit(1)
-    console.print(f"Revoked key {key_id}.")
+    console().print(f"Revoked key {key_id}.")
 
 
 @webhooks_app.command("list")
@@ -156,7 +160,7 @@ def webhooks_list(
     table = Table("id", "tenant", "name", "state", "type", "events", "target")
     for h in hooks:
         table.add_row(str(h.id), h.tenant, h.name, h.state.name, h.type, ", ".join(h.events), h.target_url)
-    console.print(table)
+    console().print(table)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,35 @@ from .values import wrap32, wrap64
 
 BREAK, CONTINUE, RETURN = 1, 2, 3
 Stmt = Callable[[list], Any]
+
+
+def binary_fn(op: str, ty: Ty, line: int, where: str):
+    """x op y for compound assignment, in the arithmetic of type ty."""
+    from .errors import DivisionByZero
+
+    if ty == FLOAT:
+        wrap = float
+    else:
+        wrap = wrap64 if ty == LONG else wrap32
+
+    def fn(x, y):
+        if op == "+":
+            return wrap(x + y)
+        if op == "-":
+            return wrap(x - y)
+        if op == "*":
+            return wrap(x * y)
+        if y == 0:
+            raise DivisionByZero("division by zero" if op == "/" else "modulo by zero", line, where)
+        if ty == FLOAT:
+            return x / y if op == "/" else math.fmod(x, y)
+        if op == "/":
+            q = abs(x) // abs(y)
+            return wrap(-q if (x < 0) != (y < 0) else q)
+        r = abs(x) % abs(y)
+        return wrap(-r if x < 0 else r)
+
+    return fn
 
 
 def _nop(f):
@@ -166,14 +196,26 @@ class StmtCompiler:
             raise ScriptTypeError(f"cannot append {tv} to String: convert with toString() first", n.line, n.col)
         if op != "+" and not is_numeric(ty):
             raise ScriptTypeError(f"operator {n.op} needs a number, not {ty}", n.line, n.col)
-        cell: list = [None]
-        combined, tr = self.arith(op, lambda f: cell[0], ty, val, tv, n)
-        combined = self.coerce(combined, tr, ty, n, "assign")
+        if op == "+" and ty == STRING:
+
+            def append(f):
+                c, k = res(f)
+                r = c[k] + val(f)
+                if len(r) > f[1].max_string:
+                    raise f[1].string_too_long(len(r))
+                c[k] = r
+
+            return append
+        if not is_numeric(tv):
+            raise ScriptTypeError(f"operator {n.op} cannot be applied to {ty} and {tv}", n.line, n.col)
+        rt = FLOAT if FLOAT in (ty, tv) else (LONG if LONG in (ty, tv) else INT)
+        if rt != ty and not (ty == LONG and rt == INT):
+            self.coerce(lambda f: None, rt, ty, n, "assign")
+        op2 = binary_fn(op, ty if ty == FLOAT or ty == LONG else rt, n.line, self.where)
 
         def compound(f):
             c, k = res(f)
-            cell[0] = c[k]
-            c[k] = combined(f)
+            c[k] = op2(c[k], val(f))
 
         return compound
 

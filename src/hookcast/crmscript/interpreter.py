@@ -1,0 +1,194 @@
+"""Public entry points: compile_script, check, run_script."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from .compiler import Compiler, Program
+from .errors import (
+    CompileError,
+    CompileLimitExceeded,
+    CompileProblem,
+    Diagnostic,
+    ExitScript,
+    LimitExceeded,
+    ScriptError,
+)
+from .inline import unwrap
+from .limits import Limits
+from .parser import parse, struct_names_in
+from .runtime import Context
+from .transport import HttpTransport
+
+IncludeFn = Callable[[str], "str | None"]
+_INCLUDE_RE = re.compile(r"#include\s*(?:\"([^\"\n]*)\"|'([^'\n]*)')")
+_CACHE_SIZE = 256
+
+
+def _no_include(name: str) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output: str
+    success: bool
+    error_kind: str | None = None
+    error_message: str | None = None
+    error_line: str | None = None  # "ERROR: <Kind>: <message>"
+    error_location: str | None = None  # "<include name>:<line>" of a run-time error
+    exit_message: str | None = None  # exitWithMessage text
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class CompiledScript:
+    program: Program
+    source: str
+    includes: tuple[tuple[str, str], ...]
+
+
+def _resolve_includes(source: str, include: IncludeFn, limits: Limits) -> dict[str, str]:
+    """All texts reachable through #include directives (found textually, transitively)."""
+    found: dict[str, str] = {}
+    todo = [source]
+    while todo:
+        text = todo.pop()
+        for m in _INCLUDE_RE.finditer(text):
+            name = m.group(1) if m.group(1) is not None else m.group(2)
+            if name in found:
+                continue
+            try:
+                inc = include(name)
+            except Exception:
+                inc = None
+            if isinstance(inc, str):
+                found[name] = inc
+                if len(found) > 10 * max(1, limits.max_include_depth) + 100:
+                    return found
+                todo.append(inc)
+    return found
+
+
+_cache: OrderedDict[tuple, CompiledScript | CompileError] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _compile(source: str, sources: dict[str, str], limits: Limits) -> CompiledScript:
+    try:
+        names = struct_names_in(source)
+        for t in sources.values():
+            names |= struct_names_in(t)
+        text = unwrap(source)
+        program = parse(text, names)
+        compiler = Compiler(
+            {k: unwrap(v) for k, v in sources.items()},
+            names,
+            limits.max_include_depth,
+            limits.max_nesting,
+        )
+        compiled = compiler.compile_program(program)
+    except CompileProblem as e:
+        raise CompileError([e.diagnostic()]) from None
+    except RecursionError:
+        raise CompileError([CompileLimitExceeded("script nested too deeply").diagnostic()]) from None
+    return CompiledScript(compiled, source, tuple(sorted(sources.items())))
+
+
+def compile_script(source: str, *, include: IncludeFn = _no_include, limits: Limits = Limits()) -> CompiledScript:
+    """Phases 1-3. Raises CompileError; results (and errors) are cached by source and
+    include texts."""
+    sources = _resolve_includes(source, include, limits)
+    key = (source, tuple(sorted(sources.items())), limits.max_include_depth, limits.max_nesting)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+    if hit is None:
+        try:
+            hit = _compile(source, sources, limits)
+        except CompileError as e:
+            hit = e
+        with _cache_lock:
+            _cache[key] = hit
+            if len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    if isinstance(hit, CompileError):
+        raise CompileError(hit.diagnostics)
+    return hit
+
+
+def check(source: str, *, include: IncludeFn = _no_include, limits: Limits = Limits()) -> list[Diagnostic]:
+    """Diagnostics of phases 1-3; [] when the script is valid."""
+    try:
+        compile_script(source, include=include, limits=limits)
+    except CompileError as e:
+        return list(e.diagnostics)
+    except Exception as e:  # pragma: no cover - defensive: never leak
+        return [Diagnostic(0, 0, "RuntimeError", f"internal error: {type(e).__name__}")]
+    return []
+
+
+def _failed(output: str, kind: str, message: str, location: str | None = None, **kw) -> RunResult:
+    return RunResult(output, False, kind, message, f"ERROR: {kind}: {message}", location, **kw)
+
+
+def _ensure_recursion_room(limits: Limits) -> None:
+    # each script call level uses a handful of Python frames; the call-depth limit must trip
+    # first (RecursionError is still caught as a last resort)
+    need = 2000 + limits.max_call_depth * 12 + limits.max_nesting * 4
+    if sys.getrecursionlimit() < need:
+        sys.setrecursionlimit(need)
+
+
+def run_script(
+    source_or_compiled: str | CompiledScript,
+    *,
+    variables: dict[str, str] | None = None,
+    include: IncludeFn = _no_include,
+    limits: Limits = Limits(),
+    http: HttpTransport | None = None,
+    http_allow_hosts: Collection[str] = (),
+) -> RunResult:
+    """Compile (cached) and run. Never raises for script problems."""
+    try:
+        if isinstance(source_or_compiled, CompiledScript):
+            compiled = source_or_compiled
+        else:
+            compiled = compile_script(str(source_or_compiled), include=include, limits=limits)
+    except CompileError as e:
+        d = e.diagnostics[0]
+        return _failed("", d.kind, f"{d.message} (line {d.line}, column {d.column})")
+    except Exception as e:  # pragma: no cover - defensive
+        return _failed("", "RuntimeError", f"internal error: {type(e).__name__}")
+    ctx = Context(limits, variables, http, http_allow_hosts)
+    program = compiled.program
+    _ensure_recursion_room(limits)
+    g: list = [None] * program.nslots
+    g[0] = g
+    g[1] = ctx
+    try:
+        program.body(g)
+    except ExitScript:
+        pass
+    except ScriptError as e:
+        return _failed(
+            "".join(ctx.out), e.kind, e.message, e.location, exit_message=ctx.exit_message, steps=ctx.steps
+        )
+    except RecursionError:
+        e2 = LimitExceeded("nesting too deep (Python recursion limit)")
+        return _failed("".join(ctx.out), e2.kind, e2.message, steps=ctx.steps)
+    except MemoryError:
+        return _failed("".join(ctx.out), "LimitExceeded", "out of memory", steps=ctx.steps)
+    except Exception as e:
+        return _failed(
+            "".join(ctx.out), "RuntimeError", f"internal error: {type(e).__name__}: {e}"[:500], steps=ctx.steps
+        )
+    finally:
+        g.clear()  # break the g[0] = g cycle
+    return RunResult("".join(ctx.out), True, exit_message=ctx.exit_message, steps=ctx.steps)
