@@ -309,6 +309,10 @@ def format_date(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_epoch(epoch: float) -> str:
+    return format_date(datetime.fromtimestamp(epoch, UTC))
+
+
 def webhook_out(hook: Webhook) -> dict[str, Any]:
     """The §1 response shape of a stored webhook (key order as SuperOffice sends it)."""
     return {

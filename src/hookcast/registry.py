@@ -5,6 +5,7 @@ module knows about HTTP requests."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,10 +16,10 @@ import jsonpointer
 from pydantic import ValidationError as PydanticValidationError
 
 from .dispatch.http import HttpSender
+from .dispatch.plugins import plugin_names
 from .errors import Conflict, NotFound, PreconditionFailed, ValidationError, VerificationFailed
 from .model import (
     CRMSCRIPT_TYPE,
-    WEBHOOK_TYPE,
     Principal,
     State,
     Usage,
@@ -27,11 +28,10 @@ from .model import (
     webhook_out,
 )
 from .settings import Settings
-from .store import queries
+from .store import queries, queue
 from .store.database import Database
 from .verification import TestResult, test_target, verify_target
 
-KNOWN_TYPES = frozenset({WEBHOOK_TYPE, CRMSCRIPT_TYPE})
 WRITABLE = ("Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers", "Properties", "ErrorsEmail")
 _CANONICAL = {name.lower(): name for name in (*WRITABLE, "WebhookId")}
 
@@ -142,6 +142,7 @@ class Registry:
     db: Database
     settings: Settings
     sender: HttpSender
+    wake: Callable[[], None] = lambda: None  # state events were committed: deliver them
 
     async def get(self, who: Principal, webhook_id: int) -> Webhook:
         hook = await self.db.run(queries.get_webhook, who.tenant, webhook_id)
@@ -165,12 +166,18 @@ class Registry:
         )
 
     async def create(self, who: Principal, carrier: WebhookIn) -> Webhook:
-        carrier.check_target(KNOWN_TYPES)
+        carrier.check_target(plugin_names())
         await self._verify(who, carrier)
         fields = _fields(carrier)
-        webhook_id = await self.db.run(
-            queries.insert_webhook, who.tenant, who.associate_id, time.time(), fields
-        )
+
+        def write(conn):  # type: ignore[no-untyped-def]
+            now = time.time()
+            webhook_id = queries.insert_webhook(conn, who.tenant, who.associate_id, now, fields)
+            queue.state_changed(conn, webhook_id, carrier.State, now)
+            return webhook_id
+
+        webhook_id = await self.db.run(write)
+        self.wake()
         return await self.get(who, webhook_id)
 
     async def replace(
@@ -178,7 +185,7 @@ class Registry:
     ) -> Webhook:
         old = await self.get(who, webhook_id)
         _check_unmodified(old, if_unmodified_since)
-        carrier.check_target(KNOWN_TYPES)
+        carrier.check_target(plugin_names())
         becomes_active = carrier.State is State.Active and old.state is not State.Active
         if becomes_active or (carrier.TargetUrl, carrier.Secret, carrier.Type) != (
             old.target_url, old.secret, old.type,
@@ -194,13 +201,18 @@ class Registry:
                 raise Conflict(
                     f"Webhook {webhook_id} was changed by someone else meanwhile; fetch it and retry."
                 )
+            now = max(time.time(), old_updated + 1e-6)
             queries.update_webhook(
-                conn, who.tenant, webhook_id, who.associate_id, max(time.time(), old_updated + 1e-6),
-                _fields(carrier), reset_errors=becomes_active,
+                conn, who.tenant, webhook_id, who.associate_id, now, _fields(carrier),
+                reset_errors=becomes_active,
             )
+            if carrier.State != current.state:
+                queue.state_changed(conn, webhook_id, carrier.State, now)
             return queries.get_webhook(conn, who.tenant, webhook_id)
 
-        return await self.db.run(write)
+        hook = await self.db.run(write)
+        self.wake()
+        return hook
 
     async def patch(
         self, who: Principal, webhook_id: int, body: Any, media_type: str,
@@ -223,13 +235,35 @@ class Registry:
             raise NotFound(f"There is no webhook {webhook_id}.")
         return usage
 
+    async def redeliver(self, who: Principal, webhook_id: int) -> int:
+        """Queue the given-up deliveries again (§6); the webhook must be Active."""
+        hook = await self.get(who, webhook_id)
+        if hook.state is not State.Active:
+            raise Conflict(
+                f"Webhook {webhook_id} is {hook.state.name}; set State to Active first, "
+                "then redeliver."
+            )
+        queued = await self.db.run(queue.redeliver, webhook_id, time.time())
+        self.wake()
+        return queued
+
+    async def deliveries(self, who: Principal, webhook_id: int, limit: int, offset: int
+                         ) -> tuple[int, list[dict[str, Any]]]:
+        await self.get(who, webhook_id)
+
+        def read(conn):  # type: ignore[no-untyped-def]
+            return (queue.count_attempts(conn, webhook_id),
+                    queue.list_attempts(conn, webhook_id, limit, offset))
+
+        return await self.db.run(read)
+
     async def last_error(self, who: Principal, webhook_id: int) -> str | None:
         return (await self.usage(who, webhook_id)).last_error
 
     async def test(self, who: Principal, carrier: WebhookIn) -> TestResult:
         """POST /Webhook/Test: send the test event, store nothing."""
         try:
-            carrier.check_target(KNOWN_TYPES)
+            carrier.check_target(plugin_names())
         except ValidationError as exc:
             return TestResult(success=False, message=exc.message)
         if carrier.Type == CRMSCRIPT_TYPE:

@@ -54,9 +54,12 @@ class Settings(BaseSettings):
     user_agent: str = f"hookcast/{__version__}"
     max_response_bytes: int = 64 * 1024
     max_connections_per_host: int = Field(default=32, ge=1)
-    concurrency: int = Field(default=64, ge=1)
-    batch_size: int = Field(default=100, ge=1)
-    retention_days: float = Field(default=7.0, ge=0)
+    concurrency: int = Field(default=64, ge=1)  # attempts in flight per process
+    per_webhook_concurrency: int = Field(default=16, ge=1)  # so one slow target cannot take all
+    batch_size: int = Field(default=100, ge=1)  # deliveries per claim and outcomes per commit
+    poll_interval: float = Field(default=1.0, gt=0)  # fallback for wake-ups from other processes
+    retention_days: float = Field(default=7.0, ge=0)  # finished deliveries and attempts kept
+    sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
 
     # API limits (§7)
     max_body_bytes: int = 1024 * 1024

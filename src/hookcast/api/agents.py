@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from ..errors import ValidationError
 from ..model import MAX_ID, WebhookOut, WebhookWithLinks, default_carrier, webhook_out
-from .webhooks import ERRORS, STATE_NAMES, Caller, CarrierBody, TestResponse, registry, with_links
+from .webhooks import ERRORS, STATE_NAMES, reject_null_body, Caller, CarrierBody, TestResponse, registry, with_links
 
 router = APIRouter(prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS)
 
@@ -53,13 +53,13 @@ async def save_webhook(request: Request, who: Caller, body: CarrierBody) -> dict
     return with_links(request, hook)
 
 
-@router.post("/GetWebhook", summary="One webhook", response_model=WebhookWithLinks)
+@router.post("/GetWebhook", dependencies=[Depends(reject_null_body)], summary="One webhook", response_model=WebhookWithLinks)
 async def get_webhook(request: Request, who: Caller, webhookId: WebhookIdQuery = None,
                       body: OptionalIdBody = None) -> dict[str, Any]:
     return with_links(request, await registry(request).get(who, _webhook_id(webhookId, body)))
 
 
-@router.post("/DeleteWebhook", status_code=204, response_class=Response, summary="Delete a webhook")
+@router.post("/DeleteWebhook", dependencies=[Depends(reject_null_body)], status_code=204, response_class=Response, summary="Delete a webhook")
 async def delete_webhook(request: Request, who: Caller, webhookId: WebhookIdQuery = None,
                          body: OptionalIdBody = None) -> Response:
     await registry(request).delete(who, _webhook_id(webhookId, body))
@@ -82,7 +82,23 @@ async def test_webhook(request: Request, who: Caller, body: CarrierBody) -> Test
     return TestResponse(Success=result.success, Message=result.message)
 
 
-@router.post("/GetLastError", summary="The most recent delivery error, or null")
+@router.post("/GetLastError", dependencies=[Depends(reject_null_body)], summary="The most recent delivery error, or null")
 async def get_last_error(request: Request, who: Caller, webhookId: WebhookIdQuery = None,
                          body: OptionalIdBody = None) -> str | None:
     return await registry(request).last_error(who, _webhook_id(webhookId, body))
+
+
+class SignalEventBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    EventName: StrictStr
+    PrimaryKey: StrictInt = Field(ge=0, le=MAX_ID)
+    Data: dict[str, Any] | None = None
+
+
+@router.post("/SignalEvent", status_code=204, response_class=Response,
+             summary="Signal an event for the caller's tenant (204 once durably stored)")
+async def signal_event(request: Request, who: Caller, body: SignalEventBody) -> Response:
+    await request.app.state.hub.signal(
+        body.EventName, body.PrimaryKey, tenant=who.tenant, associate_id=who.associate_id,
+        changes=body.Data or None)
+    return Response(status_code=204)

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .._version import __version__
-from ..dispatch.http import HttpSender
+from ..hub import Hub
 from ..registry import Registry
 from ..settings import Settings
 from ..store.database import Database
 from . import agents, errors, webhooks
+from . import metrics as metrics_route
 from .limits import BodyLimit
 
 DESCRIPTION = """hookcast delivers your application's events, signed, to every subscriber.
@@ -20,28 +21,28 @@ Its management API speaks the SuperOffice CRM Webhook API; the routes tagged *ho
 and the `/Usage`, `/Deliveries` and `/Redeliver` routes are hookcast's own additions."""
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, db: Database | None = None,
+               deliver: bool = True) -> FastAPI:
+    """The API with its Hub; `deliver=False` leaves delivery to `hookcast worker`."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = db or Database(settings.database_url)
-        if db is None:
-            database.migrate()
-        sender = HttpSender(settings)
-        app.state.db = database
+        hub = Hub(settings, db=db, deliver=deliver)
+        await hub.start()
+        app.state.hub = hub
+        app.state.db = hub.db
         app.state.settings = settings
-        app.state.registry = Registry(database, settings, sender)
+        app.state.registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
         try:
             yield
         finally:
-            await sender.close()
-            if db is None:
-                database.close()
+            await hub.close()
 
     app = FastAPI(title="hookcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(agents.router)
+    app.include_router(metrics_route.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -16,8 +16,10 @@ from ..model import (
     WebhookWithLinks,
     default_carrier,
     format_date,
+    format_epoch,
     webhook_out,
 )
+from ..errors import ValidationError
 from ..registry import Registry
 from .auth import principal
 from .errors import ErrorBody
@@ -160,3 +162,83 @@ async def usage(request: Request, who: Caller, webhookId: WebhookIdPath) -> Usag
         last_error_at=format_date(u.last_error_at) if u.last_error_at else None,
         last_success_at=format_date(u.last_success_at) if u.last_success_at else None,
     )
+
+
+class DeliveryOut(BaseModel):
+    """One attempt of one delivery (newest first)."""
+
+    AttemptId: int
+    At: str
+    Event: str
+    PrimaryKey: int
+    EventId: str
+    DeliveryId: str  # the webhook-id header: the same for every attempt of one delivery
+    Cycle: int
+    Attempt: int  # X-SuperOffice-Retry of that attempt
+    Outcome: Literal["success", "failure"]
+    Status: Literal["pending", "delivered", "given_up"]  # where the delivery stands now
+    HttpStatus: int | None
+    LatencyMs: float
+    Error: str | None
+    Output: str | None
+
+
+class DeliveriesPage(BaseModel):
+    Total: int
+    Limit: int
+    Offset: int
+    Items: list[DeliveryOut]
+
+
+class RedeliverOut(BaseModel):
+    Queued: int
+
+
+_DELIVERY_STATUS = ("pending", "delivered", "given_up")
+
+
+@router.get("/{webhookId:int}/Deliveries", response_model=DeliveriesPage,
+            summary="hookcast addition: the delivery log, newest first, paged")
+async def deliveries(
+    request: Request, who: Caller, webhookId: WebhookIdPath,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> DeliveriesPage:
+    total, rows = await registry(request).deliveries(who, webhookId, limit, offset)
+    items = [DeliveryOut(
+        AttemptId=r["id"], At=format_epoch(r["at"]), Event=r["event"], PrimaryKey=r["primary_key"],
+        EventId=r["event_uuid"], DeliveryId=r["uid"], Cycle=r["cycle"], Attempt=r["attempt"],
+        Outcome="success" if r["ok"] else "failure", Status=_DELIVERY_STATUS[r["status"]],
+        HttpStatus=r["http_status"], LatencyMs=round(r["latency_ms"], 3), Error=r["error"],
+        Output=r["output"],
+    ) for r in rows]
+    return DeliveriesPage(Total=total, Limit=limit, Offset=offset, Items=items)
+
+
+@router.post("/{webhookId:int}/Redeliver", response_model=RedeliverOut,
+             summary="hookcast addition: queue the given-up deliveries again")
+async def redeliver(request: Request, who: Caller, webhookId: WebhookIdPath) -> RedeliverOut:
+    return RedeliverOut(Queued=await registry(request).redeliver(who, webhookId))
+
+
+SignalBody = Annotated[dict[str, Any] | None, Body(
+    description="The changed fields and their new values; the names become Changes.")]
+
+
+async def reject_null_body(request: Request) -> None:
+    """An optional body may be absent, but a body of JSON `null` is a mistake, not 'none'."""
+    if (await request.body()).strip() == b"null":
+        raise ValidationError("The body must be a JSON object (or absent), not null.")
+
+
+@router.post("/{eventName}/{primaryKey:int}", status_code=204, response_class=Response,
+             dependencies=[Depends(reject_null_body)],
+             openapi_extra={"requestBody": {"required": False}},
+             summary="Signal an event for the caller's tenant (204 once durably stored)")
+async def signal_event(
+    request: Request, who: Caller, eventName: str,
+    primaryKey: Annotated[int, Path(ge=0, le=MAX_ID)], body: SignalBody = None,
+) -> Response:
+    await request.app.state.hub.signal(
+        eventName, primaryKey, tenant=who.tenant, associate_id=who.associate_id, changes=body or None)
+    return Response(status_code=204)

@@ -1,25 +1,35 @@
 """Sandboxed CRMScript interpreter (spec: shared/spec/crmscript.md).
 
-Pipeline: includes → lark LALR parse → one checking pass that also builds Python closures
-→ run with the §14 limits (statements, wall time, output, string/array sizes, call depth,
-include depth, HTTP requests; plus a memory budget), none of which a script can catch.
+Pipeline: `#include` expansion → lark LALR parse → one checking pass (names, types,
+overloads) that also builds Python closures → run under the §14 limits (statements, wall
+time, output, string/array sizes, call depth, include depth, HTTP requests, plus a memory
+budget). A script cannot catch LimitExceeded. Compiled scripts are cached by source and
+include texts. `run_script` never raises for script problems.
 
-Supported: every [C] item — lexical rules (keywords in any case), all value/reference
-types and null semantics, declarations/scopes, operators with static types, all statements,
-functions with overloading, #include (include-once), errors with try/catch
-(`error`, `errorLocation`), global functions, webhook variables, Integer/Float/Bool/String/
-array/Map/XMLNode+parseJSON/JSONBuilder/HTTP (host transport + per-tenant allow-list).
-[E]: structs (methods, `this`, toJson, fromXMLNode, member initializers), Long, Byte,
-Vector, Date/Time/DateTime (UTC), unary +, `for(;;)`, `return voidCall();`, String extras
-(regexp without back-references or nested repetition, getWord, toByteArray, utf8/url/html/
-xml encoders, keepChars, toDate/...), modulo, pow, rand, sleep (virtual), base64, SHA1,
-HMAC, assert/assertEquals, XMLNode setters/toJSON/toString, JSONBuilder.setPrettyPrint,
-Map.toJson/fromJson, the %EJSCRIPT_START% inline wrapper. Also accepted (⚠12/13):
-`*= /= %=`, prefix `++x`, methods on literals.
-Not supported (UnsupportedFeature at compile time): CRM/database APIs (NS* agents, Ticket,
-Customer, SearchEngine, ...), web context (getCgi*, setCookie, ...), host access
-(runProgram, executeSQLQuery, getEnvVariable, File), HTTP streams/attachments/debug,
-parseXML, Generic helpers.
+Supported — every [C] item: lexical rules (keywords in any letter case, `in` only in
+foreach), all types with null semantics, scopes/shadowing, static operators, every
+statement, functions with overloading and recursion, #include (include-once), try/catch
+with `error`/`errorLocation`, throw, global functions, webhook variables, Integer, Float,
+Bool, String, arrays (multi-dimensional), Map, parseJSON/XMLNode, JSONBuilder, HTTP (host
+transport + per-tenant host allow-list, http/https only).
+[E] also supported: structs (methods, `this`, chaining, member initializers, toJson,
+fromXMLNode), Long, Byte (Byte[] is a bytearray), Vector, Date/Time/DateTime (UTC),
+unary +, `for(;;)`, `return voidCall();`, String regexp (no back-references or nested
+repetition), getWord, toByteArray, utf8/url/html/xml encode+decode, keepChars,
+toDate/toTime/toDateTime, modulo, pow, rand, sleep (virtual: counts against the time
+limit), encodeBase64/decodeBase64, encodeSHA1, encodeSHA256 (HMAC), encodeHMACSHA256/512,
+assert/assertEquals, XMLNode getNodeFromPath/setName/setText/setParameter/addChild/
+setChildren/toJSON/toString, JSONBuilder.setPrettyPrint/addNull, Map.toJson/fromJson, the
+%EJSCRIPT_START% inline wrapper. Accepted beyond the spec (⚠12/⚠13): `*= /= %=`,
+prefix `++x`, method calls on literals.
+
+Not supported (UnsupportedFeature at compile time): CRM/database APIs (NS* agents,
+Ticket, Customer, Company, User, Message, Email, SearchEngine, Attachment, ExtraTable,
+Parser, ReplyTemplate, EventData, File, getEventData, getActiveUser), web context
+(getCgi*, setCookie, setParserVariable, screens), host access (runProgram,
+executeSQLQuery, executeScript, getEnvVariable), HTTP *AsStream/addDocumentData/
+addAttachmentData/setDebugMode/getDebug, String prettyChop/escape/getLine/parseCSV/quote/
+wrap, parseXML and the Generic helpers.
 """
 
 from .errors import CompileError, Diagnostic

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ast
-from .builtins import CTORS, FUNCS, METHODS, UNSUPPORTED_FUNCS, Sig
-from .builtins.http import UNSUPPORTED_METHODS as HTTP_UNSUPPORTED
+from .builtins import CTORS, FUNCS, METHODS, UNSUPPORTED_FUNCS, UNSUPPORTED_METHODS, Sig
+from .codegen import builtin_call as gen_builtin_call
+from .codegen import expr2, int_arith, mark_const, mark_slot
 from .errors import (
     CatchableError,
     DivisionByZero,
+    ExitScript,
     IndexOutOfRange,
     LimitExceeded,
     ScriptError,
@@ -103,14 +105,14 @@ class ExprCompiler:
             self.depth -= 1
 
     def x_Literal(self, n: ast.Literal):
-        return _const(n.value), Ty(n.type)
+        return mark_const(_const(n.value), n.value), Ty(n.type)
 
     def x_Name(self, n: ast.Name):
         vi = self.lookup(n.name, n)
         slot = vi.slot
         if vi.is_global and not self.cur.is_top:
-            return (lambda f: f[0][slot]), vi.ty
-        return (lambda f: f[slot]), vi.ty
+            return mark_slot(lambda f: f[0][slot], f"f[0][{slot}]"), vi.ty
+        return mark_slot(lambda f: f[slot], f"f[{slot}]"), vi.ty
 
     def x_This(self, n: ast.This):
         st = self.cur.struct
@@ -143,31 +145,21 @@ class ExprCompiler:
         if op in ("&&", "||"):
             if ta != BOOL or tb != BOOL:
                 raise ScriptTypeError(f"operator {op} needs Bool operands, not {ta} and {tb}", n.line, n.col)
-            if op == "&&":
-                return (lambda f: a(f) and b(f)), BOOL
-            return (lambda f: a(f) or b(f)), BOOL
+            return expr2("{A} and {B}" if op == "&&" else "{A} or {B}", a, b), BOOL
         if op in ("==", "!="):
             ok = (is_numeric(ta) and is_numeric(tb)) or (
                 ta == tb and ta.dims == 0 and ta.name in ("String", "Bool", "Byte", "Date", "Time", "DateTime")
             )
             if not ok:
                 raise ScriptTypeError(f"cannot compare {ta} {op} {tb}", n.line, n.col)
-            if op == "==":
-                return (lambda f: a(f) == b(f)), BOOL
-            return (lambda f: a(f) != b(f)), BOOL
+            return expr2("{A} %s {B}" % op, a, b), BOOL
         if op in ("<", "<=", ">", ">="):
             ok = (is_numeric(ta) and is_numeric(tb)) or (
                 ta == tb and ta.dims == 0 and ta.name in ("String", "Date", "Time", "DateTime")
             )
             if not ok:
                 raise ScriptTypeError(f"cannot compare {ta} {op} {tb}", n.line, n.col)
-            if op == "<":
-                return (lambda f: a(f) < b(f)), BOOL
-            if op == "<=":
-                return (lambda f: a(f) <= b(f)), BOOL
-            if op == ">":
-                return (lambda f: a(f) > b(f)), BOOL
-            return (lambda f: a(f) >= b(f)), BOOL
+            return expr2("{A} %s {B}" % op, a, b), BOOL
         return self.arith(op, a, ta, b, tb, n)
 
     def arith(self, op: str, a: Fn, ta: Ty, b: Fn, tb: Ty, n) -> tuple[Fn, Ty]:
@@ -195,6 +187,16 @@ class ExprCompiler:
 
     @staticmethod
     def _int_op(op, a, b, line, where, wrap, lo, hi) -> Fn:
+        if op in ("+", "-", "*"):
+            return int_arith(op, a, b, long=wrap is wrap64)
+        cb = getattr(b, "const", None)
+        if op == "%" and type(cb) is int and cb > 0:
+
+            def mod_const(f):
+                x = a(f)
+                return x % cb if x >= 0 else -(-x % cb)
+
+            return mod_const
         if op == "+":
 
             def add(f):
@@ -242,12 +244,8 @@ class ExprCompiler:
 
     @staticmethod
     def _float_op(op, a, b, line, where) -> Fn:
-        if op == "+":
-            return lambda f: float(a(f) + b(f))
-        if op == "-":
-            return lambda f: float(a(f) - b(f))
-        if op == "*":
-            return lambda f: float(a(f) * b(f))
+        if op in ("+", "-", "*"):
+            return expr2("{A} %s {B}" % op, a, b)
         if op == "/":
 
             def fdiv(f):
@@ -384,8 +382,8 @@ class ExprCompiler:
         table = METHODS.get(ty.name, {})
         sigs = table.get(name)
         if not sigs:
-            if ty.name == "HTTP" and name in HTTP_UNSUPPORTED:
-                raise UnsupportedFeature(f"HTTP.{name}() is not supported in this sandbox", n.line, n.col)
+            if name in UNSUPPORTED_METHODS.get(ty.name, ()):
+                raise UnsupportedFeature(f"{ty}.{name}() is not supported in this sandbox", n.line, n.col)
             raise ScriptNameError(f"{ty} has no method {name}()", n.line, n.col)
         sig = self.resolve(sigs, tys, f"{ty}.{name}()", n)
         args = self.coerce_args(fns, tys, sig.params, n)
@@ -394,85 +392,19 @@ class ExprCompiler:
         return self.builtin_call(sig, recv, args, n), sig.ret
 
     def builtin_call(self, sig: Sig, recv: Fn | None, args: list[Fn], n) -> Fn:
-        impl = sig.impl
         line, where = n.line, self.where
         name = sig.name
         allf = ([recv] if recv is not None else []) + args
-        if sig.ctx:
-            if len(allf) == 1:
-                (a0,) = allf
 
-                def call_c1(f):
-                    try:
-                        return impl(f[1], a0(f))
-                    except ScriptError as e:
-                        annotate(e, line, where)
-                        raise
-                    except (RecursionError, MemoryError):
-                        raise
-                    except Exception as e:
-                        raise _internal(name, e, line, where) from None
-
-                return call_c1
-
-            def call_c(f):
-                vals = [a(f) for a in allf]
-                try:
-                    return impl(f[1], *vals)
-                except ScriptError as e:
-                    annotate(e, line, where)
-                    raise
-                except (RecursionError, MemoryError):
-                    raise
-                except Exception as e:
-                    raise _internal(name, e, line, where) from None
-
-            return call_c
-        if len(allf) == 1:
-            (a0,) = allf
-
-            def call1(f):
-                try:
-                    return impl(a0(f))
-                except ScriptError as e:
-                    annotate(e, line, where)
-                    raise
-                except (RecursionError, MemoryError):
-                    raise
-                except Exception as e:
-                    raise _internal(name, e, line, where) from None
-
-            return call1
-        if len(allf) == 2:
-            a0, a1 = allf
-
-            def call2(f):
-                x = a0(f)
-                try:
-                    return impl(x, a1(f))
-                except ScriptError as e:
-                    annotate(e, line, where)
-                    raise
-                except (RecursionError, MemoryError):
-                    raise
-                except Exception as e:
-                    raise _internal(name, e, line, where) from None
-
-            return call2
-
-        def calln(f):
-            vals = [a(f) for a in allf]
-            try:
-                return impl(*vals)
-            except ScriptError as e:
+        def fail(e: Exception):
+            if isinstance(e, ScriptError):
                 annotate(e, line, where)
-                raise
-            except (RecursionError, MemoryError):
-                raise
-            except Exception as e:
-                raise _internal(name, e, line, where) from None
+                raise e
+            if isinstance(e, ExitScript):  # pragma: no cover - BaseException, not caught
+                raise e
+            raise _internal(name, e, line, where) from None
 
-        return calln
+        return gen_builtin_call(sig.impl, allf, sig.ctx, fail, check_string=sig.ret == STRING)
 
     def mutating_call(self, sig: Sig, obj_node, recv: Fn, args: list[Fn], n) -> Fn:
         """Methods that change a value-type receiver (String.append, Date.addDay, ...)."""

@@ -7,13 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ast
-from .errors import (
-    CatchableError,
-    GeneralException,
-    ScriptNameError,
-    ScriptSyntaxError,
-    ScriptTypeError,
-)
+from .errors import CatchableError, GeneralException, ScriptSyntaxError, ScriptTypeError
 from .types import FLOAT, INT, LONG, STRING, VOID, Ty, is_numeric
 from .values import wrap32, wrap64
 
@@ -152,7 +146,9 @@ class StmtCompiler:
 
     # ------------------------------------------------------------------ simple statements
     def s_ExprStmt(self, n: ast.ExprStmt) -> Stmt:
-        fn, _ = self.expr(n.expr)
+        fn, ty = self.expr(n.expr)
+        if ty == VOID:
+            return fn  # Void calls return None, which is "no signal"
 
         def exprstmt(f):
             fn(f)
@@ -432,5 +428,3 @@ class StmtCompiler:
     def s_StructDef(self, n) -> Stmt:  # pragma: no cover
         raise ScriptSyntaxError("structs can only be defined at top level", n.line, n.col)
 
-
-__all__ = ["BREAK", "CONTINUE", "RETURN", "FLOAT", "Ty", "ScriptNameError"]

@@ -10,21 +10,22 @@ from typing import Any
 from . import ast
 from .builtins import FUNCS
 from .compile_expr import ExprCompiler
-from .compile_stmt import StmtCompiler
+from .compile_stmt import RETURN, StmtCompiler
 from .defaults import default_factory, sized_factory
 from .errors import (
     CompileLimitExceeded,
     CompileProblem,
     IncludeError,
+    IndexOutOfRange,
     LimitExceeded,
     ScriptNameError,
     ScriptSyntaxError,
     ScriptTypeError,
     UnsupportedFeature,
 )
-from .parser import BUILTIN_TYPES, parse
+from .parser import _NS_TYPE, BUILTIN_TYPES, UNSUPPORTED_TYPES, parse
 from .symbols import FuncCtx, FuncInfo, StructInfo, VarInfo
-from .types import VOID, Ty, assignable
+from .types import VOID, Ty
 
 FIRST_SLOT = 3  # f[0] globals, f[1] context, f[2] return value
 
@@ -41,8 +42,6 @@ def _check_sizes(ctx, sizes: list[int]) -> None:
     total = 1
     for n in sizes:
         if n < 0:
-            from .errors import IndexOutOfRange
-
             raise IndexOutOfRange(f"negative array size {n}")
         total *= n
         if total > ctx.max_array:
@@ -72,7 +71,7 @@ class Compiler(ExprCompiler, StmtCompiler):
         self.later_funcs: list[set[str]] = []
         self.top = FuncCtx(is_top=True, scopes=[{}], nslots=FIRST_SLOT)
         self.cur = self.top
-        self.included: set[str] = set()
+        self.included: set[str] = {main_name}  # include-once also covers the script itself
         self.include_depth = 0
         self.top_stmts: list[Callable] = []
 
@@ -123,7 +122,9 @@ class Compiler(ExprCompiler, StmtCompiler):
             return
         if name in self.struct_names:
             raise ScriptNameError(f"struct {name} is used before its definition", node.line, node.col)
-        raise UnsupportedFeature(f"type {name} is not supported in this sandbox", node.line, node.col)
+        if name in UNSUPPORTED_TYPES or _NS_TYPE.match(name):
+            raise UnsupportedFeature(f"type {name} is not supported in this sandbox", node.line, node.col)
+        raise ScriptNameError(f"unknown type {name}", node.line, node.col)
 
     def resolve_type(self, tref: ast.TypeRef, allow_sized: bool = False) -> Ty:
         self.check_type_name(tref.name, tref)
@@ -150,8 +151,6 @@ class Compiler(ExprCompiler, StmtCompiler):
         return Program(body, self.top.nslots)
 
     def stmts_block_top(self, fns: list) -> Callable:
-        from .compile_stmt import RETURN
-
         fns_t = tuple(fns)
         count = len(fns_t)
 
@@ -297,5 +296,3 @@ class Compiler(ExprCompiler, StmtCompiler):
 def _defined_names(program: ast.Program) -> set[str]:
     return {it.name.name for it in program.items if isinstance(it, ast.FuncDef)}
 
-
-__all__ = ["Compiler", "Program", "assignable"]

@@ -79,7 +79,7 @@ _cache: OrderedDict[tuple, CompiledScript | CompileError] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _compile(source: str, sources: dict[str, str], limits: Limits) -> CompiledScript:
+def _compile(source: str, sources: dict[str, str], limits: Limits, name: str = "main") -> CompiledScript:
     try:
         names = struct_names_in(source)
         for t in sources.values():
@@ -91,6 +91,7 @@ def _compile(source: str, sources: dict[str, str], limits: Limits) -> CompiledSc
             names,
             limits.max_include_depth,
             limits.max_nesting,
+            name,
         )
         compiled = compiler.compile_program(program)
     except CompileProblem as e:
@@ -100,18 +101,24 @@ def _compile(source: str, sources: dict[str, str], limits: Limits) -> CompiledSc
     return CompiledScript(compiled, source, tuple(sorted(sources.items())))
 
 
-def compile_script(source: str, *, include: IncludeFn = _no_include, limits: Limits = Limits()) -> CompiledScript:
+def compile_script(
+    source: str,
+    *,
+    include: IncludeFn = _no_include,
+    limits: Limits = Limits(),
+    name: str = "main",
+) -> CompiledScript:
     """Phases 1-3. Raises CompileError; results (and errors) are cached by source and
-    include texts."""
+    include texts. `name` is the script's include name (used in `errorLocation`)."""
     sources = _resolve_includes(source, include, limits)
-    key = (source, tuple(sorted(sources.items())), limits.max_include_depth, limits.max_nesting)
+    key = (source, tuple(sorted(sources.items())), limits.max_include_depth, limits.max_nesting, name)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
     if hit is None:
         try:
-            hit = _compile(source, sources, limits)
+            hit = _compile(source, sources, limits, name)
         except CompileError as e:
             hit = e
         with _cache_lock:
@@ -123,10 +130,12 @@ def compile_script(source: str, *, include: IncludeFn = _no_include, limits: Lim
     return hit
 
 
-def check(source: str, *, include: IncludeFn = _no_include, limits: Limits = Limits()) -> list[Diagnostic]:
+def check(
+    source: str, *, include: IncludeFn = _no_include, limits: Limits = Limits(), name: str = "main"
+) -> list[Diagnostic]:
     """Diagnostics of phases 1-3; [] when the script is valid."""
     try:
-        compile_script(source, include=include, limits=limits)
+        compile_script(source, include=include, limits=limits, name=name)
     except CompileError as e:
         return list(e.diagnostics)
     except Exception as e:  # pragma: no cover - defensive: never leak
@@ -146,6 +155,9 @@ def _ensure_recursion_room(limits: Limits) -> None:
         sys.setrecursionlimit(need)
 
 
+_ensure_recursion_room(Limits())
+
+
 def run_script(
     source_or_compiled: str | CompiledScript,
     *,
@@ -154,13 +166,14 @@ def run_script(
     limits: Limits = Limits(),
     http: HttpTransport | None = None,
     http_allow_hosts: Collection[str] = (),
+    name: str = "main",
 ) -> RunResult:
     """Compile (cached) and run. Never raises for script problems."""
     try:
         if isinstance(source_or_compiled, CompiledScript):
             compiled = source_or_compiled
         else:
-            compiled = compile_script(str(source_or_compiled), include=include, limits=limits)
+            compiled = compile_script(str(source_or_compiled), include=include, limits=limits, name=name)
     except CompileError as e:
         d = e.diagnostics[0]
         return _failed("", d.kind, f"{d.message} (line {d.line}, column {d.column})")

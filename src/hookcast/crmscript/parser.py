@@ -12,7 +12,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .errors import CompileLimitExceeded, ScriptSyntaxError, ScriptTypeError
+from .errors import CompileLimitExceeded, CompileProblem, ScriptNameError, ScriptSyntaxError, ScriptTypeError
 
 KEYWORDS = {
     k: k.upper()
@@ -32,7 +32,13 @@ UNSUPPORTED_TYPES = frozenset(
     ).split()
 )
 _NS_TYPE = re.compile(r"NS[A-Z][A-Za-z0-9_]*\Z")
-_STRUCT_RE = re.compile(r"\bstruct\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+# struct names are found before parsing (they start declarations); strings and comments are
+# matched first so that their text is skipped
+_STRUCT_RE = re.compile(
+    r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|//[^\n]*|/\*[\s\S]*?\*/'
+    r"|\bstruct\s+([A-Za-z_][A-Za-z0-9_]*)",
+    re.IGNORECASE,
+)
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b"}
 _ESC_RE = re.compile(r"\\(.)", re.DOTALL)
@@ -50,7 +56,7 @@ def is_type_name(name: str, struct_names: frozenset[str] | set[str]) -> bool:
 
 
 def struct_names_in(text: str) -> set[str]:
-    return set(_STRUCT_RE.findall(text))
+    return {name for name in _STRUCT_RE.findall(text) if name}
 
 
 class _PostLexer:
@@ -58,6 +64,13 @@ class _PostLexer:
 
     def process(self, stream):
         names = getattr(_tls, "types", frozenset())
+        prev = None
+        for tok in self._convert(stream, names):
+            _tls.last = (prev, tok)  # for error messages: `Foo x;` is an unknown type
+            prev = tok
+            yield tok
+
+    def _convert(self, stream, names):
         in_foreach = False
         for tok in stream:
             if tok.type == "NAME":
@@ -270,17 +283,19 @@ class _Builder(Transformer):
 
     def int_lit(self, c):
         line, col = _pos(c[0])
-        v = int(c[0])
+        text = str(c[0]).lstrip("0") or "0"
+        v = int(text) if len(text) <= 12 else 1 << 40
         if v > 2147483647:
             # literals must fit 32-bit signed (§2); the negation happens as unary minus
-            raise ScriptTypeError(f"integer literal {c[0]} does not fit 32 bits", line, col)
+            raise ScriptTypeError(f"integer literal {str(c[0])[:30]} does not fit 32 bits", line, col)
         return ast.Literal(line, col, "Integer", v)
 
     def long_lit(self, c):
         line, col = _pos(c[0])
-        v = int(str(c[0])[:-1])
+        text = str(c[0])[:-1].lstrip("0") or "0"
+        v = int(text) if len(text) <= 20 else 1 << 70
         if v > 9223372036854775807:
-            raise ScriptTypeError(f"long literal {c[0]} does not fit 64 bits", line, col)
+            raise ScriptTypeError(f"long literal {str(c[0])[:30]} does not fit 64 bits", line, col)
         return ast.Literal(line, col, "Long", v)
 
     def float_lit(self, c):
@@ -326,20 +341,6 @@ _parser = Lark(
     maybe_placeholders=False,
 )
 
-_TOKEN_TEXT = {
-    "SEMICOLON": "';'",
-    "RPAR": "')'",
-    "LPAR": "'('",
-    "RBRACE": "'}'",
-    "LBRACE": "'{'",
-    "RSQB": "']'",
-    "LSQB": "'['",
-    "COMMA": "','",
-    "DOT": "'.'",
-    "$END": "end of text",
-}
-
-
 def _describe(tok: Token) -> str:
     if tok.type == "$END":
         return "end of text"
@@ -352,12 +353,17 @@ def _describe(tok: Token) -> str:
 def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> ast.Program:
     """Parse one script text; raises a CompileProblem (SyntaxError/TypeError)."""
     _tls.types = frozenset(struct_names)
+    _tls.last = (None, None)
     try:
         return _parser.parse(text)
     except UnexpectedToken as e:
         tok = e.token
         line = getattr(tok, "line", None) or e.line or 0
         col = getattr(tok, "column", None) or e.column or 0
+        last = getattr(_tls, "last", (None, None))
+        if tok.type == "NAME" and last[0] is not None and last[0].type == "NAME" and last[1] is tok:
+            p = last[0]
+            raise ScriptNameError(f"unknown type {p}", p.line or 0, p.column or 0) from None
         if tok.type == "$END":
             raise ScriptSyntaxError("unexpected end of text", line, col) from None
         raise ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col) from None
@@ -374,8 +380,10 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
         raise ScriptSyntaxError("syntax error", getattr(e, "line", 0), getattr(e, "column", 0)) from None
     except RecursionError:
         raise CompileLimitExceeded("script nested too deeply", 0, 0) from None
+    except CompileProblem:
+        raise
     except Exception as e:  # lark wraps transformer errors in VisitError
         inner = getattr(e, "orig_exc", None)
         if inner is not None and hasattr(inner, "diagnostic"):
             raise inner from None
-        raise
+        raise ScriptSyntaxError(f"cannot parse: {type(inner or e).__name__}", 0, 0) from None

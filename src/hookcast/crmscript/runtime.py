@@ -56,7 +56,9 @@ class Context:
         self.max_depth = limits.max_call_depth
         self.depth = 0
         self.mem = 0
-        self.vars: dict[str, str] = dict(variables or {})
+        self.vars: dict[str, str] = (
+            {str(k): v if type(v) is str else str(v) for k, v in variables.items()} if variables else {}
+        )
         self.http = http
         self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
         self.http_count = 0
@@ -98,9 +100,6 @@ class Context:
         self.mem += n
         if self.mem > self.limits.max_memory:
             raise LimitExceeded("memory budget of the run exceeded")
-
-    def enter_call(self) -> None:
-        raise LimitExceeded(f"call depth exceeds {self.max_depth}")
 
     # ---- output
     def write(self, s: str) -> None:

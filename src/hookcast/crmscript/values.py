@@ -116,6 +116,4 @@ def json_float(x: float) -> str:
     """Shortest decimal that reads back to the same double (JSON output)."""
     if math.isnan(x) or math.isinf(x):
         return "null"
-    if x == int(x) and abs(x) < 1e16:
-        return repr(float(x))
     return repr(float(x))

@@ -114,8 +114,9 @@ deliveries = Table(
     Column("cycle", SmallInteger, nullable=False, server_default="0"),
     Column("attempt", SmallInteger, nullable=False, server_default="0"),
     Column("event_uuid", String(36), nullable=False),  # EventId of the current cycle
+    # When the next attempt is due. Claiming moves it to the lease's end, so a claim that a
+    # crashed process never finished becomes due again by itself (at-least-once).
     Column("next_at", Float, nullable=False),
-    Column("lease_until", Float),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
     Index("ix_deliveries_due", "status", "next_at"),
@@ -139,4 +140,22 @@ attempts = Table(
     Column("error", Text),
     Column("output", Text),  # crmscript output
     Index("ix_attempts_webhook", "webhook_id", "id"),
+)
+
+# ErrorsEmail outbox: written in the transaction that disables a webhook, sent afterwards,
+# so a mail is neither lost in a crash nor able to hold up deliveries.
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("webhook_id", Id, nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", SmallInteger, nullable=False, server_default="0"),  # 0 queued, 1 sent, 2 failed
+    Column("next_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Column("error", Text),
+    Index("ix_mail_outbox_due", "status", "next_at"),
 )

@@ -13,6 +13,6 @@ from . import (  # noqa: F401  (imported for their registrations)
     strings,
     xml,
 )
-from .registry import CTORS, FUNCS, METHODS, UNSUPPORTED_FUNCS, Sig
+from .registry import CTORS, FUNCS, METHODS, UNSUPPORTED_FUNCS, UNSUPPORTED_METHODS, Sig
 
-__all__ = ["CTORS", "FUNCS", "METHODS", "UNSUPPORTED_FUNCS", "Sig"]
+__all__ = ["CTORS", "FUNCS", "METHODS", "UNSUPPORTED_FUNCS", "UNSUPPORTED_METHODS", "Sig"]

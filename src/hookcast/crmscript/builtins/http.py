@@ -49,8 +49,9 @@ class HttpClient:
         headers = list(self.headers)
         body = None
         opts = self.options
-        if "parameters" in opts:
-            body = opts["parameters"][1:].encode("utf-8")
+        raw = opts.get("parameters", opts.get("parametersUTF8"))
+        if raw is not None:
+            body = raw[1:].encode("utf-8")
         elif self.body is not None:
             body = self.body
         if self.form:
@@ -117,7 +118,3 @@ def _resp_header(h: HttpClient, name: str) -> str:
 
 simple(H, "getResponseHeader", "String", "String", _resp_header)
 simple(H, "getResponseHeaders", "", "Map", lambda h: CMap({k.lower(): v for k, v in h.resp_headers}))
-
-UNSUPPORTED_METHODS = frozenset(
-    "getAsStream postAsStream putAsStream openAsStream addDocumentData addAttachmentData setDebugMode getDebug".split()
-)

@@ -6,8 +6,6 @@ import math
 
 from ..errors import ScriptRuntimeError
 from ..values import (
-    NULL_FLOAT,
-    NULL_INT,
     NullFloat,
     NullInt,
     float_to_int,
@@ -94,5 +92,3 @@ def _hex_width(v: int, w: int) -> str:
 
 
 simple("Byte", "toHex", "Integer", "String", _hex_width)
-
-__all__ = ["NULL_FLOAT", "NULL_INT"]

@@ -29,9 +29,20 @@ UNSUPPORTED_FUNCS = frozenset(
         "getEventData getActiveUser getCgiVariable getCgiVariables getCgiVariableNames getCgiContent "
         "setCookie getCookie setParserVariable runProgram executeSQLQuery executeScript getEnvVariable "
         "sendMail sendEmail sendSms getHtmlElement getScreen getCurrentUser getDatabaseConnection "
-        "addHtmlElement getParserVariable setEnvVariable"
+        "addHtmlElement getParserVariable setEnvVariable parseXML getTypeName GenericToString "
+        "GenericFromString getProgram getLanguage"
     ).split()
 )
+
+
+# Optional methods of the spec that this implementation leaves out → UnsupportedFeature.
+UNSUPPORTED_METHODS = {
+    "String": frozenset("prettyChop escape getLine parseCSV quote wrap".split()),
+    "HTTP": frozenset(
+        "getAsStream postAsStream putAsStream openAsStream addDocumentData addAttachmentData "
+        "setDebugMode getDebug".split()
+    ),
+}
 
 
 def _params(spec: str) -> tuple[Ty, ...]:

@@ -6,7 +6,7 @@ import html
 from urllib.parse import quote, unquote_plus
 
 from ..errors import IndexOutOfRange, ScriptRuntimeError
-from ..values import NULL_STR, NullInt, NullStr, str_to_float, str_to_int, str_to_long
+from ..values import NullInt, NullStr, str_to_float, str_to_int, str_to_long
 from .registry import ctor, method, simple
 from .safe_regex import search as regex_search
 
@@ -169,5 +169,3 @@ _XML_TABLE = str.maketrans(_XML)
 simple(S, "xmlEncode", "", S, lambda s: s.translate(_XML_TABLE))
 simple(S, "xmlDecode", "", S, lambda s: html.unescape(s))
 simple(S, "keepChars", S, S, lambda s, keep: "".join(c for c in s if c in keep))
-
-__all__ = ["NULL_STR"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 00:42:09.280072
+Create Date: 2026-11-27 00:51:26.243225
 """
 
 import sqlalchemy as sa
@@ -50,6 +50,22 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('mail_outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('webhook_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('recipient', sa.String(length=320), nullable=False),
+    sa.Column('subject', sa.Text(), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.SmallInteger(), server_default='0', nullable=False),
+    sa.Column('next_at', sa.Float(), nullable=False),
+    sa.Column('created_at', sa.Float(), nullable=False),
+    sa.Column('sent_at', sa.Float(), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('mail_outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_mail_outbox_due', ['status', 'next_at'], unique=False)
+
     op.create_table('webhooks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('tenant', sa.String(length=255), nullable=False),
@@ -88,7 +104,6 @@ def upgrade() -> None:
     sa.Column('attempt', sa.SmallInteger(), server_default='0', nullable=False),
     sa.Column('event_uuid', sa.String(length=36), nullable=False),
     sa.Column('next_at', sa.Float(), nullable=False),
-    sa.Column('lease_until', sa.Float(), nullable=True),
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.Column('finished_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['event_id'], ['events.id'], ondelete='CASCADE'),
@@ -146,6 +161,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_webhooks_tenant'))
 
     op.drop_table('webhooks')
+    with op.batch_alter_table('mail_outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_mail_outbox_due')
+
+    op.drop_table('mail_outbox')
     op.drop_table('events')
     op.drop_table('associates')
     op.drop_table('api_keys')

@@ -1,0 +1,87 @@
+"""Delivery plugins (§9): `Type` names the plugin that carries a delivery out. `webhook`
+posts over HTTPS; `crmscript` runs a stored script; others come from the entry point group
+`hookcast.plugins` (a factory taking Settings) and get the same retry and state machinery."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from ..payload import build_body, build_headers, entity_of
+from ..settings import Settings
+from ..store.queue import Claimed
+from .http import HttpSender
+from .policy import Outcome
+
+STATE_EVENT = re.compile(r"^webhook\d+\.(started|stopped|errors)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What one attempt came to, whatever carried it out."""
+
+    outcome: Outcome
+    latency_ms: float
+    http_status: int | None = None
+    error: str | None = None
+    output: str | None = None
+
+
+class Plugin(Protocol):
+    async def deliver(self, item: Claimed) -> Report: ...
+
+    async def close(self) -> None: ...
+
+
+def payload_of(item: Claimed) -> bytes:
+    """The §3 body of a delivery; state events say `webhook.<verb>` and have no Entity."""
+    state_event = STATE_EVENT.match(item.event)
+    return build_body(
+        event_id=item.event_uuid, timestamp=item.occurred_at, changes=item.changes,
+        event=f"webhook.{state_event.group(1)}" if state_event else item.event,
+        primary_key=item.primary_key, entity=None if state_event else entity_of(item.event),
+        tenant=item.tenant, associate_id=item.associate_id, webhook_name=item.webhook_name,
+        values=item.row_values, field_values=item.field_values, properties=item.properties,
+    )
+
+
+class HttpPlugin:
+    """Type `webhook`: a signed HTTPS POST through the pooled, guarded sender."""
+
+    def __init__(self, settings: Settings, sender: HttpSender) -> None:
+        self._settings = settings
+        self._sender = sender
+
+    async def deliver(self, item: Claimed) -> Report:
+        body = payload_of(item)
+        headers = build_headers(
+            event_header=item.event, event_id=item.event_uuid, retry=item.attempt, body=body,
+            secret=item.secret, delivery_id=item.uid, timestamp=int(time.time()),
+            custom=item.headers, user_agent=self._settings.user_agent,
+            standard_webhooks=self._settings.standard_webhooks,
+        )
+        result = await self._sender.send(item.target_url, body, headers, self._settings.attempt_timeout)
+        return Report(
+            outcome=Outcome(ok=result.ok, gone=result.gone, retry_after=result.retry_after),
+            latency_ms=result.latency_ms, http_status=result.status, error=result.error,
+        )
+
+    async def close(self) -> None:
+        await self._sender.close()
+
+
+def load_plugins(settings: Settings, sender: HttpSender) -> dict[str, Plugin]:
+    plugins: dict[str, Plugin] = {"webhook": HttpPlugin(settings, sender)}
+    for entry in entry_points(group="hookcast.plugins"):
+        plugins.setdefault(entry.name.lower(), entry.load()(settings))
+    return plugins
+
+
+@functools.cache
+def plugin_names() -> frozenset[str]:
+    """Every Type a webhook may name."""
+    return frozenset({"webhook", "crmscript", *(e.name.lower() for e in entry_points(group="hookcast.plugins"))})

@@ -1,0 +1,180 @@
+"""The dispatcher: claims due deliveries in batches under a lease, runs each through its
+plugin, and writes the outcomes in batches.
+
+Two loops share one event loop. The claim loop keeps up to `concurrency` attempts in
+flight, at most `per_webhook_concurrency` for any one webhook, so a slow or dead receiver
+can hold only its own slots. The writer commits outcomes while new attempts run: one
+transaction per batch, never one per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from .. import metrics
+from ..settings import Settings
+from ..store import queue
+from ..store.database import Database
+from .plugins import Plugin, Report
+from .policy import Outcome, RetryPolicy
+
+log = logging.getLogger("hookcast.dispatch")
+
+
+class Dispatcher:
+    def __init__(
+        self, db: Database, settings: Settings, plugins: dict[str, Plugin], *,
+        on_transitions: Callable[[list[queue.Transition]], None] = lambda _: None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._plugins = plugins
+        self._on_transitions = on_transitions
+        self.policy = RetryPolicy.from_settings(settings)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
+        self._per_webhook: dict[int, int] = defaultdict(int)
+        self._results: list[queue.Result] = []
+        self._results_ready = asyncio.Event()
+        self._claimer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Something may be due: new deliveries were committed or a slot came free."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._claimer = asyncio.create_task(self._claim_loop(), name="hookcast-claim")
+        self._writer = asyncio.create_task(self._write_loop(), name="hookcast-outcomes")
+
+    async def stop(self) -> None:
+        """Stop claiming, let attempts in flight finish (up to the attempt timeout), hand
+        back what did not, and write every outcome."""
+        self._stopping = True
+        self._wake.set()
+        if self._claimer:
+            await self._claimer
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=self._settings.attempt_timeout + 1)
+        unfinished = list(self._tasks)
+        for task in self._tasks.values():
+            task.cancel()
+        if unfinished:
+            await self._db.run(queue.release, unfinished, time.time())
+        self._results_ready.set()
+        if self._writer:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+        await self._flush()
+
+    # ----- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        settings = self._settings
+        while not self._stopping:
+            # Cleared before claiming: a wake-up that arrives during the claim is kept.
+            self._wake.clear()
+            free = settings.concurrency - len(self._tasks)
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception:
+                    log.exception("claiming deliveries failed; retrying")
+                    claimed = []
+                    await asyncio.sleep(0.5)
+                if claimed:
+                    continue
+                timeout = await self._until_next_due()
+            else:
+                timeout = settings.poll_interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _claim(self, free: int) -> list[queue.Claimed]:
+        limit = self._settings.per_webhook_concurrency
+        saturated = [w for w, n in self._per_webhook.items() if n >= limit]
+        now = time.time()
+        claimed = await self._db.run(
+            queue.claim, now, now + self._settings.lease, min(free, self._settings.batch_size), saturated
+        )
+        overflow = []
+        for item in claimed:
+            if self._per_webhook[item.webhook_id] >= limit:
+                overflow.append(item.delivery_id)
+            else:
+                self._start(item)
+        if overflow:  # its webhook is busy: back to the queue, skipped until a slot frees
+            await self._db.run(queue.release, overflow, time.time())
+        return claimed
+
+    async def _until_next_due(self) -> float:
+        due = await self._db.run(queue.next_due)
+        poll = self._settings.poll_interval
+        return poll if due is None else min(poll, max(0.0, due - time.time()))
+
+    def _start(self, item: queue.Claimed) -> None:
+        self._per_webhook[item.webhook_id] += 1
+        task = asyncio.create_task(self._attempt(item))
+        self._tasks[item.delivery_id] = task
+
+    async def _attempt(self, item: queue.Claimed) -> None:
+        started = time.time()
+        try:
+            plugin = self._plugins.get(item.webhook_type)
+            if plugin is None:
+                report = Report(Outcome(ok=False), 0.0, error=f"no plugin for Type {item.webhook_type!r}")
+            else:
+                report = await plugin.deliver(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a plugin bug is a failed attempt, not a lost delivery
+            log.exception("plugin %s failed on delivery %s", item.webhook_type, item.delivery_id)
+            report = Report(Outcome(ok=False), (time.time() - started) * 1000, error=f"plugin error: {exc}")
+        finally:
+            self._tasks.pop(item.delivery_id, None)
+            self._per_webhook[item.webhook_id] -= 1
+            if not self._per_webhook[item.webhook_id]:
+                del self._per_webhook[item.webhook_id]
+            self._wake.set()
+        self._results.append(queue.Result(
+            claimed=item, outcome=report.outcome, at=started, latency_ms=report.latency_ms,
+            http_status=report.http_status, error=report.error, output=report.output,
+        ))
+        self._results_ready.set()
+
+    # ----- outcomes ----------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._results:
+            batch = self._results[: self._settings.batch_size]
+            del self._results[: len(batch)]
+            try:
+                transitions = await self._db.run(queue.record_outcomes, batch, self.policy, time.time())
+            except Exception:
+                # Keep them: the leases hold the deliveries meanwhile, so nothing is lost.
+                log.exception("writing %d outcomes failed; retrying", len(batch))
+                self._results[:0] = batch
+                await asyncio.sleep(0.5)
+                continue
+            metrics.record_attempts(batch)
+            for t in transitions:
+                log.warning("webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant)
+            if transitions:
+                self._on_transitions(transitions)
+            self._wake.set()  # retries may now be due sooner than the claimer thought

@@ -1,0 +1,167 @@
+"""The Hub: hookcast inside a Python application, and the engine of `hookcast serve`.
+
+    async with Hub(Settings(database_url="sqlite:///hooks.db")) as hub:
+        await hub.signal("contact.changed", 994863, tenant="Cust1234", associate_id=316,
+                         changes={"name": "Ada"})
+
+`signal` returns once the event and its deliveries are committed. With `deliver=True` (the
+default) the hub also runs the dispatcher on the same event loop; `deliver=False` only
+stores events, for applications that leave delivery to `hookcast worker`.
+Blocking applications use `Hub.start_in_thread()` and `signal_sync(...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from datetime import datetime
+from typing import Any
+
+from . import metrics
+from .dispatch.http import HttpSender
+from .dispatch.outbox import Outbox
+from .dispatch.plugins import load_plugins
+from .dispatch.worker import Dispatcher
+from .intake import Intake, new_event
+from .settings import Settings
+from .store import queue
+from .store.database import Database
+
+log = logging.getLogger("hookcast")
+
+
+class Hub:
+    def __init__(self, settings: Settings | None = None, *, db: Database | None = None,
+                 deliver: bool = True) -> None:
+        self.settings = settings or Settings()
+        self._own_db = db is None
+        self.db = db or Database(self.settings.database_url,
+                                 sqlite_synchronous=self.settings.sqlite_synchronous)
+        self.deliver = deliver
+        self.sender = HttpSender(self.settings)
+        self.dispatcher: Dispatcher | None = None
+        self.outbox: Outbox | None = None
+        self._intake: Intake | None = None
+        self._pruner: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> Hub:
+        self._loop = asyncio.get_running_loop()
+        if self._own_db:
+            await asyncio.to_thread(self.db.migrate)
+        self._intake = Intake(self.db, on_commit=self.wake, max_batch=self.settings.batch_size * 10)
+        self._intake.start()
+        if self.deliver:
+            self.outbox = Outbox(self.db, self.settings)
+            self.dispatcher = Dispatcher(
+                self.db, self.settings, load_plugins(self.settings, self.sender),
+                on_transitions=self._on_transitions,
+            )
+            self.outbox.start()
+            self.dispatcher.start()
+            self._pruner = asyncio.create_task(self._prune_loop(), name="hookcast-prune")
+        return self
+
+    async def close(self) -> None:
+        if self._intake:
+            await self._intake.close()
+        if self._pruner:
+            self._pruner.cancel()
+        if self.dispatcher:
+            await self.dispatcher.stop()
+        if self.outbox:
+            await self.outbox.stop()
+        await self.sender.close()
+        if self._own_db:
+            self.db.close()
+
+    async def __aenter__(self) -> Hub:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @classmethod
+    def start_in_thread(cls, settings: Settings | None = None, **kwargs: Any) -> Hub:
+        """A hub on its own event loop in a daemon thread, for blocking applications."""
+        hub = cls(settings, **kwargs)
+        loop = asyncio.new_event_loop()
+        hub._thread = threading.Thread(target=loop.run_forever, name="hookcast-hub", daemon=True)
+        hub._thread.start()
+        asyncio.run_coroutine_threadsafe(hub.start(), loop).result()
+        return hub
+
+    def close_sync(self) -> None:
+        """Stop a hub started with `start_in_thread`."""
+        assert self._loop is not None and self._thread is not None
+        asyncio.run_coroutine_threadsafe(self.close(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    # ----- signalling -------------------------------------------------------------------------
+
+    async def signal(
+        self, event: str, primary_key: int, *, tenant: str, associate_id: int = 0,
+        changes: Sequence[str] | Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None, field_values: Mapping[str, Any] | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int:
+        """Store an event and its deliveries durably; returns the event's id.
+
+        `changes`: the changed field names, or a mapping of name to new value (the names go
+        into the payload's Changes, the values to CRMScript hooks). `values`: the id values of
+        a deleted row (only for *.deleted events). Raises hookcast.ValidationError."""
+        if self._intake is None:
+            raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
+        item = new_event(event, primary_key, tenant=tenant, associate_id=associate_id,
+                         changes=changes, values=values, field_values=field_values,
+                         occurred_at=occurred_at)
+        event_id = await self._intake.submit(item)
+        metrics.SIGNALS.inc()
+        return event_id
+
+    def signal_sync(self, event: str, primary_key: int, **kwargs: Any) -> int:
+        """`signal` for code that is not async; blocks until the event is durable."""
+        if self._loop is None:
+            raise RuntimeError("start the Hub first (Hub.start_in_thread(...))")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise RuntimeError("signal_sync would block the hub's own event loop; await hub.signal()")
+        future: Future[int] = asyncio.run_coroutine_threadsafe(
+            self.signal(event, primary_key, **kwargs), self._loop)
+        return future.result()
+
+    # ----- internals ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New deliveries or mails were committed in this process."""
+        if self.dispatcher:
+            self.dispatcher.wake()
+        if self.outbox:
+            self.outbox.wake()
+
+    def _on_transitions(self, transitions: list[queue.Transition]) -> None:
+        self.wake()
+
+    async def _prune_loop(self) -> None:
+        keep = self.settings.retention_days * 86400
+        interval = min(3600.0, max(keep / 10, 1.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.db.run(queue.prune, time.time() - keep)
+                if removed:
+                    log.info("pruned %d finished deliveries older than %s days", removed,
+                             self.settings.retention_days)
+            except Exception:
+                log.exception("pruning failed")

@@ -1,0 +1,124 @@
+"""signal(): validate an event, then commit it with its deliveries before returning.
+
+Signals arriving together share one transaction (group commit): while one batch is being
+committed on the database thread, the next one gathers. That is where throughput comes
+from, without giving up durability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import ValidationError
+from .model import EVENT_NAME
+from .payload import format_timestamp
+from .store import queue
+from .store.database import Database
+
+MAX_PRIMARY_KEY = 2**63 - 1
+
+
+def new_event(
+    event: str, primary_key: int, *, tenant: str, associate_id: int = 0,
+    changes: Sequence[str] | Mapping[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None, field_values: Mapping[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> queue.NewEvent:
+    """Check a signal's arguments (§3) and build the event to store."""
+    if not isinstance(event, str) or not event or len(event) > 128 or not EVENT_NAME.match(event):
+        raise ValidationError(
+            f"Event name {event!r} is malformed; use letters, digits and _ separated by dots, "
+            "at most 128 characters, e.g. contact.changed."
+        )
+    if isinstance(primary_key, bool) or not isinstance(primary_key, int) or not 0 <= primary_key <= MAX_PRIMARY_KEY:
+        raise ValidationError(f"PrimaryKey must be an integer from 0 to {MAX_PRIMARY_KEY}.")
+    if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 255:
+        raise ValidationError("The tenant (ContextIdentifier) must be a non-empty string.")
+    if isinstance(associate_id, bool) or not isinstance(associate_id, int):
+        raise ValidationError("associate_id must be an integer.")
+    change_values: dict[str, Any] | None = None
+    if changes is None:
+        names: list[str] = []
+    elif isinstance(changes, Mapping):
+        change_values = dict(changes)
+        names = list(change_values)
+    elif isinstance(changes, (list, tuple)):
+        names = list(changes)
+    else:
+        raise ValidationError("changes must be a list of field names or a mapping of name to value.")
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValidationError("Every changed field name must be a non-empty string.")
+    name = event.lower()
+    if values is not None:
+        if not name.endswith(".deleted"):
+            raise ValidationError("values (the ids of a deleted row) are only for *.deleted events.")
+        if not isinstance(values, Mapping):
+            raise ValidationError("values must be a mapping of id column to value.")
+    if field_values is not None and not isinstance(field_values, Mapping):
+        raise ValidationError("field_values must be a mapping.")
+    when = occurred_at or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValidationError("occurred_at must be timezone-aware (e.g. datetime.now(UTC)).")
+    return queue.NewEvent(
+        tenant=tenant, name=name, primary_key=primary_key, associate_id=associate_id,
+        occurred_at=format_timestamp(when), changes=names, change_values=change_values,
+        row_values=dict(values) if values is not None else None,
+        field_values=dict(field_values) if field_values is not None else None,
+    )
+
+
+class Intake:
+    """Group commit of signalled events. `submit` returns once the event is durable."""
+
+    def __init__(self, db: Database, *, on_commit: Callable[[], None], max_batch: int = 1000) -> None:
+        self._db = db
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._pending: list[tuple[queue.NewEvent, asyncio.Future[int]]] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.committed = 0  # events stored by this process, for metrics and tests
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hookcast-intake")
+
+    async def submit(self, event: queue.NewEvent) -> int:
+        if self._task is None or self._closing:
+            raise RuntimeError("the intake is not running; start the Hub first")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        self._ready.set()
+        return await future
+
+    async def close(self) -> None:
+        """Commit what was submitted, then stop."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._ready.set()
+        await self._task
+
+    async def _run(self) -> None:
+        while not (self._closing and not self._pending):
+            await self._ready.wait()
+            self._ready.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                try:
+                    ids, _ = await self._db.run(queue.insert_events, [e for e, _ in batch], time.time())
+                except Exception as exc:  # the callers see the failure; nothing was stored
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), event_id in zip(batch, ids, strict=True):
+                    if not future.done():
+                        future.set_result(event_id)
+                self.committed += len(batch)
+                self._on_commit()
