@@ -26,6 +26,7 @@ class RecordedRequest:
     path: str  # path and query as sent
     headers: list[tuple[str, str]]  # in wire order, names as sent
     body: bytes
+    at: float = 0.0  # time.monotonic() on arrival
 
     def header(self, name: str) -> str | None:
         """The first value of a header, name case-insensitive."""
@@ -40,6 +41,7 @@ class Behaviour:
     delay: float = 0.0  # seconds before answering; cut short when the receiver stops
     location: str | None = None  # sent as Location (for redirects)
     headers: dict[str, str] = field(default_factory=dict)
+    statuses: tuple[int, ...] = ()  # answers for the next requests, in order; then `status`
 
 
 class Receiver:
@@ -150,10 +152,15 @@ class Receiver:
             path=request.raw_path,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             body=body,
+            at=time.monotonic(),
         )
         with self._lock:
             self._requests.append(recorded)
-        behaviour = self.behaviour
+            behaviour = self.behaviour
+            status = behaviour.status
+            if behaviour.statuses:
+                status = behaviour.statuses[0]
+                self.behaviour = replace(behaviour, statuses=behaviour.statuses[1:])
         if behaviour.delay:
             assert self._stopping is not None
             with contextlib.suppress(TimeoutError):
@@ -161,4 +168,4 @@ class Receiver:
         headers = dict(behaviour.headers)
         if behaviour.location is not None:
             headers["Location"] = behaviour.location
-        return web.Response(status=behaviour.status, body=behaviour.body, headers=headers)
+        return web.Response(status=status, body=behaviour.body, headers=headers)

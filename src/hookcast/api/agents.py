@@ -25,7 +25,7 @@ class Filters(BaseModel):
     NameFilter: str | None = None
     EventFilter: str | None = None
     StatusFilter: StrictStr | StrictInt | None = Field(default=None, json_schema_extra={"enum": [
-        *STATE_NAMES, 0, 1, 2, 3]})
+        *STATE_NAMES, 0, 1, 2, 3, None]})
 
 
 def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:
