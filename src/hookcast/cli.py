@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -82,9 +82,88 @@ def serve(
     app_ = create_app(settings, db=database)
     try:
         uvicorn.run(app_, host=settings.host, port=settings.port, loop="auto", http="auto",
+                    timeout_graceful_shutdown=int(settings.attempt_timeout) + 2,
                     log_level="info", access_log=False)
     finally:
         database.close()
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    concurrency: Annotated[int | None, typer.Option(help="Attempts in flight [default: 64]")] = None,
+) -> None:
+    """Run only the delivery dispatcher (no API), until SIGINT or SIGTERM.
+
+    Stopping finishes the attempts in flight (up to the attempt timeout) and hands the rest
+    back to the queue.
+    """
+    import asyncio
+    import signal as signals
+
+    from .hub import Hub
+
+    settings = _settings(db, concurrency=concurrency)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGINT, signals.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Hub(settings):
+            console().print(f"hookcast worker delivering from {settings.database_url}")
+            await stop.wait()
+
+    _run_async(run())
+
+
+@app.command("signal")
+def signal_event(
+    event: Annotated[str, typer.Argument(help="The event name, e.g. contact.changed")],
+    primary_key: Annotated[int, typer.Argument(help="The record's id (0 when unused)")],
+    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier)")],
+    associate_id: Annotated[int, typer.Option("--associate-id", help="Who caused it")] = 0,
+    data: Annotated[str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'')] = None,
+    db: DbOption = None,
+) -> None:
+    """Signal an event: store it with its deliveries; a running serve or worker delivers it."""
+    import asyncio
+    import json
+
+    from .errors import ValidationError
+    from .hub import Hub
+
+    try:
+        changes = json.loads(data) if data else None
+    except json.JSONDecodeError as exc:
+        console().print(f"[red]--data is not JSON: {exc}[/]")
+        raise typer.Exit(2) from None
+    if changes is not None and not isinstance(changes, dict):
+        console().print("[red]--data must be a JSON object of field names and values[/]")
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        async with Hub(_settings(db), deliver=False) as hub:
+            return await hub.signal(event, primary_key, tenant=tenant, associate_id=associate_id,
+                                    changes=changes)
+
+    try:
+        event_id = asyncio.run(run())
+    except ValidationError as exc:
+        console().print(f"[red]{exc.message}[/]")
+        raise typer.Exit(2) from None
+    console().print(f"Stored event {event_id} ({event.lower()} {primary_key}) for tenant {tenant}.")
+
+
+def _run_async(coro: Any) -> None:
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional on platforms without it
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 @keys_app.command("create")
