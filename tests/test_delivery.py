@@ -264,3 +264,20 @@ async def test_many_signals_share_commits_and_all_arrive(engine, receiver) -> No
     requests = await wait_deliveries(receiver, 200, timeout=30)
     keys = Counter(orjson.loads(r.body)["PrimaryKey"] for r in requests)
     assert set(keys) == set(range(200))
+
+
+async def test_retention_prunes_finished_deliveries_and_their_events(engine, receiver) -> None:
+    import time
+
+    await engine.create(receiver.url, ["contact.changed"])
+    await engine.hub.signal("contact.changed", 1, tenant=TENANT)
+    await wait_deliveries(receiver, 1)
+    await eventually(lambda: _delivered(engine))
+    assert await engine.hub.db.run(queue.prune, time.time() - 3600) == 0  # younger than the cut-off
+    assert await engine.hub.db.run(queue.prune, time.time() + 1) == 1
+    depth = await engine.hub.db.run(queue.queue_depth)
+    assert depth == {"pending": 0, "delivered": 0, "given_up": 0}
+
+
+async def _delivered(engine) -> bool:
+    return (await engine.hub.db.run(queue.queue_depth))["delivered"] == 1

@@ -12,6 +12,7 @@ from .errors import (
     ValidationError,
     VerificationFailed,
 )
+from .hub import Hub
 from .model import State, Webhook
 from .payload import verify_signature
 from .settings import Settings
@@ -19,6 +20,7 @@ from .settings import Settings
 __all__ = [
     "Conflict",
     "HookcastError",
+    "Hub",
     "NotFound",
     "PayloadTooLarge",
     "PreconditionFailed",

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import logs
 from ._version import __version__
 from .keys import create_key
 from .model import format_date
@@ -72,6 +73,7 @@ def serve(
     from .api.app import create_app
 
     settings = _settings(db, host=host, port=port)
+    logs.configure(settings.log_format, settings.log_level)
     database = _database(settings)
     if database.run_sync(queries.count_keys) == 0:
         _, key = create_key(database, tenant="Default", associate_id=1, name="admin",
@@ -104,6 +106,7 @@ def worker(
     from .hub import Hub
 
     settings = _settings(db, concurrency=concurrency)
+    logs.configure(settings.log_format, settings.log_level)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=7.0, ge=0)  # finished deliveries and attempts kept
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
 
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
     # API limits (§7)
     max_body_bytes: int = 1024 * 1024
 
