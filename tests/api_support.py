@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from support.databases import database_url
+
 from hookcast.api.app import create_app
 from hookcast.keys import create_key
 from hookcast.settings import Settings
@@ -45,7 +47,7 @@ class Api:
 
 @contextmanager
 def running_api(tmp_path: Path, **settings: Any) -> Iterator[Api]:
-    config = Settings(database_url=f"sqlite:///{tmp_path / 'hookcast.db'}", **settings)
+    config = Settings(database_url=database_url(tmp_path), **settings)
     db = Database(config.database_url)
     db.migrate()
     _, key_a = create_key(db, tenant="Cust1234", associate_id=5, name="tony", full_name="Tony Ng")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import trustme
 
+from support.databases import drop_created
 from support.receivers import Receiver
 
 CERT_HOSTS = ("localhost", "127.0.0.1")
@@ -64,3 +65,7 @@ def receiver_factory(_leaf_certs: dict[str, trustme.LeafCert]) -> Iterator[Recei
 def receiver(receiver_factory: ReceiverFactory) -> Receiver:
     """A running receiver with a valid certificate that answers 200."""
     return receiver_factory()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_created()  # the PostgreSQL databases this worker created

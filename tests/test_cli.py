@@ -12,9 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
+from support.databases import database_url
 from typer.testing import CliRunner
 
 from hookcast.cli import app
+from hookcast.store.database import Database
+from hookcast.store.schema import api_keys
 
 runner = CliRunner()
 
@@ -27,7 +31,7 @@ def invoke(*args: str) -> str:
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    return database_url(tmp_path, "cli")
 
 
 def test_help_explains_every_command() -> None:
@@ -49,9 +53,13 @@ def test_keys_create_list_revoke(db_url: str) -> None:
     assert "Revoked key 1" in revoked
     again = runner.invoke(app, ["keys", "revoke", "1", "--db", db_url])
     assert again.exit_code == 1
-    # The key is stored hashed: its text appears nowhere in the database file.
-    db_file = Path(db_url.removeprefix("sqlite:///"))
-    assert key.encode() not in db_file.read_bytes()
+    # The key is stored hashed: its text appears nowhere in the database.
+    db = Database(db_url)
+    rows = db.run_sync(lambda conn: [tuple(r) for r in conn.execute(select(api_keys))])
+    db.close()
+    assert rows and all(key not in str(value) for row in rows for value in row)
+    if db_url.startswith("sqlite"):
+        assert key.encode() not in Path(db_url.removeprefix("sqlite:///")).read_bytes()
 
 
 def _free_port() -> int:

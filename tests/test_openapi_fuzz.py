@@ -10,6 +10,7 @@ import schemathesis
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.databases import database_url
 from support.server import ServerThread
 
 from hookcast.api.app import create_app
@@ -35,8 +36,8 @@ def defuse(value: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory):
-    path = tmp_path_factory.mktemp("schemathesis") / "hookcast.db"
-    config = Settings(database_url=f"sqlite:///{path}", attempt_timeout=0.5)
+    config = Settings(database_url=database_url(tmp_path_factory.mktemp("schemathesis")),
+                      attempt_timeout=0.5)
     db = Database(config.database_url)
     db.migrate()
     _, key = create_key(db, tenant="Cust1234", associate_id=5, name="fuzz")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hookcast.hub import Hub
+
+from .databases import database_url
 from hookcast.model import Principal, Webhook, WebhookIn
 from hookcast.registry import Registry
 from hookcast.settings import Settings
@@ -57,7 +59,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str 
 
 def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path / 'hookcast.db'}",
+        "database_url": database_url(tmp_path),
         "ca_bundle": ca_bundle, "allow_targets": ["127.0.0.0/8"],
         "retry_delays": [0.05, 0.1], "cycle_delay": 0.2, "attempt_timeout": 2.0,
         "poll_interval": 0.2, "lease": 5.0,

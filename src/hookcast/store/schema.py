@@ -159,3 +159,33 @@ mail_outbox = Table(
     Column("error", Text),
     Index("ix_mail_outbox_due", "status", "next_at"),
 )
+
+# CRMScript scripts (crmscript.md §1, §7.4): a tenant's scripts, found by IncludeId for
+# `#include` and for the TargetUrl of `crmscript` webhooks.
+scripts = Table(
+    "scripts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(255), nullable=False),
+    Column("uid", String(36), nullable=False),  # UniqueIdentifier
+    Column("name", String(255), nullable=False),
+    Column("description", Text),
+    Column("include_id", String(255), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("registered_at", Float, nullable=False),
+    Column("registered_associate_id", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_associate_id", Integer, nullable=False),
+    Index("uq_scripts_tenant_include_id", "tenant", "include_id", unique=True),
+    Index("uq_scripts_tenant_uid", "tenant", "uid", unique=True),
+)
+
+# Per-tenant settings; for now the hosts that scripts may reach over HTTP (crmscript.md §11.9).
+tenant_settings = Table(
+    "tenant_settings",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("script_http_hosts", Text, nullable=False, server_default="[]"),  # JSON array
+    Column("updated_at", Float, nullable=False),
+    Column("updated_associate_id", Integer, nullable=False),
+)

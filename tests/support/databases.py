@@ -1,0 +1,60 @@
+"""Which database the tests run on. SQLite by default; with HOOKCAST_TEST_BACKEND=postgres
+every test gets a fresh database on the server named by HOOKCAST_TEST_POSTGRES_URL
+(`make test` runs the suite once per backend when that variable is set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+POSTGRES_URL = os.environ.get("HOOKCAST_TEST_POSTGRES_URL", "")
+BACKEND = os.environ.get("HOOKCAST_TEST_BACKEND", "sqlite")
+ON_POSTGRES = BACKEND == "postgres"
+_created: list[str] = []
+
+if ON_POSTGRES and not POSTGRES_URL:
+    raise RuntimeError("HOOKCAST_TEST_BACKEND=postgres needs HOOKCAST_TEST_POSTGRES_URL")
+
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason="PostgreSQL tests need HOOKCAST_TEST_POSTGRES_URL, e.g. "
+    "HOOKCAST_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test make test",
+)
+
+
+def _admin():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    url = make_url(POSTGRES_URL)
+    return psycopg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        dbname=url.database, autocommit=True,
+    )
+
+
+def new_postgres_url() -> str:
+    """A fresh, empty database on the test server."""
+    name = f"hc_{uuid.uuid4().hex[:16]}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _created.append(name)
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def database_url(tmp_path: Path, name: str = "hookcast") -> str:
+    if ON_POSTGRES:
+        return new_postgres_url()
+    return f"sqlite:///{tmp_path / name}.db"
+
+
+def drop_created() -> None:
+    if not _created:
+        return
+    with _admin() as conn:
+        for name in _created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _created.clear()
