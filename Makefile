@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## run hookcast serve on the embedded SQLite default (./hookcast.db)
 	$(VENV)/bin/hookcast serve
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP)  ## the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
 	$(VENV)/bin/python -m pytest -n 2 -q
+	@if [ -n "$$HOOKCAST_TEST_POSTGRES_URL" ]; then \
+	  echo "== the suite again on PostgreSQL ($$HOOKCAST_TEST_POSTGRES_URL)"; \
+	  HOOKCAST_TEST_BACKEND=postgres $(VENV)/bin/python -m pytest -n 2 -q; \
+	else \
+	  echo "PostgreSQL run skipped: set HOOKCAST_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test to run it too"; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

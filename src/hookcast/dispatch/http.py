@@ -95,6 +95,32 @@ class HttpSender:
             ok=False, status=status, error=error, latency_ms=(perf_counter() - started) * 1000.0
         )
 
+    async def request(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None,
+        timeout: float, max_bytes: int,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Any request over the same pool, target guard and TLS rules as deliveries, for
+        CRMScript's HTTP class: (status, response headers in wire order, body). Redirects are
+        not followed. Raises ConnectionError with a short sentence when no answer arrived
+        (DNS, connect, guard, TLS, timeout) or the body is longer than `max_bytes`."""
+        session = self._session or self._open()
+        error: str
+        try:
+            async with session.request(
+                method, url, data=body, headers=headers, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                content = await _read_limited(resp.content, max_bytes + 1)
+                if len(content) <= max_bytes:
+                    answer = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+                    return resp.status, answer, content
+                error = f"the response body is longer than {max_bytes} bytes"
+        except TimeoutError:
+            error = f"timed out after {timeout:g} s"
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            error = describe_error(exc)
+        raise ConnectionError(error)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
