@@ -36,7 +36,7 @@ from support.receivers import Receiver, RecordedRequest
 EVENTS = 1000
 EVENT = "contact.changed"
 TENANT = "Cust1234"
-SIGNAL_CONCURRENCY = 16
+SIGNAL_CONCURRENCY = 64
 KILL_AFTER = 200  # deliveries the receiver has seen before the kill
 
 # Dispatcher settings of both processes. PER_WEBHOOK_CONCURRENCY is raised to CONCURRENCY:
@@ -265,7 +265,9 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     assert [r.header("X-Hook-Test") for r in receiver.requests] == ["true"]
 
     receiver.respond(delay=SLOW_ANSWER)
+    t0 = time.monotonic()
     statuses = asyncio.run(_signal_all(first.url, key))
+    print("signalling took", time.monotonic() - t0, "delivered", len(_deliveries(receiver)))
     accepted = {pk for pk, status in statuses.items() if status == 204}
     assert accepted == set(range(1, EVENTS + 1)), Counter(statuses.values())
 

@@ -13,7 +13,7 @@ from ._version import __version__
 from .keys import create_key
 from .model import format_date
 from .settings import Settings
-from .store import queries
+from .store import queries, queue
 from .store.database import Database
 
 app = typer.Typer(
@@ -113,7 +113,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signals.SIGINT, signals.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Hub(settings):
+        async with Hub(settings, kind="worker"):
             console().print(f"hookcast worker delivering from {settings.database_url}")
             await stop.wait()
 
@@ -167,6 +167,25 @@ def _run_async(coro: Any) -> None:
         asyncio.run(coro)
     else:
         uvloop.run(coro)
+
+
+@app.command()
+def workers(db: DbOption = None) -> None:
+    """Show the running dispatchers (serve and worker processes) and their last heartbeat."""
+    import time
+
+    database = _database(_settings(db))
+    try:
+        rows = database.run_sync(queue.list_workers)
+    finally:
+        database.close()
+    table = Table("id", "kind", "host", "pid", "up (s)", "last heartbeat (s ago)", "in flight", "attempts")
+    now = time.time()
+    for w in rows:
+        table.add_row(w["id"][:8], w["kind"], w["hostname"], str(w["pid"]),
+                      f"{now - w['started_at']:.0f}", f"{now - w['heartbeat_at']:.1f}",
+                      str(w["in_flight"]), str(w["attempts"]))
+    console().print(table)
 
 
 @keys_app.command("create")

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
@@ -23,6 +26,7 @@ from typing import Any
 
 from . import metrics
 from .dispatch.http import HttpSender
+from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
 from .dispatch.plugins import load_plugins
 from .dispatch.worker import Dispatcher
@@ -32,11 +36,12 @@ from .store import queue
 from .store.database import Database
 
 log = logging.getLogger("hookcast")
+HEARTBEAT_SECONDS = 5.0
 
 
 class Hub:
     def __init__(self, settings: Settings | None = None, *, db: Database | None = None,
-                 deliver: bool = True) -> None:
+                 deliver: bool = True, kind: str = "embedded") -> None:
         self.settings = settings or Settings()
         self._own_db = db is None
         self.db = db or Database(self.settings.database_url,
@@ -46,7 +51,9 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
         self._intake: Intake | None = None
-        self._pruner: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self.worker_id = str(uuid.uuid4())
+        self.kind = kind
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -66,16 +73,24 @@ class Hub:
             )
             self.outbox.start()
             self.dispatcher.start()
-            self._pruner = asyncio.create_task(self._prune_loop(), name="hookcast-prune")
+            self._background = [
+                asyncio.create_task(self._prune_loop(), name="hookcast-prune"),
+                asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
+            ]
+            if not self.db.is_sqlite:
+                self._background.append(asyncio.create_task(
+                    listen(self.db.url, self.wake), name="hookcast-listen"))
         return self
 
     async def close(self) -> None:
         if self._intake:
             await self._intake.close()
-        if self._pruner:
-            self._pruner.cancel()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.dispatcher:
             await self.dispatcher.stop()
+            await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:
             await self.outbox.stop()
         await self.sender.close()
@@ -152,6 +167,19 @@ class Hub:
 
     def _on_transitions(self, transitions: list[queue.Transition]) -> None:
         self.wake()
+
+    async def _heartbeat_loop(self) -> None:
+        started = time.time()
+        while True:
+            assert self.dispatcher is not None
+            row = {"id": self.worker_id, "kind": self.kind, "hostname": socket.gethostname(),
+                   "pid": os.getpid(), "started_at": started, "heartbeat_at": time.time(),
+                   "in_flight": self.dispatcher.in_flight, "attempts": self.dispatcher.attempts}
+            try:
+                await self.db.run(queue.heartbeat, row)
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _prune_loop(self) -> None:
         keep = self.settings.retention_days * 86400

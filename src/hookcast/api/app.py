@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hub = Hub(settings, db=db, deliver=deliver)
+        hub = Hub(settings, db=db, deliver=deliver, kind="serve")
         await hub.start()
         app.state.hub = hub
         app.state.db = hub.db

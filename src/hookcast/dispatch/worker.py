@@ -42,7 +42,12 @@ class Dispatcher:
         self._results: list[queue.Result] = []
         self._results_ready = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
+        self.attempts = 0  # attempts finished by this process, for the heartbeat
         self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
 
     def wake(self) -> None:
         """Something may be due: new deliveries were committed or a slot came free."""
@@ -150,6 +155,7 @@ class Dispatcher:
             claimed=item, outcome=report.outcome, at=started, latency_ms=report.latency_ms,
             http_status=report.http_status, error=report.error, output=report.output,
         ))
+        self.attempts += 1
         self._results_ready.set()
 
     # ----- outcomes ----------------------------------------------------------------------

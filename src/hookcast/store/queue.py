@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, text, tuple_, update
 
 from ..dispatch.mail import errors_mail
 from ..dispatch.policy import CounterDelta, DeliveryStatus, Outcome, RetryPolicy, fold, next_step
 from ..model import State, format_epoch
 from ..payload import format_timestamp
-from .schema import attempts, deliveries, events, mail_outbox, webhook_events, webhooks
+from .schema import attempts, deliveries, events, mail_outbox, webhook_events, webhooks, workers
 
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
 STATE_EVENT_VERBS = {State.Active: "started", State.Stopped: "stopped", State.TooManyErrors: "errors"}
@@ -28,8 +28,8 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _unjson(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
+def _unjson(raw: str | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,17 @@ def insert_events(conn: Connection, batch: Sequence[NewEvent], now: float) -> tu
     ]
     if new_deliveries:
         conn.execute(insert(deliveries), new_deliveries)
+        notify(conn)
     return event_ids, len(new_deliveries)
+
+
+NOTIFY_CHANNEL = "hookcast_deliveries"
+
+
+def notify(conn: Connection) -> None:
+    """PostgreSQL: wake idle dispatchers on every machine when this transaction commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
@@ -201,6 +211,7 @@ def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
             .where(deliveries.c.id.in_(delivery_ids), deliveries.c.status == PENDING)
             .values(next_at=now)
         )
+        notify(conn)
 
 
 def next_due(conn: Connection) -> float | None:
@@ -379,6 +390,7 @@ def redeliver(conn: Connection, webhook_id: int, now: float) -> int:
             ),
             [{"b_id": i, "b_uuid": str(uuid.uuid4())} for i in given_up],
         )
+        notify(conn)
     return len(given_up)
 
 
@@ -469,3 +481,23 @@ def prune(conn: Connection, before: float) -> int:
     ))
     return removed
 
+
+
+# ----- workers -------------------------------------------------------------------------------
+
+
+def heartbeat(conn: Connection, row: dict[str, Any]) -> None:
+    updated = conn.execute(
+        update(workers).where(workers.c.id == row["id"])
+        .values(heartbeat_at=row["heartbeat_at"], in_flight=row["in_flight"], attempts=row["attempts"])
+    ).rowcount
+    if not updated:
+        conn.execute(insert(workers).values(**row))
+
+
+def remove_worker(conn: Connection, worker_id: str) -> None:
+    conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+
+def list_workers(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(workers).order_by(workers.c.started_at))]

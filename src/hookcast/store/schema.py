@@ -189,3 +189,17 @@ tenant_settings = Table(
     Column("updated_at", Float, nullable=False),
     Column("updated_associate_id", Integer, nullable=False),
 )
+
+# One row per running dispatcher (serve or worker), refreshed as its heartbeat.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),  # serve | worker | embedded
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("in_flight", Integer, nullable=False, server_default="0"),
+    Column("attempts", BigInteger, nullable=False, server_default="0"),
+)

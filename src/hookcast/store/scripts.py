@@ -119,10 +119,11 @@ def include_names(source: str) -> list[str]:
 
 
 def resolve_includes(conn: Connection, tenant: str, sources: Iterable[str],
-                     overrides: dict[str, str] | None = None) -> dict[str, str]:
+                     overrides: dict[str, str | None] | None = None) -> dict[str, str]:
     """IncludeId -> source of every script of the tenant that `sources` reach through
-    `#include`, transitively. `overrides` stand in for stored texts (a script being saved)."""
-    known = dict(overrides or {})
+    `#include`, transitively. `overrides` stand in for stored texts (a script being saved;
+    None: that IncludeId counts as absent)."""
+    known: dict[str, str | None] = dict(overrides or {})
     found: dict[str, str] = {}
     missing: set[str] = set()
     todo = list(sources)
@@ -137,11 +138,12 @@ def resolve_includes(conn: Connection, tenant: str, sources: Iterable[str],
             )
             known.update({r.include_id: r.source for r in rows})
         for name in wanted:
-            if name in known:
-                found[name] = known[name]
-                todo.append(known[name])
-            else:
+            text = known.get(name)
+            if text is None:
                 missing.add(name)
+            else:
+                found[name] = text
+                todo.append(text)
     return found
 
 

@@ -1,0 +1,445 @@
+"""What every scenario shares: TLS material, the receiver and hookcast processes, settings,
+memory readings and a description of the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import trustme
+
+from hookcast import Settings, State
+from hookcast.store import queries, queue
+from hookcast.store.database import Database
+
+REPO = Path(__file__).resolve().parent.parent
+TENANT = "Bench1"
+ASSOCIATE = 1
+SECRET = "bench-secret-0123456789"
+
+
+# ----- TLS ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca_path: str  # the CA hookcast trusts (HOOKCAST_CA_BUNDLE) and the ceiling client too
+    cert_path: str  # the receivers' leaf certificate chain
+    key_path: str
+
+    @classmethod
+    def create(cls, directory: Path) -> Tls:
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        paths = {name: str(directory / f"{name}.pem") for name in ("ca", "cert", "key")}
+        ca.cert_pem.write_to_path(paths["ca"])
+        leaf.private_key_pem.write_to_path(paths["key"])
+        with open(paths["cert"], "wb") as out:
+            for blob in leaf.cert_chain_pems:
+                out.write(blob.bytes())
+        return cls(paths["ca"], paths["cert"], paths["key"])
+
+
+# ----- processes ----------------------------------------------------------------------------
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKCAST_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in KiB, from /proc/<pid>/status."""
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":", 1)
+                    found[key] = int(value.split()[0])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return found
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `interval` seconds in a thread; keeps the largest."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_rss_kib = 0
+        self.hwm_kib = 0
+        self.samples: list[tuple[float, int]] = []  # (monotonic, KiB), thinned to 1 per second
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last_kept = 0.0
+        while not self._stop.is_set():
+            status = read_status(self.pid)
+            if not status:
+                break
+            rss = status.get("VmRSS", 0)
+            self.peak_rss_kib = max(self.peak_rss_kib, rss)
+            self.hwm_kib = max(self.hwm_kib, status.get("VmHWM", 0))
+            now = time.monotonic()
+            if now - last_kept >= 1.0:
+                self.samples.append((now, rss))
+                last_kept = now
+            self._stop.wait(self.interval)
+
+    def current_kib(self) -> int:
+        return read_status(self.pid).get("VmRSS", 0)
+
+    def stop(self) -> None:
+        status = read_status(self.pid)  # the kernel's own high-water mark, read last
+        self.hwm_kib = max(self.hwm_kib, status.get("VmHWM", 0))
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 15.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout`; only the process we started, by its pid."""
+    if proc.returncode is not None:
+        return proc.returncode
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
+        proc.terminate()
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        return await proc.wait()
+
+
+class Receiver:
+    """A `python -m bench.receiver` process and a client for its control port."""
+
+    def __init__(self, tls: Tls, workdir: Path, *, mode: str = "ok", name: str = "receiver") -> None:
+        self.tls = tls
+        self.workdir = workdir
+        self.mode = mode
+        self.name = name
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+        self.control_port = 0
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/hook"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, port: int = 0) -> Receiver:
+        log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115 - handed to the child
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.receiver", "--cert", self.tls.cert_path,
+            "--key", self.tls.key_path, "--secret", SECRET, "--mode", self.mode,
+            "--port", str(port or self.port or 0), "--control-port", str(self.control_port or 0),
+            stdout=asyncio.subprocess.PIPE, stderr=log, env=python_env(), cwd=str(REPO),
+        )
+        log.close()
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
+            if not line:
+                raise RuntimeError(f"{self.name} exited before it was ready; see {self.workdir}/{self.name}.log")
+            if line.startswith(b"READY "):
+                info = json.loads(line[6:])
+                self.port, self.control_port = info["port"], info["control_port"]
+                break
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self
+
+    def _control_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.control_port}{path}"
+
+    async def count(self) -> dict[str, Any]:
+        assert self._http is not None
+        async with self._http.get(self._control_url("/_count")) as r:
+            return await r.json()
+
+    async def stats(self, samples: bool = True) -> dict[str, Any]:
+        assert self._http is not None
+        async with self._http.get(self._control_url("/_stats"), params={"samples": int(samples)}) as r:
+            return await r.json(content_type=None)
+
+    async def reset(self) -> None:
+        assert self._http is not None
+        async with self._http.post(self._control_url("/_reset")) as r:
+            r.raise_for_status()
+
+    async def set_mode(self, mode: str) -> None:
+        assert self._http is not None
+        async with self._http.post(self._control_url("/_control"), json={"mode": mode}) as r:
+            r.raise_for_status()
+
+    async def wait_count(self, n: int, timeout: float, interval: float = 0.02,
+                         on_count: Any = None) -> dict[str, Any]:
+        """Poll until `n` good deliveries arrived or `timeout` passed; returns the last counts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = await self.count()
+            if on_count is not None:
+                on_count(counts["count"])
+            if counts["count"] >= n or time.monotonic() >= deadline:
+                return counts
+            await asyncio.sleep(interval)
+
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP): connections queue in the kernel, nothing answers."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self.proc is not None:
+            await stop_process(self.proc)
+            self.proc = None
+
+
+# ----- hookcast -----------------------------------------------------------------------------
+
+
+@dataclass
+class HookcastConfig:
+    """The hookcast settings every scenario starts from (and reports)."""
+
+    tls: Tls
+    synchronous: str = "FULL"
+    concurrency: int | None = None  # None: hookcast's default
+    per_webhook_concurrency: int | None = None
+    batch_size: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "allow_targets": ["127.0.0.0/8"], "ca_bundle": self.tls.ca_path,
+            "sqlite_synchronous": self.synchronous,
+        }
+        for name in ("concurrency", "per_webhook_concurrency", "batch_size"):
+            if (value := getattr(self, name)) is not None:
+                values[name] = value
+        return values
+
+    def settings(self, db_path: Path, **extra: Any) -> Settings:
+        return Settings(database_url=f"sqlite:///{db_path}", **{**self.overrides(), **extra})
+
+    def env(self, db_path: Path, **extra: Any) -> dict[str, str]:
+        """The same settings as HOOKCAST_* variables, for `hookcast serve` / `worker`."""
+        values = {**self.overrides(), **extra}
+        env = {"HOOKCAST_DATABASE_URL": f"sqlite:///{db_path}"}
+        for key, value in values.items():
+            env[f"HOOKCAST_{key.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+        return env
+
+    def describe(self) -> dict[str, Any]:
+        s = Settings(**self.overrides())
+        return {
+            "sqlite_synchronous": s.sqlite_synchronous, "concurrency": s.concurrency,
+            "per_webhook_concurrency": s.per_webhook_concurrency, "batch_size": s.batch_size,
+            "max_connections_per_host": s.max_connections_per_host,
+            "attempt_timeout_s": s.attempt_timeout, "standard_webhooks": s.standard_webhooks,
+            "poll_interval_s": s.poll_interval,
+        }
+
+
+def webhook_fields(name: str, events: list[str], url: str, *, state: State = State.Active) -> dict[str, Any]:
+    return {"name": name, "events": events, "target_url": url, "secret": SECRET, "state": state,
+            "type": "webhook", "headers": None, "properties": None, "errors_email": None}
+
+
+def insert_webhooks(conn: Any, specs: list[tuple[str, list[str], str]]) -> list[int]:
+    """Insert Active webhooks in one transaction (no verification POST; for bulk set-ups)."""
+    now = time.time()
+    return [queries.insert_webhook(conn, TENANT, ASSOCIATE, now, webhook_fields(n, e, u))
+            for n, e, u in specs]
+
+
+def prepare_db(db_path: Path, specs: list[tuple[str, list[str], str]]) -> list[int]:
+    """Create a database file with its schema and these webhooks (for separate processes)."""
+    db = Database(f"sqlite:///{db_path}")
+    try:
+        db.migrate()
+        return db.run_sync(insert_webhooks, specs)
+    finally:
+        db.close()
+
+
+def read_depth(db_path: Path) -> dict[str, int]:
+    """Deliveries by status, read without taking the write lock (WAL readers never block)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+    finally:
+        conn.close()
+    names = {int(queue.PENDING): "pending", int(queue.DELIVERED): "delivered", int(queue.GIVEN_UP): "given_up"}
+    depth = dict.fromkeys(names.values(), 0)
+    depth.update({names[s]: c for s, c in rows})
+    return depth
+
+
+async def wait_recorded(db_path: Path, n: int, timeout: float, interval: float = 0.02) -> tuple[dict[str, int], float]:
+    """Poll until `n` deliveries are recorded as delivered (or none is pending any more);
+    returns the depth and the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        depth = await asyncio.to_thread(read_depth, db_path)
+        now = time.monotonic()
+        if depth["delivered"] >= n or (depth["pending"] == 0 and depth["delivered"] + depth["given_up"] >= n) \
+                or now >= deadline:
+            return depth, now
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class HookcastProcess:
+    """`hookcast serve` or `hookcast worker` as a separate process."""
+
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+    rss: RssSampler | None = None
+    started_at: float = field(default=0.0)
+
+    async def start(self) -> HookcastProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hookcast", *self.command, stdout=log, stderr=log,
+            env=python_env(self.env), cwd=str(self.log_path.parent),
+        )
+        log.close()
+        self.started_at = time.monotonic()
+        self.rss = RssSampler(self.proc.pid).start()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while True:
+                if self.proc is not None and self.proc.returncode is not None:
+                    raise RuntimeError(f"hookcast exited ({self.proc.returncode}); see {self.log_path}")
+                try:
+                    async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        await r.read()
+                        return
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"hookcast did not answer at {url}; see {self.log_path}") from None
+                    await asyncio.sleep(0.1)
+
+    async def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text(errors="replace"):
+            if self.proc is not None and self.proc.returncode is not None:
+                raise RuntimeError(f"hookcast exited ({self.proc.returncode}); see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hookcast did not log {text!r}; see {self.log_path}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> int | None:
+        if self.rss is not None:
+            self.rss.stop()
+        if self.proc is None:
+            return None
+        return await stop_process(self.proc, timeout=20)
+
+
+async def create_key(db_path: Path, workdir: Path) -> str:
+    """`hookcast keys create`; the key is alone on the last line of its output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hookcast", "keys", "create", "--db", f"sqlite:///{db_path}",
+        "--tenant", TENANT, "--associate-id", str(ASSOCIATE), "--name", "bench",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=python_env(),
+        cwd=str(workdir),
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"hookcast keys create failed: {out.decode(errors='replace')}")
+    return out.decode().strip().splitlines()[-1].strip()
+
+
+# ----- the machine ----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    versions = {}
+    for dist in ("hookcast", "aiohttp", "uvloop", "orjson", "SQLAlchemy", "uvicorn", "fastapi"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+            versions[dist] = version(dist)
+    import sqlite3
+    git = {}
+    with contextlib.suppress(Exception):
+        git["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                       text=True, timeout=5).stdout.strip()
+        git["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO,
+                                           capture_output=True, text=True, timeout=5).stdout.strip())
+    fs = ""
+    with contextlib.suppress(Exception):
+        fs = subprocess.run(["df", "-T", "--output=fstype", str(REPO)], capture_output=True, text=True,
+                            timeout=5).stdout.split()[-1]
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(), "os": platform.platform(terse=True),
+        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+        "filesystem": fs, "packages": versions, "git": git,
+    }
