@@ -409,7 +409,7 @@ async def create_key(db_path: Path, workdir: Path) -> str:
 # ----- the machine ----------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
+def machine(workdir: Path | None = None) -> dict[str, Any]:
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -435,7 +435,7 @@ def machine() -> dict[str, Any]:
                                            capture_output=True, text=True, timeout=5).stdout.strip())
     fs = ""
     with contextlib.suppress(Exception):
-        fs = subprocess.run(["df", "-T", "--output=fstype", str(REPO)], capture_output=True, text=True,
+        fs = subprocess.run(["df", "--output=fstype", str(workdir or REPO)], capture_output=True, text=True,
                             timeout=5).stdout.split()[-1]
     return {
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),

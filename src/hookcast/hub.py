@@ -68,7 +68,7 @@ class Hub:
         if self.deliver:
             self.outbox = Outbox(self.db, self.settings)
             self.dispatcher = Dispatcher(
-                self.db, self.settings, load_plugins(self.settings, self.sender),
+                self.db, self.settings, load_plugins(self.settings, self.sender, self.db),
                 on_transitions=self._on_transitions,
             )
             self.outbox.start()

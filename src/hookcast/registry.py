@@ -17,7 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
-from .errors import Conflict, NotFound, PreconditionFailed, ValidationError, VerificationFailed
+from .errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from .model import (
     CRMSCRIPT_TYPE,
     Principal,
@@ -27,6 +27,7 @@ from .model import (
     WebhookIn,
     webhook_out,
 )
+from .scripts import check_script_target
 from .settings import Settings
 from .store import queries, queue
 from .store.database import Database
@@ -282,9 +283,7 @@ class Registry:
             await verify_target(self.sender, **self._target_args(who, carrier))
 
     async def _check_script(self, who: Principal, include_id: str) -> None:
-        raise VerificationFailed(
-            f"There is no CRMScript with IncludeId {include_id!r} in tenant {who.tenant}."
-        )
+        await check_script_target(self.db, who.tenant, include_id)
 
     def _target_args(self, who: Principal, carrier: WebhookIn) -> dict[str, Any]:
         return {

@@ -156,7 +156,8 @@ def default_carrier() -> dict[str, Any]:
 async def check_script_target(db: Database, tenant: str, include_id: str) -> None:
     """Registration of a `crmscript` webhook (§5): its TargetUrl must name a script of the
     tenant that compiles. Raises VerificationFailed saying which check failed."""
-    script, includes, _ = await db.run(store.script_run_context, tenant, include_id=include_id)
+    script, includes, _ = await db.run(
+        lambda conn: store.script_run_context(conn, tenant, include_id=include_id))
     if script is None:
         raise VerificationFailed(
             f"There is no CRMScript with IncludeId {include_id!r} in tenant {tenant}; "

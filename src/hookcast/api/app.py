@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from .._version import __version__
 from ..hub import Hub
 from ..registry import Registry
+from ..scripts import Scripts
 from ..settings import Settings
 from ..store.database import Database
-from . import agents, errors, webhooks
+from . import agents, crmscript, errors, webhooks
 from . import metrics as metrics_route
 from .limits import BodyLimit
 
@@ -34,15 +35,18 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         app.state.db = hub.db
         app.state.settings = settings
         app.state.registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
+        app.state.scripts = Scripts(hub.db, settings, hub.sender)
         try:
             yield
         finally:
+            app.state.scripts.close()
             await hub.close()
 
     app = FastAPI(title="hookcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(agents.router)
+    app.include_router(crmscript.router)
     app.include_router(metrics_route.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

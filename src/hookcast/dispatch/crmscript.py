@@ -174,7 +174,7 @@ class CrmScriptPlugin:
     async def deliver(self, item: Claimed) -> Report:
         started = time.perf_counter()
         script, includes, hosts = await self._db.run(
-            store.script_run_context, item.tenant, include_id=item.target_url)
+            lambda conn: store.script_run_context(conn, item.tenant, include_id=item.target_url))
         if script is None:
             return Report(
                 outcome=Outcome(ok=False), latency_ms=(time.perf_counter() - started) * 1000.0,

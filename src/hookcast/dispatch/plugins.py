@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..payload import build_body, build_headers, entity_of
 from ..settings import Settings
+from ..store.database import Database
 from ..store.queue import Claimed
 from .http import HttpSender
 from .policy import Outcome
@@ -74,8 +75,11 @@ class HttpPlugin:
         await self._sender.close()
 
 
-def load_plugins(settings: Settings, sender: HttpSender) -> dict[str, Plugin]:
+def load_plugins(settings: Settings, sender: HttpSender, db: Database) -> dict[str, Plugin]:
+    from .crmscript import CrmScriptPlugin  # it imports this module
+
     plugins: dict[str, Plugin] = {"webhook": HttpPlugin(settings, sender)}
+    plugins["crmscript"] = CrmScriptPlugin(settings, db, sender)
     for entry in entry_points(group="hookcast.plugins"):
         plugins.setdefault(entry.name.lower(), entry.load()(settings))
     return plugins

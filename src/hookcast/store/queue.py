@@ -226,17 +226,14 @@ def next_due(conn: Connection) -> float | None:
 def record_outcomes(
     conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float
 ) -> list[Transition]:
-    """Write a batch of attempt outcomes: the attempt log, each delivery's next step, the
-    webhooks' counters, and the TooManyErrors transitions they cause."""
+    """Write a batch of attempt outcomes: the attempt log, the webhooks' counters and the
+    TooManyErrors transitions they cause, then each delivery's next step.
+
+    Webhook rows are locked first, in id order, before any delivery row: concurrent
+    writers on PostgreSQL then queue up behind each other instead of deadlocking."""
     ids = [r.claimed.delivery_id for r in results]
-    live = {
-        row.id: row.state
-        for row in conn.execute(
-            select(deliveries.c.id, webhooks.c.state)
-            .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-            .where(deliveries.c.id.in_(ids), deliveries.c.status == PENDING)
-        )
-    }
+    live = {row[0] for row in conn.execute(
+        select(deliveries.c.id).where(deliveries.c.id.in_(ids), deliveries.c.status == PENDING))}
     # Deliveries deleted with their webhook meanwhile leave no trace.
     results = [r for r in results if r.claimed.delivery_id in live]
     if not results:
@@ -248,13 +245,18 @@ def record_outcomes(
          "latency_ms": r.latency_ms, "error": r.error, "output": r.output}
         for r in results
     ])
+    tripped = _count(conn, results, policy, now)
+    # Read after the counters' row locks: a transition committed by another writer is seen.
+    active = {row[0] for row in conn.execute(select(webhooks.c.id).where(
+        webhooks.c.id.in_({r.claimed.webhook_id for r in results}),
+        webhooks.c.state == int(State.Active)))}
     steps = []
     for r in results:
         c = r.claimed
         step = next_step(c.cycle, c.attempt, r.outcome, policy)
         status = int(step.status)
-        if status == PENDING and live[c.delivery_id] != State.Active:
-            status = GIVEN_UP  # stopped meanwhile: kept for Redeliver, not retried
+        if status == PENDING and c.webhook_id not in active:
+            status = GIVEN_UP  # disabled or stopped meanwhile: kept for Redeliver, not retried
         steps.append({
             "b_id": c.delivery_id, "b_status": status, "b_cycle": step.cycle,
             "b_attempt": step.attempt,
@@ -269,12 +271,13 @@ def record_outcomes(
         ),
         steps,
     )
-    return _count(conn, results, policy, now)
+    return [state_changed(conn, webhook_id, State.TooManyErrors, now) for webhook_id in tripped]
 
 
-def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float) -> list[Transition]:
+def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float) -> list[int]:
+    """Apply the batch to each webhook's counters; returns the webhooks it disabled."""
     by_webhook: dict[int, list[Result]] = defaultdict(list)
-    for r in results:
+    for r in sorted(results, key=lambda r: r.claimed.webhook_id):
         by_webhook[r.claimed.webhook_id].append(r)
     rows, transitions = [], []
     for webhook_id, batch in by_webhook.items():
@@ -306,7 +309,7 @@ def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now
         ),
         rows,
     )
-    return [state_changed(conn, webhook_id, State.TooManyErrors, now) for webhook_id in transitions]
+    return transitions
 
 
 def _trip(conn: Connection, webhook_id: int, delta: CounterDelta, policy: RetryPolicy, now: float) -> bool:

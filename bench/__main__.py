@@ -1,0 +1,239 @@
+"""python -m bench [--quick] [--only SCENARIO[,SCENARIO...]] [--out FILE]
+
+Runs the benchmark scenarios of bench/README.md on this machine, shows progress bars and a
+table of figures, writes every figure to a JSON file, and prints as its last line:
+
+    throughput ratio: X.XX (hookcast N/s, ceiling M/s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from .env import REPO, HookcastConfig, Receiver, Tls, machine
+from .scenarios import SCENARIOS, Context
+
+RESULTS = REPO / "bench" / "results"
+
+# Bounds: no scenario may run longer than this (seconds), quick / full.
+LIMITS = {
+    "ceiling": (20, 120), "e2e_python": (25, 300), "e2e_rest": (25, 300), "latency": (20, 120),
+    "fanout": (20, 180), "matching": (25, 180), "backlog": (30, 600), "isolation": (25, 240),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced sizes of every scenario, under 60 s in all")
+    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
+                        help=f"run only these (repeat or comma-separate): {', '.join(SCENARIOS)}; "
+                             "the e2e scenarios bring the ceiling along")
+    parser.add_argument("--out", type=Path, help="JSON file for the figures "
+                        "[default: bench/results/<timestamp>.json]")
+    parser.add_argument("--synchronous", choices=("FULL", "NORMAL", "EXTRA"), default="FULL",
+                        help="SQLite synchronous for hookcast [default: FULL]")
+    parser.add_argument("--concurrency", type=int, help="hookcast attempts in flight [default: hookcast's]")
+    parser.add_argument("--per-webhook-concurrency", type=int,
+                        help="hookcast attempts in flight per webhook [default: hookcast's]")
+    parser.add_argument("--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, logs)")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    if any(name.startswith("e2e") for name in chosen) and "ceiling" not in chosen:
+        chosen.insert(0, "ceiling")
+    args.scenarios = [name for name in SCENARIOS if not chosen or name in chosen]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(run(args))
+    return uvloop.run(run(args))
+
+
+async def run(args: argparse.Namespace) -> int:
+    console = Console()
+    started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-"))
+    tls = Tls.create(workdir)
+    config = HookcastConfig(tls, synchronous=args.synchronous, concurrency=args.concurrency,
+                            per_webhook_concurrency=args.per_webhook_concurrency,
+                            batch_size=args.batch_size)
+    results: dict[str, Any] = {
+        "started": stamp, "mode": "quick" if args.quick else "full",
+        "machine": machine(workdir), "hookcast_settings": config.describe(), "scenarios": {},
+    }
+    receiver = Receiver(tls, workdir)
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
+        MofNCompleteColumn(), TimeElapsedColumn(), console=console, refresh_per_second=4,
+    )
+    try:
+        await receiver.start()
+        ctx = Context(tls=tls, workdir=workdir, receiver=receiver, config=config,
+                      progress=progress, quick=args.quick)
+        with progress:
+            for name in args.scenarios:
+                limit = LIMITS[name][0 if args.quick else 1]
+                t0 = time.monotonic()
+                try:
+                    figures = await asyncio.wait_for(SCENARIOS[name](ctx), limit)
+                except Exception as exc:  # one broken scenario must not lose the others
+                    figures = {"error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__}
+                    if not isinstance(exc, TimeoutError):
+                        figures["traceback"] = traceback.format_exc()
+                    progress.console.print(f"[red]{name} failed: {figures['error']}[/]")
+                figures["wall_seconds"] = round(time.monotonic() - t0, 2)
+                results["scenarios"][name] = figures
+                ctx.figures[name] = figures
+    finally:
+        await receiver.stop()
+        if args.keep:
+            console.print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    rows = summary(results["scenarios"])
+    results["summary"] = [dict(zip(("scenario", "figure", "value", "target", "verdict"), r, strict=True))
+                          for r in rows]
+    ratio = throughput_ratio(results["scenarios"])
+    results["throughput_ratio"] = ratio
+
+    out = args.out or RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+    table = Table(title=f"hookcast benchmark ({results['mode']}, {results['machine']['cores']} cores, "
+                        f"SQLite synchronous={args.synchronous})")
+    for column in ("scenario", "figure", "value", "target", ""):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for row in rows:
+        verdict = {"met": "[green]met[/]", "missed": "[red]missed[/]", "stretch met": "[green]stretch met[/]"}
+        table.add_row(*row[:4], verdict.get(row[4], row[4]))
+    console.print(table)
+    console.print(f"figures written to {out} ({results['wall_seconds']} s in all)")
+    if ratio is not None:
+        print(f"throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
+              f"ceiling {ratio['ceiling_per_s']:.0f}/s)", flush=True)
+    else:
+        print("throughput ratio: n/a (the ceiling or e2e_python scenario did not run)", flush=True)
+    return 0
+
+
+def throughput_ratio(s: dict[str, Any]) -> dict[str, float] | None:
+    ceiling, e2e = s.get("ceiling", {}), s.get("e2e_python", {})
+    if "per_s" not in ceiling or "per_s" not in e2e or not ceiling["per_s"]:
+        return None
+    return {"ratio": round(e2e["per_s"] / ceiling["per_s"], 3), "hookcast_per_s": e2e["per_s"],
+            "ceiling_per_s": ceiling["per_s"]}
+
+
+def _verdict(ok: bool | None, stretch: bool = False) -> str:
+    if ok is None:
+        return ""
+    return ("stretch met" if stretch else "met") if ok else "missed"
+
+
+def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """The table: one row per headline figure, with its target from issue 4 (none asserted)."""
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(scenario: str, figure: str, value: str, target: str = "", ok: bool | None = None,
+            stretch: bool = False) -> None:
+        rows.append((scenario, figure, value, target, _verdict(ok, stretch)))
+
+    for name, figures in s.items():
+        if "error" in figures:
+            add(name, "error", figures["error"][:60])
+    if "per_s" in (c := s.get("ceiling", {})):
+        runs = ", ".join(f"{k}: {v['per_s']:,.0f}" for k, v in c["runs"].items())
+        add("1 ceiling", f"bare aiohttp, best of 8/16/32 ({c['best_concurrency']})",
+            f"{c['per_s']:,.0f}/s")
+        add("1 ceiling", "by concurrency", runs)
+    ceiling = c.get("per_s")
+    if "per_s" in (e := s.get("e2e_python", {})):
+        add("2 e2e Python API", f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")
+        if ceiling:
+            r = e["per_s"] / ceiling
+            add("2 e2e Python API", "ratio to ceiling", f"{r:.2f}", "≥ 0.5 (stretch 0.7)", r >= 0.5, r >= 0.7)
+        add("2 e2e Python API", "hookcast CPU per delivery", f"{e['hookcast_cpu_us_per_delivery']:.0f} µs")
+    if "per_s" in (e := s.get("e2e_rest", {})):
+        add("2 e2e REST", f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")
+        if ceiling:
+            add("2 e2e REST", "ratio to ceiling", f"{e['per_s'] / ceiling:.2f}")
+    lat = s.get("latency", {})
+    for key, p50_target, p99_target in (("50/s", 3.0, 10.0), ("500/s", None, 25.0)):
+        if key in lat:
+            m = lat[key]["signal_to_receipt"]
+            if p50_target is not None:
+                add(f"3 latency {key}", "signal→receipt p50", f"{m['p50_ms']:.2f} ms", f"≤ {p50_target:g} ms",
+                    m["p50_ms"] <= p50_target)
+            else:
+                add(f"3 latency {key}", "signal→receipt p50", f"{m['p50_ms']:.2f} ms")
+            add(f"3 latency {key}", "signal→receipt p95", f"{m['p95_ms']:.2f} ms")
+            add(f"3 latency {key}", "signal→receipt p99", f"{m['p99_ms']:.2f} ms", f"≤ {p99_target:g} ms",
+                m["p99_ms"] <= p99_target)
+    if "enqueue_ms" in (f := s.get("fanout", {})):
+        enq = f["enqueue_ms"]["p50_ms"]
+        add("4 fan-out 1→1,000", "enqueue (signal() duration), median", f"{enq:.1f} ms", "≤ 20 ms", enq <= 20)
+        add("4 fan-out 1→1,000", "all 1,000 delivered, median", f"{f['all_delivered_ms']['p50_ms']:.0f} ms")
+        add("4 fan-out 1→1,000", "all outcomes recorded, median", f"{f['all_recorded_ms']['p50_ms']:.0f} ms")
+    if "ratio_burst_cost" in (m := s.get("matching", {})):
+        one, many = m["1 webhook"], m["10,000 webhooks"]
+        add("4 matching", "signal() p50 alone, 1 vs 10,000 webhooks",
+            f"{one['sequential']['p50_ms']:.2f} / {many['sequential']['p50_ms']:.2f} ms")
+        add("4 matching", "signal cost in a burst, 1 vs 10,000",
+            f"{one['burst_us_per_signal']:.0f} / {many['burst_us_per_signal']:.0f} µs")
+        worst = max(m["ratio_sequential_p50"], m["ratio_burst_cost"])
+        add("4 matching", "ratio 10,000 : 1 (alone / burst)",
+            f"{m['ratio_sequential_p50']:.2f} / {m['ratio_burst_cost']:.2f}", "≤ 1.5×", worst <= 1.5)
+    if "drain_per_s" in (b := s.get("backlog", {})):
+        add("5 backlog", f"drain of {b['deliveries']:,} queued", f"{b['drain_per_s']:,.0f}/s")
+        add("5 backlog", "peak RSS of hookcast worker (VmHWM)", f"{b['peak_rss_mib']:.0f} MiB", "≤ 150 MiB",
+            b["peak_rss_mib"] <= 150)
+        add("5 backlog", "worker CPU while receiver stopped",
+            f"{b['worker_cpu_s_while_down']:.1f} s in {b['down_seconds']:.0f} s")
+    if "throughput_ratio" in (i := s.get("isolation", {})):
+        alone, beside = i["alone"], i["beside hanging"]
+        add("6 isolation", "healthy throughput alone / beside hanging",
+            f"{alone['throughput_per_s']:,.0f} / {beside['throughput_per_s']:,.0f}/s")
+        add("6 isolation", "ratio beside : alone", f"{i['throughput_ratio']:.2f}", "≥ 0.9",
+            i["throughput_ratio"] >= 0.9)
+        add("6 isolation", "healthy p50 / p99 alone",
+            f"{alone['latency']['p50_ms']:.1f} / {alone['latency']['p99_ms']:.1f} ms")
+        add("6 isolation", "healthy p50 / p99 beside hanging",
+            f"{beside['latency']['p50_ms']:.1f} / {beside['latency']['p99_ms']:.1f} ms")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,667 @@
+"""The scenarios of the benchmark. Each is `async def name(ctx) -> dict` and stops by itself:
+every load loop is bounded in count and every wait has a deadline.
+
+Sizes come from `ctx.size(full, quick)`, so `--quick` runs the same code on less data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rich.progress import Progress, TaskID
+
+from hookcast import Hub
+from hookcast.model import Principal, WebhookIn
+from hookcast.payload import build_body, build_headers, format_timestamp
+from hookcast.registry import Registry
+from hookcast.settings import Settings
+
+from .env import (
+    ASSOCIATE,
+    SECRET,
+    TENANT,
+    HookcastConfig,
+    HookcastProcess,
+    Receiver,
+    Tls,
+    create_key,
+    free_port,
+    insert_webhooks,
+    prepare_db,
+    read_status,
+    wait_recorded,
+)
+from .stats import median, summary_ms
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Context:
+    tls: Tls
+    workdir: Path
+    receiver: Receiver
+    config: HookcastConfig
+    progress: Progress
+    quick: bool
+    figures: dict[str, Any] = field(default_factory=dict)  # results of the scenarios run so far
+    _dbs: itertools.count = field(default_factory=itertools.count)
+
+    def size(self, full: Any, quick: Any) -> Any:
+        return quick if self.quick else full
+
+    def db_path(self, name: str) -> Path:
+        return self.workdir / f"{next(self._dbs):02d}-{name}.db"
+
+    def task(self, description: str, total: float | None) -> TaskID:
+        return self.progress.add_task(description, total=total)
+
+    def done(self, task: TaskID, note: str = "") -> None:
+        t = self.progress.tasks[task]
+        completed = t.total if t.total is not None else t.completed
+        self.progress.update(task, completed=completed,
+                             description=t.description + (f" [dim]{note}[/]" if note else ""))
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (default: this one), from /proc/<pid>/stat."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else 0.0
+
+
+# ----- shared pieces ---------------------------------------------------------------------------
+
+
+def signal_kwargs() -> dict[str, Any]:
+    """What every benchmark signal carries: the send time in FieldValues, so the receiver can
+    compute signal-to-receipt latency."""
+    return {"tenant": TENANT, "associate_id": ASSOCIATE, "changes": ["name"],
+            "field_values": {"t": time.monotonic()}}
+
+
+class Flow:
+    """Closed-loop load: at most `window` signals outstanding (sent, not yet received).
+
+    A poller reads the receiver's count every `interval` seconds and opens the gate;
+    `producers` tasks each loop: wait for room, take the next number, send it."""
+
+    def __init__(self, receiver: Receiver, *, total: int, window: int, progress: Progress,
+                 task: TaskID, interval: float = 0.02) -> None:
+        self.receiver = receiver
+        self.total = total
+        self.window = window
+        self.progress = progress
+        self.task = task
+        self.interval = interval
+        self.sent = 0
+        self.received = 0
+        self.errors = 0
+        self.room = asyncio.Event()
+        self.room.set()
+        self.finished = asyncio.Event()
+
+    async def poll(self, deadline: float) -> None:
+        while True:
+            counts = await self.receiver.count()
+            self.received = counts["count"]
+            self.progress.update(self.task, completed=self.received)
+            if self.sent - self.received < self.window:
+                self.room.set()
+            if self.received >= self.total or time.monotonic() > deadline:
+                self.finished.set()
+                self.room.set()
+                return
+            await asyncio.sleep(self.interval)
+
+    async def produce(self, send: Callable[[int], Awaitable[None]], deadline: float) -> None:
+        while self.sent < self.total and time.monotonic() < deadline:
+            if self.sent - self.received >= self.window:
+                self.room.clear()
+                await self.room.wait()
+                if self.finished.is_set():
+                    return
+                continue
+            number = self.sent
+            self.sent += 1
+            try:
+                await send(number)
+            except Exception:
+                self.errors += 1
+                if self.errors > 100:
+                    raise
+
+    async def run(self, send: Callable[[int], Awaitable[None]], producers: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        poller = asyncio.create_task(self.poll(deadline))
+        try:
+            await asyncio.gather(*(self.produce(send, deadline) for _ in range(producers)))
+            await poller
+        finally:
+            poller.cancel()
+
+
+async def fixed_rate(send: Callable[[int], Awaitable[None]], rate_per_s: float, count: int,
+                     progress: Progress, task: TaskID) -> tuple[list[float], float]:
+    """Open-loop load: signal number i at start + i/rate, whatever earlier signals are doing.
+    Returns each signal()'s duration and the achieved rate."""
+    durations: list[float] = []
+
+    async def one(i: int) -> None:
+        t = time.monotonic()
+        await send(i)
+        durations.append(time.monotonic() - t)
+
+    tasks = []
+    start = time.monotonic() + 0.02
+    for i in range(count):
+        delay = start + i / rate_per_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+        if i % 50 == 0:
+            progress.update(task, completed=i)
+    elapsed = time.monotonic() - start
+    await asyncio.gather(*tasks)
+    progress.update(task, completed=count)
+    return durations, rate(count, elapsed)
+
+
+async def register(hub: Hub, settings: Settings, name: str, events: list[str], url: str) -> int:
+    """Create a webhook the way the API does: validated, verified with a signed test POST."""
+    registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
+    hook = await registry.create(Principal(TENANT, ASSOCIATE), WebhookIn.model_validate(
+        {"Name": name, "Events": events, "TargetUrl": url, "Secret": SECRET}))
+    return hook.id
+
+
+async def latencies_at(receiver: Receiver) -> dict[str, Any]:
+    stats = await receiver.stats()
+    return summary_ms(stats["latencies"])
+
+
+# ----- 1. ceiling ------------------------------------------------------------------------------
+
+
+async def ceiling(ctx: Context) -> dict[str, Any]:
+    """A bare aiohttp client (keep-alive, uvloop, this process) posting the same signed
+    payloads hookcast sends, to the same receiver, at 8, 16 and 32 requests in flight."""
+    n = ctx.size(20_000, 4_000)
+    tls = ssl.create_default_context(cafile=ctx.tls.ca_path)
+    runs: dict[str, Any] = {}
+    for concurrency in (8, 16, 32):
+        task = ctx.task(f"ceiling: {concurrency} in flight", n)
+        await ctx.receiver.reset()
+        connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls)
+        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                         timeout=aiohttp.ClientTimeout(total=10)) as session:
+            counter = itertools.count()
+            errors = 0
+
+            async def worker(limit: int) -> None:
+                nonlocal errors
+                while (i := next(counter)) < limit:
+                    event_id = str(uuid.uuid4())
+                    body = build_body(
+                        event_id=event_id, timestamp=format_timestamp(datetime.now(UTC)),
+                        changes=["name"], event="bench.ceiling", primary_key=i, entity="bench",
+                        tenant=TENANT, associate_id=ASSOCIATE, webhook_name="ceiling",
+                        field_values={"t": time.monotonic()},
+                    )
+                    headers = build_headers(
+                        event_header="bench.ceiling", event_id=event_id, retry=0, body=body,
+                        secret=SECRET, delivery_id=str(uuid.uuid4()), timestamp=int(time.time()),
+                        custom=None, user_agent="hookcast/bench", standard_webhooks=True,
+                    )
+                    async with session.post(ctx.receiver.url, data=body, headers=headers) as resp:
+                        await resp.read()
+                        if resp.status != 200:
+                            errors += 1
+                    if i % 256 == 0:
+                        ctx.progress.update(task, completed=i)
+
+            # Warm-up: open the connections (TLS handshakes) before the clock starts.
+            await asyncio.gather(*(worker(concurrency * 4) for _ in range(concurrency)))
+            await ctx.receiver.reset()
+            counter = itertools.count()
+            cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
+            t0 = time.monotonic()
+            await asyncio.wait_for(asyncio.gather(*(worker(n) for _ in range(concurrency))), 120)
+            elapsed = time.monotonic() - t0
+            cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+        counts = await ctx.receiver.count()
+        runs[str(concurrency)] = {
+            "requests": n, "seconds": round(elapsed, 3), "per_s": round(rate(n, elapsed), 1),
+            "errors": errors, "received": counts["count"], "bad_signatures": counts["bad"],
+            "client_cpu_us_per_request": round(cpu / n * 1e6, 1),
+            "receiver_cpu_us_per_request": round(recv_cpu / n * 1e6, 1),
+        }
+        ctx.done(task, f"{rate(n, elapsed):,.0f}/s")
+    best = max(runs, key=lambda c: runs[c]["per_s"])
+    return {"best_concurrency": int(best), "per_s": runs[best]["per_s"], "runs": runs}
+
+
+# ----- 2. end to end ---------------------------------------------------------------------------
+
+E2E_EVENT = "bench.changed"
+
+
+async def e2e_python(ctx: Context) -> dict[str, Any]:
+    """Events signalled through `await hub.signal(...)` into a Hub (dispatcher in the same
+    loop) on SQLite, delivered to the receiver; closed loop with a window of outstanding
+    events so that intake and delivery run together, as in production."""
+    n = ctx.size(30_000, 6_000)
+    window = 2_000
+    db_path = ctx.db_path("e2e-python")
+    settings = ctx.config.settings(db_path)
+    async with Hub(settings) as hub:
+        await register(hub, settings, "e2e", [E2E_EVENT], ctx.receiver.url)
+        # Warm-up: connections open, code paths hot.
+        for i in range(32):
+            await hub.signal(E2E_EVENT, i, **signal_kwargs())
+        await ctx.receiver.wait_count(33, timeout=10)
+        await wait_recorded(db_path, 32, timeout=10)
+        await ctx.receiver.reset()
+
+        task = ctx.task("e2e python API: deliveries", n)
+        flow = Flow(ctx.receiver, total=n, window=window, progress=ctx.progress, task=task)
+
+        async def send(i: int) -> None:
+            await hub.signal(E2E_EVENT, 1000 + i, **signal_kwargs())
+
+        cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
+        t0 = time.monotonic()
+        await flow.run(send, producers=200, timeout=ctx.size(240, 45))
+        stats = await ctx.receiver.stats()
+        depth, recorded_at = await wait_recorded(db_path, n + 32, timeout=30)
+        cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+    received = stats["count"]
+    receipt_s = (stats["last_at"] or t0) - t0
+    recorded_s = recorded_at - t0
+    ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
+    return {
+        "deliveries": n, "received": received, "distinct": stats["distinct"],
+        "bad_signatures": stats["bad"], "signal_errors": flow.errors,
+        "seconds_to_last_receipt": round(receipt_s, 3),
+        "seconds_to_all_recorded": round(recorded_s, 3),
+        "per_s": round(rate(received, recorded_s), 1),
+        "per_s_by_receipt": round(rate(received, receipt_s), 1),
+        "depth_after": depth, "window": window, "producers": 200,
+        "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
+        "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
+        "latency_under_load": summary_ms(stats["latencies"]),
+    }
+
+
+async def e2e_rest(ctx: Context) -> dict[str, Any]:
+    """`hookcast serve` in its own process; a load generator here posts to the REST signal
+    endpoint (one event per request, 204 once durable); closed loop like e2e_python."""
+    n = ctx.size(20_000, 3_000)
+    window = 2_000
+    concurrency = 64
+    db_path = ctx.db_path("e2e-rest")
+    prepare_db(db_path, [("e2e-rest", [E2E_EVENT], ctx.receiver.url)])
+    key = await create_key(db_path, ctx.workdir)
+    port = free_port()
+    server = HookcastProcess(["serve", "--port", str(port), "--db", f"sqlite:///{db_path}"],
+                             ctx.config.env(db_path), ctx.workdir / "serve-rest.log")
+    await server.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await server.wait_http(base + "/api/v1/Webhook/default")
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+            status_errors: dict[int, int] = {}
+
+            async def send(i: int) -> None:
+                async with http.post(f"{base}/api/v1/Webhook/{E2E_EVENT}/{i}", data=b'{"name": "Ada"}',
+                                     headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 204:
+                        status_errors[resp.status] = status_errors.get(resp.status, 0) + 1
+
+            for i in range(32):
+                await send(i)
+            await ctx.receiver.wait_count(32, timeout=10)
+            await wait_recorded(db_path, 32, timeout=10)
+            await ctx.receiver.reset()
+            task = ctx.task("e2e REST endpoint: deliveries", n)
+            flow = Flow(ctx.receiver, total=n, window=window, progress=ctx.progress, task=task)
+            cpu0, recv_cpu0 = cpu_seconds(server.pid), cpu_seconds(ctx.receiver.pid)
+            gen_cpu0 = cpu_seconds()
+            t0 = time.monotonic()
+            await flow.run(lambda i: send(1000 + i), producers=concurrency, timeout=ctx.size(240, 45))
+            stats = await ctx.receiver.stats(samples=False)
+            depth, recorded_at = await wait_recorded(db_path, n + 32, timeout=30)
+            cpu, recv_cpu = cpu_seconds(server.pid) - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+            gen_cpu = cpu_seconds() - gen_cpu0
+        rss = read_status(server.pid)
+    finally:
+        await server.stop()
+    received = stats["count"]
+    recorded_s = recorded_at - t0
+    ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
+    return {
+        "deliveries": n, "received": received, "distinct": stats["distinct"],
+        "bad_signatures": stats["bad"], "http_errors": status_errors, "signal_errors": flow.errors,
+        "seconds_to_all_recorded": round(recorded_s, 3),
+        "per_s": round(rate(received, recorded_s), 1),
+        "per_s_by_receipt": round(rate(received, (stats["last_at"] or t0) - t0), 1),
+        "depth_after": depth, "client_concurrency": concurrency, "window": window,
+        "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
+        "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
+        "load_generator_cpu_us_per_request": round(gen_cpu / max(received, 1) * 1e6, 1),
+        "hookcast_rss_mib": round(rss.get("VmRSS", 0) / 1024, 1),
+        "hookcast_peak_rss_mib": round(rss.get("VmHWM", 0) / 1024, 1),
+    }
+
+
+# ----- 3. latency ------------------------------------------------------------------------------
+
+
+async def latency(ctx: Context) -> dict[str, Any]:
+    """Signal-to-receipt latency at fixed rates (open loop), Python API, one webhook."""
+    plan = ctx.size([(50, 20.0), (500, 20.0)], [(50, 3.0), (500, 3.0)])
+    db_path = ctx.db_path("latency")
+    settings = ctx.config.settings(db_path)
+    results: dict[str, Any] = {}
+    async with Hub(settings) as hub:
+        await register(hub, settings, "latency", [E2E_EVENT], ctx.receiver.url)
+        for i in range(32):
+            await hub.signal(E2E_EVENT, i, **signal_kwargs())
+        await ctx.receiver.wait_count(33, timeout=10)
+        await wait_recorded(db_path, 32, timeout=10)
+        base = 100
+        for per_s, seconds in plan:
+            count = int(per_s * seconds)
+            await ctx.receiver.reset()
+            task = ctx.task(f"latency at {per_s}/s", count)
+
+            async def send(i: int, base: int = base) -> None:
+                await hub.signal(E2E_EVENT, base + i, **signal_kwargs())
+
+            durations, achieved = await fixed_rate(send, per_s, count, ctx.progress, task)
+            base += count
+            counts = await ctx.receiver.wait_count(count, timeout=30)
+            lat = await latencies_at(ctx.receiver)
+            results[f"{per_s}/s"] = {
+                "rate": per_s, "seconds": seconds, "signals": count, "achieved_per_s": round(achieved, 1),
+                "received": counts["count"], "signal_to_receipt": lat,
+                "signal_duration": summary_ms(durations),
+            }
+            ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+    return results
+
+
+# ----- 4. fan-out and matching -----------------------------------------------------------------
+
+
+async def fanout(ctx: Context) -> dict[str, Any]:
+    """One event to 1,000 webhooks: signal() duration (enqueue) and time until the receiver
+    has all 1,000 and until all outcomes are recorded."""
+    hooks = 1_000
+    rounds = ctx.size(10, 3)
+    db_path = ctx.db_path("fanout")
+    settings = ctx.config.settings(db_path)
+    event = "bench.fanout"
+    task = ctx.task(f"fan-out: 1 event to {hooks:,} webhooks", rounds)
+    enqueue: list[float] = []
+    delivered: list[float] = []
+    recorded: list[float] = []
+    async with Hub(settings) as hub:
+        await hub.db.run(insert_webhooks, [(f"fan{k}", [event], ctx.receiver.url) for k in range(hooks)])
+        for r in range(rounds + 1):  # round 0 warms up (opens the connections)
+            await ctx.receiver.reset()
+            t0 = time.monotonic()
+            await hub.signal(event, r, **signal_kwargs())
+            t_enqueued = time.monotonic() - t0
+            counts = await ctx.receiver.wait_count(hooks, timeout=60, interval=0.005)
+            depth, t_recorded = await wait_recorded(db_path, hooks * (r + 1), timeout=60, interval=0.005)
+            if r == 0:
+                continue
+            enqueue.append(t_enqueued)
+            delivered.append((counts["last_at"] or t0) - t0)
+            recorded.append(t_recorded - t0)
+            ctx.progress.update(task, completed=r)
+    ctx.done(task, f"enqueue {median(enqueue) * 1000:.1f} ms, all delivered {median(delivered) * 1000:.0f} ms")
+    return {
+        "webhooks": hooks, "rounds": rounds,
+        "enqueue_ms": summary_ms(enqueue), "all_delivered_ms": summary_ms(delivered),
+        "all_recorded_ms": summary_ms(recorded),
+        "fanout_per_s": round(rate(hooks, median(delivered) or 0), 1),
+    }
+
+
+async def matching(ctx: Context) -> dict[str, Any]:
+    """The cost of signal() with 10,000 webhooks over 1,000 event names registered, against
+    1 webhook; the probe event matches exactly one webhook in both, so only matching differs.
+    Delivery is off (Hub(deliver=False)): this measures intake alone."""
+    sequential = ctx.size(300, 100)
+    burst = ctx.size(10_000, 2_000)
+    url = ctx.receiver.url
+    probe = "bench.e0"
+    out: dict[str, Any] = {}
+    for label, specs in (
+        ("1 webhook", [("m0", [probe], url)]),
+        ("10,000 webhooks", [("m0", [probe], url)]
+         + [(f"m{k}", [f"bench.e{1 + (k - 1) % 999}"], url) for k in range(1, 10_000)]),
+    ):
+        db_path = ctx.db_path("matching")
+        async with Hub(ctx.config.settings(db_path), deliver=False) as hub:
+            await hub.db.run(insert_webhooks, specs)
+            task = ctx.task(f"signal cost, {label}", sequential + burst)
+            for i in range(50):  # warm-up
+                await hub.signal(probe, i, **signal_kwargs())
+            durations = []
+            for i in range(sequential):
+                t = time.perf_counter()
+                await hub.signal(probe, i, **signal_kwargs())
+                durations.append(time.perf_counter() - t)
+                ctx.progress.update(task, completed=i)
+            cpu0 = cpu_seconds()
+            t0 = time.perf_counter()
+            await _burst(hub, lambda i: probe, burst, concurrency=100)
+            burst_s = time.perf_counter() - t0
+            cpu = cpu_seconds() - cpu0
+            result = {
+                "webhooks": len(specs), "sequential": summary_ms(durations),
+                "burst_signals": burst, "burst_per_s": round(rate(burst, burst_s), 1),
+                "burst_us_per_signal": round(burst_s / burst * 1e6, 1),
+                "burst_cpu_us_per_signal": round(cpu / burst * 1e6, 1),
+            }
+            if len(specs) > 1:  # events that match ~10 webhooks each, for comparison
+                names = [f"bench.e{1 + k % 999}" for k in range(burst)]
+                t0 = time.perf_counter()
+                await _burst(hub, names.__getitem__, burst, concurrency=100)
+                result["burst_10_matches_per_s"] = round(rate(burst, time.perf_counter() - t0), 1)
+            out[label] = result
+            ctx.done(task, f"p50 {result['sequential']['p50_ms']} ms, {result['burst_per_s']:,.0f}/s")
+    one, many = out["1 webhook"], out["10,000 webhooks"]
+    out["ratio_sequential_p50"] = round(many["sequential"]["p50_ms"] / one["sequential"]["p50_ms"], 3)
+    out["ratio_burst_cost"] = round(many["burst_us_per_signal"] / one["burst_us_per_signal"], 3)
+    return out
+
+
+async def _burst(hub: Hub, name_of: Callable[[int], str], count: int, concurrency: int) -> None:
+    counter = itertools.count()
+
+    async def worker() -> None:
+        while (i := next(counter)) < count:
+            await hub.signal(name_of(i), 10_000 + i, **signal_kwargs())
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 120)
+
+
+# ----- 5. backlog and memory -------------------------------------------------------------------
+
+
+async def backlog(ctx: Context) -> dict[str, Any]:
+    """`hookcast worker` in its own process. The receiver is stopped (SIGSTOP: connections
+    queue in the kernel, nothing answers) while an application process (this one, through
+    Hub(deliver=False)) queues the deliveries; then the receiver continues and the backlog
+    drains. VmRSS/VmHWM of the worker are read from /proc throughout."""
+    n = ctx.size(100_000, 10_000)
+    event = "bench.backlog"
+    db_path = ctx.db_path("backlog")
+    prepare_db(db_path, [("backlog", [event], ctx.receiver.url)])
+    # A generous attempt timeout: the attempts in flight while the receiver is stopped must
+    # not fail (9 failures in a row would disable the webhook, §6) before it continues.
+    timeout = ctx.size(120.0, 60.0)
+    worker = HookcastProcess(["worker", "--db", f"sqlite:///{db_path}"],
+                             ctx.config.env(db_path, attempt_timeout=timeout),
+                             ctx.workdir / "worker-backlog.log")
+    await ctx.receiver.reset()
+    ctx.receiver.pause()
+    paused = True
+    try:
+        await worker.start()
+        await worker.wait_log("hookcast worker delivering")
+        await asyncio.sleep(0.5)
+        rss_idle = worker.rss.current_kib() if worker.rss else 0
+        task_q = ctx.task(f"backlog: queue {n:,} (receiver stopped)", n)
+        cpu_w0 = cpu_seconds(worker.pid)
+        t0 = time.monotonic()
+        async with Hub(ctx.config.settings(db_path), deliver=False) as app:
+            counter = itertools.count()
+
+            async def producer() -> None:
+                while (i := next(counter)) < n:
+                    await app.signal(event, i, **signal_kwargs())
+                    if i % 1000 == 0:
+                        ctx.progress.update(task_q, completed=i)
+
+            await asyncio.wait_for(asyncio.gather(*(producer() for _ in range(500))), 300)
+        queue_s = time.monotonic() - t0
+        ctx.done(task_q, f"{rate(n, queue_s):,.0f} events/s")
+        await asyncio.sleep(ctx.size(3.0, 1.0))  # the queue sits; the worker holds it
+        worker_cpu_down = cpu_seconds(worker.pid) - cpu_w0
+        down_s = time.monotonic() - t0
+        rss_queued = worker.rss.current_kib() if worker.rss else 0
+        depth_queued, _ = await wait_recorded(db_path, 0, timeout=0)
+        task_d = ctx.task(f"backlog: drain {n:,}", n)
+        t_resume = time.monotonic()
+        ctx.receiver.resume()
+        paused = False
+        counts = await ctx.receiver.wait_count(
+            n, timeout=ctx.size(300, 60), interval=0.1,
+            on_count=lambda c: ctx.progress.update(task_d, completed=c))
+        depth, recorded_at = await wait_recorded(db_path, n, timeout=60, interval=0.05)
+        worker_cpu_drain = cpu_seconds(worker.pid) - cpu_w0 - worker_cpu_down
+        rss_end = worker.rss.current_kib() if worker.rss else 0
+    finally:
+        if paused:
+            ctx.receiver.resume()
+        await worker.stop()
+    drain_s = recorded_at - t_resume
+    first = (counts["first_at"] or t_resume) - t_resume
+    assert worker.rss is not None
+    ctx.done(task_d, f"{rate(counts['count'], drain_s):,.0f}/s, peak RSS {worker.rss.hwm_kib / 1024:.0f} MiB")
+    return {
+        "deliveries": n, "received": counts["count"], "distinct": counts["distinct"],
+        "queue_seconds": round(queue_s, 3), "queue_events_per_s": round(rate(n, queue_s), 1),
+        "depth_while_down": depth_queued, "depth_after": depth,
+        "worker_cpu_s_while_down": round(worker_cpu_down, 2), "down_seconds": round(down_s, 2),
+        "drain_seconds": round(drain_s, 3), "drain_per_s": round(rate(counts["count"], drain_s), 1),
+        "first_receipt_after_resume_s": round(first, 3),
+        "worker_cpu_us_per_delivery_drain": round(worker_cpu_drain / max(counts["count"], 1) * 1e6, 1),
+        "rss_idle_mib": round(rss_idle / 1024, 1), "rss_queued_mib": round(rss_queued / 1024, 1),
+        "rss_end_mib": round(rss_end / 1024, 1),
+        "peak_rss_sampled_mib": round(worker.rss.peak_rss_kib / 1024, 1),
+        "peak_rss_mib": round(worker.rss.hwm_kib / 1024, 1),  # VmHWM, the kernel's high-water mark
+        "rss_samples_mib": [round(kib / 1024, 1) for _, kib in worker.rss.samples],
+        "attempt_timeout_s": timeout,
+    }
+
+
+# ----- 6. failure isolation --------------------------------------------------------------------
+
+
+async def isolation(ctx: Context) -> dict[str, Any]:
+    """A healthy webhook alone, then beside a webhook (same events) whose receiver holds every
+    request until hookcast's attempt timeout: the healthy one's throughput (closed loop) and
+    latency (fixed rate)."""
+    n = ctx.size(10_000, 2_000)
+    per_s, seconds = ctx.size((200, 10.0), (200, 3.0))
+    timeout = 30.0  # long enough that the hanging webhook hangs for the whole measurement
+    event = "bench.iso"
+    hang = Receiver(ctx.tls, ctx.workdir, mode="hang", name="hang-receiver")
+    await hang.start()
+    out: dict[str, Any] = {"attempt_timeout_s": timeout}
+    try:
+        for label in ("alone", "beside hanging"):
+            db_path = ctx.db_path("isolation")
+            specs = [("healthy", [event], ctx.receiver.url)]
+            if label != "alone":
+                specs.append(("hanging", [event], hang.url))
+            settings = ctx.config.settings(db_path, attempt_timeout=timeout)
+            async with Hub(settings) as hub:
+                await hub.db.run(insert_webhooks, specs)
+                for i in range(32):
+                    await hub.signal(event, i, **signal_kwargs())
+                await ctx.receiver.wait_count(32, timeout=10)
+                await ctx.receiver.reset()
+                task = ctx.task(f"isolation, {label}: throughput", n)
+                flow = Flow(ctx.receiver, total=n, window=2_000, progress=ctx.progress, task=task)
+
+                async def send(i: int) -> None:
+                    await hub.signal(event, 1000 + i, **signal_kwargs())
+
+                t0 = time.monotonic()
+                await flow.run(send, producers=200, timeout=ctx.size(120, 30))
+                stats = await ctx.receiver.count()
+                thr = rate(stats["count"], (stats["last_at"] or t0) - t0)
+                ctx.done(task, f"{thr:,.0f}/s")
+                count = int(per_s * seconds)
+                await ctx.receiver.reset()
+                task = ctx.task(f"isolation, {label}: latency at {per_s}/s", count)
+
+                async def send_lat(i: int) -> None:
+                    await hub.signal(event, 100_000 + i, **signal_kwargs())
+
+                await fixed_rate(send_lat, per_s, count, ctx.progress, task)
+                counts = await ctx.receiver.wait_count(count, timeout=30)
+                lat = await latencies_at(ctx.receiver)
+                ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+                hung = (await hang.count())["hung"]
+                out[label] = {"throughput_per_s": round(thr, 1), "received": stats["count"],
+                              "latency": lat, "latency_received": counts["count"], "hung_requests": hung}
+                if label != "alone":
+                    await hang.set_mode("ok")  # let the held requests go, so the Hub closes at once
+        out["throughput_ratio"] = round(out["beside hanging"]["throughput_per_s"] / out["alone"]["throughput_per_s"], 3)
+    finally:
+        with contextlib.suppress(Exception):
+            await hang.stop()
+    return out
+
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
+    "ceiling": ceiling,
+    "e2e_python": e2e_python,
+    "e2e_rest": e2e_rest,
+    "latency": latency,
+    "fanout": fanout,
+    "matching": matching,
+    "backlog": backlog,
+    "isolation": isolation,
+}
