@@ -10,6 +10,7 @@ from rich.table import Table
 
 from . import logs
 from ._version import __version__
+from .cli_crmscript import crmscript_app
 from .keys import create_key
 from .model import format_date
 from .settings import Settings
@@ -25,6 +26,7 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 webhooks_app = typer.Typer(help="Inspect registered webhooks.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(crmscript_app, name="crmscript")
 
 
 def console() -> Console:

@@ -7,17 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import json_merge_patch
-import jsonpatch
-import jsonpointer
 from pydantic import ValidationError as PydanticValidationError
 
 from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
-from .errors import Conflict, NotFound, PreconditionFailed, ValidationError
+from . import patching
+from .errors import Conflict, NotFound, ValidationError
 from .model import (
     CRMSCRIPT_TYPE,
     Principal,
@@ -34,7 +31,6 @@ from .store.database import Database
 from .verification import TestResult, test_target, verify_target
 
 WRITABLE = ("Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers", "Properties", "ErrorsEmail")
-_CANONICAL = {name.lower(): name for name in (*WRITABLE, "WebhookId")}
 
 
 def parse_carrier(body: Any) -> WebhookIn:
@@ -73,69 +69,14 @@ def _fields(carrier: WebhookIn) -> dict[str, Any]:
 
 
 def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
-    if not if_unmodified_since:
-        return
-    try:
-        since = parsedate_to_datetime(if_unmodified_since)
-    except (TypeError, ValueError):
-        raise ValidationError(
-            "If-Unmodified-Since is not an HTTP date (e.g. 'Wed, 21 Oct 2026 07:28:00 GMT')."
-        ) from None
-    # HTTP dates have whole seconds; a change within the same second counts as unchanged.
-    if int(hook.updated.timestamp()) > since.timestamp():
-        raise PreconditionFailed(
-            f"Webhook {hook.id} was changed at {hook.updated.isoformat()}, "
-            "after the If-Unmodified-Since date; fetch it again and retry."
-        )
-
-
-def _normalize_pointer(path: Any) -> str:
-    """Patch paths are case-insensitive in their first segment and may omit the slash."""
-    if not isinstance(path, str):
-        raise ValidationError("Every JSON Patch operation needs a string 'path'.")
-    path = path if path.startswith("/") else "/" + path
-    head, _, rest = path[1:].partition("/")
-    canonical = _CANONICAL.get(head.lower())
-    if canonical is None:
-        raise ValidationError(f"JSON Patch path {path!r} names no writable webhook field.")
-    if canonical == "WebhookId":
-        raise ValidationError("WebhookId is read-only and cannot be patched.")
-    return "/" + canonical + ("/" + rest if "/" in path[1:] else "")
+    patching.check_unmodified(hook.updated, if_unmodified_since, f"Webhook {hook.id}")
 
 
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
     document = {k: v for k, v in webhook_out(hook).items() if k in WRITABLE}
-    if media_type == "application/json-patch+json" and not isinstance(body, list):
-        raise ValidationError("A JSON Patch body must be an array of operations.")
-    if media_type == "application/merge-patch+json" and not isinstance(body, dict):
-        raise ValidationError("A JSON Merge Patch body must be an object.")
-    if isinstance(body, list):
-        ops = []
-        for op in body:
-            if not isinstance(op, dict):
-                raise ValidationError("Every JSON Patch operation must be an object.")
-            if op.get("op") not in ("add", "replace", "remove", "test"):
-                raise ValidationError(
-                    f"JSON Patch op {op.get('op')!r} is not supported; use add, replace, remove or test."
-                )
-            ops.append({**op, "path": _normalize_pointer(op.get("path"))})
-        try:
-            return jsonpatch.apply_patch(document, ops)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise Conflict(f"A JSON Patch test failed: {exc}") from None
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-            raise ValidationError(f"The JSON Patch cannot be applied: {exc}") from None
-    if isinstance(body, dict):
-        patch: dict[str, Any] = {}
-        for key, value in body.items():
-            canonical = _CANONICAL.get(key.lower())
-            if canonical == "WebhookId":
-                continue  # read-only, and unknown fields are ignored (§1)
-            if canonical is not None:
-                patch[canonical] = value
-        return json_merge_patch.merge(document, patch)
-    raise ValidationError("PATCH needs a JSON Patch array or a JSON Merge Patch object.")
+    return patching.apply_patch(document, body, media_type, writable=WRITABLE,
+                                read_only=("WebhookId",), what="webhook")
 
 
 @dataclass

@@ -272,7 +272,10 @@ class Scripts:
             hosts = normalize_hosts(hosts)
         except ValueError as exc:
             raise ValidationError(f"Hosts: {exc}", [{"Field": "Hosts", "Message": str(exc)}]) from None
-        await self.db.run(store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time())
+        try:
+            await self.db.run(store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time())
+        except IntegrityError:  # a concurrent first PUT inserted the row: now it updates
+            await self.db.run(store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time())
         return hosts
 
     # ----- internals ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from ..model import MAX_ID, Links, format_date
 from ..scripts import MAX_SOURCE_CHARS, AllowListIn, ScriptIn, Scripts, default_carrier
 from ..store.scripts import StoredScript
-from .webhooks import _PATCH_MEDIA_TYPES, ERRORS, Caller, PatchBody
+from .webhooks import PATCH_MEDIA_TYPES, ERRORS, Caller, PatchBody
 
 router = APIRouter(prefix="/api/v1/CRMScript", tags=["CRMScript"], responses=ERRORS)
 ScriptIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The EjscriptId")]
@@ -152,7 +152,7 @@ async def put_script(
 
 
 @router.patch("/{scriptId:int}", summary="JSON Patch (array) or JSON Merge Patch (object)",
-              response_model=ScriptWithLinks, openapi_extra=_PATCH_MEDIA_TYPES)
+              response_model=ScriptWithLinks, openapi_extra=PATCH_MEDIA_TYPES)
 async def patch_script(
     request: Request, who: Caller, scriptId: ScriptIdPath, body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,

@@ -117,7 +117,7 @@ class PatchOperation(BaseModel):
 
 PatchBody = Annotated[list[PatchOperation] | dict[str, Any], Body(
     description="A JSON Patch array (RFC 6902) or a JSON Merge Patch object (RFC 7396).")]
-_PATCH_MEDIA_TYPES = {"requestBody": {"content": {
+PATCH_MEDIA_TYPES = {"requestBody": {"content": {
     "application/json-patch+json": {"schema": {
         "type": "array", "items": {"$ref": "#/components/schemas/PatchOperation"}}},
     "application/merge-patch+json": {"schema": {"type": "object"}},
@@ -126,7 +126,7 @@ _PATCH_MEDIA_TYPES = {"requestBody": {"content": {
 
 @router.patch("/{webhookId:int}", summary="JSON Patch (array) or JSON Merge Patch (object)",
     response_model=WebhookWithLinks,
-              openapi_extra=_PATCH_MEDIA_TYPES)
+              openapi_extra=PATCH_MEDIA_TYPES)
 async def patch_webhook(
     request: Request, who: Caller, webhookId: WebhookIdPath, body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,

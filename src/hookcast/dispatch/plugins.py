@@ -72,7 +72,7 @@ class HttpPlugin:
         )
 
     async def close(self) -> None:
-        await self._sender.close()
+        pass  # the sender belongs to the Hub, which closes it
 
 
 def load_plugins(settings: Settings, sender: HttpSender, db: Database) -> dict[str, Plugin]:

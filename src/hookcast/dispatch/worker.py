@@ -79,6 +79,8 @@ class Dispatcher:
             except asyncio.CancelledError:
                 pass
         await self._flush()
+        for plugin in self._plugins.values():
+            await plugin.close()
 
     # ----- claiming ----------------------------------------------------------------------
 
