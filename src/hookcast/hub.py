@@ -66,6 +66,10 @@ class Hub:
         self._intake = Intake(self.db, on_commit=self.wake, max_batch=self.settings.batch_size * 10)
         self._intake.start()
         if self.deliver:
+            if self.settings.lease <= self.settings.attempt_timeout:
+                log.warning("HOOKCAST_LEASE (%s s) is not longer than HOOKCAST_ATTEMPT_TIMEOUT (%s s): "
+                            "other processes may attempt a slow delivery again before it finishes",
+                            self.settings.lease, self.settings.attempt_timeout)
             self.outbox = Outbox(self.db, self.settings)
             self.dispatcher = Dispatcher(
                 self.db, self.settings, load_plugins(self.settings, self.sender, self.db),

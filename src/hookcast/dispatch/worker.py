@@ -89,7 +89,9 @@ class Dispatcher:
         while not self._stopping:
             # Cleared before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
-            free = settings.concurrency - len(self._tasks)
+            # Outcomes not yet written count against the slots too: the writer sets the pace.
+            backlog = max(0, len(self._results) - settings.batch_size)
+            free = settings.concurrency - len(self._tasks) - backlog
             if free > 0:
                 try:
                     claimed = await self._claim(free)
@@ -116,6 +118,8 @@ class Dispatcher:
         )
         overflow = []
         for item in claimed:
+            if item.delivery_id in self._tasks:
+                continue  # our own attempt outlived its lease; it is still running
             if self._per_webhook[item.webhook_id] >= limit:
                 overflow.append(item.delivery_id)
             else:
