@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     console = Console()
+    if not console.is_terminal:  # CI logs and files: wide enough for the table
+        console = Console(width=140)
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-"))

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
-
 from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
 from . import patching
@@ -28,30 +26,10 @@ from .scripts import check_script_target
 from .settings import Settings
 from .store import queries, queue
 from .store.database import Database
+from .validation import parse_body
 from .verification import TestResult, test_target, verify_target
 
 WRITABLE = ("Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers", "Properties", "ErrorsEmail")
-
-
-def parse_carrier(body: Any) -> WebhookIn:
-    """Validate a webhook carrier; every broken rule becomes one 400 with per-field details."""
-    if not isinstance(body, dict):
-        raise ValidationError("The body must be a JSON object describing a webhook.")
-    try:
-        return WebhookIn.model_validate(body)
-    except PydanticValidationError as exc:
-        raise validation_error(exc) from None
-
-
-def validation_error(exc: PydanticValidationError) -> ValidationError:
-    details = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        message = err["msg"].removeprefix("Value error, ")
-        details.append({"Field": field, "Message": message})
-    first = details[0]
-    more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
-    return ValidationError(f"{first['Field']}: {first['Message']}{more}", details)
 
 
 def _fields(carrier: WebhookIn) -> dict[str, Any]:
@@ -162,7 +140,7 @@ class Registry:
     ) -> Webhook:
         old = await self.get(who, webhook_id)
         _check_unmodified(old, if_unmodified_since)
-        carrier = parse_carrier(apply_patch(old, body, media_type))
+        carrier = parse_body(WebhookIn, apply_patch(old, body, media_type), "a webhook")
         return await self.replace(who, webhook_id, carrier)
 
     async def delete(self, who: Principal, webhook_id: int, if_unmodified_since: str | None = None) -> None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 
 from .crmscript import Diagnostic, Limits, RunResult, check
@@ -33,6 +32,7 @@ from .settings import Settings
 from .store import scripts as store
 from .store.database import Database
 from .store.scripts import StoredScript
+from .validation import parse_body
 
 WRITABLE = ("Name", "Description", "IncludeId", "Source")
 READ_ONLY = ("EjscriptId", "UniqueIdentifier", "Registered", "RegisteredAssociateId", "Updated",
@@ -112,17 +112,6 @@ def _host(raw: str) -> str:
             "203.0.113.7): no scheme, port, path or wildcard, non-ASCII names in punycode"
         )
     return host
-
-
-def parse_carrier(body: Any) -> ScriptIn:
-    from .registry import validation_error  # here: registry imports this module
-
-    if not isinstance(body, dict):
-        raise ValidationError("The body must be a JSON object describing a script.")
-    try:
-        return ScriptIn.model_validate(body)
-    except PydanticValidationError as exc:
-        raise validation_error(exc) from None
 
 
 def compile_failure(diagnostics: list[Diagnostic], include_id: str, cls: type[ValidationError] = ValidationError
@@ -237,7 +226,7 @@ class Scripts:
         check_unmodified(old.updated, if_unmodified_since, f"CRMScript {script_id}")
         patched = apply_patch(_document(old), body, media_type, writable=WRITABLE,
                               read_only=READ_ONLY, what="script")
-        return await self.replace(who, script_id, parse_carrier(patched))
+        return await self.replace(who, script_id, parse_body(ScriptIn, patched, "a script"))
 
     async def delete(self, who: Principal, script_id: int, if_unmodified_since: str | None = None) -> None:
         if if_unmodified_since:
