@@ -16,7 +16,7 @@ run: $(STAMP)  ## run hookcast serve on the embedded SQLite default (./hookcast.
 	$(VENV)/bin/hookcast serve
 
 test: $(STAMP)  ## the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
-	$(VENV)/bin/python -m pytest -n 2 -q
+	env -u HOOKCAST_TEST_POSTGRES_URL $(VENV)/bin/python -m pytest -n 2 -q
 	@if [ -n "$$HOOKCAST_TEST_POSTGRES_URL" ]; then \
 	  echo "== the suite again on PostgreSQL ($$HOOKCAST_TEST_POSTGRES_URL)"; \
 	  HOOKCAST_TEST_BACKEND=postgres $(VENV)/bin/python -m pytest -n 2 -q; \

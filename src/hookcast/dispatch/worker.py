@@ -37,6 +37,7 @@ class Dispatcher:
         self.policy = RetryPolicy.from_settings(settings)
         self._wake = asyncio.Event()
         self._stopping = False
+        self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
         self._per_webhook: dict[int, int] = defaultdict(int)
         self._results: list[queue.Result] = []
@@ -71,14 +72,12 @@ class Dispatcher:
             task.cancel()
         if unfinished:
             await self._db.run(queue.release, unfinished, time.time())
+        # The writer is never cancelled: a cancelled commit could drop finished outcomes,
+        # whose deliveries would then be sent again by another process after the lease.
+        self._closing = True
         self._results_ready.set()
         if self._writer:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
-        await self._flush()
+            await self._writer
         for plugin in self._plugins.values():
             await plugin.close()
 
@@ -167,23 +166,28 @@ class Dispatcher:
     # ----- outcomes ----------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        while True:
+        while not (self._closing and not self._results):
             await self._results_ready.wait()
             self._results_ready.clear()
             await self._flush()
 
     async def _flush(self) -> None:
+        failures = 0
         while self._results:
             batch = self._results[: self._settings.batch_size]
-            del self._results[: len(batch)]
             try:
                 transitions = await self._db.run(queue.record_outcomes, batch, self.policy, time.time())
             except Exception:
-                # Keep them: the leases hold the deliveries meanwhile, so nothing is lost.
+                # Kept: the leases hold the deliveries meanwhile, so nothing is lost.
+                failures += 1
                 log.exception("writing %d outcomes failed; retrying", len(batch))
-                self._results[:0] = batch
+                if self._closing and failures >= 3:
+                    del self._results[:]  # shutting down: the leases bring them back
+                    return
                 await asyncio.sleep(0.5)
                 continue
+            # Removed only once committed (attempts append behind, never in front).
+            del self._results[: len(batch)]
             metrics.record_attempts(batch)
             for t in transitions:
                 log.warning("webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant)
