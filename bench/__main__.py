@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -31,14 +32,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .env import REPO, HookcastConfig, Receiver, Tls, machine
+from .env import REPO, HookcastConfig, Noise, Receiver, Tls, calibrate, foreign_load, machine
 from .scenarios import SCENARIOS, Context
 
 RESULTS = REPO / "bench" / "results"
 
+# `--quick` must finish within a minute: scenarios share this budget (seconds), in order; one
+# that would start after it is spent is skipped.
+QUICK_BUDGET = 52.0
+
 # Bounds: no scenario may run longer than this (seconds), quick / full.
 LIMITS = {
-    "ceiling": (20, 120), "e2e_python": (25, 300), "e2e_rest": (25, 300), "latency": (20, 120),
+    "ceiling": (20, 120), "e2e_python": (25, 300), "e2e_python_tuned": (25, 300), "e2e_rest": (25, 300), "latency": (20, 120),
     "fanout": (20, 180), "matching": (25, 180), "backlog": (30, 600), "isolation": (25, 240),
 }
 
@@ -59,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="hookcast attempts in flight per webhook [default: hookcast's]")
     parser.add_argument("--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, logs)")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each scenario, wait up to SECONDS until other processes use "
+                             "< 10%% of the CPUs (for shared machines)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]
@@ -92,8 +100,10 @@ async def run(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size)
     results: dict[str, Any] = {
         "started": stamp, "mode": "quick" if args.quick else "full",
-        "machine": machine(workdir), "hookcast_settings": config.describe(), "scenarios": {},
+        "machine": machine(workdir), "hookcast_settings": config.describe(),
+        "calibration_before": calibrate(workdir), "scenarios": {},
     }
+    results["foreign_cpu_pct_at_start"] = await foreign_load(1.0)
     receiver = Receiver(tls, workdir)
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
@@ -106,7 +116,17 @@ async def run(args: argparse.Namespace) -> int:
         with progress:
             for name in args.scenarios:
                 limit = LIMITS[name][0 if args.quick else 1]
+                if args.quick:
+                    left = QUICK_BUDGET - (time.monotonic() - started)
+                    if left < 3:
+                        results["scenarios"][name] = {"error": "skipped: the --quick time budget is spent"}
+                        continue
+                    limit = min(limit, left)
+                elif args.wait_idle > 0:
+                    await wait_idle(args.wait_idle, progress.console)
                 t0 = time.monotonic()
+                load = os.getloadavg()
+                noise = Noise().start()
                 try:
                     figures = await asyncio.wait_for(SCENARIOS[name](ctx), limit)
                 except Exception as exc:  # one broken scenario must not lose the others
@@ -115,8 +135,11 @@ async def run(args: argparse.Namespace) -> int:
                         figures["traceback"] = traceback.format_exc()
                     progress.console.print(f"[red]{name} failed: {figures['error']}[/]")
                 figures["wall_seconds"] = round(time.monotonic() - t0, 2)
+                figures["loadavg_before"] = [round(x, 2) for x in load]
+                figures["foreign_cpu_pct"] = noise.stop()
                 results["scenarios"][name] = figures
                 ctx.figures[name] = figures
+        results["calibration_after"] = calibrate(workdir)
     finally:
         await receiver.stop()
         if args.keep:
@@ -139,9 +162,15 @@ async def run(args: argparse.Namespace) -> int:
     for column in ("scenario", "figure", "value", "target", ""):
         table.add_column(column, justify="right" if column == "value" else "left")
     for row in rows:
-        verdict = {"met": "[green]met[/]", "missed": "[red]missed[/]", "stretch met": "[green]stretch met[/]"}
+        verdict = {"met": "[green]met[/]", "missed": "[red]missed[/]", "stretch met": "[green]stretch met[/]",
+                   "disturbed": "[yellow]disturbed[/]"}
         table.add_row(*row[:4], verdict.get(row[4], row[4]))
     console.print(table)
+    cal0, cal1 = results["calibration_before"], results.get("calibration_after", {})
+    console.print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+                  f"{results['machine']['filesystem']}; durable SQLite commit p50 "
+                  f"{cal0['sqlite_full_commit_p50_ms']} ms before / {cal1.get('sqlite_full_commit_p50_ms', '?')} ms after, "
+                  f"1M-step Python loop {cal0['python_loop_1m_ms']} / {cal1.get('python_loop_1m_ms', '?')} ms")
     console.print(f"figures written to {out} ({results['wall_seconds']} s in all)")
     if ratio is not None:
         print(f"throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
@@ -149,6 +178,14 @@ async def run(args: argparse.Namespace) -> int:
     else:
         print("throughput ratio: n/a (the ceiling or e2e_python scenario did not run)", flush=True)
     return 0
+
+
+async def wait_idle(seconds: float, console: Console) -> float:
+    """Wait (at most `seconds`) until other processes use < 10% of the CPUs."""
+    deadline = time.monotonic() + seconds
+    while (busy := await foreign_load(2.0)) >= 10 and time.monotonic() < deadline:
+        console.print(f"[yellow]other processes use {busy:.0f}% of the CPUs; waiting[/]")
+    return busy
 
 
 def throughput_ratio(s: dict[str, Any]) -> dict[str, float] | None:
@@ -176,6 +213,11 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     for name, figures in s.items():
         if "error" in figures:
             add(name, "error", figures["error"][:60])
+    noisy = {name: f["foreign_cpu_pct"] for name, f in s.items() if f.get("foreign_cpu_pct", 0) >= 10}
+    if noisy:
+        add("! machine busy", "other processes' CPU during " + ", ".join(noisy),
+            ", ".join(f"{v:.0f}%" for v in noisy.values()), "< 10%")
+        rows[-1] = (*rows[-1][:4], "disturbed")
     if "per_s" in (c := s.get("ceiling", {})):
         runs = ", ".join(f"{k}: {v['per_s']:,.0f}" for k, v in c["runs"].items())
         add("1 ceiling", f"bare aiohttp, best of 8/16/32 ({c['best_concurrency']})",
@@ -188,6 +230,11 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             r = e["per_s"] / ceiling
             add("2 e2e Python API", "ratio to ceiling", f"{r:.2f}", "≥ 0.5 (stretch 0.7)", r >= 0.5, r >= 0.7)
         add("2 e2e Python API", "hookcast CPU per delivery", f"{e['hookcast_cpu_us_per_delivery']:.0f} µs")
+    if "per_s" in (e := s.get("e2e_python_tuned", {})):
+        label = f"2 e2e Python API, per-webhook {e['per_webhook_concurrency']}"
+        add(label, f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")
+        if ceiling:
+            add(label, "ratio to ceiling", f"{e['per_s'] / ceiling:.2f}")
     if "per_s" in (e := s.get("e2e_rest", {})):
         add("2 e2e REST", f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")
         if ceiling:
@@ -212,7 +259,7 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if "ratio_burst_cost" in (m := s.get("matching", {})):
         one, many = m["1 webhook"], m["10,000 webhooks"]
         add("4 matching", "signal() p50 alone, 1 vs 10,000 webhooks",
-            f"{one['sequential']['p50_ms']:.2f} / {many['sequential']['p50_ms']:.2f} ms")
+            f"{one['sequential_p50_ms']:.2f} / {many['sequential_p50_ms']:.2f} ms")
         add("4 matching", "signal cost in a burst, 1 vs 10,000",
             f"{one['burst_us_per_signal']:.0f} / {many['burst_us_per_signal']:.0f} µs")
         worst = max(m["ratio_sequential_p50"], m["ratio_burst_cost"])

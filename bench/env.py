@@ -443,3 +443,122 @@ def machine(workdir: Path | None = None) -> dict[str, Any]:
         "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
         "filesystem": fs, "packages": versions, "git": git,
     }
+
+
+def calibrate(workdir: Path) -> dict[str, float]:
+    """Two numbers that say how fast this machine is right now, taken before and after the
+    scenarios (a shared or virtual machine drifts): the duration of a tiny durable SQLite
+    commit (WAL, synchronous=FULL: one fsync) and of a fixed pure-Python loop."""
+    import sqlite3
+
+    from .stats import percentile
+
+    path = workdir / f"calibrate-{time.monotonic_ns()}.db"
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        commits = []
+        for _ in range(200):
+            t = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (v) VALUES (?)", ("x" * 200,))
+            conn.execute("COMMIT")
+            commits.append(time.perf_counter() - t)
+    finally:
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{path}{suffix}")
+    loops = []
+    for _ in range(3):
+        t = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i & 7
+        loops.append(time.perf_counter() - t)
+    steal = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        steal = round(int(fields[7]) / max(sum(int(f) for f in fields), 1) * 100, 2)
+    return {
+        "sqlite_full_commit_p50_ms": round((percentile(commits, 50) or 0) * 1000, 3),
+        "sqlite_full_commit_p99_ms": round((percentile(commits, 99) or 0) * 1000, 3),
+        "python_loop_1m_ms": round(min(loops) * 1000, 1),
+        "cpu_steal_since_boot_pct": steal,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# ----- other work on the machine ------------------------------------------------------------
+
+
+def _jiffies_of(pid: int, children: bool = False) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # fields[11..14]: utime stime cutime cstime
+    return int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, p in parents.items() if p == pid]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
+class Noise:
+    """How busy the machine was with work that is not ours (other processes), in % of all
+    cores, between `start()` and `stop()`: total busy time from /proc/stat minus the CPU
+    time of this process, its children that ended, and its live descendants."""
+
+    def __init__(self) -> None:
+        self.cores = os.cpu_count() or 1
+        self._t0 = 0.0
+        self._busy0 = 0
+        self._ours0 = 0
+
+    @staticmethod
+    def _busy() -> int:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+
+    @staticmethod
+    def _ours() -> int:
+        me = os.getpid()
+        return _jiffies_of(me, children=True) + sum(_jiffies_of(p) for p in _descendants(me))
+
+    def start(self) -> Noise:
+        self._t0, self._busy0, self._ours0 = time.monotonic(), self._busy(), self._ours()
+        return self
+
+    def stop(self) -> float:
+        wall = time.monotonic() - self._t0
+        busy, ours = self._busy() - self._busy0, self._ours() - self._ours0
+        ticks = os.sysconf("SC_CLK_TCK")
+        if wall <= 0:
+            return 0.0
+        return round(max(0, busy - ours) / ticks / (wall * self.cores) * 100, 1)
+
+
+async def foreign_load(seconds: float = 1.0) -> float:
+    """Other processes' CPU use over `seconds`, in % of all cores."""
+    noise = Noise().start()
+    await asyncio.sleep(seconds)
+    return noise.stop()

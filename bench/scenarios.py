@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import random
 import ssl
 import time
 import uuid
@@ -206,7 +205,7 @@ async def latencies_at(receiver: Receiver) -> dict[str, Any]:
 async def ceiling(ctx: Context) -> dict[str, Any]:
     """A bare aiohttp client (keep-alive, uvloop, this process) posting the same signed
     payloads hookcast sends, to the same receiver, at 8, 16 and 32 requests in flight."""
-    n = ctx.size(20_000, 4_000)
+    n = ctx.size(20_000, 6_000)
     tls = ssl.create_default_context(cafile=ctx.tls.ca_path)
     runs: dict[str, Any] = {}
     for concurrency in (8, 16, 32):
@@ -270,10 +269,22 @@ async def e2e_python(ctx: Context) -> dict[str, Any]:
     """Events signalled through `await hub.signal(...)` into a Hub (dispatcher in the same
     loop) on SQLite, delivered to the receiver; closed loop with a window of outstanding
     events so that intake and delivery run together, as in production."""
+    return await _e2e_python(ctx, tuned=False)
+
+
+async def e2e_python_tuned(ctx: Context) -> dict[str, Any]:
+    """e2e_python with per_webhook_concurrency = concurrency: with one webhook, every claimed
+    delivery can start at once, so none is handed back to the queue (see bench/README.md)."""
+    return await _e2e_python(ctx, tuned=True)
+
+
+async def _e2e_python(ctx: Context, *, tuned: bool) -> dict[str, Any]:
     n = ctx.size(30_000, 6_000)
     window = 2_000
     db_path = ctx.db_path("e2e-python")
     settings = ctx.config.settings(db_path)
+    if tuned:
+        settings = ctx.config.settings(db_path, per_webhook_concurrency=settings.concurrency)
     async with Hub(settings) as hub:
         await register(hub, settings, "e2e", [E2E_EVENT], ctx.receiver.url)
         # Warm-up: connections open, code paths hot.
@@ -283,7 +294,8 @@ async def e2e_python(ctx: Context) -> dict[str, Any]:
         await wait_recorded(db_path, 32, timeout=10)
         await ctx.receiver.reset()
 
-        task = ctx.task("e2e python API: deliveries", n)
+        task = ctx.task("e2e python API" + (f" (per-webhook {settings.concurrency})" if tuned else "")
+                        + ": deliveries", n)
         flow = Flow(ctx.receiver, total=n, window=window, progress=ctx.progress, task=task)
 
         async def send(i: int) -> None:
@@ -307,6 +319,7 @@ async def e2e_python(ctx: Context) -> dict[str, Any]:
         "per_s": round(rate(received, recorded_s), 1),
         "per_s_by_receipt": round(rate(received, receipt_s), 1),
         "depth_after": depth, "window": window, "producers": 200,
+        "concurrency": settings.concurrency, "per_webhook_concurrency": settings.per_webhook_concurrency,
         "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
         "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
         "latency_under_load": summary_ms(stats["latencies"]),
@@ -456,51 +469,89 @@ async def fanout(ctx: Context) -> dict[str, Any]:
 async def matching(ctx: Context) -> dict[str, Any]:
     """The cost of signal() with 10,000 webhooks over 1,000 event names registered, against
     1 webhook; the probe event matches exactly one webhook in both, so only matching differs.
-    Delivery is off (Hub(deliver=False)): this measures intake alone."""
+    Delivery is off (Hub(deliver=False)): this measures intake alone. Both databases are set
+    up first (and checkpointed, so the set-up's WAL is not paid for by the first signals),
+    then the measurements alternate between them; medians of the repetitions are reported."""
     sequential = ctx.size(300, 100)
     burst = ctx.size(10_000, 2_000)
+    reps = ctx.size(3, 2)
     url = ctx.receiver.url
     probe = "bench.e0"
-    out: dict[str, Any] = {}
-    for label, specs in (
-        ("1 webhook", [("m0", [probe], url)]),
-        ("10,000 webhooks", [("m0", [probe], url)]
-         + [(f"m{k}", [f"bench.e{1 + (k - 1) % 999}"], url) for k in range(1, 10_000)]),
-    ):
-        db_path = ctx.db_path("matching")
-        async with Hub(ctx.config.settings(db_path), deliver=False) as hub:
-            await hub.db.run(insert_webhooks, specs)
-            task = ctx.task(f"signal cost, {label}", sequential + burst)
+    cases = {
+        "1 webhook": [("m0", [probe], url)],
+        "10,000 webhooks": [("m0", [probe], url)]
+        + [(f"m{k}", [f"bench.e{1 + (k - 1) % 999}"], url) for k in range(1, 10_000)],
+    }
+    hubs: dict[str, Hub] = {}
+    paths: dict[str, Path] = {}
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in cases}
+    task = ctx.task("signal cost, 1 vs 10,000 webhooks", reps * len(cases) * (sequential + burst))
+    done = 0
+    try:
+        for label, specs in cases.items():
+            paths[label] = ctx.db_path("matching")
+            hubs[label] = await Hub(ctx.config.settings(paths[label]), deliver=False).start()
+            await hubs[label].db.run(insert_webhooks, specs)
             for i in range(50):  # warm-up
-                await hub.signal(probe, i, **signal_kwargs())
-            durations = []
-            for i in range(sequential):
-                t = time.perf_counter()
-                await hub.signal(probe, i, **signal_kwargs())
-                durations.append(time.perf_counter() - t)
-                ctx.progress.update(task, completed=i)
-            cpu0 = cpu_seconds()
-            t0 = time.perf_counter()
-            await _burst(hub, lambda i: probe, burst, concurrency=100)
-            burst_s = time.perf_counter() - t0
-            cpu = cpu_seconds() - cpu0
-            result = {
-                "webhooks": len(specs), "sequential": summary_ms(durations),
-                "burst_signals": burst, "burst_per_s": round(rate(burst, burst_s), 1),
-                "burst_us_per_signal": round(burst_s / burst * 1e6, 1),
-                "burst_cpu_us_per_signal": round(cpu / burst * 1e6, 1),
-            }
-            if len(specs) > 1:  # events that match ~10 webhooks each, for comparison
-                names = [f"bench.e{1 + k % 999}" for k in range(burst)]
+                await hubs[label].signal(probe, i, **signal_kwargs())
+            await asyncio.to_thread(checkpoint, paths[label])
+        for _ in range(reps):
+            for label, hub in hubs.items():
+                durations = []
+                for i in range(sequential):
+                    t = time.perf_counter()
+                    await hub.signal(probe, i, **signal_kwargs())
+                    durations.append(time.perf_counter() - t)
+                cpu0 = cpu_seconds()
                 t0 = time.perf_counter()
-                await _burst(hub, names.__getitem__, burst, concurrency=100)
-                result["burst_10_matches_per_s"] = round(rate(burst, time.perf_counter() - t0), 1)
-            out[label] = result
-            ctx.done(task, f"p50 {result['sequential']['p50_ms']} ms, {result['burst_per_s']:,.0f}/s")
+                await _burst(hub, lambda i: probe, burst, concurrency=100)
+                burst_s = time.perf_counter() - t0
+                cpu = cpu_seconds() - cpu0
+                runs[label].append({"sequential": summary_ms(durations),
+                                    "burst_us_per_signal": burst_s / burst * 1e6,
+                                    "burst_cpu_us_per_signal": cpu / burst * 1e6})
+                done += sequential + burst
+                ctx.progress.update(task, completed=done)
+                await asyncio.to_thread(checkpoint, paths[label])
+        # For comparison: events that match ~10 of the 10,000 webhooks each.
+        names = [f"bench.e{1 + k % 999}" for k in range(burst)]
+        t0 = time.perf_counter()
+        await _burst(hubs["10,000 webhooks"], names.__getitem__, burst, concurrency=100)
+        ten_matches = rate(burst, time.perf_counter() - t0)
+    finally:
+        for hub in hubs.values():
+            await hub.close()
+    out: dict[str, Any] = {"probe_matches": 1, "sequential_signals": sequential, "burst_signals": burst,
+                           "repetitions": reps}
+    for label, results in runs.items():
+        p50 = median([r["sequential"]["p50_ms"] for r in results]) or 0.0
+        cost = median([r["burst_us_per_signal"] for r in results]) or 0.0
+        out[label] = {
+            "webhooks": len(cases[label]),
+            "sequential_p50_ms": round(p50, 3),
+            "sequential_p99_ms": round(median([r["sequential"]["p99_ms"] for r in results]) or 0, 3),
+            "burst_us_per_signal": round(cost, 1),
+            "burst_per_s": round(1e6 / cost, 1) if cost else 0.0,
+            "burst_cpu_us_per_signal": round(median([r["burst_cpu_us_per_signal"] for r in results]) or 0, 1),
+            "runs": results,
+        }
+    out["10,000 webhooks"]["burst_10_matches_per_s"] = round(ten_matches, 1)
     one, many = out["1 webhook"], out["10,000 webhooks"]
-    out["ratio_sequential_p50"] = round(many["sequential"]["p50_ms"] / one["sequential"]["p50_ms"], 3)
+    out["ratio_sequential_p50"] = round(many["sequential_p50_ms"] / one["sequential_p50_ms"], 3)
     out["ratio_burst_cost"] = round(many["burst_us_per_signal"] / one["burst_us_per_signal"], 3)
+    ctx.done(task, f"ratio {out['ratio_sequential_p50']:.2f} alone, {out['ratio_burst_cost']:.2f} in a burst")
     return out
+
+
+def checkpoint(db_path: Path) -> None:
+    """Move the WAL into the database file (from a separate connection, between measurements)."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(db_path), timeout=30)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
 
 
 async def _burst(hub: Hub, name_of: Callable[[int], str], count: int, concurrency: int) -> None:
@@ -521,7 +572,7 @@ async def backlog(ctx: Context) -> dict[str, Any]:
     queue in the kernel, nothing answers) while an application process (this one, through
     Hub(deliver=False)) queues the deliveries; then the receiver continues and the backlog
     drains. VmRSS/VmHWM of the worker are read from /proc throughout."""
-    n = ctx.size(100_000, 10_000)
+    n = ctx.size(100_000, 5_000)
     event = "bench.backlog"
     db_path = ctx.db_path("backlog")
     prepare_db(db_path, [("backlog", [event], ctx.receiver.url)])
@@ -529,7 +580,7 @@ async def backlog(ctx: Context) -> dict[str, Any]:
     # not fail (9 failures in a row would disable the webhook, §6) before it continues.
     timeout = ctx.size(120.0, 60.0)
     worker = HookcastProcess(["worker", "--db", f"sqlite:///{db_path}"],
-                             ctx.config.env(db_path, attempt_timeout=timeout),
+                             ctx.config.env(db_path, attempt_timeout=timeout, lease=timeout + 60),
                              ctx.workdir / "worker-backlog.log")
     await ctx.receiver.reset()
     ctx.receiver.pause()
@@ -590,7 +641,7 @@ async def backlog(ctx: Context) -> dict[str, Any]:
         "peak_rss_sampled_mib": round(worker.rss.peak_rss_kib / 1024, 1),
         "peak_rss_mib": round(worker.rss.hwm_kib / 1024, 1),  # VmHWM, the kernel's high-water mark
         "rss_samples_mib": [round(kib / 1024, 1) for _, kib in worker.rss.samples],
-        "attempt_timeout_s": timeout,
+        "attempt_timeout_s": timeout, "lease_s": timeout + 60,
     }
 
 
@@ -600,64 +651,89 @@ async def backlog(ctx: Context) -> dict[str, Any]:
 async def isolation(ctx: Context) -> dict[str, Any]:
     """A healthy webhook alone, then beside a webhook (same events) whose receiver holds every
     request until hookcast's attempt timeout: the healthy one's throughput (closed loop) and
-    latency (fixed rate)."""
+    latency (fixed rate). Conditions alternate (alone, beside, alone, beside, ...) on fresh
+    databases so that drift of the machine hits both alike; the medians are reported."""
     n = ctx.size(10_000, 2_000)
-    per_s, seconds = ctx.size((200, 10.0), (200, 3.0))
-    timeout = 30.0  # long enough that the hanging webhook hangs for the whole measurement
+    per_s, seconds = ctx.size((200, 10.0), (200, 2.0))
+    reps = ctx.size(2, 1)
+    # Longer than the measurement: the hanging webhook holds its slots all along. (With the
+    # default 10 s, its first 9 timeouts would disable it, §6, and the healthy one is alone.)
+    timeout = 60.0
     event = "bench.iso"
     hang = Receiver(ctx.tls, ctx.workdir, mode="hang", name="hang-receiver")
     await hang.start()
-    out: dict[str, Any] = {"attempt_timeout_s": timeout}
+    runs: dict[str, list[dict[str, Any]]] = {"alone": [], "beside hanging": []}
     try:
-        for label in ("alone", "beside hanging"):
-            db_path = ctx.db_path("isolation")
-            specs = [("healthy", [event], ctx.receiver.url)]
-            if label != "alone":
-                specs.append(("hanging", [event], hang.url))
-            settings = ctx.config.settings(db_path, attempt_timeout=timeout)
-            async with Hub(settings) as hub:
-                await hub.db.run(insert_webhooks, specs)
-                for i in range(32):
-                    await hub.signal(event, i, **signal_kwargs())
-                await ctx.receiver.wait_count(32, timeout=10)
-                await ctx.receiver.reset()
-                task = ctx.task(f"isolation, {label}: throughput", n)
-                flow = Flow(ctx.receiver, total=n, window=2_000, progress=ctx.progress, task=task)
-
-                async def send(i: int) -> None:
-                    await hub.signal(event, 1000 + i, **signal_kwargs())
-
-                t0 = time.monotonic()
-                await flow.run(send, producers=200, timeout=ctx.size(120, 30))
-                stats = await ctx.receiver.count()
-                thr = rate(stats["count"], (stats["last_at"] or t0) - t0)
-                ctx.done(task, f"{thr:,.0f}/s")
-                count = int(per_s * seconds)
-                await ctx.receiver.reset()
-                task = ctx.task(f"isolation, {label}: latency at {per_s}/s", count)
-
-                async def send_lat(i: int) -> None:
-                    await hub.signal(event, 100_000 + i, **signal_kwargs())
-
-                await fixed_rate(send_lat, per_s, count, ctx.progress, task)
-                counts = await ctx.receiver.wait_count(count, timeout=30)
-                lat = await latencies_at(ctx.receiver)
-                ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
-                hung = (await hang.count())["hung"]
-                out[label] = {"throughput_per_s": round(thr, 1), "received": stats["count"],
-                              "latency": lat, "latency_received": counts["count"], "hung_requests": hung}
-                if label != "alone":
-                    await hang.set_mode("ok")  # let the held requests go, so the Hub closes at once
-        out["throughput_ratio"] = round(out["beside hanging"]["throughput_per_s"] / out["alone"]["throughput_per_s"], 3)
+        for rep in range(reps):
+            for label in runs:
+                runs[label].append(await _isolation_run(
+                    ctx, hang, label, event, n, per_s, seconds, timeout, f" #{rep + 1}" if reps > 1 else ""))
     finally:
         with contextlib.suppress(Exception):
             await hang.stop()
+    out: dict[str, Any] = {"attempt_timeout_s": timeout, "lease_s": timeout * 2, "repetitions": reps}
+    for label, results in runs.items():
+        out[label] = {
+            "throughput_per_s": round(median([r["throughput_per_s"] for r in results]) or 0, 1),
+            "latency": {k: (round(median([r["latency"][k] for r in results]) or 0, 3) if k != "count"
+                            else sum(r["latency"][k] for r in results)) for k in results[0]["latency"]},
+            "runs": results,
+        }
+    out["throughput_ratio"] = round(out["beside hanging"]["throughput_per_s"] / out["alone"]["throughput_per_s"], 3)
     return out
+
+
+async def _isolation_run(ctx: Context, hang: Receiver, label: str, event: str, n: int, per_s: int,
+                         seconds: float, timeout: float, suffix: str) -> dict[str, Any]:
+    db_path = ctx.db_path("isolation")
+    specs = [("healthy", [event], ctx.receiver.url)]
+    if label != "alone":
+        specs.append(("hanging", [event], hang.url))
+        await hang.set_mode("hang")
+    hung_before = (await hang.count())["hung"]
+    settings = ctx.config.settings(db_path, attempt_timeout=timeout, lease=timeout * 2)
+    async with Hub(settings) as hub:
+        try:
+            await hub.db.run(insert_webhooks, specs)
+            for i in range(32):
+                await hub.signal(event, i, **signal_kwargs())
+            await ctx.receiver.wait_count(32, timeout=10)
+            await ctx.receiver.reset()
+            task = ctx.task(f"isolation, {label}{suffix}: throughput", n)
+            flow = Flow(ctx.receiver, total=n, window=2_000, progress=ctx.progress, task=task)
+
+            async def send(i: int) -> None:
+                await hub.signal(event, 1000 + i, **signal_kwargs())
+
+            t0 = time.monotonic()
+            await flow.run(send, producers=200, timeout=ctx.size(120, 30))
+            stats = await ctx.receiver.count()
+            thr = rate(stats["count"], (stats["last_at"] or t0) - t0)
+            ctx.done(task, f"{thr:,.0f}/s")
+            count = int(per_s * seconds)
+            await ctx.receiver.reset()
+            task = ctx.task(f"isolation, {label}{suffix}: latency at {per_s}/s", count)
+
+            async def send_lat(i: int) -> None:
+                await hub.signal(event, 100_000 + i, **signal_kwargs())
+
+            await fixed_rate(send_lat, per_s, count, ctx.progress, task)
+            counts = await ctx.receiver.wait_count(count, timeout=30)
+            lat = await latencies_at(ctx.receiver)
+            ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+            hung = (await hang.count())["hung"] - hung_before
+        finally:
+            if label != "alone":  # let the held requests go, so that the Hub closes at once
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(hang.set_mode("ok"))
+    return {"throughput_per_s": round(thr, 1), "received": stats["count"], "latency": lat,
+            "latency_received": counts["count"], "hung_requests": hung}
 
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ceiling": ceiling,
     "e2e_python": e2e_python,
+    "e2e_python_tuned": e2e_python_tuned,
     "e2e_rest": e2e_rest,
     "latency": latency,
     "fanout": fanout,
