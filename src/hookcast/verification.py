@@ -70,7 +70,7 @@ async def _post_test_event(
         standard_webhooks=settings.standard_webhooks,
         test=True,
     )
-    return await sender.send(url, body, request_headers, timeout=settings.attempt_timeout)
+    return await sender.send(url, body, request_headers, timeout=settings.attempt_timeout, excerpt=True)
 
 
 async def test_target(

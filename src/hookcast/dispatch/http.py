@@ -70,8 +70,11 @@ class HttpSender:
         return self._session
 
     async def send(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None,
+        *, excerpt: bool = False,
     ) -> AttemptResult:
+        """POST once. `excerpt`: also describe the answer (status line, headers, body start),
+        which only Webhook/Test shows; deliveries skip that work."""
         session = self._session or self._open()
         if timeout is None:
             limit, seconds = self._default_timeout, self._settings.attempt_timeout
@@ -86,7 +89,7 @@ class HttpSender:
                 status = resp.status
                 content = await _read_limited(resp.content, self._max_bytes)
                 latency_ms = (perf_counter() - started) * 1000.0
-                return _answered(resp, content, latency_ms)
+                return _answered(resp, content, latency_ms, excerpt)
         except TimeoutError:  # also aiohttp's ServerTimeoutError and asyncio.TimeoutError
             error = f"timed out after {seconds:g} s"
         except (aiohttp.ClientError, OSError, ValueError) as exc:
@@ -158,15 +161,19 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _answered(resp: aiohttp.ClientResponse, content: bytes, latency_ms: float) -> AttemptResult:
+def _excerpt(resp: aiohttp.ClientResponse, content: bytes) -> str:
+    version = resp.version
+    head = [f"HTTP/{version.major}.{version.minor} {resp.status} {resp.reason or ''}".rstrip()]
+    head.extend(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in resp.raw_headers)
+    return "\r\n".join(head) + "\r\n\r\n" + content[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
+
+
+def _answered(
+    resp: aiohttp.ClientResponse, content: bytes, latency_ms: float, with_excerpt: bool
+) -> AttemptResult:
     status = resp.status
     reason = resp.reason or ""
-    version = resp.version
-    head = [f"HTTP/{version.major}.{version.minor} {status} {reason}".rstrip()]
-    head.extend(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in resp.raw_headers)
-    excerpt = "\r\n".join(head) + "\r\n\r\n" + content[:EXCERPT_BODY_BYTES].decode(
-        "utf-8", "replace"
-    )
+    excerpt = _excerpt(resp, content) if with_excerpt else ""
     if 200 <= status < 300:
         return AttemptResult(
             ok=True, status=status, error=None, latency_ms=latency_ms,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 
 from .. import metrics
@@ -39,7 +39,12 @@ class Dispatcher:
         self._stopping = False
         self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
-        self._per_webhook: dict[int, int] = defaultdict(int)
+        self._per_webhook: dict[int, int] = defaultdict(int)  # attempts running, by webhook
+        # Claimed while their webhook had no free slot: (when held, delivery), oldest first.
+        self._holds: dict[int, deque[tuple[float, queue.Claimed]]] = defaultdict(deque)
+        self._held_ids: set[int] = set()
+        self._held = 0
+        self._background: set[asyncio.Task[None]] = set()
         self._results: list[queue.Result] = []
         self._results_ready = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
@@ -67,7 +72,9 @@ class Dispatcher:
             await self._claimer
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=self._settings.attempt_timeout + 1)
-        unfinished = list(self._tasks)
+        unfinished = list(self._tasks) + list(self._held_ids)
+        self._holds.clear()
+        self._held_ids.clear()
         for task in self._tasks.values():
             task.cancel()
         if unfinished:
@@ -88,19 +95,21 @@ class Dispatcher:
         while not self._stopping:
             # Cleared before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
-            # Outcomes not yet written count against the slots too: the writer sets the pace.
+            self._release_stale_holds()
+            # Held deliveries and outcomes not yet written count against the slots too.
             backlog = max(0, len(self._results) - settings.batch_size)
-            free = settings.concurrency - len(self._tasks) - backlog
+            free = settings.concurrency - len(self._tasks) - self._held - backlog
             if free > 0:
+                saturated = self._saturated()
                 try:
-                    claimed = await self._claim(free)
+                    claimed = await self._claim(free, saturated)
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
                     claimed = []
                     await asyncio.sleep(0.5)
                 if claimed:
                     continue
-                timeout = await self._until_next_due()
+                timeout = await self._until_next_due(saturated)
             else:
                 timeout = settings.poll_interval
             try:
@@ -108,27 +117,47 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
-    async def _claim(self, free: int) -> list[queue.Claimed]:
-        limit = self._settings.per_webhook_concurrency
-        saturated = [w for w, n in self._per_webhook.items() if n >= limit]
+    def _saturated(self) -> list[int]:
+        """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
+        cap = 2 * self._settings.per_webhook_concurrency
+        return [w for w, n in self._per_webhook.items() if n + len(self._holds.get(w, ())) >= cap]
+
+    async def _claim(self, free: int, saturated: list[int]) -> list[queue.Claimed]:
         now = time.time()
         claimed = await self._db.run(
             queue.claim, now, now + self._settings.lease, min(free, self._settings.batch_size), saturated
         )
-        overflow = []
+        limit = self._settings.per_webhook_concurrency
         for item in claimed:
-            if item.delivery_id in self._tasks:
-                continue  # our own attempt outlived its lease; it is still running
-            if self._per_webhook[item.webhook_id] >= limit:
-                overflow.append(item.delivery_id)
-            else:
+            if item.delivery_id in self._tasks or item.delivery_id in self._held_ids:
+                continue  # ours already: its lease ran out while it ran or waited
+            if self._per_webhook[item.webhook_id] < limit:
                 self._start(item)
-        if overflow:  # its webhook is busy: back to the queue, skipped until a slot frees
-            await self._db.run(queue.release, overflow, time.time())
+            else:  # leased to us; it starts when one of its webhook's attempts ends
+                self._holds[item.webhook_id].append((time.monotonic(), item))
+                self._held_ids.add(item.delivery_id)
+                self._held += 1
         return claimed
 
-    async def _until_next_due(self) -> float:
-        due = await self._db.run(queue.next_due)
+    def _release_stale_holds(self) -> None:
+        """Hand back held deliveries before their lease runs out (their webhook is slow), so
+        no process attempts them twice."""
+        cutoff = time.monotonic() - self._settings.lease / 2
+        stale = []
+        for webhook_id, held in list(self._holds.items()):
+            while held and held[0][0] < cutoff:
+                stale.append(held.popleft()[1].delivery_id)
+            if not held:
+                del self._holds[webhook_id]
+        if stale:
+            self._held -= len(stale)
+            self._held_ids.difference_update(stale)
+            task = asyncio.create_task(self._db.run(queue.release, stale, time.time()))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _until_next_due(self, saturated: list[int]) -> float:
+        due = await self._db.run(queue.next_due, saturated)
         poll = self._settings.poll_interval
         return poll if due is None else min(poll, max(0.0, due - time.time()))
 
@@ -136,6 +165,23 @@ class Dispatcher:
         self._per_webhook[item.webhook_id] += 1
         task = asyncio.create_task(self._attempt(item))
         self._tasks[item.delivery_id] = task
+
+    def _finished(self, webhook_id: int) -> None:
+        """An attempt ended: start the next held delivery of that webhook, if any; else a
+        slot is free for the claimer."""
+        self._per_webhook[webhook_id] -= 1
+        held = self._holds.get(webhook_id)
+        if held and not self._stopping:
+            _, item = held.popleft()
+            if not held:
+                del self._holds[webhook_id]
+            self._held -= 1
+            self._held_ids.discard(item.delivery_id)
+            self._start(item)
+        else:
+            if not self._per_webhook[webhook_id]:
+                del self._per_webhook[webhook_id]
+            self._wake.set()
 
     async def _attempt(self, item: queue.Claimed) -> None:
         started = time.time()
@@ -152,10 +198,7 @@ class Dispatcher:
             report = Report(Outcome(ok=False), (time.time() - started) * 1000, error=f"plugin error: {exc}")
         finally:
             self._tasks.pop(item.delivery_id, None)
-            self._per_webhook[item.webhook_id] -= 1
-            if not self._per_webhook[item.webhook_id]:
-                del self._per_webhook[item.webhook_id]
-            self._wake.set()
+            self._finished(item.webhook_id)
         self._results.append(queue.Result(
             claimed=item, outcome=report.outcome, at=started, latency_ms=report.latency_ms,
             http_status=report.http_status, error=report.error, output=report.output,

@@ -204,20 +204,19 @@ def claim(
 
 
 def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
-    """Hand claimed deliveries back untouched (their webhook had no free slot)."""
+    """Hand claimed deliveries back untouched, due at once. (By primary key alone: a row
+    given up meanwhile keeps its status; only its unused next_at changes.)"""
     if delivery_ids:
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(delivery_ids), deliveries.c.status == PENDING)
-            .values(next_at=now)
-        )
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(delivery_ids)).values(next_at=now))
         notify(conn)
 
 
-def next_due(conn: Connection) -> float | None:
-    return conn.execute(
-        select(func.min(deliveries.c.next_at)).where(deliveries.c.status == PENDING)
-    ).scalar()
+def next_due(conn: Connection, exclude: Iterable[int] = ()) -> float | None:
+    query = select(func.min(deliveries.c.next_at)).where(deliveries.c.status == PENDING)
+    exclude = list(exclude)
+    if exclude:
+        query = query.where(deliveries.c.webhook_id.not_in(exclude))
+    return conn.execute(query).scalar()
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
@@ -232,8 +231,10 @@ def record_outcomes(
     Webhook rows are locked first, in id order, before any delivery row: concurrent
     writers on PostgreSQL then queue up behind each other instead of deadlocking."""
     ids = [r.claimed.delivery_id for r in results]
-    live = {row[0] for row in conn.execute(
-        select(deliveries.c.id).where(deliveries.c.id.in_(ids), deliveries.c.status == PENDING))}
+    # Filtered here, not in SQL: `id IN (...)` alone is answered by the primary key.
+    live = {row.id for row in conn.execute(
+        select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids)))
+        if row.status == PENDING}
     # Deliveries deleted with their webhook meanwhile leave no trace.
     results = [r for r in results if r.claimed.delivery_id in live]
     if not results:

@@ -119,7 +119,7 @@ deliveries = Table(
     Column("next_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
-    Index("ix_deliveries_due", "status", "next_at"),
+    Index("ix_deliveries_due", "status", "next_at", "webhook_id"),  # covers claims that skip busy webhooks
     Index("ix_deliveries_webhook", "webhook_id", "status"),
     Index("ix_deliveries_event", "event_id"),
 )

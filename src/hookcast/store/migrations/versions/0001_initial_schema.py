@@ -111,7 +111,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.create_index('ix_deliveries_due', ['status', 'next_at'], unique=False)
+        batch_op.create_index('ix_deliveries_due', ['status', 'next_at', 'webhook_id'], unique=False)
         batch_op.create_index('ix_deliveries_event', ['event_id'], unique=False)
         batch_op.create_index('ix_deliveries_webhook', ['webhook_id', 'status'], unique=False)
 
