@@ -311,3 +311,21 @@ def test_openapi_and_docs(api: Api) -> None:
     assert create_body["$ref"].endswith("/WebhookIn")
     assert {"Name", "Events", "TargetUrl"} <= set(spec["components"]["schemas"]["WebhookIn"]["required"])
     assert api.client.get("/docs").status_code == 200
+
+
+def test_nul_characters_are_refused_everywhere(api: Api) -> None:
+    before = api.get("/api/v1/Webhook").json()
+    assert_error(api.get("/api/v1/Webhook", params={"nameFilter": "a\0b"}), 400, "ValidationError", "NUL")
+    assert_error(api.post("/api/v1/Webhook", json=stopped_hook(Name="a\0b")), 400, "ValidationError", "NUL")
+    assert_error(api.post("/api/v1/Webhook", json=stopped_hook(Properties={"x": "a\0"})), 400,
+                 "ValidationError", "NUL")
+    assert api.get("/api/v1/Webhook").json() == before
+
+
+def test_chunked_body_over_the_limit_is_413(api: Api) -> None:
+    def chunks():
+        for _ in range(9):
+            yield b"x" * (128 * 1024)
+
+    response = api.post("/api/v1/Webhook", content=chunks(), headers={"Content-Type": "application/json"})
+    assert_error(response, 413, "PayloadTooLarge")

@@ -36,8 +36,8 @@ def new_event(
         )
     if isinstance(primary_key, bool) or not isinstance(primary_key, int) or not 0 <= primary_key <= MAX_PRIMARY_KEY:
         raise ValidationError(f"PrimaryKey must be an integer from 0 to {MAX_PRIMARY_KEY}.")
-    if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 255:
-        raise ValidationError("The tenant (ContextIdentifier) must be a non-empty string.")
+    if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 255 or "\0" in tenant:
+        raise ValidationError("The tenant (ContextIdentifier) must be a non-empty string without NUL.")
     if isinstance(associate_id, bool) or not isinstance(associate_id, int):
         raise ValidationError("associate_id must be an integer.")
     change_values: dict[str, Any] | None = None
@@ -50,8 +50,8 @@ def new_event(
         names = list(changes)
     else:
         raise ValidationError("changes must be a list of field names or a mapping of name to value.")
-    if not all(isinstance(n, str) and n for n in names):
-        raise ValidationError("Every changed field name must be a non-empty string.")
+    if not all(isinstance(n, str) and n and "\0" not in n for n in names):
+        raise ValidationError("Every changed field name must be a non-empty string without NUL.")
     name = event.lower()
     if values is not None:
         if not name.endswith(".deleted"):
@@ -103,6 +103,22 @@ class Intake:
         self._ready.set()
         await self._task
 
+    async def _commit(self, batch: list[tuple[queue.NewEvent, asyncio.Future[int]]]) -> None:
+        try:
+            ids, _ = await self._db.run(queue.insert_events, [e for e, _ in batch], time.time())
+        except Exception as exc:
+            if len(batch) > 1:  # one bad event must not fail the others that shared its commit
+                for item in batch:
+                    await self._commit([item])
+                return
+            # The caller sees the failure; nothing was stored.
+            if not batch[0][1].done():
+                batch[0][1].set_exception(exc)
+            return
+        for (_, future), event_id in zip(batch, ids, strict=True):
+            if not future.done():
+                future.set_result(event_id)
+
     async def _run(self) -> None:
         while not (self._closing and not self._pending):
             await self._ready.wait()
@@ -110,15 +126,6 @@ class Intake:
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                try:
-                    ids, _ = await self._db.run(queue.insert_events, [e for e, _ in batch], time.time())
-                except Exception as exc:  # the callers see the failure; nothing was stored
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), event_id in zip(batch, ids, strict=True):
-                    if not future.done():
-                        future.set_result(event_id)
+                await self._commit(batch)
                 self.committed += len(batch)
                 self._on_commit()

@@ -15,7 +15,7 @@ from ..settings import Settings
 from ..store.database import Database
 from . import agents, crmscript, errors, webhooks
 from . import metrics as metrics_route
-from .limits import BodyLimit
+from .limits import RequestLimits
 
 DESCRIPTION = """hookcast delivers your application's events, signed, to every subscriber.
 Its management API speaks the SuperOffice CRM Webhook API; the routes tagged *hookcast*
@@ -48,5 +48,5 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     app.include_router(agents.router)
     app.include_router(crmscript.router)
     app.include_router(metrics_route.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     return app

@@ -4,6 +4,7 @@ transaction its caller opened (`Database.run`)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -98,29 +99,56 @@ class Transition:
 
 def insert_events(conn: Connection, batch: Sequence[NewEvent], now: float) -> tuple[list[int], int]:
     """Store events and one delivery per matching Active webhook; returns (event ids, deliveries)."""
-    rows = [
-        {
-            "tenant": e.tenant, "name": e.name, "primary_key": e.primary_key,
-            "associate_id": e.associate_id, "occurred_at": e.occurred_at,
-            "changes": _json(e.changes), "change_values": _json(e.change_values),
-            "row_values": _json(e.row_values), "field_values": _json(e.field_values),
-            "created_at": now,
-        }
-        for e in batch
-    ]
-    result = conn.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True), rows)
-    event_ids = [row[0] for row in result]
+    event_ids = _allocate_event_ids(conn, len(batch))
+    _raw(conn, _INSERT_EVENT, [
+        (event_id, e.tenant, e.name, e.primary_key, e.associate_id, e.occurred_at, _json(e.changes),
+         _json(e.change_values), _json(e.row_values), _json(e.field_values), now)
+        for event_id, e in zip(event_ids, batch, strict=True)
+    ])
     targets = match(conn, {(e.tenant, e.name) for e in batch})
     new_deliveries = [
-        {"event_id": event_id, "webhook_id": webhook_id, "uid": str(uuid.uuid4()),
-         "event_uuid": str(uuid.uuid4()), "next_at": now, "created_at": now}
+        (event_id, webhook_id, str(uuid.uuid4()), str(uuid.uuid4()), now, now)
         for event_id, e in zip(event_ids, batch, strict=True)
         for webhook_id in targets.get((e.tenant, e.name), ())
     ]
     if new_deliveries:
-        conn.execute(insert(deliveries), new_deliveries)
+        _raw(conn, _INSERT_DELIVERY, new_deliveries)
         notify(conn)
     return event_ids, len(new_deliveries)
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, changes,"
+    " change_values, row_values, field_values, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (event_id, webhook_id, uid, status, cycle, attempt, event_uuid,"
+    " next_at, created_at) VALUES (?,?,?,0,0,0,?,?,?)"
+)
+
+
+def _raw(conn: Connection, sql: str, params: Any = ()) -> Any:
+    """A hand-written statement for the hot path, without SQLAlchemy's expression layer.
+    Written with `?` marks; a list of tuples runs as executemany."""
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    return conn.exec_driver_sql(sql, params)
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _allocate_event_ids(conn: Connection, count: int) -> list[int]:
+    """Ids for a batch of events, so deliveries can refer to them without RETURNING."""
+    if conn.dialect.name == "postgresql":
+        rows = _raw(conn, "SELECT nextval(pg_get_serial_sequence('events', 'id'))"
+                          " FROM generate_series(1, ?)", (count,))
+        return [row[0] for row in rows]
+    # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so nobody else
+    # can take these ids before we insert them.
+    base = _raw(conn, "SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
+    return list(range(base + 1, base + count + 1))
 
 
 NOTIFY_CHANNEL = "hookcast_deliveries"
@@ -134,72 +162,65 @@ def notify(conn: Connection) -> None:
 
 def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
     """(tenant, event) -> ids of the Active webhooks subscribed, through the event index."""
-    keys = list(keys)
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for tenant, event in keys:
+        by_tenant[tenant].append(event)
     found: dict[tuple[str, str], list[int]] = defaultdict(list)
-    if not keys:
-        return found
-    query = (
-        select(webhook_events.c.tenant, webhook_events.c.event, webhook_events.c.webhook_id)
-        .join(webhooks, webhooks.c.id == webhook_events.c.webhook_id)
-        .where(
-            tuple_(webhook_events.c.tenant, webhook_events.c.event).in_(keys),
-            webhooks.c.state == int(State.Active),
-        )
-    )
-    for tenant, event, webhook_id in conn.execute(query):
-        found[(tenant, event)].append(webhook_id)
+    for tenant, names in by_tenant.items():
+        rows = _raw(conn,
+                    "SELECT we.event, we.webhook_id FROM webhook_events we"
+                    " JOIN webhooks w ON w.id = we.webhook_id"
+                    f" WHERE we.tenant = ? AND we.event IN ({_marks(len(names))}) AND w.state = 1",
+                    (tenant, *names))
+        for event, webhook_id in rows:
+            found[(tenant, event)].append(webhook_id)
     return found
 
 
 # ----- claims ----------------------------------------------------------------------------------
 
-_CLAIM_COLUMNS = (
-    deliveries.c.id, deliveries.c.uid, deliveries.c.cycle, deliveries.c.attempt,
-    deliveries.c.event_uuid, deliveries.c.webhook_id,
-    webhooks.c.name.label("webhook_name"), webhooks.c.type, webhooks.c.target_url,
-    webhooks.c.secret, webhooks.c.headers, webhooks.c.properties,
-    events.c.tenant, events.c.name.label("event"), events.c.primary_key, events.c.associate_id,
-    events.c.occurred_at, events.c.changes, events.c.change_values, events.c.row_values,
-    events.c.field_values,
+_CLAIMED = (
+    "SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,"
+    " w.target_url, w.secret, w.headers, w.properties, e.tenant, e.name, e.primary_key,"
+    " e.associate_id, e.occurred_at, e.changes, e.change_values, e.row_values, e.field_values"
+    " FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id"
+    " WHERE d.id IN ({}) ORDER BY d.id"
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def _webhook_json(raw: str | None) -> Any:
+    """Headers and Properties of a webhook, parsed once rather than once per delivery
+    (shared, so never modified)."""
+    return None if raw is None else orjson.loads(raw)
 
 
 def claim(
     conn: Connection, now: float, lease_until: float, limit: int, exclude: Iterable[int] = ()
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries: their next_at moves to the lease's end."""
-    due = (
-        select(deliveries.c.id)
-        .where(deliveries.c.status == PENDING, deliveries.c.next_at <= now)
-        .order_by(deliveries.c.next_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL: concurrent claimers skip each other
-    )
     exclude = list(exclude)
-    if exclude:
-        due = due.where(deliveries.c.webhook_id.not_in(exclude))
-    ids = [row[0] for row in conn.execute(due)]
+    skip = f" AND webhook_id NOT IN ({_marks(len(exclude))})" if exclude else ""
+    # PostgreSQL: concurrent claimers skip each other's rows instead of waiting for them.
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    ids = [row[0] for row in _raw(
+        conn,
+        "UPDATE deliveries SET next_at = ? WHERE id IN (SELECT id FROM deliveries"
+        f" WHERE status = 0 AND next_at <= ?{skip} ORDER BY next_at LIMIT ?{lock}) RETURNING id",
+        (lease_until, now, *exclude, limit),
+    )]
     if not ids:
         return []
-    conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(next_at=lease_until))
-    query = (
-        select(*_CLAIM_COLUMNS)
-        .select_from(deliveries.join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-                     .join(events, events.c.id == deliveries.c.event_id))
-        .where(deliveries.c.id.in_(ids))
-        .order_by(deliveries.c.next_at)
-    )
     return [
         Claimed(
-            delivery_id=r.id, uid=r.uid, cycle=r.cycle, attempt=r.attempt, event_uuid=r.event_uuid,
-            webhook_id=r.webhook_id, webhook_name=r.webhook_name, webhook_type=r.type,
-            target_url=r.target_url, secret=r.secret, headers=_unjson(r.headers),
-            properties=_unjson(r.properties), tenant=r.tenant, event=r.event,
-            primary_key=r.primary_key, associate_id=r.associate_id, occurred_at=r.occurred_at,
-            changes=_unjson(r.changes) or [], change_values=_unjson(r.change_values),
-            row_values=_unjson(r.row_values), field_values=_unjson(r.field_values),
+            delivery_id=r[0], uid=r[1], cycle=r[2], attempt=r[3], event_uuid=r[4], webhook_id=r[5],
+            webhook_name=r[6], webhook_type=r[7], target_url=r[8], secret=r[9],
+            headers=_webhook_json(r[10]), properties=_webhook_json(r[11]), tenant=r[12], event=r[13],
+            primary_key=r[14], associate_id=r[15], occurred_at=r[16],
+            changes=_unjson(r[17]) or [], change_values=_unjson(r[18]), row_values=_unjson(r[19]),
+            field_values=_unjson(r[20]),
         )
-        for r in conn.execute(query)
+        for r in _raw(conn, _CLAIMED.format(_marks(len(ids))), tuple(ids))
     ]
 
 
@@ -232,25 +253,22 @@ def record_outcomes(
     writers on PostgreSQL then queue up behind each other instead of deadlocking."""
     ids = [r.claimed.delivery_id for r in results]
     # Filtered here, not in SQL: `id IN (...)` alone is answered by the primary key.
-    live = {row.id for row in conn.execute(
-        select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids)))
-        if row.status == PENDING}
+    live = {row[0] for row in _raw(conn, f"SELECT id, status FROM deliveries WHERE id IN ({_marks(len(ids))})",
+                                   tuple(ids)) if row[1] == PENDING}
     # Deliveries deleted with their webhook meanwhile leave no trace.
     results = [r for r in results if r.claimed.delivery_id in live]
     if not results:
         return []
-    conn.execute(insert(attempts), [
-        {"delivery_id": r.claimed.delivery_id, "webhook_id": r.claimed.webhook_id,
-         "event_uuid": r.claimed.event_uuid, "cycle": r.claimed.cycle, "attempt": r.claimed.attempt,
-         "at": r.at, "ok": int(r.outcome.ok), "http_status": r.http_status,
-         "latency_ms": r.latency_ms, "error": r.error, "output": r.output}
+    _raw(conn, _INSERT_ATTEMPT, [
+        (r.claimed.delivery_id, r.claimed.webhook_id, r.claimed.event_uuid, r.claimed.cycle,
+         r.claimed.attempt, r.at, int(r.outcome.ok), r.http_status, r.latency_ms, r.error, r.output)
         for r in results
     ])
     tripped = _count(conn, results, policy, now)
     # Read after the counters' row locks: a transition committed by another writer is seen.
-    active = {row[0] for row in conn.execute(select(webhooks.c.id).where(
-        webhooks.c.id.in_({r.claimed.webhook_id for r in results}),
-        webhooks.c.state == int(State.Active)))}
+    webhook_ids = tuple({r.claimed.webhook_id for r in results})
+    active = {row[0] for row in _raw(
+        conn, f"SELECT id FROM webhooks WHERE state = 1 AND id IN ({_marks(len(webhook_ids))})", webhook_ids)}
     steps = []
     for r in results:
         c = r.claimed
@@ -258,21 +276,20 @@ def record_outcomes(
         status = int(step.status)
         if status == PENDING and c.webhook_id not in active:
             status = GIVEN_UP  # disabled or stopped meanwhile: kept for Redeliver, not retried
-        steps.append({
-            "b_id": c.delivery_id, "b_status": status, "b_cycle": step.cycle,
-            "b_attempt": step.attempt,
-            "b_uuid": str(uuid.uuid4()) if step.new_cycle else c.event_uuid,
-            "b_next": now + (step.delay or 0.0), "b_finished": None if status == PENDING else now,
-        })
-    conn.execute(
-        update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(
-            status=bindparam("b_status"), cycle=bindparam("b_cycle"), attempt=bindparam("b_attempt"),
-            event_uuid=bindparam("b_uuid"), next_at=bindparam("b_next"),
-            finished_at=bindparam("b_finished"),
-        ),
-        steps,
-    )
+        steps.append((
+            status, step.cycle, step.attempt,
+            str(uuid.uuid4()) if step.new_cycle else c.event_uuid,
+            now + (step.delay or 0.0), None if status == PENDING else now, c.delivery_id,
+        ))
+    _raw(conn, "UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?,"
+               " next_at = ?, finished_at = ? WHERE id = ?", steps)
     return [state_changed(conn, webhook_id, State.TooManyErrors, now) for webhook_id in tripped]
+
+
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,"
+    " http_status, latency_ms, error, output) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float) -> list[int]:
