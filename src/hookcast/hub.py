@@ -63,8 +63,6 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         if self._own_db:
             await asyncio.to_thread(self.db.migrate)
-        self._intake = Intake(self.db, on_commit=self.wake, max_batch=self.settings.batch_size * 10)
-        self._intake.start()
         if self.deliver:
             if self.settings.lease <= self.settings.attempt_timeout:
                 log.warning("HOOKCAST_LEASE (%s s) is not longer than HOOKCAST_ATTEMPT_TIMEOUT (%s s): "
@@ -84,6 +82,11 @@ class Hub:
             if not self.db.is_sqlite:
                 self._background.append(asyncio.create_task(
                     listen(self.db.url, self.wake), name="hookcast-listen"))
+        self._intake = Intake(
+            self.db, on_commit=self._committed, max_batch=self.settings.batch_size * 10,
+            room=self.dispatcher.room if self.dispatcher else (lambda: None),
+        )
+        self._intake.start()
         return self
 
     async def close(self) -> None:
@@ -168,6 +171,12 @@ class Hub:
             self.dispatcher.wake()
         if self.outbox:
             self.outbox.wake()
+
+    def _committed(self, handed: list[queue.Claimed]) -> None:
+        """Signals were stored: run the deliveries handed to us, and wake for the rest."""
+        if self.dispatcher and handed:
+            self.dispatcher.admit(handed)
+        self.wake()
 
     def _on_transitions(self, transitions: list[queue.Transition]) -> None:
         self.wake()

@@ -74,9 +74,15 @@ def new_event(
 class Intake:
     """Group commit of signalled events. `submit` returns once the event is durable."""
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None], max_batch: int = 1000) -> None:
+    def __init__(
+        self, db: Database, *, on_commit: Callable[[list[queue.Claimed]], None],
+        room: Callable[[], queue.Room | None] = lambda: None, max_batch: int = 1000,
+    ) -> None:
+        """`room` says how many new deliveries the local dispatcher takes directly;
+        `on_commit` gets them (already leased to it) after each commit."""
         self._db = db
         self._on_commit = on_commit
+        self._room = room
         self._max_batch = max_batch
         self._pending: list[tuple[queue.NewEvent, asyncio.Future[int]]] = []
         self._ready = asyncio.Event()
@@ -105,7 +111,8 @@ class Intake:
 
     async def _commit(self, batch: list[tuple[queue.NewEvent, asyncio.Future[int]]]) -> None:
         try:
-            ids, _ = await self._db.run(queue.insert_events, [e for e, _ in batch], time.time())
+            ids, handed = await self._db.run(
+                queue.insert_events, [e for e, _ in batch], time.time(), self._room())
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others that shared its commit
                 for item in batch:
@@ -118,6 +125,8 @@ class Intake:
         for (_, future), event_id in zip(batch, ids, strict=True):
             if not future.done():
                 future.set_result(event_id)
+        self.committed += len(batch)
+        self._on_commit(handed)
 
     async def _run(self) -> None:
         while not (self._closing and not self._pending):
@@ -127,5 +136,3 @@ class Intake:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 await self._commit(batch)
-                self.committed += len(batch)
-                self._on_commit()

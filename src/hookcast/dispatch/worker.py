@@ -127,17 +127,33 @@ class Dispatcher:
         claimed = await self._db.run(
             queue.claim, now, now + self._settings.lease, min(free, self._settings.batch_size), saturated
         )
+        self.admit(claimed)
+        return claimed
+
+    def admit(self, items: list[queue.Claimed]) -> None:
+        """Run deliveries leased to this process (claimed, or handed over by the intake)."""
         limit = self._settings.per_webhook_concurrency
-        for item in claimed:
+        for item in items:
             if item.delivery_id in self._tasks or item.delivery_id in self._held_ids:
                 continue  # ours already: its lease ran out while it ran or waited
-            if self._per_webhook[item.webhook_id] < limit:
+            if self._per_webhook[item.webhook_id] < limit and not self._stopping:
                 self._start(item)
             else:  # leased to us; it starts when one of its webhook's attempts ends
                 self._holds[item.webhook_id].append((time.monotonic(), item))
                 self._held_ids.add(item.delivery_id)
                 self._held += 1
-        return claimed
+
+    def room(self) -> queue.Room | None:
+        """Slots for deliveries straight from the intake (see queue.Room)."""
+        if self._stopping:
+            return None
+        cap = 2 * self._settings.per_webhook_concurrency
+        backlog = max(0, len(self._results) - self._settings.batch_size)
+        busy = {w: cap - n - len(self._holds.get(w, ())) for w, n in self._per_webhook.items()}
+        return queue.Room(
+            total=self._settings.concurrency - len(self._tasks) - self._held - backlog,
+            default=cap, per_webhook=busy, lease_until=time.time() + self._settings.lease,
+        )
 
     def _release_stale_holds(self) -> None:
         """Hand back held deliveries before their lease runs out (their webhook is slow), so

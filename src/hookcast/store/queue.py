@@ -33,6 +33,13 @@ def _unjson(raw: str | None) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
+@functools.lru_cache(maxsize=4096)
+def _webhook_json(raw: str | None) -> Any:
+    """Headers and Properties of a webhook, parsed once rather than once per delivery
+    (shared, so never modified)."""
+    return None if raw is None else orjson.loads(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     tenant: str
@@ -97,24 +104,58 @@ class Transition:
 # ----- intake --------------------------------------------------------------------------------
 
 
-def insert_events(conn: Connection, batch: Sequence[NewEvent], now: float) -> tuple[list[int], int]:
-    """Store events and one delivery per matching Active webhook; returns (event ids, deliveries)."""
-    event_ids = _allocate_event_ids(conn, len(batch))
+@dataclass(frozen=True, slots=True)
+class Room:
+    """How many new deliveries the local dispatcher can take straight from the intake, so
+    they need no claim: `total` in all, `per_webhook` for webhooks it is busy with (others
+    get `default`). Handed-over deliveries are stored leased until `lease_until`."""
+
+    total: int
+    default: int
+    per_webhook: dict[int, int]
+    lease_until: float
+
+
+def insert_events(
+    conn: Connection, batch: Sequence[NewEvent], now: float, room: Room | None = None
+) -> tuple[list[int], list[Claimed]]:
+    """Store events and one delivery per matching Active webhook. Returns the event ids and
+    the deliveries handed to the local dispatcher (stored leased to it, see Room); the rest
+    are due at once for any claimer."""
+    event_ids = _allocate_ids(conn, "events", len(batch))
     _raw(conn, _INSERT_EVENT, [
         (event_id, e.tenant, e.name, e.primary_key, e.associate_id, e.occurred_at, _json(e.changes),
          _json(e.change_values), _json(e.row_values), _json(e.field_values), now)
         for event_id, e in zip(event_ids, batch, strict=True)
     ])
     targets = match(conn, {(e.tenant, e.name) for e in batch})
-    new_deliveries = [
-        (event_id, webhook_id, str(uuid.uuid4()), str(uuid.uuid4()), now, now)
-        for event_id, e in zip(event_ids, batch, strict=True)
-        for webhook_id in targets.get((e.tenant, e.name), ())
-    ]
-    if new_deliveries:
-        _raw(conn, _INSERT_DELIVERY, new_deliveries)
+    pairs = [(event_id, e, hook) for event_id, e in zip(event_ids, batch, strict=True)
+             for hook in targets.get((e.tenant, e.name), ())]
+    total = room.total if room else 0
+    left = dict(room.per_webhook) if room else {}
+    rows, handed = [], []
+    for delivery_id, (event_id, e, hook) in zip(_allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True):
+        uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+        if room and total > 0 and left.setdefault(hook.id, room.default) > 0:
+            total -= 1
+            left[hook.id] -= 1
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, room.lease_until, now))
+            handed.append(Claimed(
+                delivery_id=delivery_id, uid=uid, cycle=0, attempt=0, event_uuid=event_uuid,
+                webhook_id=hook.id, webhook_name=hook.name, webhook_type=hook.type,
+                target_url=hook.target_url, secret=hook.secret, headers=hook.headers,
+                properties=hook.properties, tenant=e.tenant, event=e.name,
+                primary_key=e.primary_key, associate_id=e.associate_id, occurred_at=e.occurred_at,
+                changes=e.changes, change_values=e.change_values, row_values=e.row_values,
+                field_values=e.field_values,
+            ))
+        else:
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
+    if rows:
+        _raw(conn, _INSERT_DELIVERY, rows)
+    if len(rows) > len(handed):
         notify(conn)
-    return event_ids, len(new_deliveries)
+    return event_ids, handed
 
 
 _INSERT_EVENT = (
@@ -122,8 +163,8 @@ _INSERT_EVENT = (
     " change_values, row_values, field_values, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_DELIVERY = (
-    "INSERT INTO deliveries (event_id, webhook_id, uid, status, cycle, attempt, event_uuid,"
-    " next_at, created_at) VALUES (?,?,?,0,0,0,?,?,?)"
+    "INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,"
+    " next_at, created_at) VALUES (?,?,?,?,0,0,0,?,?,?)"
 )
 
 
@@ -139,15 +180,17 @@ def _marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-def _allocate_event_ids(conn: Connection, count: int) -> list[int]:
-    """Ids for a batch of events, so deliveries can refer to them without RETURNING."""
+def _allocate_ids(conn: Connection, table: str, count: int) -> list[int]:
+    """Ids for rows about to be inserted, known before the insert (no RETURNING needed)."""
+    if not count:
+        return []
     if conn.dialect.name == "postgresql":
-        rows = _raw(conn, "SELECT nextval(pg_get_serial_sequence('events', 'id'))"
+        rows = _raw(conn, f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
                           " FROM generate_series(1, ?)", (count,))
         return [row[0] for row in rows]
     # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so nobody else
     # can take these ids before we insert them.
-    base = _raw(conn, "SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
+    base = _raw(conn, f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()
     return list(range(base + 1, base + count + 1))
 
 
@@ -160,20 +203,34 @@ def notify(conn: Connection) -> None:
         conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
-def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
-    """(tenant, event) -> ids of the Active webhooks subscribed, through the event index."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A webhook as a new delivery needs it."""
+
+    id: int
+    name: str
+    type: str
+    target_url: str
+    secret: str | None
+    headers: dict[str, str] | None
+    properties: dict[str, Any] | None
+
+
+def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Target]]:
+    """(tenant, event) -> the Active webhooks subscribed, through the event index."""
     by_tenant: dict[str, list[str]] = defaultdict(list)
     for tenant, event in keys:
         by_tenant[tenant].append(event)
-    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    found: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for tenant, names in by_tenant.items():
         rows = _raw(conn,
-                    "SELECT we.event, we.webhook_id FROM webhook_events we"
-                    " JOIN webhooks w ON w.id = we.webhook_id"
+                    "SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers,"
+                    " w.properties FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id"
                     f" WHERE we.tenant = ? AND we.event IN ({_marks(len(names))}) AND w.state = 1",
                     (tenant, *names))
-        for event, webhook_id in rows:
-            found[(tenant, event)].append(webhook_id)
+        for event, *hook in rows:
+            found[(tenant, event)].append(Target(
+                hook[0], hook[1], hook[2], hook[3], hook[4], _webhook_json(hook[5]), _webhook_json(hook[6])))
     return found
 
 
@@ -186,13 +243,6 @@ _CLAIMED = (
     " FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id"
     " WHERE d.id IN ({}) ORDER BY d.id"
 )
-
-
-@functools.lru_cache(maxsize=4096)
-def _webhook_json(raw: str | None) -> Any:
-    """Headers and Properties of a webhook, parsed once rather than once per delivery
-    (shared, so never modified)."""
-    return None if raw is None else orjson.loads(raw)
 
 
 def claim(
