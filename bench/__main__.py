@@ -32,7 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .env import REPO, HookcastConfig, Noise, Receiver, Tls, calibrate, foreign_load, machine
+from .env import DEFAULT_POSTGRES_URL, REPO, HookcastConfig, Noise, Receiver, Tls, calibrate, foreign_load, machine
 from .scenarios import SCENARIOS, Context
 
 RESULTS = REPO / "bench" / "results"
@@ -45,7 +45,15 @@ QUICK_BUDGET = 52.0
 LIMITS = {
     "ceiling": (20, 120), "e2e_python": (25, 300), "e2e_python_tuned": (25, 300), "e2e_rest": (25, 300), "latency": (20, 120),
     "fanout": (20, 180), "matching": (25, 180), "backlog": (30, 600), "isolation": (25, 240),
+    "postgres_workers": (60, 900), "crmscript": (15, 120),
 }
+
+# Left out of `--quick` (which must stay under a minute) unless asked for with --only.
+FULL_ONLY = {"postgres_workers"}
+
+# Processes that a scenario drives and that are not our children: their CPU is not "other
+# processes' CPU" (foreign_cpu_pct) for that scenario.
+OWN_PROCESSES = {"postgres_workers": ("postgres",)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-webhook-concurrency", type=int,
                         help="hookcast attempts in flight per webhook [default: hookcast's]")
     parser.add_argument("--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES_URL, metavar="URL",
+                        help="PostgreSQL server for postgres_workers (a database on it to connect to; "
+                             "the scenario creates and drops its own) [default: $BENCH_POSTGRES_URL or "
+                             f"{DEFAULT_POSTGRES_URL}]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, logs)")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                         help="before each scenario, wait up to SECONDS until other processes use "
@@ -75,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if any(name.startswith("e2e") for name in chosen) and "ceiling" not in chosen:
         chosen.insert(0, "ceiling")
     args.scenarios = [name for name in SCENARIOS if not chosen or name in chosen]
+    args.chosen = chosen
     return args
 
 
@@ -112,10 +125,13 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await receiver.start()
         ctx = Context(tls=tls, workdir=workdir, receiver=receiver, config=config,
-                      progress=progress, quick=args.quick)
+                      progress=progress, quick=args.quick, postgres_url=args.postgres)
         with progress:
             for name in args.scenarios:
                 limit = LIMITS[name][0 if args.quick else 1]
+                if args.quick and name in FULL_ONLY and name not in args.chosen:
+                    results["scenarios"][name] = {"skipped": f"full run only (or --quick --only {name})"}
+                    continue
                 if args.quick:
                     left = QUICK_BUDGET - (time.monotonic() - started)
                     if left < 3:
@@ -126,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
                     await wait_idle(args.wait_idle, progress.console)
                 t0 = time.monotonic()
                 load = os.getloadavg()
-                noise = Noise().start()
+                noise = Noise(OWN_PROCESSES.get(name, ())).start()
                 try:
                     figures = await asyncio.wait_for(SCENARIOS[name](ctx), limit)
                 except Exception as exc:  # one broken scenario must not lose the others
@@ -213,6 +229,8 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     for name, figures in s.items():
         if "error" in figures:
             add(name, "error", figures["error"][:60])
+        elif "skipped" in figures:
+            add(name, "skipped", figures["skipped"])
     noisy = {name: f["foreign_cpu_pct"] for name, f in s.items() if f.get("foreign_cpu_pct", 0) >= 10}
     if noisy:
         add("! machine busy", "other processes' CPU during " + ", ".join(noisy),
@@ -281,6 +299,36 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"{alone['latency']['p50_ms']:.1f} / {alone['latency']['p99_ms']:.1f} ms")
         add("6 isolation", "healthy p50 / p99 beside hanging",
             f"{beside['latency']['p50_ms']:.1f} / {beside['latency']['p99_ms']:.1f} ms")
+    if "postgresql" in (w := s.get("postgres_workers", {})):
+        runs, n = w["postgresql"], w["deliveries"]
+        ks = list(runs)
+        label = "7 PostgreSQL workers"
+        add(label, f"drain of {n:,} queued, {' / '.join(ks)} workers",
+            " / ".join(f"{runs[k]['drain_per_s']:,.0f}" for k in ks) + "/s")
+        add(label, f"scaling to {ks[0]} worker ({' / '.join(ks)})",
+            " / ".join(f"{w['scaling'][k]:.2f}" for k in ks))
+        add(label, "CPU, % of all cores: workers",
+            " / ".join(f"{runs[k]['workers_cpu_pct_of_machine']:.0f}" for k in ks) + " %")
+        add(label, "CPU, % of all cores: postgres",
+            " / ".join(f"{runs[k]['postgres_cpu_pct_of_machine']:.0f}" for k in ks) + " %")
+        add(label, "CPU per delivery: workers / postgres",
+            " / ".join(f"{runs[k]['workers_cpu_us_per_delivery']:.0f}+{runs[k]['postgres_cpu_us_per_delivery']:.0f}"
+                       for k in ks) + " µs")
+        sq = w["sqlite_1_worker"]
+        add("7 SQLite, same machine", f"drain of {n:,} queued, 1 worker", f"{sq['drain_per_s']:,.0f}/s")
+        add("7 SQLite, same machine", "CPU, % of all cores: worker", f"{sq['workers_cpu_pct_of_machine']:.0f} %")
+        e2e = w.get("sqlite_e2e_python_per_s")
+        add("7 SQLite, same machine", "e2e Python API (scenario 2, this run)",
+            f"{e2e:,.0f}/s" if e2e else "not run")
+    if "run_us" in (c := s.get("crmscript", {})):
+        label = f"8 CRMScript handler ({c['script_lines']} lines)"
+        add(label, f"compile, fresh text (median of {c['compile']['count']})", f"{c['compile_ms']:.2f} ms")
+        add(label, "compile, cached (same text)", f"{c['cached_compile_us']:.1f} µs")
+        add(label, "run, precompiled (median)", f"{c['run_us']:.1f} µs")
+        add(label, "run from its text (cache hit, as hooks run)", f"{c['run_from_source_us']:.1f} µs")
+        add(label, "runs/s, one thread (precompiled)", f"{c['runs_per_s']:,.0f}/s")
+        add(label, "same logic in plain Python, per run", f"{c['python_us']:.2f} µs")
+        add(label, "ratio hookcast : plain Python", f"{c['ratio']:.1f}×")
     return rows
 
 

@@ -261,13 +261,14 @@ class HookcastConfig:
                 values[name] = value
         return values
 
-    def settings(self, db_path: Path, **extra: Any) -> Settings:
-        return Settings(database_url=f"sqlite:///{db_path}", **{**self.overrides(), **extra})
+    def settings(self, db: Path | str, **extra: Any) -> Settings:
+        """Settings for a SQLite file (a Path) or any database URL (a str)."""
+        return Settings(database_url=db_url(db), **{**self.overrides(), **extra})
 
-    def env(self, db_path: Path, **extra: Any) -> dict[str, str]:
+    def env(self, db: Path | str, **extra: Any) -> dict[str, str]:
         """The same settings as HOOKCAST_* variables, for `hookcast serve` / `worker`."""
         values = {**self.overrides(), **extra}
-        env = {"HOOKCAST_DATABASE_URL": f"sqlite:///{db_path}"}
+        env = {"HOOKCAST_DATABASE_URL": db_url(db)}
         for key, value in values.items():
             env[f"HOOKCAST_{key.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
         return env
@@ -295,9 +296,15 @@ def insert_webhooks(conn: Any, specs: list[tuple[str, list[str], str]]) -> list[
             for n, e, u in specs]
 
 
-def prepare_db(db_path: Path, specs: list[tuple[str, list[str], str]]) -> list[int]:
-    """Create a database file with its schema and these webhooks (for separate processes)."""
-    db = Database(f"sqlite:///{db_path}")
+def db_url(db: Path | str) -> str:
+    """A SQLite file (a Path) as a URL; a URL (a str) as it is."""
+    return f"sqlite:///{db}" if isinstance(db, Path) else db
+
+
+def prepare_db(db: Path | str, specs: list[tuple[str, list[str], str]]) -> list[int]:
+    """Create the schema (a SQLite file, or in an existing database given by URL) and these
+    webhooks (for separate processes)."""
+    db = Database(db_url(db))
     try:
         db.migrate()
         return db.run_sync(insert_webhooks, specs)
@@ -320,12 +327,14 @@ def read_depth(db_path: Path) -> dict[str, int]:
     return depth
 
 
-async def wait_recorded(db_path: Path, n: int, timeout: float, interval: float = 0.02) -> tuple[dict[str, int], float]:
+async def wait_recorded(db: Path | str, n: int, timeout: float, interval: float = 0.02) -> tuple[dict[str, int], float]:
     """Poll until `n` deliveries are recorded as delivered (or none is pending any more);
-    returns the depth and the monotonic time it was seen."""
+    returns the depth and the monotonic time it was seen. `db`: a SQLite file or a
+    PostgreSQL URL."""
     deadline = time.monotonic() + timeout
+    reader = read_depth if isinstance(db, Path) else pg_depth
     while True:
-        depth = await asyncio.to_thread(read_depth, db_path)
+        depth = await asyncio.to_thread(reader, db)
         now = time.monotonic()
         if depth["delivered"] >= n or (depth["pending"] == 0 and depth["delivered"] + depth["given_up"] >= n) \
                 or now >= deadline:
@@ -404,6 +413,103 @@ async def create_key(db_path: Path, workdir: Path) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"hookcast keys create failed: {out.decode(errors='replace')}")
     return out.decode().strip().splitlines()[-1].strip()
+
+
+# ----- PostgreSQL -----------------------------------------------------------------------------
+
+# The server the postgres_workers scenario uses (any database on it that the user may connect
+# to; the scenario creates and drops its own databases next to it).
+DEFAULT_POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class PgDatabase:
+    """A fresh PostgreSQL database for one measurement: `CREATE DATABASE hc_bench_<random>`
+    through the server URL (autocommit), dropped again (WITH (FORCE): connections that a
+    killed process left behind do not keep it alive) by `drop()`."""
+
+    def __init__(self, server_url: str, label: str = "") -> None:
+        from sqlalchemy.engine import make_url
+
+        self.server_url = server_url
+        self.name = f"hc_bench_{os.urandom(4).hex()}{'_' + label if label else ''}"
+        self.url = make_url(server_url).set(database=self.name).render_as_string(hide_password=False)
+        self.created = False
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.server_url, autocommit=True, connect_timeout=10)
+
+    def create(self) -> PgDatabase:
+        from psycopg import sql
+
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        self.created = True
+        return self
+
+    def drop(self) -> None:
+        from psycopg import sql
+
+        if not self.created:
+            return
+        with self._admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+        self.created = False
+
+    def execute(self, statement: str) -> None:
+        """One statement in this database, autocommit (VACUUM, ANALYZE, ...)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(statement)
+
+
+def pg_depth(url: str) -> dict[str, int]:
+    """Deliveries by status in a PostgreSQL database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+    names = {int(queue.PENDING): "pending", int(queue.DELIVERED): "delivered", int(queue.GIVEN_UP): "given_up"}
+    depth = dict.fromkeys(names.values(), 0)
+    depth.update({names[s]: c for s, c in rows})
+    return depth
+
+
+def pg_server(url: str) -> dict[str, Any]:
+    """The server's version and the settings that bound its commit rate."""
+    import psycopg
+
+    out: dict[str, Any] = {}
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        out["version"] = conn.execute("SHOW server_version").fetchone()[0]
+        for name in ("synchronous_commit", "fsync", "wal_sync_method", "commit_delay", "shared_buffers",
+                     "max_connections", "autovacuum"):
+            out[name] = conn.execute(f"SHOW {name}").fetchone()[0]
+    return out
+
+
+def processes_named(comm: str) -> list[int]:
+    """Pids whose /proc/<pid>/comm is `comm` (the kernel's name, not the retitled argv)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == comm:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_of_named(comm: str) -> float:
+    """CPU seconds (user + system) used so far by every process named `comm`, including the
+    children they reaped: for PostgreSQL, the postmaster's cutime/cstime hold the CPU of the
+    backends that already ended, so the difference of two readings is the server's CPU in
+    between even when connections come and go. (Every client of the server counts.)"""
+    return sum(_jiffies_of(pid, children=True) for pid in processes_named(comm)) / os.sysconf("SC_CLK_TCK")
 
 
 # ----- the machine ----------------------------------------------------------------------------
@@ -525,9 +631,11 @@ def _descendants(root: int) -> list[int]:
 class Noise:
     """How busy the machine was with work that is not ours (other processes), in % of all
     cores, between `start()` and `stop()`: total busy time from /proc/stat minus the CPU
-    time of this process, its children that ended, and its live descendants."""
+    time of this process, its children that ended, and its live descendants — and of the
+    processes named in `own_names` (the PostgreSQL server a scenario drives)."""
 
-    def __init__(self) -> None:
+    def __init__(self, own_names: tuple[str, ...] = ()) -> None:
+        self.own_names = own_names
         self.cores = os.cpu_count() or 1
         self._t0 = 0.0
         self._busy0 = 0
@@ -539,10 +647,12 @@ class Noise:
             v = [int(x) for x in f.readline().split()[1:]]
         return v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
 
-    @staticmethod
-    def _ours() -> int:
+    def _ours(self) -> int:
         me = os.getpid()
-        return _jiffies_of(me, children=True) + sum(_jiffies_of(p) for p in _descendants(me))
+        ours = _jiffies_of(me, children=True) + sum(_jiffies_of(p) for p in _descendants(me))
+        for name in self.own_names:
+            ours += sum(_jiffies_of(pid, children=True) for pid in processes_named(name))
+        return ours
 
     def start(self) -> Noise:
         self._t0, self._busy0, self._ours0 = time.monotonic(), self._busy(), self._ours()

@@ -30,16 +30,23 @@ from hookcast.settings import Settings
 
 from .env import (
     ASSOCIATE,
+    DEFAULT_POSTGRES_URL,
     SECRET,
     TENANT,
     HookcastConfig,
     HookcastProcess,
+    PgDatabase,
     Receiver,
     Tls,
+    cpu_of_named,
     create_key,
+    db_url,
     free_port,
     insert_webhooks,
+    pg_depth,
+    pg_server,
     prepare_db,
+    read_depth,
     read_status,
     wait_recorded,
 )
@@ -57,6 +64,7 @@ class Context:
     progress: Progress
     quick: bool
     figures: dict[str, Any] = field(default_factory=dict)  # results of the scenarios run so far
+    postgres_url: str = DEFAULT_POSTGRES_URL  # the server postgres_workers creates its databases on
     _dbs: itertools.count = field(default_factory=itertools.count)
 
     def size(self, full: Any, quick: Any) -> Any:
@@ -730,6 +738,239 @@ async def _isolation_run(ctx: Context, hang: Receiver, label: str, event: str, n
             "latency_received": counts["count"], "hung_requests": hung}
 
 
+# ----- 7. PostgreSQL: 1, 2 and 4 workers ---------------------------------------------------------
+
+WORKERS_EVENT = "bench.workers"
+
+
+async def postgres_workers(ctx: Context) -> dict[str, Any]:
+    """N `hookcast worker` processes (N = 1, 2, 4) on one PostgreSQL database drain a queue of
+    deliveries to one Active webhook; beside them, one worker drains the same queue on SQLite
+    the same way, and the e2e_python figure of this run (when it ran). Each measurement gets a
+    fresh database (`CREATE DATABASE hc_bench_<random>`, dropped afterwards).
+
+    How: the application (this process, Hub(deliver=False)) queues the events first; then the
+    receiver is stopped (SIGSTOP), the N workers start and claim their first deliveries, and
+    once all N are up the receiver continues. Drain rate = deliveries ÷ time from then until
+    every outcome is recorded. CPU of the workers, of the PostgreSQL server (every process
+    named `postgres`, reaped backends included) and of the receiver is read from /proc."""
+    n = ctx.size(20_000, 3_000)
+    counts = ctx.size((1, 2, 4), (1, 2, 4))
+    try:
+        server = await asyncio.to_thread(pg_server, ctx.postgres_url)
+    except Exception as exc:
+        raise RuntimeError(f"PostgreSQL is not reachable at {ctx.postgres_url}: {exc}") from None
+    runs: dict[str, Any] = {}
+    for workers in counts:
+        runs[str(workers)] = await _worker_drain(ctx, "postgresql", workers, n)
+    sqlite = await _worker_drain(ctx, "sqlite", 1, n)
+    settings = Settings(**ctx.config.overrides())
+    e2e = ctx.figures.get("e2e_python", {})
+    base = runs[str(counts[0])]["drain_per_s"]
+    return {
+        "deliveries": n, "postgresql": runs, "sqlite_1_worker": sqlite,
+        "sqlite_e2e_python_per_s": e2e.get("per_s"),
+        "scaling": {k: round(r["drain_per_s"] / base, 3) if base else None for k, r in runs.items()},
+        "postgresql_server": server,
+        "settings": {
+            "concurrency_per_worker": settings.concurrency,
+            "per_webhook_concurrency_per_worker": settings.per_webhook_concurrency,
+            "max_in_flight_to_the_webhook": {k: settings.per_webhook_concurrency * int(k) for k in runs},
+            "batch_size": settings.batch_size, "max_connections_per_host": settings.max_connections_per_host,
+            "attempt_timeout_s": runs[str(counts[0])]["attempt_timeout_s"],
+            "lease_s": runs[str(counts[0])]["lease_s"],
+            "db_pool_per_process": "SQLAlchemy pool_size 8 + max_overflow 8 (+1 LISTEN connection)",
+        },
+    }
+
+
+async def _worker_drain(ctx: Context, backend: str, workers: int, n: int) -> dict[str, Any]:
+    """Queue `n` deliveries, then let `workers` worker processes drain them (see above)."""
+    label = f"{backend} {workers} worker{'s' if workers > 1 else ''}"
+    timeout = 60.0  # attempts held while the receiver is stopped must not fail (see backlog)
+    pg: PgDatabase | None = None
+    if backend == "postgresql":
+        pg = PgDatabase(ctx.postgres_url, f"w{workers}")
+        await asyncio.to_thread(pg.create)
+        db: Path | str = pg.url
+        depth_of: Callable[[Any], dict[str, int]] = pg_depth
+    else:
+        db = ctx.db_path(f"workers-{workers}")
+        depth_of = read_depth
+    procs: list[HookcastProcess] = []
+    paused = False
+    try:
+        await asyncio.to_thread(prepare_db, db, [("workers", [WORKERS_EVENT], ctx.receiver.url)])
+        task_q = ctx.task(f"{label}: queue {n:,}", n)
+        t0 = time.monotonic()
+        async with Hub(ctx.config.settings(db), deliver=False) as app:
+            counter = itertools.count()
+
+            async def producer() -> None:
+                while (i := next(counter)) < n:
+                    await app.signal(WORKERS_EVENT, i, **signal_kwargs())
+                    if i % 500 == 0:
+                        ctx.progress.update(task_q, completed=i)
+
+            await asyncio.wait_for(asyncio.gather(*(producer() for _ in range(200))), 300)
+        queue_s = time.monotonic() - t0
+        ctx.done(task_q, f"{rate(n, queue_s):,.0f} events/s")
+        depth_queued = await asyncio.to_thread(depth_of, db)
+
+        await ctx.receiver.reset()
+        ctx.receiver.pause()
+        paused = True
+        env = ctx.config.env(db, attempt_timeout=timeout, lease=timeout * 2)
+        procs = [HookcastProcess(["worker", "--db", db_url(db)], env,
+                                 ctx.workdir / f"worker-{backend}-{workers}-{k}.log") for k in range(workers)]
+        t_start = time.monotonic()
+        for proc in procs:
+            await proc.start()
+        await asyncio.gather(*(proc.wait_log("hookcast worker delivering", timeout=60) for proc in procs))
+        startup_s = time.monotonic() - t_start
+        await asyncio.sleep(0.5)  # the first claims are made; their attempts wait for the receiver
+
+        task_d = ctx.task(f"{label}: drain {n:,}", n)
+        cpu_w0 = [cpu_seconds(proc.pid) for proc in procs]
+        cpu_pg0, cpu_recv0, cpu_me0 = cpu_of_named("postgres"), cpu_seconds(ctx.receiver.pid), cpu_seconds()
+        t_resume = time.monotonic()
+        ctx.receiver.resume()
+        paused = False
+        counts = await ctx.receiver.wait_count(
+            n, timeout=ctx.size(300, 60), interval=0.1,
+            on_count=lambda c: ctx.progress.update(task_d, completed=c))
+        depth, recorded_at = await wait_recorded(db, n, timeout=60, interval=0.05)
+        cpu_w = [cpu_seconds(proc.pid) - c0 for proc, c0 in zip(procs, cpu_w0, strict=True)]
+        cpu_pg = cpu_of_named("postgres") - cpu_pg0
+        cpu_recv, cpu_me = cpu_seconds(ctx.receiver.pid) - cpu_recv0, cpu_seconds() - cpu_me0
+        rss = [read_status(proc.pid).get("VmHWM", 0) for proc in procs]
+    finally:
+        if paused:
+            ctx.receiver.resume()
+        await asyncio.gather(*(proc.stop() for proc in procs), return_exceptions=True)
+        if pg is not None:
+            await asyncio.to_thread(pg.drop)
+    drain_s = recorded_at - t_resume
+    received = counts["count"]
+    per_s = rate(received, drain_s)
+    cores = os.cpu_count() or 1
+    ctx.done(task_d, f"{per_s:,.0f}/s")
+
+    def pct(cpu: float) -> float:
+        return round(cpu / (drain_s * cores) * 100, 1) if drain_s > 0 else 0.0
+
+    return {
+        "backend": backend, "workers": workers, "deliveries": n, "received": received,
+        "distinct": counts["distinct"], "bad_signatures": counts["bad"],
+        "queue_seconds": round(queue_s, 3), "queue_events_per_s": round(rate(n, queue_s), 1),
+        "depth_queued": depth_queued, "depth_after": depth, "startup_seconds": round(startup_s, 2),
+        "drain_seconds": round(drain_s, 3), "drain_per_s": round(per_s, 1),
+        "first_receipt_after_resume_s": round((counts["first_at"] or t_resume) - t_resume, 3),
+        "workers_cpu_s": round(sum(cpu_w), 2), "workers_cpu_s_each": [round(c, 2) for c in cpu_w],
+        "postgres_cpu_s": round(cpu_pg, 2) if backend == "postgresql" else None,
+        "receiver_cpu_s": round(cpu_recv, 2), "harness_cpu_s": round(cpu_me, 2),
+        "workers_cpu_pct_of_machine": pct(sum(cpu_w)),
+        "postgres_cpu_pct_of_machine": pct(cpu_pg) if backend == "postgresql" else None,
+        "receiver_cpu_pct_of_machine": pct(cpu_recv),
+        "workers_cpu_us_per_delivery": round(sum(cpu_w) / max(received, 1) * 1e6, 1),
+        "postgres_cpu_us_per_delivery": round(cpu_pg / max(received, 1) * 1e6, 1) if backend == "postgresql" else None,
+        "workers_peak_rss_mib": [round(kib / 1024, 1) for kib in rss],
+        "attempt_timeout_s": timeout, "lease_s": timeout * 2,
+    }
+
+
+# ----- 8. CRMScript handler ------------------------------------------------------------------------
+
+
+async def crmscript(ctx: Context) -> dict[str, Any]:
+    """Compile time and run time of a typical webhook handler in CRMScript
+    (bench/crmscript_handler.py), and the same logic in plain Python. Runs in a thread (one
+    thread: the event loop has nothing else to do meanwhile)."""
+    task = ctx.task("CRMScript handler: compile and run", None)
+    out = await asyncio.to_thread(_crmscript_measure, ctx.size(30, 10), ctx.size(5, 3), ctx.size(400, 60))
+    ctx.done(task, f"run {out['run_us']:.1f} µs, plain Python {out['python_us']:.2f} µs, "
+                   f"ratio {out['ratio']:.1f}×")
+    return out
+
+
+def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, Any]:
+    from hookcast.crmscript import compile_script, run_script
+
+    from .crmscript_handler import EVENTS, SCRIPT, handler
+
+    per = time.perf_counter
+    # The first compile in this process (the parser may still have to be built), then fresh
+    # texts (a unique comment defeats the cache), then the cached path.
+    t = per()
+    compile_script(f"// bench first {uuid.uuid4()}\n" + SCRIPT)
+    first_compile = per() - t
+    fresh = []
+    for _ in range(compiles):
+        text = f"// bench {uuid.uuid4()}\n" + SCRIPT
+        t = per()
+        compile_script(text)
+        fresh.append(per() - t)
+    compiled = compile_script(SCRIPT)
+    cached = []
+    for _ in range(200):
+        t = per()
+        for _ in range(10):
+            compile_script(SCRIPT)
+        cached.append((per() - t) / 10)
+
+    # Honest comparison: the script prints exactly what the Python function returns.
+    steps = []
+    for variables in EVENTS:
+        result = run_script(compiled, variables=variables)
+        assert result.success, result.error_line
+        assert result.output == handler(variables), (result.output, handler(variables))
+        steps.append(result.steps)
+
+    # Alternating rounds (script precompiled, script from its text as hookcast's crmscript
+    # webhooks run it, plain Python), each timed in batches: per-run time = batch / size.
+    k_script, k_python = 10, 100
+    events = EVENTS * (k_python // len(EVENTS))
+    timings: dict[str, list[float]] = {"precompiled": [], "source": [], "python": []}
+    totals = dict.fromkeys(timings, 0.0)
+    runs = dict.fromkeys(timings, 0)
+    for _ in range(rounds):
+        for kind in timings:
+            for b in range(batches):
+                if kind == "python":
+                    t = per()
+                    for variables in events:
+                        handler(variables)
+                    elapsed, k = per() - t, len(events)
+                else:
+                    target = compiled if kind == "precompiled" else SCRIPT
+                    chunk = events[(b * k_script) % len(events):][:k_script]
+                    t = per()
+                    for variables in chunk:
+                        run_script(target, variables=variables)
+                    elapsed, k = per() - t, len(chunk)
+                timings[kind].append(elapsed / k)
+                totals[kind] += elapsed
+                runs[kind] += k
+    run_us = (median(timings["precompiled"]) or 0) * 1e6
+    source_us = (median(timings["source"]) or 0) * 1e6
+    python_us = (median(timings["python"]) or 0) * 1e6
+    return {
+        "script_lines": len(SCRIPT.splitlines()), "events": len(EVENTS),
+        "steps_per_run": steps, "outputs_equal": True,
+        "first_compile_ms": round(first_compile * 1000, 3),
+        "compile_ms": round((median(fresh) or 0) * 1000, 3), "compile": summary_ms(fresh),
+        "cached_compile_us": round((median(cached) or 0) * 1e6, 2),
+        "run_us": round(run_us, 2), "run_from_source_us": round(source_us, 2),
+        "runs_per_s": round(rate(runs["precompiled"], totals["precompiled"]), 1),
+        "runs_per_s_from_source": round(rate(runs["source"], totals["source"]), 1),
+        "python_us": round(python_us, 3),
+        "python_runs_per_s": round(rate(runs["python"], totals["python"]), 1),
+        "ratio": round(run_us / python_us, 2) if python_us else None,
+        "ratio_from_source": round(source_us / python_us, 2) if python_us else None,
+        "runs_timed": runs, "rounds": rounds, "batch_sizes": {"script": k_script, "python": k_python},
+    }
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ceiling": ceiling,
     "e2e_python": e2e_python,
@@ -740,4 +981,6 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "matching": matching,
     "backlog": backlog,
     "isolation": isolation,
+    "postgres_workers": postgres_workers,
+    "crmscript": crmscript,
 }

@@ -65,7 +65,7 @@ class HttpPlugin:
             custom=item.headers, user_agent=self._settings.user_agent,
             standard_webhooks=self._settings.standard_webhooks,
         )
-        result = await self._sender.send(item.target_url, body, headers, self._settings.attempt_timeout)
+        result = await self._sender.send(item.target_url, body, headers)  # the attempt timeout
         return Report(
             outcome=Outcome(ok=result.ok, gone=result.gone, retry_after=result.retry_after),
             latency_ms=result.latency_ms, http_status=result.status, error=result.error,
