@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="PostgreSQL server for postgres_workers (a database on it to connect to; "
                              "the scenario creates and drops its own) [default: $BENCH_POSTGRES_URL or "
                              f"{DEFAULT_POSTGRES_URL}]")
+    parser.add_argument("--pg-analyze", action="store_true",
+                        help="postgres_workers: ANALYZE the queued tables before each drain "
+                             "(hookcast never does; fresh tables have no planner statistics)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, logs)")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                         help="before each scenario, wait up to SECONDS until other processes use "
@@ -125,7 +128,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await receiver.start()
         ctx = Context(tls=tls, workdir=workdir, receiver=receiver, config=config,
-                      progress=progress, quick=args.quick, postgres_url=args.postgres)
+                      progress=progress, quick=args.quick, postgres_url=args.postgres,
+                      pg_analyze=args.pg_analyze)
         with progress:
             for name in args.scenarios:
                 limit = LIMITS[name][0 if args.quick else 1]
@@ -300,23 +304,27 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add("6 isolation", "healthy p50 / p99 beside hanging",
             f"{beside['latency']['p50_ms']:.1f} / {beside['latency']['p99_ms']:.1f} ms")
     if "postgresql" in (w := s.get("postgres_workers", {})):
-        runs, n = w["postgresql"], w["deliveries"]
+        n, runs = w["deliveries"], w["postgresql"]
         ks = list(runs)
-        label = "7 PostgreSQL workers"
-        add(label, f"drain of {n:,} queued, {' / '.join(ks)} workers",
+        label = "7 PostgreSQL workers" + (" (ANALYZEd)" if w.get("analyzed") else "")
+        reps = f", median of {w['repetitions']}" if w.get("repetitions", 1) > 1 else ""
+        add(label, f"drain of {n:,} queued, {' / '.join(ks)} workers{reps}",
             " / ".join(f"{runs[k]['drain_per_s']:,.0f}" for k in ks) + "/s")
-        add(label, f"scaling to {ks[0]} worker ({' / '.join(ks)})",
-            " / ".join(f"{w['scaling'][k]:.2f}" for k in ks))
-        add(label, "CPU, % of all cores: workers",
-            " / ".join(f"{runs[k]['workers_cpu_pct_of_machine']:.0f}" for k in ks) + " %")
-        add(label, "CPU, % of all cores: postgres",
-            " / ".join(f"{runs[k]['postgres_cpu_pct_of_machine']:.0f}" for k in ks) + " %")
-        add(label, "CPU per delivery: workers / postgres",
+        if w.get("repetitions", 1) > 1:
+            add(label, "every run (min–max)", ", ".join(
+                f"{k}: {min(runs[k]['drain_per_s_all']):,.0f}–{max(runs[k]['drain_per_s_all']):,.0f}" for k in ks))
+        add(label, "CPU, % of all cores: workers + postgres",
+            " / ".join(f"{runs[k]['workers_cpu_pct_of_machine']:.0f}+{runs[k]['postgres_cpu_pct_of_machine']:.0f}"
+                       for k in ks) + " %")
+        add(label, "CPU per delivery: workers + postgres",
             " / ".join(f"{runs[k]['workers_cpu_us_per_delivery']:.0f}+{runs[k]['postgres_cpu_us_per_delivery']:.0f}"
                        for k in ks) + " µs")
+        waits = [sum(v for key, v in (runs[k].get("pg_backends_mean") or {}).items() if "Lock/" in key) for k in ks]
+        add(label, "backends waiting for a lock (mean)", " / ".join(f"{v:.2f}" for v in waits))
         sq = w["sqlite_1_worker"]
-        add("7 SQLite, same machine", f"drain of {n:,} queued, 1 worker", f"{sq['drain_per_s']:,.0f}/s")
-        add("7 SQLite, same machine", "CPU, % of all cores: worker", f"{sq['workers_cpu_pct_of_machine']:.0f} %")
+        add("7 SQLite, same machine", f"drain of {n:,} queued, 1 worker{reps}", f"{sq['drain_per_s']:,.0f}/s")
+        add("7 SQLite, same machine", "CPU: worker, % of all cores / per delivery",
+            f"{sq['workers_cpu_pct_of_machine']:.0f} % / {sq['workers_cpu_us_per_delivery']:.0f} µs")
         e2e = w.get("sqlite_e2e_python_per_s")
         add("7 SQLite, same machine", "e2e Python API (scenario 2, this run)",
             f"{e2e:,.0f}/s" if e2e else "not run")

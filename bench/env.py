@@ -477,6 +477,65 @@ def pg_depth(url: str) -> dict[str, int]:
     return depth
 
 
+class PgActivity:
+    """Samples pg_stat_activity of one database every `interval` seconds in a thread: what its
+    backends are doing (state, wait event). `summary()` gives the mean number of backends in
+    each state over the samples, e.g. {"active: IO/WALSync": 0.8, "idle in transaction:
+    Client/ClientRead": 2.1}: where PostgreSQL time goes (a row lock shows up as
+    Lock/transactionid or Lock/tuple, commit fsyncs as IO/WALSync or LWLock/WALWrite)."""
+
+    def __init__(self, url: str, database: str, interval: float = 0.1) -> None:
+        self.url = url
+        self.database = database
+        self.interval = interval
+        self.samples = 0
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-activity", daemon=True)
+
+    def start(self) -> PgActivity:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                while not self._stop.is_set():
+                    rows = conn.execute(
+                        "SELECT coalesce(state, '?'), coalesce(wait_event_type, '-'), coalesce(wait_event, '-'),"
+                        " count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                        " AND backend_type = 'client backend' GROUP BY 1, 2, 3", (self.database,)).fetchall()
+                    # Which statements wait for a lock, and after which ones transactions sit
+                    # idle waiting for their client (a lock holder's Python in between).
+                    rows += conn.execute(
+                        "SELECT CASE WHEN wait_event_type = 'Lock' THEN 'lock wait in' ELSE 'idle in"
+                        " transaction after' END, '', regexp_replace(left(query, 70), '\\s+', ' ', 'g'),"
+                        " count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                        " AND (wait_event_type = 'Lock' OR state = 'idle in transaction') GROUP BY 1, 2, 3",
+                        (self.database,)).fetchall()
+                    self.samples += 1
+                    for state, wtype, wevent, n in rows:
+                        if not wtype:
+                            key = f"{state}: {wevent}"
+                        else:
+                            key = f"{state}: {wtype}/{wevent}" if wtype != "-" else f"{state}: running"
+                        self.counts[key] = self.counts.get(key, 0) + n
+                    self._stop.wait(self.interval)
+        except Exception as exc:  # a diagnostic only: never fail the measurement
+            self.counts[f"sampling failed: {type(exc).__name__}"] = 0
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.summary()
+
+    def summary(self) -> dict[str, float]:
+        n = max(self.samples, 1)
+        return {k: round(v / n, 2) for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])}
+
+
 def pg_server(url: str) -> dict[str, Any]:
     """The server's version and the settings that bound its commit rate."""
     import psycopg

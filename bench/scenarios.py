@@ -35,6 +35,8 @@ from .env import (
     TENANT,
     HookcastConfig,
     HookcastProcess,
+    Noise,
+    PgActivity,
     PgDatabase,
     Receiver,
     Tls,
@@ -65,6 +67,7 @@ class Context:
     quick: bool
     figures: dict[str, Any] = field(default_factory=dict)  # results of the scenarios run so far
     postgres_url: str = DEFAULT_POSTGRES_URL  # the server postgres_workers creates its databases on
+    pg_analyze: bool = False  # postgres_workers: ANALYZE between queueing and draining
     _dbs: itertools.count = field(default_factory=itertools.count)
 
     def size(self, full: Any, quick: Any) -> Any:
@@ -746,29 +749,40 @@ WORKERS_EVENT = "bench.workers"
 async def postgres_workers(ctx: Context) -> dict[str, Any]:
     """N `hookcast worker` processes (N = 1, 2, 4) on one PostgreSQL database drain a queue of
     deliveries to one Active webhook; beside them, one worker drains the same queue on SQLite
-    the same way, and the e2e_python figure of this run (when it ran). Each measurement gets a
+    the same way, and the e2e_python figure of this run (when it ran). Each drain gets a
     fresh database (`CREATE DATABASE hc_bench_<random>`, dropped afterwards).
 
     How: the application (this process, Hub(deliver=False)) queues the events first; then the
     receiver is stopped (SIGSTOP), the N workers start and claim their first deliveries, and
     once all N are up the receiver continues. Drain rate = deliveries ÷ time from then until
     every outcome is recorded. CPU of the workers, of the PostgreSQL server (every process
-    named `postgres`, reaped backends included) and of the receiver is read from /proc."""
+    named `postgres`, reaped backends included) and of the receiver is read from /proc, and
+    pg_stat_activity is sampled (what the backends wait for).
+
+    The configurations alternate (1, 2, 4, SQLite, then the reverse order, ...) for
+    `repetitions` rounds; each figure is the median round's. With --pg-analyze an ANALYZE runs
+    between queueing and draining (hookcast never runs one; fresh tables have no statistics)."""
     n = ctx.size(20_000, 3_000)
-    counts = ctx.size((1, 2, 4), (1, 2, 4))
+    reps = ctx.size(3, 1)
+    counts = (1, 2, 4)
     try:
         server = await asyncio.to_thread(pg_server, ctx.postgres_url)
     except Exception as exc:
         raise RuntimeError(f"PostgreSQL is not reachable at {ctx.postgres_url}: {exc}") from None
-    runs: dict[str, Any] = {}
-    for workers in counts:
-        runs[str(workers)] = await _worker_drain(ctx, "postgresql", workers, n)
-    sqlite = await _worker_drain(ctx, "sqlite", 1, n)
+    plan = [("postgresql", w) for w in counts] + [("sqlite", 1)]
+    done: dict[tuple[str, int], list[dict[str, Any]]] = {key: [] for key in plan}
+    for rep in range(reps):
+        for backend, workers in plan if rep % 2 == 0 else plan[::-1]:
+            done[(backend, workers)].append(await _worker_drain(
+                ctx, backend, workers, n, analyze=ctx.pg_analyze, rep=rep + 1 if reps > 1 else 0))
+    runs = {str(w): _median_run(done[("postgresql", w)]) for w in counts}
+    sqlite = _median_run(done[("sqlite", 1)])
     settings = Settings(**ctx.config.overrides())
     e2e = ctx.figures.get("e2e_python", {})
     base = runs[str(counts[0])]["drain_per_s"]
     return {
-        "deliveries": n, "postgresql": runs, "sqlite_1_worker": sqlite,
+        "deliveries": n, "repetitions": reps, "analyzed": ctx.pg_analyze,
+        "postgresql": runs, "sqlite_1_worker": sqlite,
         "sqlite_e2e_python_per_s": e2e.get("per_s"),
         "scaling": {k: round(r["drain_per_s"] / base, 3) if base else None for k, r in runs.items()},
         "postgresql_server": server,
@@ -784,18 +798,32 @@ async def postgres_workers(ctx: Context) -> dict[str, Any]:
     }
 
 
-async def _worker_drain(ctx: Context, backend: str, workers: int, n: int) -> dict[str, Any]:
-    """Queue `n` deliveries, then let `workers` worker processes drain them (see above)."""
-    label = f"{backend} {workers} worker{'s' if workers > 1 else ''}"
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median drain rate (the lower middle one for an even count), with
+    every run's rate beside it."""
+    ordered = sorted(runs, key=lambda r: r["drain_per_s"])
+    pick = dict(ordered[(len(ordered) - 1) // 2])
+    pick["drain_per_s_all"] = [r["drain_per_s"] for r in runs]
+    pick["runs"] = [{k: v for k, v in r.items() if k != "depth_queued"} for r in runs]
+    return pick
+
+
+async def _worker_drain(ctx: Context, backend: str, workers: int, n: int, *, analyze: bool = False,
+                        rep: int = 0) -> dict[str, Any]:
+    """Queue `n` deliveries, then let `workers` worker processes drain them (see above).
+    `analyze`: run ANALYZE after queueing (PostgreSQL), so the planner has statistics."""
+    label = (f"{backend}{' ANALYZEd' if analyze else ''} {workers} worker{'s' if workers > 1 else ''}"
+             + (f" #{rep}" if rep else ""))
+    tag = f"{backend}-{workers}{'-analyzed' if analyze else ''}{f'-{rep}' if rep else ''}"
     timeout = 60.0  # attempts held while the receiver is stopped must not fail (see backlog)
     pg: PgDatabase | None = None
     if backend == "postgresql":
-        pg = PgDatabase(ctx.postgres_url, f"w{workers}")
+        pg = PgDatabase(ctx.postgres_url, f"w{workers}{'a' if analyze else ''}")  # random name
         await asyncio.to_thread(pg.create)
         db: Path | str = pg.url
         depth_of: Callable[[Any], dict[str, int]] = pg_depth
     else:
-        db = ctx.db_path(f"workers-{workers}")
+        db = ctx.db_path(f"workers-{tag}")
         depth_of = read_depth
     procs: list[HookcastProcess] = []
     paused = False
@@ -816,13 +844,15 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int) -> dic
         queue_s = time.monotonic() - t0
         ctx.done(task_q, f"{rate(n, queue_s):,.0f} events/s")
         depth_queued = await asyncio.to_thread(depth_of, db)
+        if analyze and pg is not None:
+            await asyncio.to_thread(pg.execute, "ANALYZE")
 
         await ctx.receiver.reset()
         ctx.receiver.pause()
         paused = True
         env = ctx.config.env(db, attempt_timeout=timeout, lease=timeout * 2)
         procs = [HookcastProcess(["worker", "--db", db_url(db)], env,
-                                 ctx.workdir / f"worker-{backend}-{workers}-{k}.log") for k in range(workers)]
+                                 ctx.workdir / f"worker-{tag}-{k}.log") for k in range(workers)]
         t_start = time.monotonic()
         for proc in procs:
             await proc.start()
@@ -833,16 +863,22 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int) -> dic
         task_d = ctx.task(f"{label}: drain {n:,}", n)
         cpu_w0 = [cpu_seconds(proc.pid) for proc in procs]
         cpu_pg0, cpu_recv0, cpu_me0 = cpu_of_named("postgres"), cpu_seconds(ctx.receiver.pid), cpu_seconds()
+        noise = Noise(("postgres",)).start()
+        activity = PgActivity(ctx.postgres_url, pg.name).start() if pg is not None else None
         t_resume = time.monotonic()
         ctx.receiver.resume()
         paused = False
-        counts = await ctx.receiver.wait_count(
-            n, timeout=ctx.size(300, 60), interval=0.1,
-            on_count=lambda c: ctx.progress.update(task_d, completed=c))
-        depth, recorded_at = await wait_recorded(db, n, timeout=60, interval=0.05)
+        try:
+            counts = await ctx.receiver.wait_count(
+                n, timeout=ctx.size(300, 60), interval=0.1,
+                on_count=lambda c: ctx.progress.update(task_d, completed=c))
+            depth, recorded_at = await wait_recorded(db, n, timeout=60, interval=0.05)
+        finally:
+            pg_activity = activity.stop() if activity is not None else None
         cpu_w = [cpu_seconds(proc.pid) - c0 for proc, c0 in zip(procs, cpu_w0, strict=True)]
         cpu_pg = cpu_of_named("postgres") - cpu_pg0
         cpu_recv, cpu_me = cpu_seconds(ctx.receiver.pid) - cpu_recv0, cpu_seconds() - cpu_me0
+        foreign = noise.stop()
         rss = [read_status(proc.pid).get("VmHWM", 0) for proc in procs]
     finally:
         if paused:
@@ -860,7 +896,7 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int) -> dic
         return round(cpu / (drain_s * cores) * 100, 1) if drain_s > 0 else 0.0
 
     return {
-        "backend": backend, "workers": workers, "deliveries": n, "received": received,
+        "backend": backend, "workers": workers, "analyzed": analyze, "deliveries": n, "received": received,
         "distinct": counts["distinct"], "bad_signatures": counts["bad"],
         "queue_seconds": round(queue_s, 3), "queue_events_per_s": round(rate(n, queue_s), 1),
         "depth_queued": depth_queued, "depth_after": depth, "startup_seconds": round(startup_s, 2),
@@ -875,6 +911,8 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int) -> dic
         "workers_cpu_us_per_delivery": round(sum(cpu_w) / max(received, 1) * 1e6, 1),
         "postgres_cpu_us_per_delivery": round(cpu_pg / max(received, 1) * 1e6, 1) if backend == "postgresql" else None,
         "workers_peak_rss_mib": [round(kib / 1024, 1) for kib in rss],
+        "foreign_cpu_pct_during_drain": foreign,
+        "pg_backends_mean": pg_activity,  # mean number of backends per state/wait event
         "attempt_timeout_s": timeout, "lease_s": timeout * 2,
     }
 

@@ -45,7 +45,7 @@ def _settings(db: str | None, **overrides: object) -> Settings:
 
 
 def _database(settings: Settings) -> Database:
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     database.migrate()
     return database
 
