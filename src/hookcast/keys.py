@@ -43,4 +43,4 @@ def create_key(
 
 
 async def authenticate(db: Database, key: str) -> Principal | None:
-    return await db.run(queries.principal_for_key, hash_key(key))
+    return await db.read(queries.principal_for_key, hash_key(key))

@@ -65,7 +65,7 @@ class Registry:
     wake: Callable[[], None] = lambda: None  # state events were committed: deliver them
 
     async def get(self, who: Principal, webhook_id: int) -> Webhook:
-        hook = await self.db.run(queries.get_webhook, who.tenant, webhook_id)
+        hook = await self.db.read(queries.get_webhook, who.tenant, webhook_id)
         if hook is None:
             raise NotFound(f"There is no webhook {webhook_id}.")
         return hook
@@ -81,7 +81,7 @@ class Registry:
             except ValueError as exc:
                 raise ValidationError(f"statusFilter: {exc}") from None
             states = None if parsed is State.Unknown else [parsed]
-        return await self.db.run(
+        return await self.db.read(
             lambda conn: queries.list_webhooks(conn, who.tenant, name=name, event=event, states=states)
         )
 
@@ -150,7 +150,7 @@ class Registry:
             raise NotFound(f"There is no webhook {webhook_id}.")
 
     async def usage(self, who: Principal, webhook_id: int) -> Usage:
-        usage = await self.db.run(queries.get_usage, who.tenant, webhook_id)
+        usage = await self.db.read(queries.get_usage, who.tenant, webhook_id)
         if usage is None:
             raise NotFound(f"There is no webhook {webhook_id}.")
         return usage
@@ -175,7 +175,7 @@ class Registry:
             return (queue.count_attempts(conn, webhook_id),
                     queue.list_attempts(conn, webhook_id, limit, offset))
 
-        return await self.db.run(read)
+        return await self.db.read(read)
 
     async def last_error(self, who: Principal, webhook_id: int) -> str | None:
         return (await self.usage(who, webhook_id)).last_error

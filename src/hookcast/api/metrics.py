@@ -35,7 +35,7 @@ class HealthOut(BaseModel):
 
 @router.get("/health", response_model=HealthOut, summary="Liveness, the database, and every dispatcher's heartbeat")
 async def health(request: Request) -> HealthOut:
-    rows = await request.app.state.db.run(queue.list_workers)
+    rows = await request.app.state.db.read(queue.list_workers)
     now = time.time()
     return HealthOut(Status="ok", Database="ok", Workers=[WorkerOut(
         Id=w["id"], Kind=w["kind"], Hostname=w["hostname"], Pid=w["pid"], StartedAt=w["started_at"],
@@ -49,5 +49,5 @@ async def prometheus(request: Request) -> Response:
     def snapshot(conn):  # type: ignore[no-untyped-def]
         return queue.queue_depth(conn), queue.webhooks_by_state(conn)
 
-    metrics.store_snapshot.depth, metrics.store_snapshot.states = await request.app.state.db.run(snapshot)
+    metrics.store_snapshot.depth, metrics.store_snapshot.states = await request.app.state.db.read(snapshot)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

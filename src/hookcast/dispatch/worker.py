@@ -173,7 +173,7 @@ class Dispatcher:
             task.add_done_callback(self._background.discard)
 
     async def _until_next_due(self, saturated: list[int]) -> float:
-        due = await self._db.run(queue.next_due, saturated)
+        due = await self._db.read(queue.next_due, saturated)
         poll = self._settings.poll_interval
         return poll if due is None else min(poll, max(0.0, due - time.time()))
 

@@ -48,16 +48,26 @@ class Database:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in one transaction on the calling thread."""
-        with self.engine.begin() as conn:
-            return fn(conn, *args)
+    def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """Run `fn(conn, *args)` in one transaction on the calling thread. A read-only one
+        (`write=False`) does not take SQLite's write lock."""
+        with self.engine.connect() as conn:
+            conn.info["hookcast_read_only"] = not write
+            with conn.begin():
+                return fn(conn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in one transaction on the database thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, functools.partial(self.run_sync, fn, *args)
+        )
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like `run`, for a transaction that only reads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.run_sync, fn, *args, write=False)
         )
 
     def close(self) -> None:
@@ -83,8 +93,10 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Take the write lock up front: several processes (serve, CLI) share the file, and a
-        # deferred transaction that upgrades to a writer later can fail with SQLITE_BUSY.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: several processes (serve, CLI) share the
+        # file, and a deferred transaction that upgrades to a writer later can fail with
+        # SQLITE_BUSY. Readers need no lock at all in WAL mode.
+        read_only = conn.info.get("hookcast_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
