@@ -9,6 +9,7 @@ import pytest
 import trustme
 
 from support.databases import drop_created
+from support.processes import HookcastProcess
 from support.receivers import Receiver
 
 CERT_HOSTS = ("localhost", "127.0.0.1")
@@ -65,6 +66,16 @@ def receiver_factory(_leaf_certs: dict[str, trustme.LeafCert]) -> Iterator[Recei
 def receiver(receiver_factory: ReceiverFactory) -> Receiver:
     """A running receiver with a valid certificate that answers 200."""
     return receiver_factory()
+
+
+@pytest.fixture
+def processes() -> Iterator[dict[str, HookcastProcess]]:
+    """Every started `python -m hookcast` process by name; whatever is still running at the
+    end is killed."""
+    started: dict[str, HookcastProcess] = {}
+    yield started
+    for process in started.values():
+        process.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

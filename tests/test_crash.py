@@ -14,24 +14,21 @@ restart) and the copy is read to see what the killed process had committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
 import httpx
 import pytest
 
+from support.processes import (HookcastProcess, api_session, check_each_delivered,
+                               create_key, deliveries, primary_key, signal_all, tail)
 from support.receivers import Receiver, RecordedRequest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and POSIX signals")
@@ -60,144 +57,11 @@ DELIVERY_DEADLINE = 60
 STOP_DEADLINE = 15
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class Serve:
-    """One `python -m hookcast serve` process, its output in a log file (a pipe nobody reads
-    could fill up and block the server)."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
-        self.port = _free_port()
-        self.log = workdir / f"{name}.log"
-        self.name = name
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hookcast", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise AssertionError(f"{self.name} exited with {code}:\n{_tail(self.log)}")
-
-    def wait_ready(self, key: str) -> None:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            self.check_alive()
-            try:
-                response = httpx.get(f"{self.url}/api/v1/Webhook", timeout=2,
-                                     headers={"Authorization": f"Bearer {key}"})
-            except httpx.TransportError:
-                response = None
-            if response is not None:
-                assert response.status_code == 200, response.text
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} did not answer within {START_DEADLINE} s:\n"
-                                     f"{_tail(self.log)}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, exactly like a crash or the OOM killer."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=STOP_DEADLINE)
-        self._log_file.close()
-
-    def stop(self) -> None:
-        """SIGINT (graceful), SIGKILL if that does not end it in time."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_DEADLINE)
-        self._log_file.close()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Serve]]:
-    """Every started `serve`; whatever is still running at the end is killed."""
-    started: list[Serve] = []
-    yield started
-    for serve in started:
-        with contextlib.suppress(Exception):
-            if serve.proc.poll() is None:
-                serve.proc.kill()
-            serve.proc.wait(timeout=STOP_DEADLINE)
-        with contextlib.suppress(Exception):
-            serve._log_file.close()
-
-
-def _create_key(db_url: str, workdir: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "hookcast", "keys", "create", "--tenant", TENANT,
-         "--associate-id", "5", "--name", "crash", "--db", db_url],
-        capture_output=True, text=True, timeout=60, cwd=workdir,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    key = result.stdout.strip().splitlines()[-1]
-    assert key.startswith("hc_"), result.stdout
-    return key
-
-
 async def _signal_all(base_url: str, key: str) -> dict[int, int | str]:
-    """POST /Webhook/contact.changed/{pk} for pk 1..EVENTS, SIGNAL_CONCURRENCY at a time:
-    pk -> HTTP status, or the error when the request itself failed.
-
-    aiohttp (a hookcast dependency) rather than httpx.AsyncClient: at this concurrency
-    httpx's connection pool is the bottleneck (1,000 signals took 3-16 s, varying from run
-    to run, against about 1 s with aiohttp), and a slow, erratic signalling phase would let
-    the slow receiver finish everything before the kill."""
-    statuses: dict[int, int | str] = {}
-    gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
-    connector = aiohttp.TCPConnector(limit=SIGNAL_CONCURRENCY)
-    async with aiohttp.ClientSession(
-        base_url=base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=30),
-        headers={"Authorization": f"Bearer {key}"},
-    ) as session:
-
-        async def one(pk: int) -> None:
-            async with gate:
-                try:
-                    async with session.post(f"/api/v1/Webhook/{EVENT}/{pk}",
-                                            json={"name": f"contact {pk}"}) as response:
-                        await response.read()
-                        statuses[pk] = response.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    statuses[pk] = repr(exc)
-
-        await asyncio.wait_for(asyncio.gather(*(one(pk) for pk in range(1, EVENTS + 1))),
-                               SIGNAL_DEADLINE)
-    return statuses
-
-
-def _deliveries(receiver: Receiver) -> list[RecordedRequest]:
-    """What the receiver got, without the registration's test POST."""
-    return [r for r in receiver.requests if r.header("X-Hook-Test") != "true"]
-
-
-def _primary_key(request: RecordedRequest) -> int:
-    return int(json.loads(request.body)["PrimaryKey"])
+    """Signal EVENT for pk 1..EVENTS, SIGNAL_CONCURRENCY at a time (see `signal_all`)."""
+    async with api_session(key, SIGNAL_CONCURRENCY) as session:
+        return await signal_all(session, base_url, EVENT, EVENTS, SIGNAL_CONCURRENCY,
+                                SIGNAL_DEADLINE)
 
 
 def _snapshot(db_file: Path, into: Path) -> dict[int, int]:
@@ -228,7 +92,7 @@ def _statuses(db_file: Path) -> dict[int, int]:
 
 
 def _wait_until(condition: Callable[[], bool], deadline: float, what: str,
-                serve: Serve | None = None) -> None:
+                serve: HookcastProcess | None = None) -> None:
     end = time.monotonic() + deadline
     while not condition():
         if serve is not None:
@@ -240,11 +104,11 @@ def _wait_until(condition: Callable[[], bool], deadline: float, what: str,
 
 def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     tmp_path: Path, receiver_factory: Callable[..., Receiver], ca_bundle_path: str,
-    processes: list[Serve], record_property: Callable[[str, object], None],
+    processes: dict[str, HookcastProcess], record_property: Callable[[str, object], None],
 ) -> None:
     db_file = tmp_path / "crash.db"
     db_url = f"sqlite:///{db_file}"
-    key = _create_key(db_url, tmp_path)
+    key = create_key(db_url, tmp_path, TENANT, "crash")
     receiver = receiver_factory()
 
     base_env = {
@@ -265,9 +129,10 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     }
 
     # ---- first process: register, signal 1,000, kill -9 while delivering ---------------------
-    first = Serve(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": FIRST_AGENT}, "first")
-    processes.append(first)
-    first.wait_ready(key)
+    first = HookcastProcess.serve(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": FIRST_AGENT},
+                                  "first")
+    processes[first.name] = first
+    first.wait_ready(key, START_DEADLINE)
     auth = {"Authorization": f"Bearer {key}"}
     created = httpx.post(f"{first.url}/api/v1/Webhook", headers=auth, timeout=30, json={
         "Name": "crash test", "Events": [EVENT], "TargetUrl": receiver.url,
@@ -283,7 +148,7 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     # 204 means durably stored; all of them must be, before the kill.
     assert accepted == set(range(1, EVENTS + 1)), Counter(statuses.values())
 
-    _wait_until(lambda: len(_deliveries(receiver)) >= KILL_AFTER, DELIVERY_DEADLINE,
+    _wait_until(lambda: len(deliveries(receiver)) >= KILL_AFTER, DELIVERY_DEADLINE,
                 f"{KILL_AFTER} deliveries before the kill", first)
     first.kill()
     snapshot = _snapshot(db_file, tmp_path / "at-kill")
@@ -291,7 +156,7 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     # Requests the killed process had already written to its sockets may still be read by
     # the receiver: wait until the first process's count stops growing (bounded).
     def first_deliveries() -> list[RecordedRequest]:
-        return [r for r in _deliveries(receiver) if r.header("User-Agent") == FIRST_AGENT]
+        return [r for r in deliveries(receiver) if r.header("User-Agent") == FIRST_AGENT]
 
     seen = -1
     settle_end = time.monotonic() + 5
@@ -299,7 +164,7 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
         seen = len(first_deliveries())
         time.sleep(0.2)
     by_first = first_deliveries()
-    pks_first = {_primary_key(r) for r in by_first}
+    pks_first = {primary_key(r) for r in by_first}
     assert len(pks_first) < EVENTS, "everything was delivered before the kill: nothing in flight"
     assert sorted(snapshot) == sorted(accepted), "an accepted event has no stored delivery"
     delivered_at_kill = {pk for pk, status in snapshot.items() if status == 1}
@@ -311,40 +176,33 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
 
     # ---- second process on the same database: finish the job ------------------------------------
     receiver.respond(delay=0.0)
-    second = Serve(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": SECOND_AGENT}, "second")
-    processes.append(second)
-    second.wait_ready(key)
+    second = HookcastProcess.serve(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": SECOND_AGENT},
+                                  "second")
+    processes[second.name] = second
+    second.wait_ready(key, START_DEADLINE)
 
     def pending() -> int:
         return sum(1 for status in _statuses(db_file).values() if status == 0)
 
-    _wait_until(lambda: accepted <= {_primary_key(r) for r in _deliveries(receiver)},
+    _wait_until(lambda: accepted <= {primary_key(r) for r in deliveries(receiver)},
                 DELIVERY_DEADLINE, "every accepted event at the receiver", second)
     _wait_until(lambda: pending() == 0, DELIVERY_DEADLINE, "no delivery left pending", second)
     final = _statuses(db_file)
     assert sorted(final) == sorted(accepted), "an accepted event has no stored delivery"
     assert all(status == 1 for status in final.values()), Counter(final.values())
-    second.stop()
-    assert second.proc.returncode == 0, f"serve did not stop cleanly:\n{_tail(second.log)}"
+    second.stop_or_kill(signal.SIGINT, STOP_DEADLINE)
+    assert second.proc.returncode == 0, f"serve did not stop cleanly:\n{tail(second.log)}"
     for serve in (first, second):
-        assert "Traceback" not in serve.log.read_text(errors="replace"), _tail(serve.log)
+        assert "Traceback" not in serve.log.read_text(errors="replace"), tail(serve.log)
 
     # ---- what arrived ---------------------------------------------------------------------------
-    delivered = _deliveries(receiver)
+    delivered = deliveries(receiver)
     assert {r.header("User-Agent") for r in delivered} <= {FIRST_AGENT, SECOND_AGENT}
     by_second = [r for r in delivered if r.header("User-Agent") == SECOND_AGENT]
-    pks_second = {_primary_key(r) for r in by_second}
+    pks_second = {primary_key(r) for r in by_second}
 
-    # Every accepted event at least once: the contract.
-    missing = accepted - {_primary_key(r) for r in delivered}
-    assert not missing, f"{len(missing)} accepted events never delivered: {sorted(missing)[:10]}"
-
-    # webhook-id names one delivery (this event to this webhook) across every attempt.
-    ids_by_pk: dict[int, set[str | None]] = defaultdict(set)
-    for r in delivered:
-        ids_by_pk[_primary_key(r)].add(r.header("webhook-id"))
-    assert all(len(ids) == 1 and None not in ids for ids in ids_by_pk.values()), \
-        "webhook-id missing or not stable for one delivery"
+    # Every accepted event at least once: the contract; one webhook-id per delivery.
+    ids_by_pk = check_each_delivered(delivered, accepted)
     assert len({next(iter(ids)) for ids in ids_by_pk.values()}) == len(ids_by_pk), \
         "two events share a webhook-id"
 

@@ -16,12 +16,8 @@ saw is attributed exactly to the process that sent it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -35,6 +31,8 @@ import pytest
 import trustme
 from aiohttp import web
 from support.databases import needs_postgres, new_postgres_url
+from support.processes import (HookcastProcess, api_session, check_each_delivered,
+                               create_key, deliveries, primary_key, run_cli, signal_all, tail)
 from support.receivers import Receiver, RecordedRequest
 
 pytestmark = [
@@ -76,66 +74,6 @@ SIGNAL_DEADLINE = 60
 STOP_DEADLINE = ATTEMPT_TIMEOUT + 10
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class Process:
-    """One `python -m hookcast ...` process, its output in a log file (a pipe nobody reads
-    could fill up and block it)."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], name: str, args: list[str]) -> None:
-        self.name = name
-        self.log = workdir / f"{name}.log"
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "hookcast", *args], env=env,
-                                     stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise AssertionError(f"{self.name} exited with {code}:\n{_tail(self.log)}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, exactly like a crash or the OOM killer."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    async def stop(self, sig: signal.Signals, deadline: float) -> tuple[int, float]:
-        """Send `sig` and wait for the exit: (exit code, seconds it took). Raises if the
-        process is still running after `deadline` seconds."""
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        while (code := self.proc.poll()) is None:
-            if time.monotonic() - started > deadline:
-                raise AssertionError(f"{self.name} still running {deadline} s after {sig.name}:\n"
-                                     f"{_tail(self.log)}")
-            await asyncio.sleep(0.02)
-        return code, time.monotonic() - started
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(timeout=10)
-        with contextlib.suppress(Exception):
-            self._log_file.close()
-
-
 class TrackingReceiver(Receiver):
     """A Receiver that also knows which requests it has not answered yet: (User-Agent,
     webhook-id) of every request between its arrival and the handler's return."""
@@ -163,41 +101,14 @@ class TrackingReceiver(Receiver):
 
 
 @pytest.fixture
-def processes() -> Iterator[dict[str, Process]]:
-    """Every started process by name; whatever is still running at the end is killed."""
-    started: dict[str, Process] = {}
-    yield started
-    for process in started.values():
-        process.close()
-
-
-@pytest.fixture
 def tracking_receiver(tls_ca: trustme.CA) -> Iterator[TrackingReceiver]:
     receiver = TrackingReceiver(tls_ca.issue_cert("127.0.0.1", "localhost")).start()
     yield receiver
     receiver.stop()
 
 
-def _run_cli(args: list[str], workdir: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "hookcast", *args], check=False, capture_output=True, text=True,
-        timeout=60, cwd=workdir, env={**os.environ, "COLUMNS": "250"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def _deliveries(receiver: Receiver) -> list[RecordedRequest]:
-    """What the receiver got, without the registration's test POST."""
-    return [r for r in receiver.requests if r.header("X-Hook-Test") != "true"]
-
-
 def _sender(request: RecordedRequest) -> str:
     return SENDER_OF_AGENT[request.header("User-Agent") or ""]
-
-
-def _primary_key(request: RecordedRequest) -> int:
-    return int(json.loads(request.body)["PrimaryKey"])
 
 
 STATUS_QUERY = ("SELECT e.primary_key, d.status FROM deliveries d"
@@ -214,7 +125,7 @@ def _statuses(conn: psycopg.Connection[Any]) -> dict[int, int]:
 
 
 async def _until(condition: Callable[[], bool | Awaitable[bool]], deadline: float, what: str,
-                 alive: list[Process]) -> None:
+                 alive: list[HookcastProcess]) -> None:
     """Poll `condition` until it holds; fail after `deadline` seconds or when a process that
     must keep running has exited."""
     end = time.monotonic() + deadline
@@ -247,37 +158,14 @@ async def _health(session: aiohttp.ClientSession, base_url: str) -> dict[str, An
         return await response.json()
 
 
-async def _signal_all(session: aiohttp.ClientSession, base_url: str) -> dict[int, int | str]:
-    """POST /Webhook/contact.changed/{pk} for pk 1..EVENTS, SIGNAL_CONCURRENCY at a time:
-    pk -> HTTP status, or the error when the request itself failed."""
-    statuses: dict[int, int | str] = {}
-    gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
-
-    async def one(pk: int) -> None:
-        async with gate:
-            try:
-                async with session.post(f"{base_url}/api/v1/Webhook/{EVENT}/{pk}",
-                                        json={"name": f"contact {pk}"}) as response:
-                    await response.read()
-                    statuses[pk] = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                statuses[pk] = repr(exc)
-
-    await asyncio.wait_for(asyncio.gather(*(one(pk) for pk in range(1, EVENTS + 1))),
-                           SIGNAL_DEADLINE)
-    return statuses
-
-
 def test_serve_and_three_workers_survive_kill_9_and_sigterm(
     tmp_path: Path, tracking_receiver: TrackingReceiver, ca_bundle_path: str,
-    processes: dict[str, Process], record_property: Callable[[str, object], None],
+    processes: dict[str, HookcastProcess], record_property: Callable[[str, object], None],
 ) -> None:
     receiver = tracking_receiver
     receiver.respond(delay=ANSWER_DELAY)
     db_url = new_postgres_url()
-    key = _run_cli(["keys", "create", "--tenant", TENANT, "--associate-id", "5",
-                    "--name", "scale", "--db", db_url], tmp_path).strip().splitlines()[-1]
-    assert key.startswith("hc_"), key
+    key = create_key(db_url, tmp_path, TENANT, "scale")
 
     base_env = {
         # Only this test's HOOKCAST_* settings: none inherited from the caller's environment.
@@ -295,35 +183,27 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
         "HOOKCAST_MAX_CONNECTIONS_PER_HOST": str(CONCURRENCY),
         "HOOKCAST_BATCH_SIZE": str(BATCH_SIZE),
     }
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    processes[SERVE] = Process(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[SERVE]}, SERVE,
-                               ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    processes[SERVE] = HookcastProcess.serve(
+        tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[SERVE]}, SERVE)
+    base_url = processes[SERVE].url
     for name in WORKERS:
         # --concurrency explicitly: the killed worker's is the first term of the bound below.
-        processes[name] = Process(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[name]}, name,
-                                  ["worker", "--db", db_url, "--concurrency", str(CONCURRENCY)])
+        processes[name] = HookcastProcess(
+            tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[name]}, name,
+            ["worker", "--db", db_url, "--concurrency", str(CONCURRENCY)])
     serve, victim, graceful, survivor = (processes[n] for n in (SERVE, *WORKERS))
     everyone = [serve, victim, graceful, survivor]
 
     run = asyncio.run(_scenario(base_url, key, db_url, receiver, processes, tmp_path))
 
     for process in everyone:
-        assert "Traceback" not in process.log.read_text(errors="replace"), _tail(process.log)
+        assert "Traceback" not in process.log.read_text(errors="replace"), tail(process.log)
 
     # ---- what arrived ---------------------------------------------------------------------------
-    delivered = _deliveries(receiver)
+    delivered = deliveries(receiver)
     assert {r.header("User-Agent") for r in delivered} <= set(SENDER_OF_AGENT), \
         "a request from an unknown sender"
-    missing = set(range(1, EVENTS + 1)) - {_primary_key(r) for r in delivered}
-    assert not missing, f"{len(missing)} accepted events never delivered: {sorted(missing)[:10]}"
-
-    # webhook-id names one delivery (this event to this webhook) across every attempt.
-    ids_by_pk: dict[int, set[str | None]] = defaultdict(set)
-    for r in delivered:
-        ids_by_pk[_primary_key(r)].add(r.header("webhook-id"))
-    assert all(len(ids) == 1 and None not in ids for ids in ids_by_pk.values()), \
-        "webhook-id missing or not stable for one delivery"
+    ids_by_pk = check_each_delivered(delivered, set(range(1, EVENTS + 1)))
     assert len({next(iter(ids)) for ids in ids_by_pk.values()}) == EVENTS, \
         "two events share a webhook-id"
 
@@ -333,7 +213,7 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
     for r in delivered:
         wid = r.header("webhook-id") or ""
         copies[wid].append(_sender(r))
-        pk_of[wid] = _primary_key(r)
+        pk_of[wid] = primary_key(r)
     per_sender = Counter(_sender(r) for r in delivered)
     duplicated = {wid: senders for wid, senders in copies.items() if len(senders) > 1}
     duplicates = sum(len(senders) - 1 for senders in duplicated.values())
@@ -368,7 +248,7 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
     # SIGTERM: worker-2 exits 0 in time (checked by `stop`), its attempts in flight finish and
     # their outcomes are recorded (or the claims released before sending): nothing it sent
     # goes out again.
-    assert run["term_code"] == 0, f"worker-2 exited with {run['term_code']}:\n{_tail(graceful.log)}"
+    assert run["term_code"] == 0, f"worker-2 exited with {run['term_code']}:\n{tail(graceful.log)}"
     assert run["graceful_in_flight"], "worker-2 had nothing in flight at SIGTERM"
     assert not resent_after_term, (
         f"{len(resent_after_term)} deliveries worker-2 sent before stopping on SIGTERM were sent "
@@ -422,15 +302,11 @@ def _explain(db_url: str, wids: list[str], delivered: list[RecordedRequest],
 
 
 async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingReceiver,
-                    processes: dict[str, Process], workdir: Path) -> dict[str, Any]:
+                    processes: dict[str, HookcastProcess], workdir: Path) -> dict[str, Any]:
     serve, victim, graceful, survivor = (processes[n] for n in (SERVE, *WORKERS))
     pids = {name: p.pid for name, p in processes.items()}
     out: dict[str, Any] = {}
-    connector = aiohttp.TCPConnector(limit=SIGNAL_CONCURRENCY + 4)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=30),
-        headers={"Authorization": f"Bearer {key}"},
-    ) as session:
+    async with api_session(key, SIGNAL_CONCURRENCY + 4) as session:
         # ---- all four up: /health lists each dispatcher with its kind, pid and heartbeat ------
         async def serve_ready() -> bool:
             try:
@@ -455,7 +331,7 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
         assert all(w["Alive"] and abs(time.time() - w["HeartbeatAt"]) < 10
                    for w in workers_by_pid.values()), workers_by_pid
         # `hookcast workers` shows the same four, with their kind and last heartbeat.
-        table = await asyncio.to_thread(_run_cli, ["workers", "--db", db_url], workdir)
+        table = await asyncio.to_thread(run_cli, ["workers", "--db", db_url], workdir)
         assert _workers_table(table) == {pid: w["Kind"] for pid, w in workers_by_pid.items()}, table
 
         async with session.post(f"{base_url}/api/v1/Webhook", json={
@@ -468,13 +344,14 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
         # takes milliseconds, well inside the killed worker's lease.
         with psycopg.connect(db_url, autocommit=True) as conn:
             def delivered_events() -> int:
-                return len({r.header("webhook-id") for r in _deliveries(receiver)})
+                return len({r.header("webhook-id") for r in deliveries(receiver)})
 
             started = time.monotonic()
-            signalling = asyncio.create_task(_signal_all(session, base_url))
+            signalling = asyncio.create_task(signal_all(session, base_url, EVENT, EVENTS,
+                                                       SIGNAL_CONCURRENCY, SIGNAL_DEADLINE))
             try:
                 # ---- kill -9 worker-1 in the middle, with requests in flight -------------------
-                await _until(lambda: len(_deliveries(receiver)) >= KILL_AFTER
+                await _until(lambda: len(deliveries(receiver)) >= KILL_AFTER
                              and bool(receiver.unanswered(AGENTS[VICTIM])),
                              RUN_DEADLINE, f"{KILL_AFTER} deliveries, worker-1 busy", everyone)
                 # Taken just before the kill: the receiver drops a request's handler as soon as
@@ -490,7 +367,7 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
                 # Requests the killed worker had already written to its sockets may still be
                 # read by the receiver: wait until its count stops growing (bounded).
                 def victim_count() -> int:
-                    return sum(1 for r in _deliveries(receiver) if _sender(r) == VICTIM)
+                    return sum(1 for r in deliveries(receiver) if _sender(r) == VICTIM)
 
                 seen, settle_end = -1, time.monotonic() + 5
                 while victim_count() != seen and time.monotonic() < settle_end:
@@ -545,5 +422,5 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
     # ---- the others stop cleanly too ------------------------------------------------------
     for process, sig in ((survivor, signal.SIGTERM), (serve, signal.SIGINT)):
         code, _ = await process.stop(sig, STOP_DEADLINE)
-        assert code == 0, f"{process.name} exited with {code}:\n{_tail(process.log)}"
+        assert code == 0, f"{process.name} exited with {code}:\n{tail(process.log)}"
     return out
