@@ -129,7 +129,7 @@ async def run(args: argparse.Namespace) -> int:
         await receiver.start()
         ctx = Context(tls=tls, workdir=workdir, receiver=receiver, config=config,
                       progress=progress, quick=args.quick, postgres_url=args.postgres,
-                      pg_analyze=args.pg_analyze)
+                      pg_analyze=args.pg_analyze, wait_idle=args.wait_idle)
         with progress:
             for name in args.scenarios:
                 limit = LIMITS[name][0 if args.quick else 1]
@@ -321,6 +321,10 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                        for k in ks) + " µs")
         waits = [sum(v for key, v in (runs[k].get("pg_backends_mean") or {}).items() if "Lock/" in key) for k in ks]
         add(label, "backends waiting for a lock (mean)", " / ".join(f"{v:.2f}" for v in waits))
+        add(label, "other processes' CPU during these drains",
+            " / ".join(f"{runs[k]['foreign_cpu_pct_during_drain']:.0f}" for k in ks) + " %", "< 10%")
+        if max(runs[k]["foreign_cpu_pct_during_drain"] for k in ks) >= 10:
+            rows[-1] = (*rows[-1][:4], "disturbed")
         sq = w["sqlite_1_worker"]
         add("7 SQLite, same machine", f"drain of {n:,} queued, 1 worker{reps}", f"{sq['drain_per_s']:,.0f}/s")
         add("7 SQLite, same machine", "CPU: worker, % of all cores / per delivery",
@@ -334,6 +338,7 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add(label, "compile, cached (same text)", f"{c['cached_compile_us']:.1f} µs")
         add(label, "run, precompiled (median)", f"{c['run_us']:.1f} µs")
         add(label, "run from its text (cache hit, as hooks run)", f"{c['run_from_source_us']:.1f} µs")
+        add(label, "run of a 1-statement script (fixed cost)", f"{c['run_one_statement_us']:.1f} µs")
         add(label, "runs/s, one thread (precompiled)", f"{c['runs_per_s']:,.0f}/s")
         add(label, "same logic in plain Python, per run", f"{c['python_us']:.2f} µs")
         add(label, "ratio hookcast : plain Python", f"{c['ratio']:.1f}×")
