@@ -172,11 +172,15 @@ class Hub:
         if self.outbox:
             self.outbox.wake()
 
-    def _committed(self, handed: list[queue.Claimed]) -> None:
-        """Signals were stored: run the deliveries handed to us, and wake for the rest."""
-        if self.dispatcher and handed:
-            self.dispatcher.admit(handed)
-        self.wake()
+    def _committed(self, handed: list[queue.Claimed], queued: set[int]) -> None:
+        """Signals were stored: run the deliveries handed to us, and wake the claimer only
+        when some of the queued ones are for a webhook it can take now (not for one that is
+        saturated, e.g. a hanging receiver: that would be a claim per commit for nothing)."""
+        if self.dispatcher:
+            if handed:
+                self.dispatcher.admit(handed)
+            if queued and not queued <= set(self.dispatcher.saturated()):
+                self.dispatcher.wake()
 
     def _on_transitions(self, transitions: list[queue.Transition]) -> None:
         self.wake()

@@ -75,11 +75,12 @@ class Intake:
     """Group commit of signalled events. `submit` returns once the event is durable."""
 
     def __init__(
-        self, db: Database, *, on_commit: Callable[[list[queue.Claimed]], None],
+        self, db: Database, *, on_commit: Callable[[list[queue.Claimed], set[int]], None],
         room: Callable[[], queue.Room | None] = lambda: None, max_batch: int = 1000,
     ) -> None:
         """`room` says how many new deliveries the local dispatcher takes directly;
-        `on_commit` gets them (already leased to it) after each commit."""
+        `on_commit` gets them (already leased to it) after each commit, with the webhooks
+        whose new deliveries were queued for any claimer instead."""
         self._db = db
         self._on_commit = on_commit
         self._room = room
@@ -111,7 +112,7 @@ class Intake:
 
     async def _commit(self, batch: list[tuple[queue.NewEvent, asyncio.Future[int]]]) -> None:
         try:
-            ids, handed = await self._db.run(
+            ids, handed, queued = await self._db.run(
                 queue.insert_events, [e for e, _ in batch], time.time(), self._room())
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others that shared its commit
@@ -126,7 +127,7 @@ class Intake:
             if not future.done():
                 future.set_result(event_id)
         self.committed += len(batch)
-        self._on_commit(handed)
+        self._on_commit(handed, queued)
 
     async def _run(self) -> None:
         while not (self._closing and not self._pending):

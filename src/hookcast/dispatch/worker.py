@@ -100,7 +100,7 @@ class Dispatcher:
             backlog = max(0, len(self._results) - settings.batch_size)
             free = settings.concurrency - len(self._tasks) - self._held - backlog
             if free > 0:
-                saturated = self._saturated()
+                saturated = self.saturated()
                 try:
                     claimed = await self._claim(free, saturated)
                 except Exception:
@@ -117,7 +117,7 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
-    def _saturated(self) -> list[int]:
+    def saturated(self) -> list[int]:
         """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
         cap = 2 * self._settings.per_webhook_concurrency
         return [w for w, n in self._per_webhook.items() if n + len(self._holds.get(w, ())) >= cap]

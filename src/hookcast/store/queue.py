@@ -118,10 +118,10 @@ class Room:
 
 def insert_events(
     conn: Connection, batch: Sequence[NewEvent], now: float, room: Room | None = None
-) -> tuple[list[int], list[Claimed]]:
-    """Store events and one delivery per matching Active webhook. Returns the event ids and
-    the deliveries handed to the local dispatcher (stored leased to it, see Room); the rest
-    are due at once for any claimer."""
+) -> tuple[list[int], list[Claimed], set[int]]:
+    """Store events and one delivery per matching Active webhook. Returns the event ids, the
+    deliveries handed to the local dispatcher (stored leased to it, see Room), and the
+    webhooks whose new deliveries were queued instead, due at once for any claimer."""
     event_ids = _allocate_ids(conn, "events", len(batch))
     _raw(conn, _INSERT_EVENT, [
         (event_id, e.tenant, e.name, e.primary_key, e.associate_id, e.occurred_at, _json(e.changes),
@@ -133,7 +133,7 @@ def insert_events(
              for hook in targets.get((e.tenant, e.name), ())]
     total = room.total if room else 0
     left = dict(room.per_webhook) if room else {}
-    rows, handed = [], []
+    rows, handed, queued = [], [], set()
     for delivery_id, (event_id, e, hook) in zip(_allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
         if room and total > 0 and left.setdefault(hook.id, room.default) > 0:
@@ -151,11 +151,12 @@ def insert_events(
             ))
         else:
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
+            queued.add(hook.id)
     if rows:
         _raw(conn, _INSERT_DELIVERY, rows)
-    if len(rows) > len(handed):
+    if queued:
         notify(conn)
-    return event_ids, handed
+    return event_ids, handed, queued
 
 
 _INSERT_EVENT = (
