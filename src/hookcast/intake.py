@@ -89,7 +89,6 @@ class Intake:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.committed = 0  # events stored by this process, for metrics and tests
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hookcast-intake")
@@ -126,7 +125,6 @@ class Intake:
         for (_, future), event_id in zip(batch, ids, strict=True):
             if not future.done():
                 future.set_result(event_id)
-        self.committed += len(batch)
         self._on_commit(handed, queued)
 
     async def _run(self) -> None:

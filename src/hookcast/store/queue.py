@@ -494,10 +494,6 @@ def finish_mail(conn: Connection, mail_id: int, sent: bool, now: float, error: s
         status=1 if sent else 2, sent_at=now if sent else None, error=error))
 
 
-def list_mail(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(select(mail_outbox).order_by(mail_outbox.c.id))]
-
-
 # ----- visibility and housekeeping ------------------------------------------------------------
 
 
