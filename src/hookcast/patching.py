@@ -5,6 +5,7 @@ Also the If-Unmodified-Since check. Nothing here knows about HTTP requests."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -14,7 +15,7 @@ import json_merge_patch
 import jsonpatch
 import jsonpointer
 
-from .errors import Conflict, PreconditionFailed, ValidationError
+from .errors import Conflict, NotFound, PreconditionFailed, ValidationError
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -87,3 +88,15 @@ def check_unmodified(updated: datetime, if_unmodified_since: str | None, what: s
             f"{what} was changed at {updated.isoformat()}, "
             "after the If-Unmodified-Since date; fetch it again and retry."
         )
+
+
+def next_update_time(current_updated: datetime | None, read_updated: float, what: str) -> float:
+    """Optimistic concurrency for a read-check-write update: the resource must still exist and
+    be unchanged since it was read (checks such as verification ran in between). Returns the
+    new `updated` time, always later than the old one so If-Unmodified-Since sees the change."""
+    if current_updated is None:
+        raise NotFound(f"There is no {what}.")
+    if current_updated.timestamp() != read_updated:
+        raise Conflict(f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "
+                       "fetch it and retry.")
+    return max(time.time(), read_updated + 1e-6)

@@ -115,13 +115,8 @@ class Registry:
 
         def write(conn):  # type: ignore[no-untyped-def]
             current = queries.get_webhook(conn, who.tenant, webhook_id)
-            if current is None:
-                raise NotFound(f"There is no webhook {webhook_id}.")
-            if current.updated.timestamp() != old_updated:
-                raise Conflict(
-                    f"Webhook {webhook_id} was changed by someone else meanwhile; fetch it and retry."
-                )
-            now = max(time.time(), old_updated + 1e-6)
+            now = patching.next_update_time(current and current.updated, old_updated,
+                                            f"webhook {webhook_id}")
             queries.update_webhook(
                 conn, who.tenant, webhook_id, who.associate_id, now, _fields(carrier),
                 reset_errors=becomes_active,

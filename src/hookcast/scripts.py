@@ -27,7 +27,7 @@ from .dispatch.crmscript import ScriptRunner, diagnostic_text
 from .dispatch.http import HttpSender
 from .errors import Conflict, NotFound, ValidationError, VerificationFailed
 from .model import MAX_ID, MIN_DATE, Principal
-from .patching import apply_patch, check_unmodified
+from .patching import apply_patch, check_unmodified, next_update_time
 from .settings import Settings
 from .store import scripts as store
 from .store.database import Database
@@ -208,13 +208,8 @@ class Scripts:
 
         def write(conn):  # type: ignore[no-untyped-def]
             current = store.get_script(conn, who.tenant, script_id)
-            if current is None:
-                raise NotFound(f"There is no CRMScript {script_id}.")
-            if current.updated.timestamp() != old_updated:
-                raise Conflict(
-                    f"CRMScript {script_id} was changed by someone else meanwhile; fetch it and retry.")
+            now = next_update_time(current and current.updated, old_updated, f"CRMScript {script_id}")
             self._include_id_free(conn, who, carrier.IncludeId, script_id)
-            now = max(time.time(), old_updated + 1e-6)
             store.update_script(conn, who.tenant, script_id, who.associate_id, now, _fields(carrier))
             return store.get_script(conn, who.tenant, script_id)
 

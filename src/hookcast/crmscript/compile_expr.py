@@ -267,13 +267,18 @@ class ExprCompiler:
         return fmod
 
     # ------------------------------------------------------------------ access
-    def x_Index(self, n: ast.Index):
+    def checked_index(self, n: ast.Index):
+        """The array and index closures of `a[i]`, checked: an array, an Integer index."""
         arr, ta = self.expr(n.obj)
         if not ta.is_array:
             raise ScriptTypeError(f"{ta} cannot be indexed", n.line, n.col)
         ix, ti = self.expr(n.index)
         if ti != INT:
             raise ScriptTypeError(f"array index must be Integer, not {ti}", n.index.line, n.index.col)
+        return arr, ix, ta
+
+    def x_Index(self, n: ast.Index):
+        arr, ix, ta = self.checked_index(n)
         line, where = n.line, self.where
 
         def index(f):
@@ -311,12 +316,7 @@ class ExprCompiler:
                 return (lambda f: (f[0], slot)), vi.ty
             return (lambda f: (f, slot)), vi.ty
         if isinstance(n, ast.Index):
-            arr, ta = self.expr(n.obj)
-            if not ta.is_array:
-                raise ScriptTypeError(f"{ta} cannot be indexed", n.line, n.col)
-            ix, ti = self.expr(n.index)
-            if ti != INT:
-                raise ScriptTypeError(f"array index must be Integer, not {ti}", n.index.line, n.index.col)
+            arr, ix, ta = self.checked_index(n)
             line, where = n.line, self.where
 
             def res_index(f):
