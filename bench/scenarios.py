@@ -279,27 +279,36 @@ E2E_EVENT = "bench.changed"
 
 
 async def e2e_python(ctx: Context) -> dict[str, Any]:
-    """Events signalled through `await hub.signal(...)` into a Hub (dispatcher in the same
-    loop) on SQLite, delivered to the receiver; closed loop with a window of outstanding
-    events so that intake and delivery run together, as in production."""
-    return await _e2e_python(ctx, tuned=False)
+    """The application (this process) signals through `await hub.signal(...)` on a
+    `Hub(deliver=False)`; `hookcast serve`, its own process on the same SQLite file, delivers
+    (woken by the doorbell after every commit). Closed loop with a window of outstanding
+    events, so that intake and delivery run together, as in production."""
+    return await _e2e_python(ctx, embedded=False)
 
 
-async def e2e_python_tuned(ctx: Context) -> dict[str, Any]:
-    """e2e_python with per_webhook_concurrency = concurrency: with one webhook, every claimed
-    delivery can start at once, so none is handed back to the queue (see bench/README.md)."""
-    return await _e2e_python(ctx, tuned=True)
+async def e2e_python_embedded(ctx: Context) -> dict[str, Any]:
+    """e2e_python with the dispatcher inside the application: one `Hub(settings)`, one
+    process, one event loop and one GIL for intake, delivery and the application."""
+    return await _e2e_python(ctx, embedded=True)
 
 
-async def _e2e_python(ctx: Context, *, tuned: bool) -> dict[str, Any]:
+async def _e2e_python(ctx: Context, *, embedded: bool) -> dict[str, Any]:
     n = ctx.size(30_000, 6_000)
     window = 2_000
-    db_path = ctx.db_path("e2e-python")
+    label = "embedded" if embedded else "serve"
+    db_path = ctx.db_path(f"e2e-python-{label}")
     settings = ctx.config.settings(db_path)
-    if tuned:
-        settings = ctx.config.settings(db_path, per_webhook_concurrency=settings.concurrency)
-    async with Hub(settings) as hub:
+    server: HookcastProcess | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(Hub(settings, deliver=embedded))
         await register(hub, settings, "e2e", [E2E_EVENT], ctx.receiver.url)
+        if not embedded:
+            port = free_port()
+            server = HookcastProcess(["serve", "--port", str(port), "--db", f"sqlite:///{db_path}"],
+                                     ctx.config.env(db_path), ctx.workdir / "serve-e2e-python.log")
+            await server.start()
+            stack.push_async_callback(server.stop)
+            await server.wait_http(f"http://127.0.0.1:{port}/health")
         # Warm-up: connections open, code paths hot.
         for i in range(32):
             await hub.signal(E2E_EVENT, i, **signal_kwargs())
@@ -307,25 +316,27 @@ async def _e2e_python(ctx: Context, *, tuned: bool) -> dict[str, Any]:
         await wait_recorded(db_path, 32, timeout=10)
         await ctx.receiver.reset()
 
-        task = ctx.task("e2e python API" + (f" (per-webhook {settings.concurrency})" if tuned else "")
-                        + ": deliveries", n)
+        task = ctx.task(f"e2e python API ({label}): deliveries", n)
         flow = Flow(ctx.receiver, total=n, window=window, progress=ctx.progress, task=task)
 
         async def send(i: int) -> None:
             await hub.signal(E2E_EVENT, 1000 + i, **signal_kwargs())
 
-        cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
+        pid = server.pid if server else None
+        cpu0, app_cpu0, recv_cpu0 = cpu_seconds(pid), cpu_seconds(), cpu_seconds(ctx.receiver.pid)
         t0 = time.monotonic()
         await flow.run(send, producers=200, timeout=ctx.size(240, 45))
         stats = await ctx.receiver.stats()
         depth, recorded_at = await wait_recorded(db_path, n + 32, timeout=30)
-        cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+        cpu, app_cpu = cpu_seconds(pid) - cpu0, cpu_seconds() - app_cpu0
+        recv_cpu = cpu_seconds(ctx.receiver.pid) - recv_cpu0
     received = stats["count"]
     receipt_s = (stats["last_at"] or t0) - t0
     recorded_s = recorded_at - t0
     ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
+    per = max(received, 1) / 1e6
     return {
-        "deliveries": n, "received": received, "distinct": stats["distinct"],
+        "mode": label, "deliveries": n, "received": received, "distinct": stats["distinct"],
         "bad_signatures": stats["bad"], "signal_errors": flow.errors,
         "seconds_to_last_receipt": round(receipt_s, 3),
         "seconds_to_all_recorded": round(recorded_s, 3),
@@ -333,8 +344,11 @@ async def _e2e_python(ctx: Context, *, tuned: bool) -> dict[str, Any]:
         "per_s_by_receipt": round(rate(received, receipt_s), 1),
         "depth_after": depth, "window": window, "producers": 200,
         "concurrency": settings.concurrency, "per_webhook_concurrency": settings.per_webhook_concurrency,
-        "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
-        "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
+        # embedded: the one process (hookcast and the application's producers); serve: the
+        # delivering process, with the application's (intake and producers) beside it.
+        "hookcast_cpu_us_per_delivery": round(cpu / per, 1),
+        "app_cpu_us_per_delivery": None if embedded else round(app_cpu / per, 1),
+        "receiver_cpu_us_per_delivery": round(recv_cpu / per, 1),
         "latency_under_load": summary_ms(stats["latencies"]),
     }
 
@@ -1025,7 +1039,7 @@ def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, An
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ceiling": ceiling,
     "e2e_python": e2e_python,
-    "e2e_python_tuned": e2e_python_tuned,
+    "e2e_python_embedded": e2e_python_embedded,
     "e2e_rest": e2e_rest,
     "latency": latency,
     "fanout": fanout,

@@ -79,7 +79,9 @@ class Hub:
                 asyncio.create_task(self._prune_loop(), name="hookcast-prune"),
                 asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
             ]
-            if not self.db.is_sqlite:
+            if self.db.doorbell is not None:  # SQLite: other processes ring after committing
+                self.db.doorbell.listen(self.wake)
+            elif not self.db.is_sqlite:
                 self._background.append(asyncio.create_task(
                     listen(self.db.url, self.wake), name="hookcast-listen"))
         self._intake = Intake(
@@ -96,6 +98,8 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.dispatcher:
+            if self.db.doorbell is not None:
+                self.db.doorbell.close()
             await self.dispatcher.stop()
             await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:

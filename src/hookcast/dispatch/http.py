@@ -1,11 +1,15 @@
-"""The `webhook` plugin's transport: one HTTPS POST per attempt over a pooled aiohttp client.
+"""The `webhook` plugin's sender: one HTTPS POST per attempt.
 
-`HttpSender.send` never raises for network problems; every outcome is an `AttemptResult`
-whose `error` is a short sentence fit for `LastError`, the delivery log and the API.
+`HttpSender.send` (deliveries, verification, Webhook/Test) goes over the lean keep-alive
+transport in transport.py; `HttpSender.request` (CRMScript's HTTP class: any method, any
+answer) over a pooled aiohttp client. Both apply the same target guard and TLS rules.
+`send` never raises for network problems; every outcome is an `AttemptResult` whose
+`error` is a short sentence fit for `LastError`, the delivery log and the API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ssl
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ import aiohttp
 from ..errors import TargetRefused
 from ..guard import GuardedResolver, TargetGuard, guarded_socket_factory, make_ssl_context
 from ..settings import Settings
+from .transport import Answer, Transport, TransportError
 
 __all__ = ["AttemptResult", "HttpSender", "parse_retry_after"]
 
@@ -49,6 +54,10 @@ class HttpSender:
         self._ssl = make_ssl_context(settings.ca_bundle)
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
+        self._transport = Transport(
+            self._ssl, TargetGuard(settings.allow_targets),
+            per_host=settings.max_connections_per_host, max_body=self._max_bytes,
+        )
 
     def _open(self) -> aiohttp.ClientSession:
         # Lazily, because aiohttp binds the session and resolver to the running loop.
@@ -75,28 +84,18 @@ class HttpSender:
     ) -> AttemptResult:
         """POST once. `excerpt`: also describe the answer (status line, headers, body start),
         which only Webhook/Test shows; deliveries skip that work."""
-        session = self._session or self._open()
-        if timeout is None:
-            limit, seconds = self._default_timeout, self._settings.attempt_timeout
-        else:
-            limit, seconds = aiohttp.ClientTimeout(total=timeout), timeout
-        status: int | None = None
+        seconds = self._settings.attempt_timeout if timeout is None else timeout
         started = perf_counter()
         try:
-            async with session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=limit
-            ) as resp:
-                status = resp.status
-                content = await _read_limited(resp.content, self._max_bytes)
-                latency_ms = (perf_counter() - started) * 1000.0
-                return _answered(resp, content, latency_ms, excerpt)
-        except TimeoutError:  # also aiohttp's ServerTimeoutError and asyncio.TimeoutError
+            async with asyncio.timeout(seconds):
+                answer = await self._transport.request("POST", url, headers, body)
+        except TimeoutError:
             error = f"timed out after {seconds:g} s"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            error = describe_error(exc)
-        return AttemptResult(
-            ok=False, status=status, error=error, latency_ms=(perf_counter() - started) * 1000.0
-        )
+        except TransportError as exc:
+            error = exc.message
+        else:
+            return _answered(answer, (perf_counter() - started) * 1000.0, excerpt)
+        return AttemptResult(ok=False, status=None, error=error, latency_ms=(perf_counter() - started) * 1000.0)
 
     async def request(
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None,
@@ -125,6 +124,7 @@ class HttpSender:
         raise ConnectionError(error)
 
     async def close(self) -> None:
+        await self._transport.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -161,36 +161,32 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _excerpt(resp: aiohttp.ClientResponse, content: bytes) -> str:
-    version = resp.version
-    head = [f"HTTP/{version.major}.{version.minor} {resp.status} {resp.reason or ''}".rstrip()]
-    head.extend(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in resp.raw_headers)
-    return "\r\n".join(head) + "\r\n\r\n" + content[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
+def _excerpt(answer: Answer) -> str:
+    head = [f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()]
+    head.extend(f"{k}: {v}" for k, v in answer.headers)
+    return "\r\n".join(head) + "\r\n\r\n" + answer.body[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
 
 
-def _answered(
-    resp: aiohttp.ClientResponse, content: bytes, latency_ms: float, with_excerpt: bool
-) -> AttemptResult:
-    status = resp.status
-    reason = resp.reason or ""
-    excerpt = _excerpt(resp, content) if with_excerpt else ""
+def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptResult:
+    status = answer.status
+    excerpt = _excerpt(answer) if with_excerpt else ""
     if 200 <= status < 300:
         return AttemptResult(
             ok=True, status=status, error=None, latency_ms=latency_ms,
-            response_excerpt=excerpt, body=content,
+            response_excerpt=excerpt, body=answer.body,
         )
     if 300 <= status < 400:
-        location = resp.headers.get("Location")
+        location = answer.header("Location")
         where = f" to {location}" if location else " without a Location header"
         error = f"redirect not followed: {status}{where}"
     else:
-        error = f"HTTP {status} {reason}".rstrip()
+        error = f"HTTP {status} {answer.reason}".rstrip()
     retry_after = None
-    if status in (429, 503) and (value := resp.headers.get("Retry-After")):
+    if status in (429, 503) and (value := answer.header("Retry-After")):
         retry_after = parse_retry_after(value)
     return AttemptResult(
         ok=False, status=status, error=error, latency_ms=latency_ms, response_excerpt=excerpt,
-        retry_after=retry_after, gone=status == 410, body=content,
+        retry_after=retry_after, gone=status == 410, body=answer.body,
     )
 
 

@@ -16,7 +16,11 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from .doorbell import Doorbell
+
 T = TypeVar("T")
+# Set by queue.notify on SQLite: ring the doorbell once this transaction has committed.
+RING_AFTER_COMMIT = "hookcast_ring"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -32,7 +36,11 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self.doorbell: Doorbell | None = None
         if self.is_sqlite:
+            db_path = make_url(self.url).database
+            if db_path and db_path != ":memory:":
+                self.doorbell = Doorbell(db_path)
             self.engine = _sqlite_engine(self.url, sqlite_synchronous)
             workers = 1
         else:
@@ -53,8 +61,12 @@ class Database:
         (`write=False`) does not take SQLite's write lock."""
         with self.engine.connect() as conn:
             conn.info["hookcast_read_only"] = not write
+            conn.info.pop(RING_AFTER_COMMIT, None)  # info outlives the checkout
             with conn.begin():
-                return fn(conn, *args)
+                result = fn(conn, *args)
+            if conn.info.pop(RING_AFTER_COMMIT, False) and self.doorbell is not None:
+                self.doorbell.ring()
+            return result
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in one transaction on the database thread."""
@@ -72,6 +84,8 @@ class Database:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self.doorbell is not None:
+            self.doorbell.close()
         self.engine.dispose()
 
 

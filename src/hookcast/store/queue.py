@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 
 from ..dispatch.mail import errors_mail
 from ..dispatch.policy import CounterDelta, DeliveryStatus, Outcome, RetryPolicy, fold, next_step
 from ..model import State, format_epoch
 from ..payload import format_timestamp
-from .schema import attempts, deliveries, events, mail_outbox, webhook_events, webhooks, workers
+from .database import RING_AFTER_COMMIT
+from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
 
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
 STATE_EVENT_VERBS = {State.Active: "started", State.Stopped: "stopped", State.TooManyErrors: "errors"}
@@ -199,9 +200,12 @@ NOTIFY_CHANNEL = "hookcast_deliveries"
 
 
 def notify(conn: Connection) -> None:
-    """PostgreSQL: wake idle dispatchers on every machine when this transaction commits."""
+    """Wake idle dispatchers in other processes when this transaction commits: NOTIFY on
+    PostgreSQL (every machine), the doorbell on SQLite (store/doorbell.py)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    else:
+        conn.info[RING_AFTER_COMMIT] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,11 +288,10 @@ def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
 
 
 def next_due(conn: Connection, exclude: Iterable[int] = ()) -> float | None:
-    query = select(func.min(deliveries.c.next_at)).where(deliveries.c.status == PENDING)
-    exclude = list(exclude)
-    if exclude:
-        query = query.where(deliveries.c.webhook_id.not_in(exclude))
-    return conn.execute(query).scalar()
+    """When the earliest pending delivery (of a webhook not in `exclude`) falls due."""
+    exclude = tuple(exclude)
+    skip = f" AND webhook_id NOT IN ({_marks(len(exclude))})" if exclude else ""
+    return _raw(conn, f"SELECT MIN(next_at) FROM deliveries WHERE status = 0{skip}", exclude).scalar()
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
@@ -353,32 +356,23 @@ def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now
         delta = fold([r.outcome for r in batch])
         if _trip(conn, webhook_id, delta, policy, now):
             transitions.append(webhook_id)
-        failures = [r for r in batch if not r.outcome.ok]
-        successes = [r for r in batch if r.outcome.ok]
-        rows.append({
-            "b_id": webhook_id, "b_calls": delta.calls, "b_errors": delta.errors,
-            "b_success": delta.had_success, "b_tail": delta.tail_errors,
-            "b_last_error": failures[-1].error if failures else None,
-            "b_error_at": failures[-1].at if failures else None,
-            "b_success_at": successes[-1].at if successes else None,
-            "b_event_id": batch[-1].claimed.event_uuid,
-        })
-    conn.execute(
-        update(webhooks).where(webhooks.c.id == bindparam("b_id")).values(
-            total_calls=webhooks.c.total_calls + bindparam("b_calls"),
-            total_errors=webhooks.c.total_errors + bindparam("b_errors"),
-            consecutive_errors=case(
-                (bindparam("b_success"), bindparam("b_tail")),
-                else_=webhooks.c.consecutive_errors + bindparam("b_errors"),
-            ),
-            last_error=func.coalesce(bindparam("b_last_error"), webhooks.c.last_error),
-            last_error_at=func.coalesce(bindparam("b_error_at"), webhooks.c.last_error_at),
-            last_success_at=func.coalesce(bindparam("b_success_at"), webhooks.c.last_success_at),
-            last_event_id=bindparam("b_event_id"),
-        ),
-        rows,
-    )
+        failure = next((r for r in reversed(batch) if not r.outcome.ok), None)
+        success = next((r for r in reversed(batch) if r.outcome.ok), None)
+        rows.append((
+            delta.calls, delta.errors, delta.had_success, delta.tail_errors, delta.errors,
+            failure.error if failure else None, failure.at if failure else None,
+            success.at if success else None, batch[-1].claimed.event_uuid, webhook_id,
+        ))
+    _raw(conn, _COUNT, rows)
     return transitions
+
+
+_COUNT = (
+    "UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors + ?,"
+    " consecutive_errors = CASE WHEN ? THEN ? ELSE consecutive_errors + ? END,"
+    " last_error = COALESCE(?, last_error), last_error_at = COALESCE(?, last_error_at),"
+    " last_success_at = COALESCE(?, last_success_at), last_event_id = ? WHERE id = ?"
+)
 
 
 def _trip(conn: Connection, webhook_id: int, delta: CounterDelta, policy: RetryPolicy, now: float) -> bool:

@@ -1,0 +1,334 @@
+"""The delivery transport: one HTTP/1.1 request per attempt over pooled keep-alive
+connections, on asyncio's Protocol with httptools' response parser (the C parser uvicorn
+uses).
+
+Why not aiohttp here: a delivery is one small POST and a short answer, and aiohttp's
+general-purpose client spends about three times the CPU per request on it (bench/README.md,
+"The delivery transport"); on a machine the receivers share, that CPU is the throughput.
+The target guard runs on every address connected to, as in guard.py.
+
+`request` raises `TransportError` (a short sentence fit for LastError) when no complete
+answer arrived; the caller bounds it with the attempt timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import ipaddress
+import socket
+import ssl
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+from .. import guard as target_guard
+
+__all__ = ["Answer", "Transport", "TransportError"]
+
+IDLE_SECONDS = 15.0  # a pooled connection idle longer is closed, not reused (as aiohttp does)
+
+
+class TransportError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    reason: str
+    version: str  # "1.1"
+    headers: list[tuple[str, str]]  # in wire order
+    body: bytes  # at most max_body bytes
+    truncated: bool  # the body was longer than max_body (the connection is then closed)
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str  # without brackets
+    port: int
+    authority: str  # the Host header
+    path: str  # path and query, as sent
+    literal: bool  # host is an IP address
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(url: str) -> _Target:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TransportError(f"invalid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TransportError(f"invalid URL: {url}")
+    host = parts.hostname
+    default = 443 if parts.scheme == "https" else 80
+    try:
+        ipaddress.ip_address(host)
+        literal = True
+    except ValueError:
+        literal = False
+    shown = f"[{host}]" if ":" in host else host
+    authority = shown if port in (None, default) else f"{shown}:{port}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(parts.scheme, host, port or default, authority, path, literal)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self, max_body: int) -> None:
+        self._max_body = max_body
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._headers_done = False
+        self._received = False
+        self.reusable = False
+
+    async def request(self, head: bytes, body: bytes) -> Answer:
+        assert self.transport is not None
+        self._reset()
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(head + body)
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    @property
+    def received_nothing(self) -> bool:
+        return not self._received
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # ----- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._received = True
+        if self._waiter is None or self._waiter.done():
+            self.close()  # nothing was asked: a confused peer
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(TransportError(f"invalid HTTP answer: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._waiter is not None and not self._waiter.done():
+            if self._headers_done and self._parser.get_status_code() and not self._framed():
+                self._complete(keep=False)  # a body delimited by the end of the connection
+            elif self._received:
+                self._fail(TransportError("the target closed the connection in the middle of its answer"))
+            else:
+                self._fail(TransportError("the target closed the connection without answering"))
+
+    # ----- httptools callbacks -------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, chunk: bytes) -> None:
+        room = self._max_body - self._size
+        if len(chunk) > room:
+            self._body.append(chunk[:room])
+            self._size = self._max_body + 1
+            self._complete(keep=False, truncated=True)
+            self.close()
+            return
+        self._body.append(chunk)
+        self._size += len(chunk)
+
+    def on_message_complete(self) -> None:
+        self._complete(keep=self._parser.should_keep_alive())
+
+    # ----- internals -----------------------------------------------------------------------
+
+    def _framed(self) -> bool:
+        return any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self._headers)
+
+    def _complete(self, *, keep: bool, truncated: bool = False) -> None:
+        if self._waiter is None or self._waiter.done():
+            return
+        self.reusable = keep and not truncated
+        self._waiter.set_result(Answer(
+            status=self._parser.get_status_code(),
+            reason=self._reason.decode("latin-1"),
+            version=self._parser.get_http_version(),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers],
+            body=b"".join(self._body),
+            truncated=truncated,
+        ))
+
+    def _fail(self, exc: Exception) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+
+
+class Transport:
+    """Keep-alive pools per (scheme, host, port), at most `per_host` connections each. Use
+    inside one event loop."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, guard: target_guard.TargetGuard, *,
+                 per_host: int, max_body: int) -> None:
+        self._ssl = ssl_context
+        self._guard = guard
+        self._per_host = per_host
+        self._max_body = max_body
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = defaultdict(deque)
+        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._open: set[_Connection] = set()
+
+    async def request(self, method: str, url: str, headers: dict[str, str] | list[tuple[str, str]],
+                      body: bytes = b"") -> Answer:
+        target = _parse(url)
+        head = _head(method, target, headers, body)
+        key = (target.scheme, target.host, target.port)
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(self._per_host)
+        async with slots:
+            conn = self._reuse(key)
+            if conn is None:
+                return await self._exchange(key, await self._connect(target), head, body)
+            try:
+                return await self._exchange(key, conn, head, body)
+            except TransportError:
+                # A pooled connection the target closed while idle fails before any byte of
+                # an answer; nothing was processed, so one fresh connection is tried.
+                if not conn.received_nothing:
+                    raise
+            return await self._exchange(key, await self._connect(target), head, body)
+
+    async def _exchange(self, key: tuple[str, str, int], conn: _Connection, head: bytes,
+                        body: bytes) -> Answer:
+        try:
+            answer = await conn.request(head, body)
+        except BaseException:
+            self._drop(conn)  # failed, cancelled or timed out mid-request: unusable
+            raise
+        if conn.reusable and not conn.closed:
+            conn.idle_since = time.monotonic()
+            self._idle[key].append(conn)
+        else:
+            self._drop(conn)
+        return answer
+
+    def _drop(self, conn: _Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
+
+    def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        cutoff = time.monotonic() - IDLE_SECONDS
+        while idle:
+            conn = idle.pop()  # the most recently used: the least likely to be closed
+            if not conn.closed and conn.idle_since > cutoff:
+                return conn
+            self._drop(conn)
+        return None
+
+    async def _connect(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        addresses = await self._addresses(target)
+        tls = self._ssl if target.scheme == "https" else None
+        error: Exception | None = None
+        for family, address in addresses:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self._max_body), host=address, port=target.port,
+                    family=family, ssl=tls, server_hostname=target.host if tls else None,
+                )
+            except ssl.SSLCertVerificationError as exc:
+                raise TransportError(f"TLS certificate verification failed: {exc.verify_message}") from None
+            except ssl.SSLError as exc:
+                reason = (exc.reason or str(exc)).replace("_", " ").lower()
+                raise TransportError(f"TLS handshake failed: {reason}") from None
+            except OSError as exc:
+                error = exc
+                continue
+            self._open.add(conn)
+            return conn
+        assert error is not None
+        if getattr(error, "errno", None) == errno.ECONNREFUSED or isinstance(error, ConnectionRefusedError):
+            raise TransportError("connection refused")
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise TransportError(f"could not connect to {target.host}:{target.port}: {reason}")
+
+    async def _addresses(self, target: _Target) -> list[tuple[int, str]]:
+        """The addresses to try, each one passed by the guard."""
+        if target.literal:
+            if (reason := self._guard.refusal(target.host)) is not None:
+                raise TransportError(f"target refused: {reason}")
+            family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+            return [(family, target.host)]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise TransportError(f"could not resolve {target.host}: {exc.strerror or exc}") from None
+        found = list(dict.fromkeys((family, sockaddr[0]) for family, _, _, _, sockaddr in infos))
+        allowed = [a for a in found if self._guard.is_allowed(a[1])]
+        if not allowed:
+            reason = self._guard.refusal(found[0][1]) if found else None
+            raise TransportError(
+                f"target refused: {target.host} resolves only to refused addresses: {reason}"
+                if reason else f"could not resolve {target.host}: no address")
+        return allowed
+
+    async def close(self) -> None:
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports run their close callbacks
+
+
+def _head(method: str, target: _Target, headers: dict[str, str] | list[tuple[str, str]],
+          body: bytes) -> bytes:
+    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.authority}\r\n"]
+    if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    for name, value in headers.items() if isinstance(headers, dict) else headers:
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise TransportError(f"invalid header {name!r}: line breaks are not allowed")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise TransportError("a header holds characters outside ISO-8859-1") from None
