@@ -36,6 +36,12 @@ class Dispatcher:
         self._on_transitions = on_transitions
         self.policy = RetryPolicy.from_settings(settings)
         self._wake = asyncio.Event()
+        # When a claim may find something for a webhook we can take: 0 = now. After a claim
+        # that found less than it asked for, the next due time (inf: none), until wake() says
+        # that something changed. So slots coming free do not each cost a claim that scans
+        # the due rows of a saturated webhook (a hanging receiver's backlog).
+        self._claim_at = 0.0
+        self._wakes = 0
         self._stopping = False
         self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
@@ -56,7 +62,10 @@ class Dispatcher:
         return len(self._tasks)
 
     def wake(self) -> None:
-        """Something may be due: new deliveries were committed or a slot came free."""
+        """Something may be due: new deliveries were committed, retries were scheduled or a
+        webhook is no longer saturated."""
+        self._claim_at = 0.0
+        self._wakes += 1
         self._wake.set()
 
     def start(self) -> None:
@@ -99,34 +108,36 @@ class Dispatcher:
             # Held deliveries and outcomes not yet written count against the slots too.
             backlog = max(0, len(self._results) - settings.batch_size)
             free = settings.concurrency - len(self._tasks) - self._held - backlog
-            if free > 0:
+            if free > 0 and self._claim_at <= time.time():
                 saturated = self.saturated()
+                wakes = self._wakes
+                limit = min(free, settings.batch_size)
                 try:
-                    claimed = await self._claim(free, saturated)
+                    if len(await self._claim(limit, saturated)) == limit:
+                        continue  # there may be more
+                    due = await self._db.read(queue.next_due, saturated)
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
-                    claimed = []
                     await asyncio.sleep(0.5)
-                if claimed:
                     continue
-                timeout = await self._until_next_due(saturated)
-            else:
-                timeout = settings.poll_interval
+                if self._wakes == wakes:  # else what the claim saw is already outdated
+                    self._claim_at = float("inf") if due is None else due
+            timeout = settings.poll_interval
+            if free > 0:
+                timeout = min(timeout, max(0.0, self._claim_at - time.time()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
-                pass
+                self._claim_at = 0.0  # poll: another process may have queued work unannounced
 
     def saturated(self) -> list[int]:
         """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
         cap = 2 * self._settings.per_webhook_concurrency
         return [w for w, n in self._per_webhook.items() if n + len(self._holds.get(w, ())) >= cap]
 
-    async def _claim(self, free: int, saturated: list[int]) -> list[queue.Claimed]:
+    async def _claim(self, limit: int, saturated: list[int]) -> list[queue.Claimed]:
         now = time.time()
-        claimed = await self._db.run(
-            queue.claim, now, now + self._settings.lease, min(free, self._settings.batch_size), saturated
-        )
+        claimed = await self._db.run(queue.claim, now, now + self._settings.lease, limit, saturated)
         self.admit(claimed)
         return claimed
 
@@ -172,11 +183,6 @@ class Dispatcher:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _until_next_due(self, saturated: list[int]) -> float:
-        due = await self._db.read(queue.next_due, saturated)
-        poll = self._settings.poll_interval
-        return poll if due is None else min(poll, max(0.0, due - time.time()))
-
     def _start(self, item: queue.Claimed) -> None:
         self._per_webhook[item.webhook_id] += 1
         task = asyncio.create_task(self._attempt(item))
@@ -194,10 +200,12 @@ class Dispatcher:
             self._held -= 1
             self._held_ids.discard(item.delivery_id)
             self._start(item)
+            if self._per_webhook[webhook_id] + len(held) == 2 * self._settings.per_webhook_concurrency - 1:
+                self.wake()  # no longer saturated: its due deliveries may be claimed again
         else:
             if not self._per_webhook[webhook_id]:
                 del self._per_webhook[webhook_id]
-            self._wake.set()
+            self._wake.set()  # a slot came free
 
     async def _attempt(self, item: queue.Claimed) -> None:
         started = time.time()
@@ -252,4 +260,7 @@ class Dispatcher:
                 log.warning("webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant)
             if transitions:
                 self._on_transitions(transitions)
-            self._wake.set()  # retries may now be due sooner than the claimer thought
+            if any(not r.outcome.ok for r in batch):
+                self.wake()  # retries may now be due sooner than the claimer thought
+            else:
+                self._wake.set()  # written outcomes free their slots
