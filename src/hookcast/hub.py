@@ -99,7 +99,7 @@ class Hub:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.dispatcher:
             if self.db.doorbell is not None:
-                self.db.doorbell.close()
+                self.db.doorbell.stop_listening()
             await self.dispatcher.stop()
             await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:

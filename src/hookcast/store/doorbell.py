@@ -4,10 +4,12 @@ A process that delivers (`hookcast serve`, `hookcast worker`, a delivering Hub) 
 a Unix datagram socket in a directory named after the database file; a process that
 commits new due deliveries (an application's `Hub(deliver=False)`, the CLI) sends one byte
 to every socket there after the commit. So a separate worker starts delivering within
-microseconds instead of at its next poll.
+milliseconds instead of at its next poll.
 
-Only an optimisation: a ring that is lost (another user's process, a full buffer, a
-crash) costs at most one poll interval, never a delivery.
+Only an optimisation: a ring that is lost (a full buffer, a crash, a directory we cannot
+use) costs at most one poll interval, never a delivery, so nothing here ever raises.
+The directory is private to the user ($XDG_RUNTIME_DIR, else a 0700 directory of ours in
+the temporary directory); one that another user owns or can write to is not used.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import socket
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -25,13 +29,38 @@ from pathlib import Path
 
 __all__ = ["Doorbell"]
 
+log = logging.getLogger("hookcast")
+MAX_SOCKET_PATH = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+
+
+def _base() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "hookcast"
+    return Path(tempfile.gettempdir()) / f"hookcast-{os.getuid()}"
+
+
+def _private(path: Path, *, repair: bool = False) -> bool:
+    """Ours alone: a directory (not a symlink) owned by us, no access for group or others.
+    `repair`: take such access away from a directory we own."""
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return False
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            if not repair:
+                return False
+            os.chmod(path, 0o700)
+    except OSError:
+        return False
+    return True
+
 
 class Doorbell:
     def __init__(self, db_path: str) -> None:
         key = hashlib.sha256(os.path.realpath(db_path).encode()).hexdigest()[:16]
-        # Short on purpose: a socket path may hold at most 107 bytes.
-        self.directory = Path(tempfile.gettempdir()) / f"hookcast-{os.getuid()}" / key
-        self._sender: socket.socket | None = None
+        self.directory = _base() / key
+        self._sender: socket.socket | None = None  # used on the database thread only
         self._listener: socket.socket | None = None
         self._own: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -39,12 +68,14 @@ class Doorbell:
     def ring(self) -> None:
         """Wake every listener but our own. Never raises and never blocks."""
         try:
+            if not _private(self.directory.parent) or not _private(self.directory):
+                return  # nobody listens, or not a directory we trust
             names = os.listdir(self.directory)
+            if self._sender is None:
+                self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sender.setblocking(False)
         except OSError:
-            return  # nobody listens
-        if self._sender is None:
-            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sender.setblocking(False)
+            return
         for name in names:
             path = str(self.directory / name)
             if path == self._own:
@@ -57,14 +88,30 @@ class Doorbell:
                         os.unlink(path)
                 # EAGAIN: its buffer is full of unread rings, so it will wake anyway.
 
-    def listen(self, on_ring: Callable[[], None]) -> None:
-        """Call `on_ring` on the running loop whenever another process rings."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._own = str(self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind(self._own)
-        self._listener = sock
+    def listen(self, on_ring: Callable[[], None]) -> bool:
+        """Call `on_ring` on the running loop whenever another process rings. False (and a
+        warning) when that is not possible here: this process then relies on polling."""
+        try:
+            for directory in (self.directory.parent, self.directory):
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir(mode=0o700)
+                if not _private(directory, repair=True):
+                    raise PermissionError(f"{directory} is not a directory of this user")
+            own = str(self.directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            if len(os.fsencode(own)) > MAX_SOCKET_PATH:
+                raise OSError(f"the socket path {own} is longer than {MAX_SOCKET_PATH} bytes")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind(own)
+            except OSError:
+                sock.close()
+                raise
+        except OSError as exc:
+            log.warning("no cross-process wake-ups on this SQLite database (%s); "
+                        "new deliveries from other processes wait for the next poll", exc)
+            return False
+        self._own, self._listener = own, sock
         self._loop = asyncio.get_running_loop()
 
         def readable() -> None:
@@ -74,8 +121,10 @@ class Doorbell:
             on_ring()
 
         self._loop.add_reader(sock.fileno(), readable)
+        return True
 
-    def close(self) -> None:
+    def stop_listening(self) -> None:
+        """Remove our socket (and the directory, when we were the last)."""
         if self._listener is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._listener.fileno())
@@ -84,7 +133,13 @@ class Doorbell:
         if self._own is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._own)
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # fails while other listeners are in it
             self._own = None
+
+    def close(self) -> None:
+        """Stop listening and release the sender (once the database thread is done)."""
+        self.stop_listening()
         if self._sender is not None:
             self._sender.close()
             self._sender = None
