@@ -200,8 +200,9 @@ async def test_a_directory_open_to_others_is_not_rung_until_its_owner_listens(
 ) -> None:
     # Group- or world-writable: someone else could plant or replace sockets in it. A ringer
     # does not use it; a listener, being its owner, takes the others' access away first.
+    short = Path(tempfile.mkdtemp(prefix="hc-"))  # tmp_path can be too deep for a socket path
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(short))
     bell = Doorbell(str(tmp_path / "shared.db"))
     bell.directory.mkdir(parents=True)
     bell.directory.parent.chmod(0o777)
@@ -219,6 +220,7 @@ async def test_a_directory_open_to_others_is_not_rung_until_its_owner_listens(
         planted.close()
     finally:
         bell.close()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 # ----- a real worker process ----------------------------------------------------------------------
