@@ -88,7 +88,7 @@ class HttpSender:
         started = perf_counter()
         try:
             async with asyncio.timeout(seconds):
-                answer = await self._transport.request("POST", url, headers, body)
+                answer = await self._transport.post(url, headers, body)
         except TimeoutError:
             error = f"timed out after {seconds:g} s"
         except TransportError as exc:

@@ -7,7 +7,7 @@ general-purpose client spends about three times the CPU per request on it (bench
 "The delivery transport"); on a machine the receivers share, that CPU is the throughput.
 The target guard runs on every address connected to, as in guard.py.
 
-`request` raises `TransportError` (a short sentence fit for LastError) when no complete
+`post` raises `TransportError` (a short sentence fit for LastError) when no complete
 answer arrived; the caller bounds it with the attempt timeout.
 """
 
@@ -93,6 +93,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.lost = asyncio.get_running_loop().create_future()  # done once the socket is closed
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
         self._reset()
@@ -137,12 +138,17 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # not a subclass of HttpParserError
+            self._fail(TransportError("invalid HTTP answer: 101 Switching Protocols, which was not asked for"))
+            self.close()
         except httptools.HttpParserError as exc:
             self._fail(TransportError(f"invalid HTTP answer: {exc}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
         if self._waiter is not None and not self._waiter.done():
             if self._headers_done and self._parser.get_status_code() and not self._framed():
                 self._complete(keep=False)  # a body delimited by the end of the connection
@@ -174,6 +180,11 @@ class _Connection(asyncio.Protocol):
         self._size += len(chunk)
 
     def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            self._reset()
+            self._received = True
+            return
         self._complete(keep=self._parser.should_keep_alive())
 
     # ----- internals -----------------------------------------------------------------------
@@ -212,12 +223,13 @@ class Transport:
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = defaultdict(deque)
         self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._open: set[_Connection] = set()
+        self._swept = 0.0
 
-    async def request(self, method: str, url: str, headers: dict[str, str] | list[tuple[str, str]],
-                      body: bytes = b"") -> Answer:
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
         target = _parse(url)
-        head = _head(method, target, headers, body)
+        head = _head(target, headers, body)
         key = (target.scheme, target.host, target.port)
+        self._sweep()
         slots = self._slots.get(key)
         if slots is None:
             slots = self._slots[key] = asyncio.Semaphore(self._per_host)
@@ -254,13 +266,23 @@ class Transport:
 
     def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
-        cutoff = time.monotonic() - IDLE_SECONDS
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed
-            if not conn.closed and conn.idle_since > cutoff:
+            if not conn.closed and conn.idle_since > time.monotonic() - IDLE_SECONDS:
                 return conn
             self._drop(conn)
         return None
+
+    def _sweep(self) -> None:
+        """Close pooled connections idle longer than IDLE_SECONDS (looked at a few times in
+        that period, not on every request)."""
+        now = time.monotonic()
+        if now < self._swept + IDLE_SECONDS / 4:
+            return
+        self._swept = now
+        for idle in self._idle.values():
+            while idle and (idle[0].closed or idle[0].idle_since <= now - IDLE_SECONDS):
+                self._drop(idle.popleft())  # the oldest first
 
     async def _connect(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -311,19 +333,19 @@ class Transport:
         return allowed
 
     async def close(self) -> None:
-        for conn in list(self._open):
+        """Close every connection and wait (briefly) until their sockets are closed."""
+        conns = list(self._open)
+        for conn in conns:
             conn.close()
         self._open.clear()
         self._idle.clear()
-        await asyncio.sleep(0)  # let the transports run their close callbacks
+        if conns:
+            await asyncio.wait([c.lost for c in conns], timeout=1.0)
 
 
-def _head(method: str, target: _Target, headers: dict[str, str] | list[tuple[str, str]],
-          body: bytes) -> bytes:
-    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.authority}\r\n"]
-    if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    for name, value in headers.items() if isinstance(headers, dict) else headers:
+def _head(target: _Target, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"POST {target.path} HTTP/1.1\r\nHost: {target.authority}\r\nContent-Length: {len(body)}\r\n"]
+    for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise TransportError(f"invalid header {name!r}: line breaks are not allowed")
         lines.append(f"{name}: {value}\r\n")

@@ -1,0 +1,742 @@
+"""The lean delivery transport (dispatch/transport.py) against real TLS servers on loopback.
+
+Most servers here are raw: an `asyncio.start_server(..., ssl=...)` server running on its own
+event loop in its own thread, whose handler writes exactly the bytes a test needs (broken
+answers, closes at awkward moments, slow answers) and records what arrived. Running it on
+another thread keeps it independent of the test's loop, so a test can even hold its own loop
+still while the server acts (the idle-close race below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import trustme
+
+from hookcast.dispatch import transport as transport_module
+from hookcast.dispatch.http import HttpSender
+from hookcast.dispatch.transport import Answer, Transport, TransportError
+from hookcast.guard import TargetGuard, make_ssl_context
+from hookcast.settings import Settings
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+WAIT = 5.0  # the bound on every single wait in this file
+
+
+# -- a raw TLS server ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RawRequest:
+    connection: int  # index of the connection it arrived on, from 0
+    line: str  # "POST /path HTTP/1.1"
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+class RawConnection:
+    """One accepted connection, as a handler sees it."""
+
+    def __init__(self, server: RawServer, index: int, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.index = index
+        self.reader = reader
+        self.writer = writer
+
+    async def read_request(self) -> RawRequest | None:
+        """The next request, recorded; None when the client closed the connection."""
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            line, *fields = head.decode("latin-1").split("\r\n")[:-2]
+            headers = [(k, v.strip()) for k, _, v in (f.partition(":") for f in fields)]
+            length = int(next((v for k, v in headers if k.lower() == "content-length"), "0"))
+            body = await self.reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            self.server.record_eof(self.index)
+            return None
+        request = RawRequest(self.index, line, headers, body)
+        self.server.record_request(request)
+        return request
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def wait_eof(self) -> None:
+        """Read (and drop) until the client closes the connection; recorded as EOF."""
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while await self.reader.read(65536):
+                pass
+        self.server.record_eof(self.index)
+
+    async def close(self) -> None:
+        """Close as a server does: TLS close_notify, then the socket."""
+        self.writer.close()
+        self.server.record_server_close(self.index)
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), WAIT)
+
+
+Handler = Callable[[RawConnection], Awaitable[None]]
+
+
+class RawServer:
+    """A TLS server on its own loop and thread; `handler(conn)` runs once per connection."""
+
+    def __init__(self, cert: trustme.LeafCert, handler: Handler, host: str = "127.0.0.1") -> None:
+        self._cert = cert
+        self._handler = handler
+        self.host = host
+        self.port = 0
+        self._lock = threading.Lock()
+        self.connections = 0  # accepted so far
+        self.open_now = 0  # handlers running
+        self.max_open = 0
+        self._requests: list[RawRequest] = []
+        self._eof: set[int] = set()
+        self._server_closed: set[int] = set()
+        self.server_closed_event = threading.Event()  # set by the first server-side close
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    # lifecycle
+
+    def start(self) -> RawServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=WAIT)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=WAIT)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=WAIT)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._cert.configure_cert(context)
+        self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=context)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.sleep(0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        with self._lock:
+            index = self.connections
+            self.connections += 1
+            self.open_now += 1
+            self.max_open = max(self.max_open, self.open_now)
+        try:
+            await self._handler(RawConnection(self, index, reader, writer))
+        except (ConnectionError, ssl.SSLError):
+            pass
+        except asyncio.CancelledError:
+            pass  # stopped; ending normally keeps asyncio.streams from logging the cancellation
+        finally:
+            with self._lock:
+                self.open_now -= 1
+
+    # records (read from the test's thread)
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{shown}:{self.port}/hook"
+
+    def url_for(self, path: str, host: str | None = None) -> str:
+        return f"https://{host or self.host}:{self.port}{path}"
+
+    def record_request(self, request: RawRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def record_eof(self, index: int) -> None:
+        with self._lock:
+            self._eof.add(index)
+
+    def record_server_close(self, index: int) -> None:
+        with self._lock:
+            self._server_closed.add(index)
+        self.server_closed_event.set()
+
+    @property
+    def requests(self) -> list[RawRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def eof(self) -> set[int]:
+        with self._lock:
+            return set(self._eof)
+
+
+def response(body: bytes = b"ok", status: str = "200 OK", *headers: str) -> bytes:
+    head = "".join(f"{h}\r\n" for h in headers)
+    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
+
+
+async def serve(conn: RawConnection,
+                answer: Callable[[RawRequest], bytes] = lambda request: response(request.body)) -> None:
+    """Keep-alive: answer every request until the client closes the connection."""
+    while (request := await conn.read_request()) is not None:
+        await conn.send(answer(request))
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def raw_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
+    return tls_ca.issue_cert("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture
+def raw_server(raw_cert: trustme.LeafCert) -> Iterator[Callable[..., RawServer]]:
+    """`raw_server(handler, host="127.0.0.1")`: started now, stopped after the test."""
+    started: list[RawServer] = []
+
+    def make(handler: Handler = serve, host: str = "127.0.0.1") -> RawServer:
+        server = RawServer(raw_cert, handler, host).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+async def make_transport(ca_bundle_path: str) -> AsyncIterator[Callable[..., Transport]]:
+    """`make_transport(allow=LOOPBACK, per_host=4, max_body=65536)`; closed after the test."""
+    made: list[Transport] = []
+
+    def make(allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK, *,
+             per_host: int = 4, max_body: int = 65536) -> Transport:
+        transport = Transport(make_ssl_context(ca_bundle_path), TargetGuard(list(allow)),
+                              per_host=per_host, max_body=max_body)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await close_fully(transport)
+
+
+async def close_fully(transport: Transport) -> None:
+    """`close()`, then wait (bounded) until the TLS shutdowns finished and the sockets are
+    closed, so none is left to the garbage collector after the test's loop is gone."""
+    sockets = [sock for conn in transport._open if conn.transport is not None
+               and (sock := conn.transport.get_extra_info("socket")) is not None]
+    await transport.close()
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: all(sock.fileno() == -1 for sock in sockets),
+                         "the client's sockets to close", timeout=2.0)
+
+
+async def post(transport: Transport, url: str, body: bytes = b"{}",
+               headers: dict[str, str] | None = None, timeout: float = WAIT) -> Answer:
+    # asyncio.timeout, not wait_for: no extra task, so the request is written in the same loop
+    # step as the call (the idle-close race below depends on that).
+    async with asyncio.timeout(timeout):
+        return await transport.post(url, headers or {"Content-Type": "application/json"}, body)
+
+
+async def refused(transport: Transport, url: str, **kwargs: object) -> str:
+    with pytest.raises(TransportError) as failed:
+        await post(transport, url, **kwargs)  # type: ignore[arg-type]
+    return failed.value.message
+
+
+def pooled(transport: Transport) -> list[transport_module._Connection]:
+    return [conn for idle in transport._idle.values() for conn in idle]
+
+
+# -- keep-alive ----------------------------------------------------------------------------------
+
+async def test_sequential_requests_share_one_connection(raw_server, make_transport) -> None:
+    server = raw_server()
+    transport = make_transport()
+    for i in range(20):
+        answer = await post(transport, server.url + f"?n={i}", f'{{"n":{i}}}'.encode())
+        assert (answer.status, answer.reason, answer.version) == (200, "OK", "1.1")
+        assert answer.body == f'{{"n":{i}}}'.encode()  # the server echoes the body
+        assert answer.truncated is False
+        assert answer.header("content-length") == str(len(answer.body))
+    assert server.connections == 1
+    requests = server.requests
+    assert [r.line for r in requests] == [f"POST /hook?n={i} HTTP/1.1" for i in range(20)]
+    assert all(r.header("Host") == f"127.0.0.1:{server.port}" for r in requests)
+    assert all(r.header("Content-Length") == str(len(r.body)) for r in requests)
+    assert all(r.header("Content-Type") == "application/json" for r in requests)
+
+
+async def test_idle_connection_closed_by_the_server_is_replaced(raw_server, make_transport) -> None:
+    # The server answers with keep-alive and closes right after; the client has seen the
+    # close by the time of the next request.
+    async def answer_then_close(conn: RawConnection) -> None:
+        request = await conn.read_request()
+        if request is not None:
+            await conn.send(response(request.body))
+            await conn.close()
+
+    server = raw_server(answer_then_close)
+    transport = make_transport()
+    assert (await post(transport, server.url, b"one")).body == b"one"
+    await eventually(lambda: not any(not c.closed for c in pooled(transport)),
+                     "the client to see the server's close")
+    assert (await post(transport, server.url, b"two")).body == b"two"
+    assert [(r.connection, r.body) for r in server.requests] == [(0, b"one"), (1, b"two")]
+    assert server.connections == 2
+
+
+async def test_request_on_a_pooled_connection_the_server_just_closed_is_retried_once(
+        raw_server, make_transport) -> None:
+    # The race: the server closes the idle connection, but the client has not read the close
+    # yet (its loop is held still below) and writes the next request into the dead connection.
+    # No byte of an answer comes back, so the transport retries once on a fresh connection.
+    async def answer_then_close(conn: RawConnection) -> None:
+        request = await conn.read_request()
+        if request is None:
+            return
+        await conn.send(response(request.body))
+        if conn.index == 0:
+            await conn.close()
+        else:
+            await serve(conn)
+
+    server = raw_server(answer_then_close)
+    transport = make_transport()
+    assert (await post(transport, server.url, b"one")).body == b"one"
+    # Hold this loop still (bounded) until the server has closed connection 0.
+    assert server.server_closed_event.wait(WAIT)
+    time.sleep(0.05)  # noqa: ASYNC251 -- deliberately blocking: the close must arrive unread
+    [conn] = pooled(transport)
+    assert not conn.closed, "precondition: the client must not have noticed the close yet"
+
+    answer = await post(transport, server.url, b"two")
+    assert (answer.status, answer.body) == (200, b"two")
+    assert server.connections == 2
+    # "two" was processed exactly once, on the fresh connection.
+    assert [(r.connection, r.body) for r in server.requests] == [(0, b"one"), (1, b"two")]
+    # ... and the fresh connection is pooled and reused.
+    assert (await post(transport, server.url, b"three")).body == b"three"
+    assert server.connections == 2
+
+
+async def test_pooled_connection_retry_happens_once_only(raw_server, make_transport) -> None:
+    # Connection 0 answers once; afterwards every connection takes the request and closes
+    # without answering: the transport retries once (connection 1) and then gives up.
+    async def handler(conn: RawConnection) -> None:
+        request = await conn.read_request()
+        if request is None:
+            return
+        if conn.index == 0:
+            await conn.send(response(request.body))
+            if await conn.read_request() is None:
+                return
+        await conn.close()
+
+    server = raw_server(handler)
+    transport = make_transport()
+    assert (await post(transport, server.url, b"one")).body == b"one"
+    message = await refused(transport, server.url, body=b"two")
+    assert message == "the target closed the connection without answering"
+    assert server.connections == 2
+    assert [(r.connection, r.body) for r in server.requests] == [(0, b"one"), (0, b"two"),
+                                                                  (1, b"two")]
+
+
+# -- broken answers ------------------------------------------------------------------------------
+
+async def test_close_without_answer_on_a_fresh_connection_is_not_retried(
+        raw_server, make_transport) -> None:
+    async def read_then_close(conn: RawConnection) -> None:
+        await conn.read_request()
+        await conn.close()
+
+    server = raw_server(read_then_close)
+    transport = make_transport()
+    message = await refused(transport, server.url, body=b"x")
+    assert message == "the target closed the connection without answering"
+    assert server.connections == 1
+    assert [r.body for r in server.requests] == [b"x"]
+
+
+async def test_close_in_the_middle_of_the_answer(raw_server, make_transport) -> None:
+    async def half_answer(conn: RawConnection) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await conn.close()
+
+    server = raw_server(half_answer)
+    transport = make_transport()
+    message = await refused(transport, server.url)
+    assert message == "the target closed the connection in the middle of its answer"
+    assert server.connections == 1  # bytes of an answer arrived: never retried
+    assert len(server.requests) == 1
+
+
+async def test_close_right_after_the_tls_handshake(raw_server, make_transport) -> None:
+    async def close_at_once(conn: RawConnection) -> None:
+        await conn.close()
+
+    server = raw_server(close_at_once)
+    transport = make_transport()
+    message = await refused(transport, server.url)
+    assert message == "the target closed the connection without answering"
+    assert server.connections == 1
+
+
+async def test_garbage_answer_is_an_invalid_http_answer(raw_server, make_transport) -> None:
+    # Connection 0 answers properly once, then garbage; later connections answer properly.
+    async def handler(conn: RawConnection) -> None:
+        if conn.index == 0:
+            if (request := await conn.read_request()) is None:
+                return
+            await conn.send(response(request.body))
+            if await conn.read_request() is None:
+                return
+            await conn.send(b"NOT HTTP\r\n\r\n")
+            await conn.wait_eof()
+        else:
+            await serve(conn)
+
+    server = raw_server(handler)
+    transport = make_transport()
+    assert (await post(transport, server.url, b"one")).body == b"one"
+    message = await refused(transport, server.url, body=b"two")
+    assert message.startswith("invalid HTTP answer"), message
+    # Bytes came back, so no retry on another connection; the broken one is closed.
+    assert server.connections == 1
+    await eventually(lambda: 0 in server.eof, "the client to close the broken connection")
+    assert (await post(transport, server.url, b"three")).body == b"three"
+    assert server.connections == 2
+
+
+async def test_answer_in_tiny_pieces_is_parsed(raw_server, make_transport) -> None:
+    wire = response(b"piecewise", "201 Created Here", "X-One: 1", "X-Two: two words")
+
+    async def dribble(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            for i in range(0, len(wire), 3):
+                await conn.send(wire[i:i + 3])
+                await asyncio.sleep(0.001)
+
+    server = raw_server(dribble)
+    transport = make_transport()
+    for _ in range(2):
+        answer = await post(transport, server.url)
+        assert (answer.status, answer.reason, answer.body) == (201, "Created Here", b"piecewise")
+        assert answer.headers == [("Content-Length", "9"), ("X-One", "1"), ("X-Two", "two words")]
+    assert server.connections == 1
+
+
+# -- body framing --------------------------------------------------------------------------------
+
+async def test_chunked_answer_is_decoded_and_the_connection_reused(raw_server, make_transport) -> None:
+    async def chunked(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            await conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            await conn.send(b"5\r\nhello\r\n")
+            await conn.send(b"1\r\n \r\n6\r\nworld!\r\n")
+            await conn.send(b"0\r\n\r\n")
+
+    server = raw_server(chunked)
+    transport = make_transport()
+    for _ in range(3):
+        answer = await post(transport, server.url)
+        assert (answer.status, answer.body, answer.truncated) == (200, b"hello world!", False)
+    assert server.connections == 1
+
+
+async def test_answer_delimited_by_connection_close(raw_server, make_transport) -> None:
+    body = b"".join(b"line %d\n" % i for i in range(2000))  # ~16 KB, several writes
+
+    async def until_close(conn: RawConnection) -> None:
+        if await conn.read_request() is None:
+            return
+        await conn.send(b"HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n")
+        for i in range(0, len(body), 4000):
+            await conn.send(body[i:i + 4000])
+        await conn.close()
+
+    server = raw_server(until_close)
+    transport = make_transport()
+    for expected_connections in (1, 2):
+        answer = await post(transport, server.url)
+        assert (answer.status, answer.version, answer.truncated) == (200, "1.0", False)
+        assert answer.body == body
+        assert server.connections == expected_connections  # never pooled
+
+
+@pytest.mark.parametrize("status_line, connection", [
+    ("HTTP/1.1 200 OK", "Connection: close\r\n"),
+    ("HTTP/1.0 200 OK", ""),  # HTTP/1.0 without keep-alive
+])
+async def test_answer_that_ends_the_connection_is_not_reused(
+        raw_server, make_transport, status_line: str, connection: str) -> None:
+    # The server says it is done with the connection (but leaves the socket open): a second
+    # request written there would never be answered.
+    async def once(conn: RawConnection) -> None:
+        if (request := await conn.read_request()) is None:
+            return
+        await conn.send(f"{status_line}\r\n{connection}Content-Length: {len(request.body)}\r\n\r\n"
+                        .encode() + request.body)
+        await conn.wait_eof()
+
+    server = raw_server(once)
+    transport = make_transport()
+    assert (await post(transport, server.url, b"one")).body == b"one"
+    await eventually(lambda: 0 in server.eof, "the client to close connection 0")
+    assert (await post(transport, server.url, b"two")).body == b"two"
+    assert server.connections == 2
+    assert [(r.connection, r.body) for r in server.requests] == [(0, b"one"), (1, b"two")]
+
+
+async def test_body_longer_than_max_body_is_truncated_and_not_reused(
+        raw_server, make_transport) -> None:
+    big = bytes(range(256)) * 20  # 5120 bytes
+
+    async def handler(conn: RawConnection) -> None:
+        await serve(conn, lambda request: response(big if request.body == b"big" else b"x" * 1000))
+
+    server = raw_server(handler)
+    transport = make_transport(max_body=1000)
+
+    exact = await post(transport, server.url, b"exact")  # exactly max_body: complete, reused
+    assert (len(exact.body), exact.truncated) == (1000, False)
+    answer = await post(transport, server.url, b"big")
+    assert answer.status == 200 and answer.truncated is True
+    assert answer.body == big[:1000]
+    assert server.connections == 1
+    await eventually(lambda: 0 in server.eof, "the client to close the truncated connection")
+
+    after = await post(transport, server.url, b"exact")
+    assert (len(after.body), after.truncated) == (1000, False)
+    assert server.connections == 2
+
+
+# -- per-host limit ------------------------------------------------------------------------------
+
+async def test_per_host_limit_caps_simultaneous_connections(raw_server, make_transport) -> None:
+    lock = threading.Lock()
+    busy = [0, 0]  # answers being prepared now, the most at once
+
+    async def slow(conn: RawConnection) -> None:
+        while (request := await conn.read_request()) is not None:
+            with lock:
+                busy[0] += 1
+                busy[1] = max(busy[1], busy[0])
+            await asyncio.sleep(0.05)
+            with lock:
+                busy[0] -= 1
+            await conn.send(response(request.body))
+
+    server = raw_server(slow)
+    transport = make_transport(per_host=3)
+    answers = await asyncio.wait_for(asyncio.gather(
+        *(transport.post(server.url, {}, b"%d" % i) for i in range(10))), WAIT)
+    assert [a.body for a in answers] == [b"%d" % i for i in range(10)]
+    assert sorted(r.body for r in server.requests) == sorted(b"%d" % i for i in range(10))
+    assert server.max_open <= 3 and server.connections <= 3
+    assert busy[1] == 3  # the limit, and really concurrent up to it
+
+
+# -- what is refused before anything is sent -----------------------------------------------------
+
+@pytest.mark.parametrize("headers", [
+    {"X-Evil": "a\r\nX-Injected: 1"},
+    {"X-Evil": "a\nb"},
+    {"X-Evil\r\nX-Injected": "1"},
+])
+async def test_header_injection_is_refused_before_connecting(
+        raw_server, make_transport, headers: dict[str, str]) -> None:
+    server = raw_server()
+    transport = make_transport()
+    message = await refused(transport, server.url, headers=headers)
+    assert "line breaks are not allowed" in message
+    # The next (valid) request is the first thing the server ever saw.
+    assert (await post(transport, server.url, b"fine")).body == b"fine"
+    assert server.connections == 1
+    assert [r.body for r in server.requests] == [b"fine"]
+    assert all(r.header("X-Injected") is None for r in server.requests)
+
+
+async def test_guard_refuses_an_ip_literal_before_connecting(raw_server, make_transport) -> None:
+    server = raw_server()
+    message = await refused(make_transport(allow=()), server.url)
+    assert message.startswith("target refused: 127.0.0.1 is a loopback address"), message
+    message = await refused(make_transport(allow=(ipaddress.ip_network("::1/128"),)), server.url)
+    assert message.startswith("target refused: 127.0.0.1 is a loopback address"), message
+    assert (await post(make_transport(), server.url, b"allowed")).body == b"allowed"
+    assert server.connections == 1
+    assert [r.body for r in server.requests] == [b"allowed"]
+
+
+async def test_guard_refuses_a_name_resolving_to_loopback(raw_server, make_transport) -> None:
+    server = raw_server()
+    url = server.url_for("/hook", host="localhost")
+    message = await refused(make_transport(allow=()), url)
+    assert message.startswith("target refused: localhost resolves only to refused addresses"), message
+    assert "loopback" in message
+    answer = await post(make_transport(), url, b"by name")  # allowed: the same name works
+    assert answer.body == b"by name"
+    assert server.connections == 1
+    assert [r.header("Host") for r in server.requests] == [f"localhost:{server.port}"]
+
+
+# -- IPv6 ----------------------------------------------------------------------------------------
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+async def test_ipv6_literal(raw_server, make_transport) -> None:
+    if not _has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    server = raw_server(host="::1")
+    url = f"https://[::1]:{server.port}/v6?q=1"
+    answer = await post(make_transport(), url, b"six")
+    assert (answer.status, answer.body) == (200, b"six")
+    [request] = server.requests
+    assert request.line == "POST /v6?q=1 HTTP/1.1"
+    assert request.header("Host") == f"[::1]:{server.port}"
+
+    message = await refused(make_transport(allow=(ipaddress.ip_network("127.0.0.0/8"),)), url)
+    assert message.startswith("target refused: ::1 is a loopback address"), message
+    assert server.connections == 1
+
+
+# -- HttpSender: the attempt timeout ---------------------------------------------------------------
+
+async def test_send_times_out_and_drops_the_connection(raw_server, ca_bundle_path: str) -> None:
+    async def first_never_answers(conn: RawConnection) -> None:
+        if conn.index == 0:
+            if await conn.read_request() is not None:
+                await conn.wait_eof()
+        else:
+            await serve(conn, lambda request: response(b"late but fine"))
+
+    server = raw_server(first_never_answers)
+    settings = Settings(ca_bundle=ca_bundle_path, allow_targets="127.0.0.0/8", attempt_timeout=5)
+    async with HttpSender(settings) as sender:
+        started = time.monotonic()
+        result = await asyncio.wait_for(sender.send(server.url, b"{}", {}, timeout=0.3), WAIT)
+        assert time.monotonic() - started < 2.0
+        assert (result.ok, result.status, result.error) == (False, None, "timed out after 0.3 s")
+        await eventually(lambda: 0 in server.eof, "the timed-out connection to be closed")
+
+        result = await asyncio.wait_for(sender.send(server.url, b"{}", {}, timeout=2), WAIT)
+        assert (result.ok, result.status, result.error) == (True, 200, None)
+        assert result.body == b"late but fine"
+        await close_fully(sender._transport)
+    assert server.connections == 2
+    assert [r.connection for r in server.requests] == [0, 1]
+
+
+async def test_send_never_raises_for_transport_errors(raw_server, ca_bundle_path: str) -> None:
+    server = raw_server()
+    settings = Settings(ca_bundle=ca_bundle_path, allow_targets="", attempt_timeout=5)
+    async with HttpSender(settings) as sender:
+        result = await asyncio.wait_for(sender.send(server.url, b"{}", {}), WAIT)
+        assert (result.ok, result.status) == (False, None)
+        assert result.error is not None and result.error.startswith(
+            "target refused: 127.0.0.1 is a loopback address")
+        result = await asyncio.wait_for(sender.send(server.url, b"{}", {"X": "a\r\nb"}), WAIT)
+        assert (result.ok, result.status) == (False, None)
+        assert result.error is not None and "line breaks are not allowed" in result.error
+    assert server.connections == 0
+
+
+# -- close ---------------------------------------------------------------------------------------
+
+async def test_close_closes_idle_pooled_connections(raw_server, make_transport) -> None:
+    server = raw_server()
+    transport = make_transport(per_host=2)
+    answers = await asyncio.gather(post(transport, server.url, b"a"), post(transport, server.url, b"b"))
+    assert [a.body for a in answers] == [b"a", b"b"]
+    assert server.connections == 2 and server.eof == set()
+    await transport.close()
+    await eventually(lambda: server.eof == {0, 1}, "the server to see both connections end")
+
+
+# -- interim answers, idle expiry, upgrades ---------------------------------------------------------
+
+async def test_interim_1xx_answer_is_skipped(raw_server, make_transport) -> None:
+    async def early_hints(conn: RawConnection) -> None:
+        while (request := await conn.read_request()) is not None:
+            await conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                            + response(request.body))
+
+    server = raw_server(early_hints)
+    answer = await post(make_transport(), server.url, b"final")
+    assert (answer.status, answer.body) == (200, b"final")
+
+
+async def test_connection_idle_too_long_is_closed(raw_server, make_transport, monkeypatch) -> None:
+    monkeypatch.setattr(transport_module, "IDLE_SECONDS", 0.2)
+    server = raw_server()
+    transport = make_transport(per_host=2)
+    await asyncio.gather(post(transport, server.url, b"a"), post(transport, server.url, b"b"))
+    assert server.connections == 2
+    # Sequential traffic keeps one connection busy for well past IDLE_SECONDS.
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        await post(transport, server.url, b"c")
+        await asyncio.sleep(0.05)
+    assert server.connections == 2
+    await eventually(lambda: len(server.eof) == 1, "the long-idle connection to be closed",
+                     timeout=0.5)
+
+
+async def test_upgrade_answer_logs_no_error(raw_server, make_transport, caplog) -> None:
+    async def upgrade(conn: RawConnection) -> None:
+        if await conn.read_request() is not None:
+            await conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\n\r\nxx")
+            await conn.wait_eof()
+
+    server = raw_server(upgrade)
+    with contextlib.suppress(TransportError):
+        answer = await post(make_transport(), server.url)
+        assert answer.status == 101
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 40] == []
