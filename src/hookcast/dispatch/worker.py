@@ -49,7 +49,6 @@ class Dispatcher:
         # Claimed while their webhook had no free slot: (when held, delivery), oldest first.
         self._holds: dict[int, deque[tuple[float, queue.Claimed]]] = defaultdict(deque)
         self._held_ids: set[int] = set()
-        self._held = 0
         self._background: set[asyncio.Task[None]] = set()
         self._results: list[queue.Result] = []
         self._results_ready = asyncio.Event()
@@ -105,9 +104,13 @@ class Dispatcher:
             # Cleared before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
             self._release_stale_holds()
-            # Held deliveries and outcomes not yet written count against the slots too.
+            # Outcomes not yet written count against the slots too. Held deliveries do not:
+            # each starts only in place of an attempt of its own webhook that ended, so they
+            # never add to the attempts in flight, and a webhook holds at most as many as it
+            # runs (saturated() stops claiming for it); so a hanging receiver's held
+            # deliveries take no slot from a healthy one.
             backlog = max(0, len(self._results) - settings.batch_size)
-            free = settings.concurrency - len(self._tasks) - self._held - backlog
+            free = settings.concurrency - len(self._tasks) - backlog
             if free > 0 and self._claim_at <= time.time():
                 saturated = self.saturated()
                 wakes = self._wakes
@@ -152,7 +155,6 @@ class Dispatcher:
             else:  # leased to us; it starts when one of its webhook's attempts ends
                 self._holds[item.webhook_id].append((time.monotonic(), item))
                 self._held_ids.add(item.delivery_id)
-                self._held += 1
 
     def room(self) -> queue.Room | None:
         """Slots for deliveries straight from the intake (see queue.Room)."""
@@ -162,7 +164,7 @@ class Dispatcher:
         backlog = max(0, len(self._results) - self._settings.batch_size)
         busy = {w: cap - n - len(self._holds.get(w, ())) for w, n in self._per_webhook.items()}
         return queue.Room(
-            total=self._settings.concurrency - len(self._tasks) - self._held - backlog,
+            total=self._settings.concurrency - len(self._tasks) - backlog,
             default=cap, per_webhook=busy, lease_until=time.time() + self._settings.lease,
         )
 
@@ -177,7 +179,6 @@ class Dispatcher:
             if not held:
                 del self._holds[webhook_id]
         if stale:
-            self._held -= len(stale)
             self._held_ids.difference_update(stale)
             task = asyncio.create_task(self._db.run(queue.release, stale, time.time()))
             self._background.add(task)
@@ -197,7 +198,6 @@ class Dispatcher:
             _, item = held.popleft()
             if not held:
                 del self._holds[webhook_id]
-            self._held -= 1
             self._held_ids.discard(item.delivery_id)
             self._start(item)
             if self._per_webhook[webhook_id] + len(held) == 2 * self._settings.per_webhook_concurrency - 1:

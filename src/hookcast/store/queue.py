@@ -171,11 +171,18 @@ _INSERT_DELIVERY = (
 
 
 def _raw(conn: Connection, sql: str, params: Any = ()) -> Any:
-    """A hand-written statement for the hot path, without SQLAlchemy's expression layer.
-    Written with `?` marks; a list of tuples runs as executemany."""
+    """A hand-written statement for the hot path, on the driver's own cursor in this
+    transaction: no SQLAlchemy expression or result object per statement (a batch runs
+    several). Written with `?` marks; a list of tuples runs as executemany. Returns the
+    DB-API cursor (iterate it for rows; `rowcount`)."""
     if conn.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
-    return conn.exec_driver_sql(sql, params)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if isinstance(params, list):
+        cursor.executemany(sql, params)
+    else:
+        cursor.execute(sql, params)
+    return cursor
 
 
 def _marks(count: int) -> str:
@@ -192,7 +199,7 @@ def _allocate_ids(conn: Connection, table: str, count: int) -> list[int]:
         return [row[0] for row in rows]
     # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so nobody else
     # can take these ids before we insert them.
-    base = _raw(conn, f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()
+    base = _raw(conn, f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
     return list(range(base + 1, base + count + 1))
 
 
@@ -291,7 +298,7 @@ def next_due(conn: Connection, exclude: Iterable[int] = ()) -> float | None:
     """When the earliest pending delivery (of a webhook not in `exclude`) falls due."""
     exclude = tuple(exclude)
     skip = f" AND webhook_id NOT IN ({_marks(len(exclude))})" if exclude else ""
-    return _raw(conn, f"SELECT MIN(next_at) FROM deliveries WHERE status = 0{skip}", exclude).scalar()
+    return _raw(conn, f"SELECT MIN(next_at) FROM deliveries WHERE status = 0{skip}", exclude).fetchone()[0]
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
@@ -380,16 +387,16 @@ def _trip(conn: Connection, webhook_id: int, delta: CounterDelta, policy: RetryP
     policy.trips). The conditional UPDATE is the one place the transition happens: however
     many batches or workers race, only one of them sees the Active row and changes it."""
     limit = policy.max_consecutive_errors
-    condition = [webhooks.c.id == webhook_id, webhooks.c.state == int(State.Active)]
+    sql = "UPDATE webhooks SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
+    params: tuple[Any, ...] = (int(State.TooManyErrors), now, webhook_id, int(State.Active))
     if delta.gone or delta.longest_run >= limit:
         pass
     elif delta.head_errors:
-        condition.append(webhooks.c.consecutive_errors + delta.head_errors >= limit)
+        sql += " AND consecutive_errors + ? >= ?"
+        params += (delta.head_errors, limit)
     else:
-        return False
-    changed = conn.execute(
-        update(webhooks).where(*condition).values(state=int(State.TooManyErrors), updated_at=now)
-    )
+        return False  # the usual case: no failures at the head of the batch, no statement
+    changed = _raw(conn, sql, params)
     return changed.rowcount == 1
 
 
