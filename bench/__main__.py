@@ -245,6 +245,12 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add("1 ceiling", f"bare aiohttp, best of 8/16/32 ({c['best_concurrency']})",
             f"{c['per_s']:,.0f}/s")
         add("1 ceiling", "by concurrency", runs)
+        if "per_s" in (h := c.get("hookcast_sender", {})):
+            add("1 hookcast's sender", f"same payloads, {h['concurrency']} in flight (not the ceiling)",
+                f"{h['per_s']:,.0f}/s")
+            bare = c["runs"][str(h["concurrency"])]
+            add("1 hookcast's sender", "client CPU per request: hookcast's sender / bare aiohttp",
+                f"{h['client_cpu_us_per_request']:.0f} / {bare['client_cpu_us_per_request']:.0f} µs")
     ceiling = c.get("per_s")
     if "per_s" in (e := s.get("e2e_python", {})):
         add("2 e2e Python API", f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")

@@ -23,6 +23,7 @@ import aiohttp
 from rich.progress import Progress, TaskID
 
 from hookcast import Hub
+from hookcast.dispatch.http import HttpSender
 from hookcast.model import Principal, WebhookIn
 from hookcast.payload import build_body, build_headers, format_timestamp
 from hookcast.registry import Registry
@@ -233,18 +234,7 @@ async def ceiling(ctx: Context) -> dict[str, Any]:
             async def worker(limit: int) -> None:
                 nonlocal errors
                 while (i := next(counter)) < limit:
-                    event_id = str(uuid.uuid4())
-                    body = build_body(
-                        event_id=event_id, timestamp=format_timestamp(datetime.now(UTC)),
-                        changes=["name"], event="bench.ceiling", primary_key=i, entity="bench",
-                        tenant=TENANT, associate_id=ASSOCIATE, webhook_name="ceiling",
-                        field_values={"t": time.monotonic()},
-                    )
-                    headers = build_headers(
-                        event_header="bench.ceiling", event_id=event_id, retry=0, body=body,
-                        secret=SECRET, delivery_id=str(uuid.uuid4()), timestamp=int(time.time()),
-                        custom=None, user_agent="hookcast/bench", standard_webhooks=True,
-                    )
+                    body, headers = _ceiling_payload(i)
                     async with session.post(ctx.receiver.url, data=body, headers=headers) as resp:
                         await resp.read()
                         if resp.status != 200:
@@ -270,7 +260,59 @@ async def ceiling(ctx: Context) -> dict[str, Any]:
         }
         ctx.done(task, f"{rate(n, elapsed):,.0f}/s")
     best = max(runs, key=lambda c: runs[c]["per_s"])
-    return {"best_concurrency": int(best), "per_s": runs[best]["per_s"], "runs": runs}
+    return {"best_concurrency": int(best), "per_s": runs[best]["per_s"], "runs": runs,
+            "hookcast_sender": await _sender_run(ctx, n, int(best))}
+
+
+async def _sender_run(ctx: Context, n: int, concurrency: int) -> dict[str, Any]:
+    """Not the ceiling: hookcast's own sender (HttpSender.send over dispatch/transport.py)
+    posting the same payloads at the ceiling's best concurrency, to show what the transport
+    costs per request next to the bare aiohttp client."""
+    task = ctx.task(f"hookcast's sender: {concurrency} in flight", n)
+    async with HttpSender(ctx.config.settings(ctx.db_path("sender"))) as sender:
+        counter = itertools.count()
+        errors = 0
+
+        async def worker(limit: int) -> None:
+            nonlocal errors
+            while (i := next(counter)) < limit:
+                body, headers = _ceiling_payload(i)
+                if not (await sender.send(ctx.receiver.url, body, headers)).ok:
+                    errors += 1
+                if i % 256 == 0:
+                    ctx.progress.update(task, completed=i)
+
+        await asyncio.gather(*(worker(concurrency * 4) for _ in range(concurrency)))
+        await ctx.receiver.reset()
+        counter = itertools.count()
+        cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
+        t0 = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(worker(n) for _ in range(concurrency))), 120)
+        elapsed = time.monotonic() - t0
+        cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+    counts = await ctx.receiver.count()
+    ctx.done(task, f"{rate(n, elapsed):,.0f}/s")
+    return {"concurrency": concurrency, "requests": n, "seconds": round(elapsed, 3),
+            "per_s": round(rate(n, elapsed), 1), "errors": errors, "received": counts["count"],
+            "bad_signatures": counts["bad"], "client_cpu_us_per_request": round(cpu / n * 1e6, 1),
+            "receiver_cpu_us_per_request": round(recv_cpu / n * 1e6, 1)}
+
+
+def _ceiling_payload(i: int) -> tuple[bytes, dict[str, str]]:
+    """A signed delivery as hookcast builds it (its own build_body / build_headers)."""
+    event_id = str(uuid.uuid4())
+    body = build_body(
+        event_id=event_id, timestamp=format_timestamp(datetime.now(UTC)),
+        changes=["name"], event="bench.ceiling", primary_key=i, entity="bench",
+        tenant=TENANT, associate_id=ASSOCIATE, webhook_name="ceiling",
+        field_values={"t": time.monotonic()},
+    )
+    headers = build_headers(
+        event_header="bench.ceiling", event_id=event_id, retry=0, body=body,
+        secret=SECRET, delivery_id=str(uuid.uuid4()), timestamp=int(time.time()),
+        custom=None, user_agent="hookcast/bench", standard_webhooks=True,
+    )
+    return body, headers
 
 
 # ----- 2. end to end ---------------------------------------------------------------------------
