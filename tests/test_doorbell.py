@@ -61,10 +61,12 @@ class Bell:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.webhooks: list[set[int] | None] = []
         self.rung = asyncio.Event()
 
-    def __call__(self) -> None:
+    def __call__(self, webhooks: set[int] | None) -> None:
         self.calls += 1
+        self.webhooks.append(webhooks)
         self.rung.set()
 
     async def wait(self) -> None:
@@ -122,6 +124,23 @@ async def test_ring_wakes_listeners_of_the_same_database_only(doorbells) -> None
     other_ringer.ring()
     await other_woken.wait()
     await woken.stays_quiet()
+
+
+async def test_a_ring_names_the_webhooks_or_says_any(doorbells) -> None:
+    listener, ringer = doorbells(), doorbells()
+    woken = Bell()
+    assert listener.listen(woken)
+    ringer.ring({3, 7})
+    await woken.wait()
+    assert woken.webhooks == [{3, 7}]
+    woken.rung.clear()
+    ringer.ring(None)  # e.g. deliveries handed back: any webhook
+    await woken.wait()
+    assert woken.webhooks[-1] is None
+    woken.rung.clear()
+    ringer.ring(range(1000, 2000))  # too many to name: any
+    await woken.wait()
+    assert woken.webhooks[-1] is None
 
 
 async def test_ring_skips_the_listener_of_the_same_instance(doorbells) -> None:
@@ -216,7 +235,7 @@ async def test_a_directory_open_to_others_is_not_rung_until_its_owner_listens(
         assert bell.listen(lambda: None)
         assert bell.directory.parent.stat().st_mode & 0o777 == 0o700
         Doorbell(str(tmp_path / "shared.db")).ring()  # now it is private: rung
-        assert planted.recv(8) == b"!"
+        assert planted.recv(8) == b"*"
         planted.close()
     finally:
         bell.close()

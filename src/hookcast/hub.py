@@ -80,7 +80,7 @@ class Hub:
                 asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
             ]
             if self.db.doorbell is not None:  # SQLite: other processes ring after committing
-                self.db.doorbell.listen(self.wake)
+                self.db.doorbell.listen(self._rung)
             elif not self.db.is_sqlite:
                 self._background.append(asyncio.create_task(
                     listen(self.db.url, self.wake), name="hookcast-listen"))
@@ -175,6 +175,13 @@ class Hub:
             self.dispatcher.wake()
         if self.outbox:
             self.outbox.wake()
+
+    def _rung(self, webhook_ids: set[int] | None) -> None:
+        """Another process committed new deliveries (for these webhooks; None: anything)."""
+        if webhook_ids is None:
+            self.wake()
+        elif self.dispatcher and not webhook_ids <= set(self.dispatcher.saturated()):
+            self.dispatcher.wake()
 
     def _committed(self, handed: list[queue.Claimed], queued: set[int]) -> None:
         """Signals were stored: run the deliveries handed to us, and wake the claimer only

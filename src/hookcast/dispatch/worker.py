@@ -115,10 +115,11 @@ class Dispatcher:
                 saturated = self.saturated()
                 wakes = self._wakes
                 limit = min(free, settings.batch_size)
+                now = time.time()
                 try:
-                    if len(await self._claim(limit, saturated)) == limit:
+                    if len(await self._claim(limit, saturated, now)) == limit:
                         continue  # there may be more
-                    due = await self._db.read(queue.next_due, saturated)
+                    due = await self._db.read(queue.next_due, now)
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
                     await asyncio.sleep(0.5)
@@ -138,8 +139,7 @@ class Dispatcher:
         cap = 2 * self._settings.per_webhook_concurrency
         return [w for w, n in self._per_webhook.items() if n + len(self._holds.get(w, ())) >= cap]
 
-    async def _claim(self, limit: int, saturated: list[int]) -> list[queue.Claimed]:
-        now = time.time()
+    async def _claim(self, limit: int, saturated: list[int], now: float) -> list[queue.Claimed]:
         claimed = await self._db.run(queue.claim, now, now + self._settings.lease, limit, saturated)
         self.admit(claimed)
         return claimed
@@ -160,12 +160,16 @@ class Dispatcher:
         """Slots for deliveries straight from the intake (see queue.Room)."""
         if self._stopping:
             return None
-        cap = 2 * self._settings.per_webhook_concurrency
+        run = self._settings.per_webhook_concurrency
+        # A batch more than claims would hold: under load new deliveries then come straight
+        # from the intake instead of through the queue (a claim each, which also has to skip
+        # the due backlog of any saturated webhook, e.g. a hanging receiver's).
+        hold = run + self._settings.batch_size
         backlog = max(0, len(self._results) - self._settings.batch_size)
-        busy = {w: cap - n - len(self._holds.get(w, ())) for w, n in self._per_webhook.items()}
+        busy = {w: (run - n, hold - len(self._holds.get(w, ()))) for w, n in self._per_webhook.items()}
         return queue.Room(
             total=self._settings.concurrency - len(self._tasks) - backlog,
-            default=cap, per_webhook=busy, lease_until=time.time() + self._settings.lease,
+            default=(run, hold), per_webhook=busy, lease_until=time.time() + self._settings.lease,
         )
 
     def _release_stale_holds(self) -> None:

@@ -19,8 +19,10 @@ from sqlalchemy.engine import make_url
 from .doorbell import Doorbell
 
 T = TypeVar("T")
-# Set by queue.notify on SQLite: ring the doorbell once this transaction has committed.
+# Set by queue.notify on SQLite: ring the doorbell once this transaction has committed, for
+# these webhooks (a set; None: any).
 RING_AFTER_COMMIT = "hookcast_ring"
+_NO_RING = object()
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -64,8 +66,9 @@ class Database:
             conn.info.pop(RING_AFTER_COMMIT, None)  # info outlives the checkout
             with conn.begin():
                 result = fn(conn, *args)
-            if conn.info.pop(RING_AFTER_COMMIT, False) and self.doorbell is not None:
-                self.doorbell.ring()
+            ring = conn.info.pop(RING_AFTER_COMMIT, _NO_RING)
+            if ring is not _NO_RING and self.doorbell is not None:
+                self.doorbell.ring(ring)
             return result
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

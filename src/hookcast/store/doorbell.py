@@ -3,8 +3,9 @@
 A process that delivers (`hookcast serve`, `hookcast worker`, a delivering Hub) listens on
 a Unix datagram socket in a directory named after the database file; a process that
 commits new due deliveries (an application's `Hub(deliver=False)`, the CLI) sends one byte
-to every socket there after the commit. So a separate worker starts delivering within
-milliseconds instead of at its next poll.
+to every socket there after the commit: the ids of the webhooks that got new deliveries
+(or `*`: any). So a separate worker starts delivering within milliseconds instead of at its
+next poll, and is not woken for a webhook it cannot take more of.
 
 Only an optimisation: a ring that is lost (a full buffer, a crash, a directory we cannot
 use) costs at most one poll interval, never a delivery, so nothing here ever raises.
@@ -24,13 +25,14 @@ import socket
 import stat
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["Doorbell"]
 
 log = logging.getLogger("hookcast")
 MAX_SOCKET_PATH = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+MAX_MESSAGE = 1024  # a ring naming more webhooks says "any" instead
 
 
 def _base() -> Path:
@@ -65,8 +67,12 @@ class Doorbell:
         self._own: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def ring(self) -> None:
-        """Wake every listener but our own. Never raises and never blocks."""
+    def ring(self, webhook_ids: Iterable[int] | None = None) -> None:
+        """Wake every listener but our own, for these webhooks (None: any). Never raises
+        and never blocks."""
+        message = b"*" if webhook_ids is None else ",".join(map(str, webhook_ids)).encode()
+        if len(message) > MAX_MESSAGE:
+            message = b"*"
         try:
             if not _private(self.directory.parent) or not _private(self.directory):
                 return  # nobody listens, or not a directory we trust
@@ -81,16 +87,17 @@ class Doorbell:
             if path == self._own:
                 continue
             try:
-                self._sender.sendto(b"!", path)
+                self._sender.sendto(message, path)
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK):  # its process is gone
                     with contextlib.suppress(OSError):
                         os.unlink(path)
                 # EAGAIN: its buffer is full of unread rings, so it will wake anyway.
 
-    def listen(self, on_ring: Callable[[], None]) -> bool:
-        """Call `on_ring` on the running loop whenever another process rings. False (and a
-        warning) when that is not possible here: this process then relies on polling."""
+    def listen(self, on_ring: Callable[[set[int] | None], None]) -> bool:
+        """Call `on_ring(webhook ids or None for any)` on the running loop whenever another
+        process rings. False (and a warning) when that is not possible here: this process
+        then relies on polling."""
         try:
             for directory in (self.directory.parent, self.directory):
                 with contextlib.suppress(FileExistsError):
@@ -115,10 +122,15 @@ class Doorbell:
         self._loop = asyncio.get_running_loop()
 
         def readable() -> None:
+            webhooks: set[int] | None = set()
             with contextlib.suppress(BlockingIOError):
-                while sock.recv(64):  # one wake-up for however many rings queued
-                    pass
-            on_ring()
+                while message := sock.recv(MAX_MESSAGE):  # one call for all rings queued
+                    if webhooks is not None:
+                        try:
+                            webhooks.update(int(i) for i in message.split(b",") if i)
+                        except ValueError:  # "*", or not ours to read: any
+                            webhooks = None
+            on_ring(webhooks)
 
         self._loop.add_reader(sock.fileno(), readable)
         return True

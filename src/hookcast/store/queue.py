@@ -107,13 +107,15 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Room:
-    """How many new deliveries the local dispatcher can take straight from the intake, so
-    they need no claim: `total` in all, `per_webhook` for webhooks it is busy with (others
-    get `default`). Handed-over deliveries are stored leased until `lease_until`."""
+    """How many new deliveries the local dispatcher takes straight from the intake, so they
+    need no claim: per webhook, how many more it can start now (`total` bounds those over all
+    webhooks) and, once it runs all it may, how many more it holds until a slot of that
+    webhook frees up. Webhooks not in `per_webhook` get `default`. Handed-over deliveries
+    are stored leased until `lease_until`."""
 
     total: int
-    default: int
-    per_webhook: dict[int, int]
+    default: tuple[int, int]  # (can start, can hold)
+    per_webhook: dict[int, tuple[int, int]]
     lease_until: float
 
 
@@ -133,13 +135,19 @@ def insert_events(
     pairs = [(event_id, e, hook) for event_id, e in zip(event_ids, batch, strict=True)
              for hook in targets.get((e.tenant, e.name), ())]
     total = room.total if room else 0
-    left = dict(room.per_webhook) if room else {}
+    left = {w: list(v) for w, v in room.per_webhook.items()} if room else {}
     rows, handed, queued = [], [], set()
     for delivery_id, (event_id, e, hook) in zip(_allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-        if room and total > 0 and left.setdefault(hook.id, room.default) > 0:
+        slots = left.setdefault(hook.id, list(room.default)) if room else [0, 0]
+        if slots[0] > 0 and total > 0:  # starts at once
+            slots[0] -= 1
             total -= 1
-            left[hook.id] -= 1
+        elif slots[0] <= 0 and slots[1] > 0:  # held: starts when one of its attempts ends
+            slots[1] -= 1
+        else:
+            slots = None
+        if slots is not None:
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, room.lease_until, now))
             handed.append(Claimed(
                 delivery_id=delivery_id, uid=uid, cycle=0, attempt=0, event_uuid=event_uuid,
@@ -156,7 +164,7 @@ def insert_events(
     if rows:
         _raw(conn, _INSERT_DELIVERY, rows)
     if queued:
-        notify(conn)
+        notify(conn, queued)
     return event_ids, handed, queued
 
 
@@ -206,13 +214,17 @@ def _allocate_ids(conn: Connection, table: str, count: int) -> list[int]:
 NOTIFY_CHANNEL = "hookcast_deliveries"
 
 
-def notify(conn: Connection) -> None:
+def notify(conn: Connection, webhook_ids: Iterable[int] | None = None) -> None:
     """Wake idle dispatchers in other processes when this transaction commits: NOTIFY on
-    PostgreSQL (every machine), the doorbell on SQLite (store/doorbell.py)."""
+    PostgreSQL (every machine), the doorbell on SQLite (store/doorbell.py), which also says
+    for which webhooks (None: any), so that a dispatcher whose only busy webhook is a
+    hanging receiver's is not woken for that one's deliveries."""
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-    else:
-        conn.info[RING_AFTER_COMMIT] = True
+        return
+    ring = conn.info.get(RING_AFTER_COMMIT, set())
+    if ring is not None:
+        conn.info[RING_AFTER_COMMIT] = None if webhook_ids is None else ring | set(webhook_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,11 +306,13 @@ def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
         notify(conn)
 
 
-def next_due(conn: Connection, exclude: Iterable[int] = ()) -> float | None:
-    """When the earliest pending delivery (of a webhook not in `exclude`) falls due."""
-    exclude = tuple(exclude)
-    skip = f" AND webhook_id NOT IN ({_marks(len(exclude))})" if exclude else ""
-    return _raw(conn, f"SELECT MIN(next_at) FROM deliveries WHERE status = 0{skip}", exclude).fetchone()[0]
+def next_due(conn: Connection, after: float) -> float | None:
+    """When the first pending delivery due after `after` falls due. Asked right after a
+    claim at `after` that found less than it asked for: what is due already then belongs to
+    webhooks that claim skipped (saturated), and an index range that starts at `after`
+    never visits their backlog."""
+    return _raw(conn, "SELECT MIN(next_at) FROM deliveries WHERE status = 0 AND next_at > ?",
+                (after,)).fetchone()[0]
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
