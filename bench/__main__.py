@@ -44,7 +44,7 @@ QUICK_BUDGET = 52.0
 # Bounds: no scenario may run longer than this (seconds), quick / full.
 LIMITS = {
     "ceiling": (20, 120), "e2e_python": (25, 300), "e2e_python_embedded": (25, 300), "e2e_rest": (25, 300), "latency": (20, 120),
-    "fanout": (20, 180), "matching": (25, 180), "backlog": (30, 600), "isolation": (25, 240),
+    "fanout": (20, 180), "matching": (25, 180), "backlog": (30, 600), "isolation": (25, 300),
     "postgres_workers": (60, 900), "crmscript": (15, 120),
 }
 
