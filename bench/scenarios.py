@@ -224,78 +224,63 @@ async def ceiling(ctx: Context) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for concurrency in (8, 16, 32):
         task = ctx.task(f"ceiling: {concurrency} in flight", n)
-        await ctx.receiver.reset()
         connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls)
         async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                          timeout=aiohttp.ClientTimeout(total=10)) as session:
-            counter = itertools.count()
-            errors = 0
 
-            async def worker(limit: int) -> None:
-                nonlocal errors
-                while (i := next(counter)) < limit:
-                    body, headers = _ceiling_payload(i)
-                    async with session.post(ctx.receiver.url, data=body, headers=headers) as resp:
-                        await resp.read()
-                        if resp.status != 200:
-                            errors += 1
-                    if i % 256 == 0:
-                        ctx.progress.update(task, completed=i)
+            async def post(body: bytes, headers: dict[str, str]) -> bool:
+                async with session.post(ctx.receiver.url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    return resp.status == 200
 
-            # Warm-up: open the connections (TLS handshakes) before the clock starts.
-            await asyncio.gather(*(worker(concurrency * 4) for _ in range(concurrency)))
-            await ctx.receiver.reset()
-            counter = itertools.count()
-            cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
-            t0 = time.monotonic()
-            await asyncio.wait_for(asyncio.gather(*(worker(n) for _ in range(concurrency))), 120)
-            elapsed = time.monotonic() - t0
-            cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
-        counts = await ctx.receiver.count()
-        runs[str(concurrency)] = {
-            "requests": n, "seconds": round(elapsed, 3), "per_s": round(rate(n, elapsed), 1),
-            "errors": errors, "received": counts["count"], "bad_signatures": counts["bad"],
-            "client_cpu_us_per_request": round(cpu / n * 1e6, 1),
-            "receiver_cpu_us_per_request": round(recv_cpu / n * 1e6, 1),
-        }
-        ctx.done(task, f"{rate(n, elapsed):,.0f}/s")
+            runs[str(concurrency)] = await _post_run(ctx, task, n, concurrency, post)
     best = max(runs, key=lambda c: runs[c]["per_s"])
-    return {"best_concurrency": int(best), "per_s": runs[best]["per_s"], "runs": runs,
-            "hookcast_sender": await _sender_run(ctx, n, int(best))}
-
-
-async def _sender_run(ctx: Context, n: int, concurrency: int) -> dict[str, Any]:
-    """Not the ceiling: hookcast's own sender (HttpSender.send over dispatch/transport.py)
-    posting the same payloads at the ceiling's best concurrency, to show what the transport
-    costs per request next to the bare aiohttp client."""
-    task = ctx.task(f"hookcast's sender: {concurrency} in flight", n)
+    # Not the ceiling: hookcast's own sender (HttpSender.send over dispatch/transport.py) on
+    # the same payloads at the best concurrency, to show what the transport costs next to it.
+    sender_task = ctx.task(f"hookcast's sender: {best} in flight", n)
     async with HttpSender(ctx.config.settings(ctx.db_path("sender"))) as sender:
-        counter = itertools.count()
-        errors = 0
 
-        async def worker(limit: int) -> None:
-            nonlocal errors
-            while (i := next(counter)) < limit:
-                body, headers = _ceiling_payload(i)
-                if not (await sender.send(ctx.receiver.url, body, headers)).ok:
-                    errors += 1
-                if i % 256 == 0:
-                    ctx.progress.update(task, completed=i)
+        async def send(body: bytes, headers: dict[str, str]) -> bool:
+            return (await sender.send(ctx.receiver.url, body, headers)).ok
 
-        await asyncio.gather(*(worker(concurrency * 4) for _ in range(concurrency)))
-        await ctx.receiver.reset()
-        counter = itertools.count()
-        cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
-        t0 = time.monotonic()
-        await asyncio.wait_for(asyncio.gather(*(worker(n) for _ in range(concurrency))), 120)
-        elapsed = time.monotonic() - t0
-        cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+        sender_run = await _post_run(ctx, sender_task, n, int(best), send)
+    return {"best_concurrency": int(best), "per_s": runs[best]["per_s"], "runs": runs,
+            "hookcast_sender": {"concurrency": int(best), **sender_run}}
+
+
+async def _post_run(ctx: Context, task: TaskID, n: int, concurrency: int,
+                    post: Callable[[bytes, dict[str, str]], Awaitable[bool]]) -> dict[str, Any]:
+    """`concurrency` workers post n signed payloads (after a warm-up that opens the
+    connections); rate, errors and CPU per request of this process and of the receiver."""
+    counter = itertools.count()
+    errors = 0
+
+    async def worker(limit: int) -> None:
+        nonlocal errors
+        while (i := next(counter)) < limit:
+            if not await post(*_ceiling_payload(i)):
+                errors += 1
+            if i % 256 == 0:
+                ctx.progress.update(task, completed=i)
+
+    # Warm-up: open the connections (TLS handshakes) before the clock starts.
+    await ctx.receiver.reset()
+    await asyncio.gather(*(worker(concurrency * 4) for _ in range(concurrency)))
+    await ctx.receiver.reset()
+    counter, errors = itertools.count(), 0
+    cpu0, recv_cpu0 = cpu_seconds(), cpu_seconds(ctx.receiver.pid)
+    t0 = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(worker(n) for _ in range(concurrency))), 120)
+    elapsed = time.monotonic() - t0
+    cpu, recv_cpu = cpu_seconds() - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
     counts = await ctx.receiver.count()
     ctx.done(task, f"{rate(n, elapsed):,.0f}/s")
-    return {"concurrency": concurrency, "requests": n, "seconds": round(elapsed, 3),
-            "per_s": round(rate(n, elapsed), 1), "errors": errors, "received": counts["count"],
-            "bad_signatures": counts["bad"], "client_cpu_us_per_request": round(cpu / n * 1e6, 1),
-            "receiver_cpu_us_per_request": round(recv_cpu / n * 1e6, 1)}
+    return {
+        "requests": n, "seconds": round(elapsed, 3), "per_s": round(rate(n, elapsed), 1),
+        "errors": errors, "received": counts["count"], "bad_signatures": counts["bad"],
+        "client_cpu_us_per_request": round(cpu / n * 1e6, 1),
+        "receiver_cpu_us_per_request": round(recv_cpu / n * 1e6, 1),
+    }
 
 
 def _ceiling_payload(i: int) -> tuple[bytes, dict[str, str]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from support.databases import ON_POSTGRES
-from support.engine import CALLER, SECRET, TENANT
+from support.engine import CALLER, SECRET, TENANT, eventually
 from support.processes import HookcastProcess, deliveries, tail
 from support.receivers import Receiver
 
@@ -247,17 +247,16 @@ async def test_a_directory_open_to_others_is_not_rung_until_its_owner_listens(
 
 async def _until(condition: Callable[[], object], deadline: float, what: str,
                  worker: HookcastProcess) -> None:
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
+    """`eventually`, failing at once if the worker died, with its log's tail on failure."""
+    async def check() -> object:
         worker.check_alive()
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline} s waiting for {what}:\n{tail(worker.log)}")
-        await asyncio.sleep(0.02)
+        value = condition()
+        return await value if asyncio.iscoroutine(value) else value
+
+    try:
+        await eventually(check, deadline, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{tail(worker.log)}") from None
 
 
 async def test_a_signal_from_another_process_wakes_an_idle_worker(
