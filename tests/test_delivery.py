@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -16,6 +18,7 @@ from support.engine import CALLER, SECRET, TENANT, eventually, running_engine
 from hookcast import State, ValidationError, verify_signature
 from hookcast.model import Principal
 from hookcast.store import queue
+from hookcast.store.database import Database
 
 OCCURRED = datetime(2018, 4, 24, 7, 50, 50, 681213, tzinfo=UTC)
 
@@ -281,3 +284,36 @@ async def test_retention_prunes_finished_deliveries_and_their_events(engine, rec
 
 async def _delivered(engine) -> bool:
     return (await engine.hub.db.run(queue.queue_depth))["delivered"] == 1
+
+
+async def test_work_queued_unannounced_is_found_while_deliveries_keep_flowing(engine, receiver) -> None:
+    # Another process may store deliveries without waking us (another user's, one that
+    # cannot ring). The poll must find them even while our own attempts keep finishing,
+    # which wake the dispatcher all the time but say nothing about the queue.
+    await engine.create(receiver.url, ["contact.changed"])
+    silent = Database(engine.settings.database_url)  # the same database, no wake-ups
+    silent.doorbell = None
+    streaming = True
+
+    async def stream() -> None:
+        key = 0
+        while streaming:
+            key += 1
+            await engine.hub.signal("contact.changed", key, tenant=TENANT)
+            await asyncio.sleep(0.01)
+
+    producer = asyncio.create_task(stream())
+    try:
+        await wait_deliveries(receiver, 5)
+        event = queue.NewEvent(tenant=TENANT, name="contact.changed", primary_key=424242,
+                               associate_id=0, occurred_at="2018-04-24T07:50:50.6812130Z",
+                               changes=[], change_values=None, row_values=None, field_values=None)
+        await asyncio.to_thread(silent.run_sync, queue.insert_events, [event], time.time())
+        # Found by a poll (0.2 s) while the stream still runs, not only once it stops.
+        await eventually(lambda: any(orjson.loads(r.body)["PrimaryKey"] == 424242
+                                     for r in deliveries_of(receiver)), 2.0, "the silent delivery")
+        assert not producer.done()
+    finally:
+        streaming = False
+        await producer
+        silent.close()

@@ -740,3 +740,42 @@ async def test_upgrade_answer_logs_no_error(raw_server, make_transport, caplog) 
         answer = await post(make_transport(), server.url)
         assert answer.status == 101
     assert [r.getMessage() for r in caplog.records if r.levelno >= 40] == []
+
+
+# -- hostile or odd targets (from the review of the transport) -----------------------------------
+
+async def test_headers_longer_than_the_limit_are_refused(raw_server, make_transport) -> None:
+    async def huge_header(conn: RawConnection) -> None:
+        if await conn.read_request() is not None:
+            await conn.send(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (2 * transport_module.MAX_HEAD_BYTES))
+            await conn.wait_eof()
+
+    server = raw_server(huge_header)
+    message = await refused(make_transport(), server.url)
+    assert message == "the answer's headers are longer than 64 KiB"
+
+
+async def test_send_never_raises_for_hosts_that_cannot_be_resolved(ca_bundle_path: str) -> None:
+    # A label over 63 characters makes getaddrinfo raise UnicodeError, not gaierror.
+    settings = Settings(ca_bundle=ca_bundle_path, attempt_timeout=5)
+    async with HttpSender(settings) as sender:
+        result = await asyncio.wait_for(
+            sender.send("https://" + "a" * 64 + ".example/hook", b"{}", {}), WAIT)
+    assert (result.ok, result.status) == (False, None)
+    assert result.error is not None and result.error.startswith("could not resolve ")
+
+
+async def test_non_ascii_path_is_percent_encoded(raw_server, make_transport) -> None:
+    server = raw_server()
+    await post(make_transport(), server.url.rstrip("/") + "/hoök?q=ä")
+    [request] = server.requests
+    assert request.line.split()[1].endswith("/ho%C3%B6k?q=%C3%A4")
+
+
+async def test_a_closed_transport_refuses_new_requests(raw_server, make_transport) -> None:
+    server = raw_server()
+    transport = make_transport()
+    await post(transport, server.url)
+    await transport.close()
+    assert await refused(transport, server.url) == "the sender is closed"
+    assert server.connections == 1

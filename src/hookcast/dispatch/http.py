@@ -43,7 +43,7 @@ class AttemptResult:
 
 
 class HttpSender:
-    """Posts deliveries over one keep-alive connection pool; use inside one event loop."""
+    """Posts deliveries over keep-alive connection pools; use inside one event loop."""
 
     def __init__(self, settings: Settings, *, limit: int = 100) -> None:
         self._settings = settings
@@ -101,7 +101,7 @@ class HttpSender:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None,
         timeout: float, max_bytes: int,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Any request over the same pool, target guard and TLS rules as deliveries, for
+        """Any request (aiohttp's pool) with the same target guard and TLS rules as deliveries, for
         CRMScript's HTTP class: (status, response headers in wire order, body). Redirects are
         not followed. Raises ConnectionError with a short sentence when no answer arrived
         (DNS, connect, guard, TLS, timeout) or the body is longer than `max_bytes`."""

@@ -22,15 +22,16 @@ import ssl
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from urllib.parse import urlsplit
-
 import httptools
+import yarl
 
 from .. import guard as target_guard
 
 __all__ = ["Answer", "Transport", "TransportError"]
 
 IDLE_SECONDS = 15.0  # a pooled connection idle longer is closed, not reused (as aiohttp does)
+MAX_HEAD_BYTES = 64 * 1024  # status line and headers of an answer; more is refused
+CONNECT_SECONDS = 2.0  # per address, when more than one is left to try (no happy eyeballs)
 
 
 class TransportError(Exception):
@@ -65,24 +66,25 @@ class _Target:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(url: str) -> _Target:
+    """Host (IDNA-encoded), port and the path and query as sent (percent-encoded), as
+    aiohttp's yarl writes them."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
+        parsed = yarl.URL(url)
+        host = parsed.raw_host
+        port = parsed.port
+        path = parsed.raw_path_qs or "/"
+    except (ValueError, UnicodeError) as exc:
         raise TransportError(f"invalid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parsed.scheme not in ("http", "https") or not host or port is None:
         raise TransportError(f"invalid URL: {url}")
-    host = parts.hostname
-    default = 443 if parts.scheme == "https" else 80
     try:
         ipaddress.ip_address(host)
         literal = True
     except ValueError:
         literal = False
     shown = f"[{host}]" if ":" in host else host
-    authority = shown if port in (None, default) else f"{shown}:{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(parts.scheme, host, port or default, authority, path, literal)
+    authority = shown if parsed.is_default_port() else f"{shown}:{port}"
+    return _Target(parsed.scheme, host, port, authority, path, literal)
 
 
 class _Connection(asyncio.Protocol):
@@ -99,6 +101,7 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self._head_bytes = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -138,6 +141,14 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if not self._headers_done:
+                # httptools buffers a header line however long it is: a hostile receiver
+                # must not make us hold megabytes per delivery.
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._fail(TransportError(
+                        f"the answer's headers are longer than {MAX_HEAD_BYTES // 1024} KiB"))
+                    self.close()
         except httptools.HttpParserUpgrade:  # not a subclass of HttpParserError
             self._fail(TransportError("invalid HTTP answer: 101 Switching Protocols, which was not asked for"))
             self.close()
@@ -169,6 +180,8 @@ class _Connection(asyncio.Protocol):
         self._headers_done = True
 
     def on_body(self, chunk: bytes) -> None:
+        if self._size > self._max_body:
+            return  # cut already
         room = self._max_body - self._size
         if len(chunk) > room:
             self._body.append(chunk[:room])
@@ -224,8 +237,11 @@ class Transport:
         self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._open: set[_Connection] = set()
         self._swept = 0.0
+        self._closed = False
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
+        if self._closed:
+            raise TransportError("the sender is closed")
         target = _parse(url)
         head = _head(target, headers, body)
         key = (target.scheme, target.host, target.port)
@@ -280,35 +296,50 @@ class Transport:
         if now < self._swept + IDLE_SECONDS / 4:
             return
         self._swept = now
-        for idle in self._idle.values():
+        for key, idle in list(self._idle.items()):
             while idle and (idle[0].closed or idle[0].idle_since <= now - IDLE_SECONDS):
                 self._drop(idle.popleft())  # the oldest first
+            if not idle:
+                del self._idle[key]
+        for key, slots in list(self._slots.items()):  # targets not in use: forget them
+            if key not in self._idle and not slots.locked() and slots._value == self._per_host:
+                del self._slots[key]
 
     async def _connect(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()
         addresses = await self._addresses(target)
         tls = self._ssl if target.scheme == "https" else None
         error: Exception | None = None
-        for family, address in addresses:
+        for i, (family, address) in enumerate(addresses):
+            last = i == len(addresses) - 1
             try:
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self._max_body), host=address, port=target.port,
-                    family=family, ssl=tls, server_hostname=target.host if tls else None,
-                )
+                async with asyncio.timeout(None if last else CONNECT_SECONDS):
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self._max_body), host=address, port=target.port,
+                        family=family, ssl=tls, server_hostname=target.host if tls else None,
+                    )
             except ssl.SSLCertVerificationError as exc:
                 raise TransportError(f"TLS certificate verification failed: {exc.verify_message}") from None
             except ssl.SSLError as exc:
                 reason = (exc.reason or str(exc)).replace("_", " ").lower()
                 raise TransportError(f"TLS handshake failed: {reason}") from None
-            except OSError as exc:
+            except OSError as exc:  # TimeoutError included
+                if last and isinstance(exc, TimeoutError):
+                    raise  # the attempt's own timeout
                 error = exc
                 continue
+            if self._closed:  # closed while connecting
+                conn.close()
+                raise TransportError("the sender is closed")
             self._open.add(conn)
             return conn
         assert error is not None
         if getattr(error, "errno", None) == errno.ECONNREFUSED or isinstance(error, ConnectionRefusedError):
             raise TransportError("connection refused")
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        if isinstance(error, TimeoutError):
+            reason = f"no answer to connect within {CONNECT_SECONDS:g} s"
+        else:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise TransportError(f"could not connect to {target.host}:{target.port}: {reason}")
 
     async def _addresses(self, target: _Target) -> list[tuple[int, str]]:
@@ -323,6 +354,8 @@ class Transport:
                 target.host, target.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise TransportError(f"could not resolve {target.host}: {exc.strerror or exc}") from None
+        except (UnicodeError, ValueError) as exc:  # e.g. a label longer than 63 characters
+            raise TransportError(f"could not resolve {target.host}: {exc}") from None
         found = list(dict.fromkeys((family, sockaddr[0]) for family, _, _, _, sockaddr in infos))
         allowed = [a for a in found if self._guard.is_allowed(a[1])]
         if not allowed:
@@ -334,6 +367,7 @@ class Transport:
 
     async def close(self) -> None:
         """Close every connection and wait (briefly) until their sockets are closed."""
+        self._closed = True
         conns = list(self._open)
         for conn in conns:
             conn.close()

@@ -125,14 +125,17 @@ class Dispatcher:
                     await asyncio.sleep(0.5)
                     continue
                 if self._wakes == wakes:  # else what the claim saw is already outdated
-                    self._claim_at = float("inf") if due is None else due
+                    # At the latest after a poll interval: other processes may queue work
+                    # unannounced (another user's, a crashed one's leases running out).
+                    poll_at = now + settings.poll_interval
+                    self._claim_at = poll_at if due is None else min(due, poll_at)
             timeout = settings.poll_interval
             if free > 0:
                 timeout = min(timeout, max(0.0, self._claim_at - time.time()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
-                self._claim_at = 0.0  # poll: another process may have queued work unannounced
+                self._claim_at = 0.0  # due, or time to poll
 
     def saturated(self) -> list[int]:
         """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
@@ -187,6 +190,7 @@ class Dispatcher:
             task = asyncio.create_task(self._db.run(queue.release, stale, time.time()))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            task.add_done_callback(lambda _: self.wake())  # due again, and their webhooks less busy
 
     def _start(self, item: queue.Claimed) -> None:
         self._per_webhook[item.webhook_id] += 1
