@@ -37,9 +37,10 @@ class Dispatcher:
         self.policy = RetryPolicy.from_settings(settings)
         self._wake = asyncio.Event()
         # When a claim may find something for a webhook we can take: 0 = now. After a claim
-        # that found less than it asked for, the next due time (inf: none), until wake() says
-        # that something changed. So slots coming free do not each cost a claim that scans
-        # the due rows of a saturated webhook (a hanging receiver's backlog).
+        # that found less than it asked for, the next due time (at most a poll interval
+        # away), unless wake() says that something changed first. So slots coming free do
+        # not each cost a claim that scans the due rows of a saturated webhook (a hanging
+        # receiver's backlog).
         self._claim_at = 0.0
         self._wakes = 0
         self._stopping = False
@@ -106,9 +107,9 @@ class Dispatcher:
             self._release_stale_holds()
             # Outcomes not yet written count against the slots too. Held deliveries do not:
             # each starts only in place of an attempt of its own webhook that ended, so they
-            # never add to the attempts in flight, and a webhook holds at most as many as it
-            # runs (saturated() stops claiming for it); so a hanging receiver's held
-            # deliveries take no slot from a healthy one.
+            # never add to the attempts in flight, and each webhook's are bounded (claims
+            # stop at saturated(), the intake hands at most a batch more, see room()); so a
+            # hanging receiver's held deliveries take no slot from a healthy one.
             backlog = max(0, len(self._results) - settings.batch_size)
             free = settings.concurrency - len(self._tasks) - backlog
             if free > 0 and self._claim_at <= time.time():
