@@ -200,6 +200,24 @@ async def fixed_rate(send: Callable[[int], Awaitable[None]], rate_per_s: float, 
     return durations, rate(count, elapsed)
 
 
+async def queue_events(ctx: Context, db: Path | str, event: str, n: int, task: TaskID, *,
+                       producers: int) -> float:
+    """The application stores n events (one delivery each) through `Hub(deliver=False)`,
+    `producers` tasks at a time; returns the seconds it took."""
+    t0 = time.monotonic()
+    async with Hub(ctx.config.settings(db), deliver=False) as app:
+        counter = itertools.count()
+
+        async def producer() -> None:
+            while (i := next(counter)) < n:
+                await app.signal(event, i, **signal_kwargs())
+                if i % 500 == 0:
+                    ctx.progress.update(task, completed=i)
+
+        await asyncio.wait_for(asyncio.gather(*(producer() for _ in range(producers))), 300)
+    return time.monotonic() - t0
+
+
 async def register(hub: Hub, settings: Settings, name: str, events: list[str], url: str) -> int:
     """Create a webhook the way the API does: validated, verified with a signed test POST."""
     registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
@@ -647,17 +665,7 @@ async def backlog(ctx: Context) -> dict[str, Any]:
         task_q = ctx.task(f"backlog: queue {n:,} (receiver stopped)", n)
         cpu_w0 = cpu_seconds(worker.pid)
         t0 = time.monotonic()
-        async with Hub(ctx.config.settings(db_path), deliver=False) as app:
-            counter = itertools.count()
-
-            async def producer() -> None:
-                while (i := next(counter)) < n:
-                    await app.signal(event, i, **signal_kwargs())
-                    if i % 1000 == 0:
-                        ctx.progress.update(task_q, completed=i)
-
-            await asyncio.wait_for(asyncio.gather(*(producer() for _ in range(500))), 300)
-        queue_s = time.monotonic() - t0
+        queue_s = await queue_events(ctx, db_path, event, n, task_q, producers=500)
         ctx.done(task_q, f"{rate(n, queue_s):,.0f} events/s")
         await asyncio.sleep(ctx.size(3.0, 1.0))  # the queue sits; the worker holds it
         worker_cpu_down = cpu_seconds(worker.pid) - cpu_w0
@@ -882,18 +890,7 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int, *, ana
     try:
         await asyncio.to_thread(prepare_db, db, [("workers", [WORKERS_EVENT], ctx.receiver.url)])
         task_q = ctx.task(f"{label}: queue {n:,}", n)
-        t0 = time.monotonic()
-        async with Hub(ctx.config.settings(db), deliver=False) as app:
-            counter = itertools.count()
-
-            async def producer() -> None:
-                while (i := next(counter)) < n:
-                    await app.signal(WORKERS_EVENT, i, **signal_kwargs())
-                    if i % 500 == 0:
-                        ctx.progress.update(task_q, completed=i)
-
-            await asyncio.wait_for(asyncio.gather(*(producer() for _ in range(200))), 300)
-        queue_s = time.monotonic() - t0
+        queue_s = await queue_events(ctx, db, WORKERS_EVENT, n, task_q, producers=200)
         ctx.done(task_q, f"{rate(n, queue_s):,.0f} events/s")
         depth_queued = await asyncio.to_thread(depth_of, db)
         if analyze and pg is not None:

@@ -630,9 +630,19 @@ def _has_ipv6_loopback() -> bool:
         return False
 
 
-async def test_ipv6_literal(raw_server, make_transport) -> None:
-    if not _has_ipv6_loopback():
-        pytest.skip("no IPv6 loopback on this machine")
+async def test_ipv6_literal_is_bracketed_in_the_host_header_and_guarded(make_transport) -> None:
+    # No socket needed: the request head as written, and the guard's refusal before connecting.
+    head = transport_module._head(transport_module._parse("https://[::1]:8443/v6?q=1"), {}, b"six")
+    assert head.startswith(b"POST /v6?q=1 HTTP/1.1\r\nHost: [::1]:8443\r\n")
+    message = await refused(make_transport(allow=(ipaddress.ip_network("127.0.0.0/8"),)),
+                            "https://[::1]:8443/v6")
+    assert message.startswith("target refused: ::1 is a loopback address"), message
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason=(
+    "this machine has no IPv6 loopback (::1) to connect to; the Host header and the guard "
+    "for IPv6 literals are checked without one in the test above"))
+async def test_ipv6_literal_reaches_the_server(raw_server, make_transport) -> None:
     server = raw_server(host="::1")
     url = f"https://[::1]:{server.port}/v6?q=1"
     answer = await post(make_transport(), url, b"six")
@@ -640,9 +650,6 @@ async def test_ipv6_literal(raw_server, make_transport) -> None:
     [request] = server.requests
     assert request.line == "POST /v6?q=1 HTTP/1.1"
     assert request.header("Host") == f"[::1]:{server.port}"
-
-    message = await refused(make_transport(allow=(ipaddress.ip_network("127.0.0.0/8"),)), url)
-    assert message.startswith("target refused: ::1 is a loopback address"), message
     assert server.connections == 1
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import yarl
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
@@ -34,6 +35,7 @@ __all__ = [
     "make_ssl_context",
 ]
 
+T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -154,6 +156,18 @@ class TargetGuard:
         if (reason := self.refusal(ip)) is not None:
             raise TargetRefusedError(reason)
 
+    def keep_allowed(self, host: str, addresses: Sequence[T], ip_of: Callable[[T], str]) -> list[T]:
+        """The addresses `host` resolved to that may be connected to (a mixed answer keeps
+        its allowed part); TargetRefused (as TargetRefusedError) when none may."""
+        allowed = [a for a in addresses if self.is_allowed(ip_of(a))]
+        if not allowed:
+            # Name the first refused address; the whole answer was refused.
+            reason = self.refusal(ip_of(addresses[0])) if addresses else None
+            raise TargetRefusedError(
+                f"{host} resolves only to refused addresses: {reason}" if reason else f"{host} has no address"
+            )
+        return allowed
+
     def _allowed_by_setting(self, addr: IPAddress) -> bool:
         return any(addr in net for net in self._allow)
 
@@ -195,15 +209,7 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._resolver.resolve(host, port, family)
-        allowed = [r for r in results if self._guard.is_allowed(r["host"])]
-        if not allowed:
-            # Name the first refused address; the whole answer was refused.
-            reason = self._guard.refusal(results[0]["host"]) if results else None
-            raise TargetRefusedError(
-                f"{host} resolves only to refused addresses: {reason}"
-                if reason else f"{host} has no address"
-            )
-        return allowed
+        return self._guard.keep_allowed(host, results, lambda r: r["host"])
 
     async def close(self) -> None:
         await self._resolver.close()

@@ -180,18 +180,17 @@ class Hub:
         """Another process committed new deliveries (for these webhooks; None: anything)."""
         if webhook_ids is None:
             self.wake()
-        elif self.dispatcher and not webhook_ids <= set(self.dispatcher.saturated()):
-            self.dispatcher.wake()
+        elif self.dispatcher:
+            self.dispatcher.wake_for(webhook_ids)
 
     def _committed(self, handed: list[queue.Claimed], queued: set[int]) -> None:
-        """Signals were stored: run the deliveries handed to us, and wake the claimer only
-        when some of the queued ones are for a webhook it can take now (not for one that is
-        saturated, e.g. a hanging receiver: that would be a claim per commit for nothing)."""
+        """Signals were stored: run the deliveries handed to us; the queued ones may wake the
+        claimer."""
         if self.dispatcher:
             if handed:
                 self.dispatcher.admit(handed)
-            if queued and not queued <= set(self.dispatcher.saturated()):
-                self.dispatcher.wake()
+            if queued:
+                self.dispatcher.wake_for(queued)
 
     def _on_transitions(self, transitions: list[queue.Transition]) -> None:
         self.wake()

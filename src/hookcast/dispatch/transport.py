@@ -357,13 +357,10 @@ class Transport:
         except (UnicodeError, ValueError) as exc:  # e.g. a label longer than 63 characters
             raise TransportError(f"could not resolve {target.host}: {exc}") from None
         found = list(dict.fromkeys((family, sockaddr[0]) for family, _, _, _, sockaddr in infos))
-        allowed = [a for a in found if self._guard.is_allowed(a[1])]
-        if not allowed:
-            reason = self._guard.refusal(found[0][1]) if found else None
-            raise TransportError(
-                f"target refused: {target.host} resolves only to refused addresses: {reason}"
-                if reason else f"could not resolve {target.host}: no address")
-        return allowed
+        try:
+            return self._guard.keep_allowed(target.host, found, lambda a: a[1])
+        except target_guard.TargetRefusedError as exc:
+            raise TransportError(f"target refused: {exc.message}") from None
 
     async def close(self) -> None:
         """Close every connection and wait (briefly) until their sockets are closed."""

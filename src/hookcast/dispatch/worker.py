@@ -138,6 +138,12 @@ class Dispatcher:
             except TimeoutError:
                 self._claim_at = 0.0  # due, or time to poll
 
+    def wake_for(self, webhook_ids: set[int]) -> None:
+        """New deliveries were queued for these webhooks: wake the claimer unless every one
+        of them is saturated (e.g. a hanging receiver: that would be a claim for nothing)."""
+        if not webhook_ids <= set(self.saturated()):
+            self.wake()
+
     def saturated(self) -> list[int]:
         """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
         cap = 2 * self._settings.per_webhook_concurrency
