@@ -32,7 +32,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .env import DEFAULT_POSTGRES_URL, REPO, HookcastConfig, Noise, Receiver, Tls, calibrate, foreign_load, machine
+from .env import (
+    DEFAULT_POSTGRES_URL,
+    REPO,
+    HookcastConfig,
+    Noise,
+    Receiver,
+    Tls,
+    calibrate,
+    foreign_load,
+    machine,
+)
 from .scenarios import SCENARIOS, Context
 
 RESULTS = REPO / "bench" / "results"
@@ -43,9 +53,17 @@ QUICK_BUDGET = 52.0
 
 # Bounds: no scenario may run longer than this (seconds), quick / full.
 LIMITS = {
-    "ceiling": (20, 120), "e2e_python": (25, 300), "e2e_python_embedded": (25, 300), "e2e_rest": (25, 300), "latency": (20, 120),
-    "fanout": (20, 180), "matching": (25, 180), "backlog": (30, 600), "isolation": (25, 300),
-    "postgres_workers": (60, 900), "crmscript": (15, 120),
+    "ceiling": (20, 120),
+    "e2e_python": (25, 300),
+    "e2e_python_embedded": (25, 300),
+    "e2e_rest": (25, 300),
+    "latency": (20, 120),
+    "fanout": (20, 180),
+    "matching": (25, 180),
+    "backlog": (30, 600),
+    "isolation": (25, 300),
+    "postgres_workers": (60, 900),
+    "crmscript": (15, 120),
 }
 
 # Left out of `--quick` (which must stay under a minute) unless asked for with --only.
@@ -58,35 +76,71 @@ OWN_PROCESSES = {"postgres_workers": ("postgres",)}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="reduced sizes of every scenario, under 60 s in all")
-    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO",
-                        help=f"run only these (repeat or comma-separate): {', '.join(SCENARIOS)}; "
-                             "the e2e scenarios bring the ceiling along")
-    parser.add_argument("--out", type=Path, help="JSON file for the figures "
-                        "[default: bench/results/<timestamp>.json]")
-    parser.add_argument("--synchronous", choices=("FULL", "NORMAL", "EXTRA"), default="FULL",
-                        help="SQLite synchronous for hookcast [default: FULL]")
-    parser.add_argument("--concurrency", type=int, help="hookcast attempts in flight [default: hookcast's]")
-    parser.add_argument("--per-webhook-concurrency", type=int,
-                        help="hookcast attempts in flight per webhook [default: hookcast's]")
-    parser.add_argument("--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]")
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES_URL, metavar="URL",
-                        help="PostgreSQL server for postgres_workers (a database on it to connect to; "
-                             "the scenario creates and drops its own) [default: $BENCH_POSTGRES_URL or "
-                             f"{DEFAULT_POSTGRES_URL}]")
-    parser.add_argument("--pg-analyze", action="store_true",
-                        help="postgres_workers: ANALYZE the queued tables before each drain "
-                             "(hookcast never does; fresh tables have no planner statistics)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, logs)")
-    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                        help="before each scenario, wait up to SECONDS until other processes use "
-                             "< 10%% of the CPUs (for shared machines)")
+    parser.add_argument(
+        "--quick", action="store_true", help="reduced sizes of every scenario, under 60 s in all"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SCENARIO",
+        help=f"run only these (repeat or comma-separate): {', '.join(SCENARIOS)}; "
+        "the e2e scenarios bring the ceiling along",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON file for the figures [default: bench/results/<timestamp>.json]",
+    )
+    parser.add_argument(
+        "--synchronous",
+        choices=("FULL", "NORMAL", "EXTRA"),
+        default="FULL",
+        help="SQLite synchronous for hookcast [default: FULL]",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, help="hookcast attempts in flight [default: hookcast's]"
+    )
+    parser.add_argument(
+        "--per-webhook-concurrency",
+        type=int,
+        help="hookcast attempts in flight per webhook [default: hookcast's]",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES_URL,
+        metavar="URL",
+        help="PostgreSQL server for postgres_workers (a database on it to connect to; "
+        "the scenario creates and drops its own) [default: $BENCH_POSTGRES_URL or "
+        f"{DEFAULT_POSTGRES_URL}]",
+    )
+    parser.add_argument(
+        "--pg-analyze",
+        action="store_true",
+        help="postgres_workers: ANALYZE the queued tables before each drain "
+        "(hookcast never does; fresh tables have no planner statistics)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each scenario, wait up to SECONDS until other processes use "
+        "< 10%% of the CPUs (for shared machines)",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:
-        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        parser.error(
+            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}"
+        )
     if any(name.startswith("e2e") for name in chosen) and "ceiling" not in chosen:
         chosen.insert(0, "ceiling")
     args.scenarios = [name for name in SCENARIOS if not chosen or name in chosen]
@@ -111,35 +165,59 @@ async def run(args: argparse.Namespace) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-"))
     tls = Tls.create(workdir)
-    config = HookcastConfig(tls, synchronous=args.synchronous, concurrency=args.concurrency,
-                            per_webhook_concurrency=args.per_webhook_concurrency,
-                            batch_size=args.batch_size)
+    config = HookcastConfig(
+        tls,
+        synchronous=args.synchronous,
+        concurrency=args.concurrency,
+        per_webhook_concurrency=args.per_webhook_concurrency,
+        batch_size=args.batch_size,
+    )
     results: dict[str, Any] = {
-        "started": stamp, "mode": "quick" if args.quick else "full",
-        "machine": machine(workdir), "hookcast_settings": config.describe(),
-        "calibration_before": calibrate(workdir), "scenarios": {},
+        "started": stamp,
+        "mode": "quick" if args.quick else "full",
+        "machine": machine(workdir),
+        "hookcast_settings": config.describe(),
+        "calibration_before": calibrate(workdir),
+        "scenarios": {},
     }
     results["foreign_cpu_pct_at_start"] = await foreign_load(1.0)
     receiver = Receiver(tls, workdir)
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
-        MofNCompleteColumn(), TimeElapsedColumn(), console=console, refresh_per_second=4,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        refresh_per_second=4,
     )
     try:
         await receiver.start()
-        ctx = Context(tls=tls, workdir=workdir, receiver=receiver, config=config,
-                      progress=progress, quick=args.quick, postgres_url=args.postgres,
-                      pg_analyze=args.pg_analyze, wait_idle=args.wait_idle)
+        ctx = Context(
+            tls=tls,
+            workdir=workdir,
+            receiver=receiver,
+            config=config,
+            progress=progress,
+            quick=args.quick,
+            postgres_url=args.postgres,
+            pg_analyze=args.pg_analyze,
+            wait_idle=args.wait_idle,
+        )
         with progress:
             for name in args.scenarios:
                 limit = LIMITS[name][0 if args.quick else 1]
                 if args.quick and name in FULL_ONLY and name not in args.chosen:
-                    results["scenarios"][name] = {"skipped": f"full run only (or --quick --only {name})"}
+                    results["scenarios"][name] = {
+                        "skipped": f"full run only (or --quick --only {name})"
+                    }
                     continue
                 if args.quick:
                     left = QUICK_BUDGET - (time.monotonic() - started)
                     if left < 3:
-                        results["scenarios"][name] = {"error": "skipped: the --quick time budget is spent"}
+                        results["scenarios"][name] = {
+                            "error": "skipped: the --quick time budget is spent"
+                        }
                         continue
                     limit = min(limit, left)
                 elif args.wait_idle > 0:
@@ -150,7 +228,9 @@ async def run(args: argparse.Namespace) -> int:
                 try:
                     figures = await asyncio.wait_for(SCENARIOS[name](ctx), limit)
                 except Exception as exc:  # one broken scenario must not lose the others
-                    figures = {"error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__}
+                    figures = {
+                        "error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    }
                     if not isinstance(exc, TimeoutError):
                         figures["traceback"] = traceback.format_exc()
                     progress.console.print(f"[red]{name} failed: {figures['error']}[/]")
@@ -168,8 +248,10 @@ async def run(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     rows = summary(results["scenarios"])
-    results["summary"] = [dict(zip(("scenario", "figure", "value", "target", "verdict"), r, strict=True))
-                          for r in rows]
+    results["summary"] = [
+        dict(zip(("scenario", "figure", "value", "target", "verdict"), r, strict=True))
+        for r in rows
+    ]
     ratio = throughput_ratio(results["scenarios"])
     results["throughput_ratio"] = ratio
 
@@ -177,24 +259,35 @@ async def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 
-    table = Table(title=f"hookcast benchmark ({results['mode']}, {results['machine']['cores']} cores, "
-                        f"SQLite synchronous={args.synchronous})")
+    table = Table(
+        title=f"hookcast benchmark ({results['mode']}, {results['machine']['cores']} cores, "
+        f"SQLite synchronous={args.synchronous})"
+    )
     for column in ("scenario", "figure", "value", "target", ""):
         table.add_column(column, justify="right" if column == "value" else "left")
     for row in rows:
-        verdict = {"met": "[green]met[/]", "missed": "[red]missed[/]", "stretch met": "[green]stretch met[/]",
-                   "disturbed": "[yellow]disturbed[/]"}
+        verdict = {
+            "met": "[green]met[/]",
+            "missed": "[red]missed[/]",
+            "stretch met": "[green]stretch met[/]",
+            "disturbed": "[yellow]disturbed[/]",
+        }
         table.add_row(*row[:4], verdict.get(row[4], row[4]))
     console.print(table)
     cal0, cal1 = results["calibration_before"], results.get("calibration_after", {})
-    console.print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
-                  f"{results['machine']['filesystem']}; durable SQLite commit p50 "
-                  f"{cal0['sqlite_full_commit_p50_ms']} ms before / {cal1.get('sqlite_full_commit_p50_ms', '?')} ms after, "
-                  f"1M-step Python loop {cal0['python_loop_1m_ms']} / {cal1.get('python_loop_1m_ms', '?')} ms")
+    console.print(
+        f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+        f"{results['machine']['filesystem']}; durable SQLite commit p50 "
+        f"{cal0['sqlite_full_commit_p50_ms']} ms before / {cal1.get('sqlite_full_commit_p50_ms', '?')} ms after, "
+        f"1M-step Python loop {cal0['python_loop_1m_ms']} / {cal1.get('python_loop_1m_ms', '?')} ms"
+    )
     console.print(f"figures written to {out} ({results['wall_seconds']} s in all)")
     if ratio is not None:
-        print(f"throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
-              f"ceiling {ratio['ceiling_per_s']:.0f}/s)", flush=True)
+        print(
+            f"throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
+            f"ceiling {ratio['ceiling_per_s']:.0f}/s)",
+            flush=True,
+        )
     else:
         print("throughput ratio: n/a (the ceiling or e2e_python scenario did not run)", flush=True)
     return 0
@@ -212,8 +305,11 @@ def throughput_ratio(s: dict[str, Any]) -> dict[str, float] | None:
     ceiling, e2e = s.get("ceiling", {}), s.get("e2e_python", {})
     if "per_s" not in ceiling or "per_s" not in e2e or not ceiling["per_s"]:
         return None
-    return {"ratio": round(e2e["per_s"] / ceiling["per_s"], 3), "hookcast_per_s": e2e["per_s"],
-            "ceiling_per_s": ceiling["per_s"]}
+    return {
+        "ratio": round(e2e["per_s"] / ceiling["per_s"], 3),
+        "hookcast_per_s": e2e["per_s"],
+        "ceiling_per_s": ceiling["per_s"],
+    }
 
 
 def _verdict(ok: bool | None, stretch: bool = False) -> str:
@@ -226,8 +322,14 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """The table: one row per headline figure, with its target from issue 4 (none asserted)."""
     rows: list[tuple[str, str, str, str, str]] = []
 
-    def add(scenario: str, figure: str, value: str, target: str = "", ok: bool | None = None,
-            stretch: bool = False) -> None:
+    def add(
+        scenario: str,
+        figure: str,
+        value: str,
+        target: str = "",
+        ok: bool | None = None,
+        stretch: bool = False,
+    ) -> None:
         rows.append((scenario, figure, value, target, _verdict(ok, stretch)))
 
     for name, figures in s.items():
@@ -235,30 +337,55 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             add(name, "error", figures["error"][:60])
         elif "skipped" in figures:
             add(name, "skipped", figures["skipped"])
-    noisy = {name: f["foreign_cpu_pct"] for name, f in s.items() if f.get("foreign_cpu_pct", 0) >= 10}
+    noisy = {
+        name: f["foreign_cpu_pct"] for name, f in s.items() if f.get("foreign_cpu_pct", 0) >= 10
+    }
     if noisy:
-        add("! machine busy", "other processes' CPU during " + ", ".join(noisy),
-            ", ".join(f"{v:.0f}%" for v in noisy.values()), "< 10%")
+        add(
+            "! machine busy",
+            "other processes' CPU during " + ", ".join(noisy),
+            ", ".join(f"{v:.0f}%" for v in noisy.values()),
+            "< 10%",
+        )
         rows[-1] = (*rows[-1][:4], "disturbed")
     if "per_s" in (c := s.get("ceiling", {})):
         runs = ", ".join(f"{k}: {v['per_s']:,.0f}" for k, v in c["runs"].items())
-        add("1 ceiling", f"bare aiohttp, best of 8/16/32 ({c['best_concurrency']})",
-            f"{c['per_s']:,.0f}/s")
+        add(
+            "1 ceiling",
+            f"bare aiohttp, best of 8/16/32 ({c['best_concurrency']})",
+            f"{c['per_s']:,.0f}/s",
+        )
         add("1 ceiling", "by concurrency", runs)
         if "per_s" in (h := c.get("hookcast_sender", {})):
-            add("1 hookcast's sender", f"same payloads, {h['concurrency']} in flight (not the ceiling)",
-                f"{h['per_s']:,.0f}/s")
+            add(
+                "1 hookcast's sender",
+                f"same payloads, {h['concurrency']} in flight (not the ceiling)",
+                f"{h['per_s']:,.0f}/s",
+            )
             bare = c["runs"][str(h["concurrency"])]
-            add("1 hookcast's sender", "client CPU per request: hookcast's sender / bare aiohttp",
-                f"{h['client_cpu_us_per_request']:.0f} / {bare['client_cpu_us_per_request']:.0f} µs")
+            add(
+                "1 hookcast's sender",
+                "client CPU per request: hookcast's sender / bare aiohttp",
+                f"{h['client_cpu_us_per_request']:.0f} / {bare['client_cpu_us_per_request']:.0f} µs",
+            )
     ceiling = c.get("per_s")
     if "per_s" in (e := s.get("e2e_python", {})):
         add("2 e2e Python API", f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")
         if ceiling:
             r = e["per_s"] / ceiling
-            add("2 e2e Python API", "ratio to ceiling", f"{r:.2f}", "≥ 0.5 (stretch 0.7)", r >= 0.5, r >= 0.7)
-        add("2 e2e Python API", "CPU per delivery: hookcast serve + application",
-            f"{e['hookcast_cpu_us_per_delivery']:.0f} + {e['app_cpu_us_per_delivery']:.0f} µs")
+            add(
+                "2 e2e Python API",
+                "ratio to ceiling",
+                f"{r:.2f}",
+                "≥ 0.5 (stretch 0.7)",
+                r >= 0.5,
+                r >= 0.7,
+            )
+        add(
+            "2 e2e Python API",
+            "CPU per delivery: hookcast serve + application",
+            f"{e['hookcast_cpu_us_per_delivery']:.0f} + {e['app_cpu_us_per_delivery']:.0f} µs",
+        )
     if "per_s" in (e := s.get("e2e_python_embedded", {})):
         label = "2 e2e Python API, embedded"
         add(label, f"deliveries/s over {e['received']:,}", f"{e['per_s']:,.0f}/s")
@@ -274,79 +401,184 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         if key in lat:
             m = lat[key]["signal_to_receipt"]
             if p50_target is not None:
-                add(f"3 latency {key}", "signal→receipt p50", f"{m['p50_ms']:.2f} ms", f"≤ {p50_target:g} ms",
-                    m["p50_ms"] <= p50_target)
+                add(
+                    f"3 latency {key}",
+                    "signal→receipt p50",
+                    f"{m['p50_ms']:.2f} ms",
+                    f"≤ {p50_target:g} ms",
+                    m["p50_ms"] <= p50_target,
+                )
             else:
                 add(f"3 latency {key}", "signal→receipt p50", f"{m['p50_ms']:.2f} ms")
             add(f"3 latency {key}", "signal→receipt p95", f"{m['p95_ms']:.2f} ms")
-            add(f"3 latency {key}", "signal→receipt p99", f"{m['p99_ms']:.2f} ms", f"≤ {p99_target:g} ms",
-                m["p99_ms"] <= p99_target)
+            add(
+                f"3 latency {key}",
+                "signal→receipt p99",
+                f"{m['p99_ms']:.2f} ms",
+                f"≤ {p99_target:g} ms",
+                m["p99_ms"] <= p99_target,
+            )
     if "enqueue_ms" in (f := s.get("fanout", {})):
         enq = f["enqueue_ms"]["p50_ms"]
-        add("4 fan-out 1→1,000", "enqueue (signal() duration), median", f"{enq:.1f} ms", "≤ 20 ms", enq <= 20)
-        add("4 fan-out 1→1,000", "all 1,000 delivered, median", f"{f['all_delivered_ms']['p50_ms']:.0f} ms")
-        add("4 fan-out 1→1,000", "all outcomes recorded, median", f"{f['all_recorded_ms']['p50_ms']:.0f} ms")
+        add(
+            "4 fan-out 1→1,000",
+            "enqueue (signal() duration), median",
+            f"{enq:.1f} ms",
+            "≤ 20 ms",
+            enq <= 20,
+        )
+        add(
+            "4 fan-out 1→1,000",
+            "all 1,000 delivered, median",
+            f"{f['all_delivered_ms']['p50_ms']:.0f} ms",
+        )
+        add(
+            "4 fan-out 1→1,000",
+            "all outcomes recorded, median",
+            f"{f['all_recorded_ms']['p50_ms']:.0f} ms",
+        )
     if "ratio_burst_cost" in (m := s.get("matching", {})):
         one, many = m["1 webhook"], m["10,000 webhooks"]
-        add("4 matching", "signal() p50 alone, 1 vs 10,000 webhooks",
-            f"{one['sequential_p50_ms']:.2f} / {many['sequential_p50_ms']:.2f} ms")
-        add("4 matching", "signal cost in a burst, 1 vs 10,000",
-            f"{one['burst_us_per_signal']:.0f} / {many['burst_us_per_signal']:.0f} µs")
+        add(
+            "4 matching",
+            "signal() p50 alone, 1 vs 10,000 webhooks",
+            f"{one['sequential_p50_ms']:.2f} / {many['sequential_p50_ms']:.2f} ms",
+        )
+        add(
+            "4 matching",
+            "signal cost in a burst, 1 vs 10,000",
+            f"{one['burst_us_per_signal']:.0f} / {many['burst_us_per_signal']:.0f} µs",
+        )
         worst = max(m["ratio_sequential_p50"], m["ratio_burst_cost"])
-        add("4 matching", "ratio 10,000 : 1 (alone / burst)",
-            f"{m['ratio_sequential_p50']:.2f} / {m['ratio_burst_cost']:.2f}", "≤ 1.5×", worst <= 1.5)
+        add(
+            "4 matching",
+            "ratio 10,000 : 1 (alone / burst)",
+            f"{m['ratio_sequential_p50']:.2f} / {m['ratio_burst_cost']:.2f}",
+            "≤ 1.5×",
+            worst <= 1.5,
+        )
     if "drain_per_s" in (b := s.get("backlog", {})):
         add("5 backlog", f"drain of {b['deliveries']:,} queued", f"{b['drain_per_s']:,.0f}/s")
-        add("5 backlog", "peak RSS of hookcast worker (VmHWM)", f"{b['peak_rss_mib']:.0f} MiB", "≤ 150 MiB",
-            b["peak_rss_mib"] <= 150)
-        add("5 backlog", "worker CPU while receiver stopped",
-            f"{b['worker_cpu_s_while_down']:.1f} s in {b['down_seconds']:.0f} s")
+        add(
+            "5 backlog",
+            "peak RSS of hookcast worker (VmHWM)",
+            f"{b['peak_rss_mib']:.0f} MiB",
+            "≤ 150 MiB",
+            b["peak_rss_mib"] <= 150,
+        )
+        add(
+            "5 backlog",
+            "worker CPU while receiver stopped",
+            f"{b['worker_cpu_s_while_down']:.1f} s in {b['down_seconds']:.0f} s",
+        )
     if "throughput_ratio" in (i := s.get("isolation", {})):
         alone, beside = i["alone"], i["beside hanging"]
-        add("6 isolation", "healthy throughput alone / beside hanging",
-            f"{alone['throughput_per_s']:,.0f} / {beside['throughput_per_s']:,.0f}/s")
-        add("6 isolation", "ratio beside : alone", f"{i['throughput_ratio']:.2f}", "≥ 0.9",
-            i["throughput_ratio"] >= 0.9)
-        add("6 isolation", "healthy p50 / p99 alone",
-            f"{alone['latency']['p50_ms']:.1f} / {alone['latency']['p99_ms']:.1f} ms")
-        add("6 isolation", "healthy p50 / p99 beside hanging",
-            f"{beside['latency']['p50_ms']:.1f} / {beside['latency']['p99_ms']:.1f} ms")
+        add(
+            "6 isolation",
+            "healthy throughput alone / beside hanging",
+            f"{alone['throughput_per_s']:,.0f} / {beside['throughput_per_s']:,.0f}/s",
+        )
+        add(
+            "6 isolation",
+            "ratio beside : alone",
+            f"{i['throughput_ratio']:.2f}",
+            "≥ 0.9",
+            i["throughput_ratio"] >= 0.9,
+        )
+        add(
+            "6 isolation",
+            "healthy p50 / p99 alone",
+            f"{alone['latency']['p50_ms']:.1f} / {alone['latency']['p99_ms']:.1f} ms",
+        )
+        add(
+            "6 isolation",
+            "healthy p50 / p99 beside hanging",
+            f"{beside['latency']['p50_ms']:.1f} / {beside['latency']['p99_ms']:.1f} ms",
+        )
     if "postgresql" in (w := s.get("postgres_workers", {})):
         n, runs = w["deliveries"], w["postgresql"]
         ks = list(runs)
         label = "7 PostgreSQL workers" + (" (ANALYZEd)" if w.get("analyzed") else "")
         reps = f", median of {w['repetitions']}" if w.get("repetitions", 1) > 1 else ""
-        add(label, f"drain of {n:,} queued, {' / '.join(ks)} workers{reps}",
-            " / ".join(f"{runs[k]['drain_per_s']:,.0f}" for k in ks) + "/s")
+        add(
+            label,
+            f"drain of {n:,} queued, {' / '.join(ks)} workers{reps}",
+            " / ".join(f"{runs[k]['drain_per_s']:,.0f}" for k in ks) + "/s",
+        )
         if w.get("repetitions", 1) > 1:
-            add(label, "every run (min–max)", ", ".join(
-                f"{k}: {min(runs[k]['drain_per_s_all']):,.0f}–{max(runs[k]['drain_per_s_all']):,.0f}" for k in ks))
-        add(label, "CPU, % of all cores: workers + postgres",
-            " / ".join(f"{runs[k]['workers_cpu_pct_of_machine']:.0f}+{runs[k]['postgres_cpu_pct_of_machine']:.0f}"
-                       for k in ks) + " %")
-        add(label, "CPU per delivery: workers + postgres",
-            " / ".join(f"{runs[k]['workers_cpu_us_per_delivery']:.0f}+{runs[k]['postgres_cpu_us_per_delivery']:.0f}"
-                       for k in ks) + " µs")
-        waits = [sum(v for key, v in (runs[k].get("pg_backends_mean") or {}).items() if "Lock/" in key) for k in ks]
+            add(
+                label,
+                "every run (min–max)",
+                ", ".join(
+                    f"{k}: {min(runs[k]['drain_per_s_all']):,.0f}–{max(runs[k]['drain_per_s_all']):,.0f}"
+                    for k in ks
+                ),
+            )
+        add(
+            label,
+            "CPU, % of all cores: workers + postgres",
+            " / ".join(
+                f"{runs[k]['workers_cpu_pct_of_machine']:.0f}+{runs[k]['postgres_cpu_pct_of_machine']:.0f}"
+                for k in ks
+            )
+            + " %",
+        )
+        add(
+            label,
+            "CPU per delivery: workers + postgres",
+            " / ".join(
+                f"{runs[k]['workers_cpu_us_per_delivery']:.0f}+{runs[k]['postgres_cpu_us_per_delivery']:.0f}"
+                for k in ks
+            )
+            + " µs",
+        )
+        waits = [
+            sum(v for key, v in (runs[k].get("pg_backends_mean") or {}).items() if "Lock/" in key)
+            for k in ks
+        ]
         add(label, "backends waiting for a lock (mean)", " / ".join(f"{v:.2f}" for v in waits))
-        add(label, "other processes' CPU during these drains",
-            " / ".join(f"{runs[k]['foreign_cpu_pct_during_drain']:.0f}" for k in ks) + " %", "< 10%")
+        add(
+            label,
+            "other processes' CPU during these drains",
+            " / ".join(f"{runs[k]['foreign_cpu_pct_during_drain']:.0f}" for k in ks) + " %",
+            "< 10%",
+        )
         if max(runs[k]["foreign_cpu_pct_during_drain"] for k in ks) >= 10:
             rows[-1] = (*rows[-1][:4], "disturbed")
         sq = w["sqlite_1_worker"]
-        add("7 SQLite, same machine", f"drain of {n:,} queued, 1 worker{reps}", f"{sq['drain_per_s']:,.0f}/s")
-        add("7 SQLite, same machine", "CPU: worker, % of all cores / per delivery",
-            f"{sq['workers_cpu_pct_of_machine']:.0f} % / {sq['workers_cpu_us_per_delivery']:.0f} µs")
+        add(
+            "7 SQLite, same machine",
+            f"drain of {n:,} queued, 1 worker{reps}",
+            f"{sq['drain_per_s']:,.0f}/s",
+        )
+        add(
+            "7 SQLite, same machine",
+            "CPU: worker, % of all cores / per delivery",
+            f"{sq['workers_cpu_pct_of_machine']:.0f} % / {sq['workers_cpu_us_per_delivery']:.0f} µs",
+        )
         e2e = w.get("sqlite_e2e_python_per_s")
-        add("7 SQLite, same machine", "e2e Python API (scenario 2, this run)",
-            f"{e2e:,.0f}/s" if e2e else "not run")
+        add(
+            "7 SQLite, same machine",
+            "e2e Python API (scenario 2, this run)",
+            f"{e2e:,.0f}/s" if e2e else "not run",
+        )
     if "run_us" in (c := s.get("crmscript", {})):
         label = f"8 CRMScript handler ({c['script_lines']} lines)"
-        add(label, f"compile, fresh text (median of {c['compile']['count']})", f"{c['compile_ms']:.2f} ms")
+        add(
+            label,
+            f"compile, fresh text (median of {c['compile']['count']})",
+            f"{c['compile_ms']:.2f} ms",
+        )
         add(label, "compile, cached (same text)", f"{c['cached_compile_us']:.1f} µs")
         add(label, "run, precompiled (median)", f"{c['run_us']:.1f} µs")
-        add(label, "run from its text (cache hit, as hooks run)", f"{c['run_from_source_us']:.1f} µs")
-        add(label, "run of a 1-statement script (fixed cost)", f"{c['run_one_statement_us']:.1f} µs")
+        add(
+            label,
+            "run from its text (cache hit, as hooks run)",
+            f"{c['run_from_source_us']:.1f} µs",
+        )
+        add(
+            label, "run of a 1-statement script (fixed cost)", f"{c['run_one_statement_us']:.1f} µs"
+        )
         add(label, "runs/s, one thread (precompiled)", f"{c['runs_per_s']:,.0f}/s")
         add(label, "same logic in plain Python, per run", f"{c['python_us']:.2f} µs")
         add(label, "ratio hookcast : plain Python", f"{c['ratio']:.1f}×")

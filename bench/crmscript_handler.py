@@ -85,17 +85,28 @@ def handler(variables: dict[str, str]) -> str:
         kept.append(tag)
         score += WEIGHTS.get(tag, 0)
     doc: dict[str, Any] = {
-        "kind": kind, "id": id_, "name": name.upper(), "domain": domain if at else "",
-        "phone": phone.replace(" ", "").replace("-", ""), "tags": kept, "score": score,
+        "kind": kind,
+        "id": id_,
+        "name": name.upper(),
+        "domain": domain if at else "",
+        "phone": phone.replace(" ", "").replace("-", ""),
+        "tags": kept,
+        "score": score,
         "priority": score >= 10 or category == "Key account",
     }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _event(event: str, pk: int, **changes: str) -> dict[str, str]:
-    variables = {"PrimaryKey": str(pk), "Event": event, "Entity": event.split(".")[0],
-                 "EventId": "6f1c2f3e-4b7a-4c1d-9a51-2b8f0e4d7c10", "Timestamp": "2026-11-27T01:51:07Z",
-                 "ChangedByAssociateId": "316", "ContextIdentifier": "Cust1234"}
+    variables = {
+        "PrimaryKey": str(pk),
+        "Event": event,
+        "Entity": event.split(".")[0],
+        "EventId": "6f1c2f3e-4b7a-4c1d-9a51-2b8f0e4d7c10",
+        "Timestamp": "2026-11-27T01:51:07Z",
+        "ChangedByAssociateId": "316",
+        "ContextIdentifier": "Cust1234",
+    }
     variables.update({f"Changes.{k}": v for k, v in changes.items()})
     return variables
 
@@ -103,12 +114,32 @@ def _event(event: str, pk: int, **changes: str) -> dict[str, str]:
 # Events like the ones a CRM sends: every branch of the if/else chain, tags with blanks and
 # empty entries, an e-mail without '@', non-ASCII text.
 EVENTS = [
-    _event("contact.changed", 994863, name="  Ada Lovelace ", email="Ada@Example.COM",
-           phone="+47 22-33 44 55", category="Key account", tags="VIP, lead ,,partner"),
-    _event("contact.created", 17, name="Bjørn Ørsted", email="bjorn@example.no", phone="915 55 555",
-           category="Customer", tags="lead"),
-    _event("contact.deleted", 4242, name="Old Co", email="noreply", phone="", category="",
-           tags=""),
-    _event("sale.changed", 81, name="Q4 deal", email="sales@example.com", phone="22-00-00-00",
-           category="Prospect", tags="partner,partner, trial"),
+    _event(
+        "contact.changed",
+        994863,
+        name="  Ada Lovelace ",
+        email="Ada@Example.COM",
+        phone="+47 22-33 44 55",
+        category="Key account",
+        tags="VIP, lead ,,partner",
+    ),
+    _event(
+        "contact.created",
+        17,
+        name="Bjørn Ørsted",
+        email="bjorn@example.no",
+        phone="915 55 555",
+        category="Customer",
+        tags="lead",
+    ),
+    _event("contact.deleted", 4242, name="Old Co", email="noreply", phone="", category="", tags=""),
+    _event(
+        "sale.changed",
+        81,
+        name="Q4 deal",
+        email="sales@example.com",
+        phone="22-00-00-00",
+        category="Prospect",
+        tags="partner,partner, trial",
+    ),
 ]

@@ -143,7 +143,9 @@ async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 15.0) 
 class Receiver:
     """A `python -m bench.receiver` process and a client for its control port."""
 
-    def __init__(self, tls: Tls, workdir: Path, *, mode: str = "ok", name: str = "receiver") -> None:
+    def __init__(
+        self, tls: Tls, workdir: Path, *, mode: str = "ok", name: str = "receiver"
+    ) -> None:
         self.tls = tls
         self.workdir = workdir
         self.mode = mode
@@ -165,18 +167,37 @@ class Receiver:
     async def start(self, port: int = 0) -> Receiver:
         log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.receiver", "--cert", self.tls.cert_path,
-            "--key", self.tls.key_path, "--secret", SECRET, "--mode", self.mode,
-            "--port", str(port or self.port or 0), "--control-port", str(self.control_port or 0),
-            stdout=asyncio.subprocess.PIPE, stderr=log, env=python_env(), cwd=str(REPO),
+            sys.executable,
+            "-m",
+            "bench.receiver",
+            "--cert",
+            self.tls.cert_path,
+            "--key",
+            self.tls.key_path,
+            "--secret",
+            SECRET,
+            "--mode",
+            self.mode,
+            "--port",
+            str(port or self.port or 0),
+            "--control-port",
+            str(self.control_port or 0),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            env=python_env(),
+            cwd=str(REPO),
         )
         log.close()
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 20
         while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
+            line = await asyncio.wait_for(
+                self.proc.stdout.readline(), max(0.1, deadline - time.monotonic())
+            )
             if not line:
-                raise RuntimeError(f"{self.name} exited before it was ready; see {self.workdir}/{self.name}.log")
+                raise RuntimeError(
+                    f"{self.name} exited before it was ready; see {self.workdir}/{self.name}.log"
+                )
             if line.startswith(b"READY "):
                 info = json.loads(line[6:])
                 self.port, self.control_port = info["port"], info["control_port"]
@@ -195,7 +216,9 @@ class Receiver:
 
     async def stats(self, samples: bool = True) -> dict[str, Any]:
         assert self._http is not None
-        async with self._http.get(self._control_url("/_stats"), params={"samples": int(samples)}) as r:
+        async with self._http.get(
+            self._control_url("/_stats"), params={"samples": int(samples)}
+        ) as r:
             return await r.json(content_type=None)
 
     async def reset(self) -> None:
@@ -208,8 +231,9 @@ class Receiver:
         async with self._http.post(self._control_url("/_control"), json={"mode": mode}) as r:
             r.raise_for_status()
 
-    async def wait_count(self, n: int, timeout: float, interval: float = 0.02,
-                         on_count: Any = None) -> dict[str, Any]:
+    async def wait_count(
+        self, n: int, timeout: float, interval: float = 0.02, on_count: Any = None
+    ) -> dict[str, Any]:
         """Poll until `n` good deliveries arrived or `timeout` passed; returns the last counts."""
         deadline = time.monotonic() + timeout
         while True:
@@ -253,7 +277,8 @@ class HookcastConfig:
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {
-            "allow_targets": ["127.0.0.0/8"], "ca_bundle": self.tls.ca_path,
+            "allow_targets": ["127.0.0.0/8"],
+            "ca_bundle": self.tls.ca_path,
             "sqlite_synchronous": self.synchronous,
         }
         for name in ("concurrency", "per_webhook_concurrency", "batch_size"):
@@ -270,30 +295,48 @@ class HookcastConfig:
         values = {**self.overrides(), **extra}
         env = {"HOOKCAST_DATABASE_URL": db_url(db)}
         for key, value in values.items():
-            env[f"HOOKCAST_{key.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+            env[f"HOOKCAST_{key.upper()}"] = (
+                ",".join(value) if isinstance(value, list) else str(value)
+            )
         return env
 
     def describe(self) -> dict[str, Any]:
         s = Settings(**self.overrides())
         return {
-            "sqlite_synchronous": s.sqlite_synchronous, "concurrency": s.concurrency,
-            "per_webhook_concurrency": s.per_webhook_concurrency, "batch_size": s.batch_size,
+            "sqlite_synchronous": s.sqlite_synchronous,
+            "concurrency": s.concurrency,
+            "per_webhook_concurrency": s.per_webhook_concurrency,
+            "batch_size": s.batch_size,
             "max_connections_per_host": s.max_connections_per_host,
-            "attempt_timeout_s": s.attempt_timeout, "standard_webhooks": s.standard_webhooks,
+            "attempt_timeout_s": s.attempt_timeout,
+            "standard_webhooks": s.standard_webhooks,
             "poll_interval_s": s.poll_interval,
         }
 
 
-def webhook_fields(name: str, events: list[str], url: str, *, state: State = State.Active) -> dict[str, Any]:
-    return {"name": name, "events": events, "target_url": url, "secret": SECRET, "state": state,
-            "type": "webhook", "headers": None, "properties": None, "errors_email": None}
+def webhook_fields(
+    name: str, events: list[str], url: str, *, state: State = State.Active
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "events": events,
+        "target_url": url,
+        "secret": SECRET,
+        "state": state,
+        "type": "webhook",
+        "headers": None,
+        "properties": None,
+        "errors_email": None,
+    }
 
 
 def insert_webhooks(conn: Any, specs: list[tuple[str, list[str], str]]) -> list[int]:
     """Insert Active webhooks in one transaction (no verification POST; for bulk set-ups)."""
     now = time.time()
-    return [queries.insert_webhook(conn, TENANT, ASSOCIATE, now, webhook_fields(n, e, u))
-            for n, e, u in specs]
+    return [
+        queries.insert_webhook(conn, TENANT, ASSOCIATE, now, webhook_fields(n, e, u))
+        for n, e, u in specs
+    ]
 
 
 def db_url(db: Path | str) -> str:
@@ -321,13 +364,19 @@ def read_depth(db_path: Path) -> dict[str, int]:
         rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
     finally:
         conn.close()
-    names = {int(queue.PENDING): "pending", int(queue.DELIVERED): "delivered", int(queue.GIVEN_UP): "given_up"}
+    names = {
+        int(queue.PENDING): "pending",
+        int(queue.DELIVERED): "delivered",
+        int(queue.GIVEN_UP): "given_up",
+    }
     depth = dict.fromkeys(names.values(), 0)
     depth.update({names[s]: c for s, c in rows})
     return depth
 
 
-async def wait_recorded(db: Path | str, n: int, timeout: float, interval: float = 0.02) -> tuple[dict[str, int], float]:
+async def wait_recorded(
+    db: Path | str, n: int, timeout: float, interval: float = 0.02
+) -> tuple[dict[str, int], float]:
     """Poll until `n` deliveries are recorded as delivered (or none is pending any more);
     returns the depth and the monotonic time it was seen. `db`: a SQLite file or a
     PostgreSQL URL."""
@@ -336,8 +385,11 @@ async def wait_recorded(db: Path | str, n: int, timeout: float, interval: float 
     while True:
         depth = await asyncio.to_thread(reader, db)
         now = time.monotonic()
-        if depth["delivered"] >= n or (depth["pending"] == 0 and depth["delivered"] + depth["given_up"] >= n) \
-                or now >= deadline:
+        if (
+            depth["delivered"] >= n
+            or (depth["pending"] == 0 and depth["delivered"] + depth["given_up"] >= n)
+            or now >= deadline
+        ):
             return depth, now
         await asyncio.sleep(interval)
 
@@ -356,8 +408,14 @@ class HookcastProcess:
     async def start(self) -> HookcastProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hookcast", *self.command, stdout=log, stderr=log,
-            env=python_env(self.env), cwd=str(self.log_path.parent),
+            sys.executable,
+            "-m",
+            "hookcast",
+            *self.command,
+            stdout=log,
+            stderr=log,
+            env=python_env(self.env),
+            cwd=str(self.log_path.parent),
         )
         log.close()
         self.started_at = time.monotonic()
@@ -374,14 +432,18 @@ class HookcastProcess:
         async with aiohttp.ClientSession() as http:
             while True:
                 if self.proc is not None and self.proc.returncode is not None:
-                    raise RuntimeError(f"hookcast exited ({self.proc.returncode}); see {self.log_path}")
+                    raise RuntimeError(
+                        f"hookcast exited ({self.proc.returncode}); see {self.log_path}"
+                    )
                 try:
                     async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
                         await r.read()
                         return
                 except (aiohttp.ClientError, OSError, TimeoutError):
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"hookcast did not answer at {url}; see {self.log_path}") from None
+                        raise RuntimeError(
+                            f"hookcast did not answer at {url}; see {self.log_path}"
+                        ) from None
                     await asyncio.sleep(0.1)
 
     async def wait_log(self, text: str, timeout: float = 30.0) -> None:
@@ -404,9 +466,22 @@ class HookcastProcess:
 async def create_key(db_path: Path, workdir: Path) -> str:
     """`hookcast keys create`; the key is alone on the last line of its output."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hookcast", "keys", "create", "--db", f"sqlite:///{db_path}",
-        "--tenant", TENANT, "--associate-id", str(ASSOCIATE), "--name", "bench",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=python_env(),
+        sys.executable,
+        "-m",
+        "hookcast",
+        "keys",
+        "create",
+        "--db",
+        f"sqlite:///{db_path}",
+        "--tenant",
+        TENANT,
+        "--associate-id",
+        str(ASSOCIATE),
+        "--name",
+        "bench",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=python_env(),
         cwd=str(workdir),
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -419,7 +494,9 @@ async def create_key(db_path: Path, workdir: Path) -> str:
 
 # The server the postgres_workers scenario uses (any database on it that the user may connect
 # to; the scenario creates and drops its own databases next to it).
-DEFAULT_POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 class PgDatabase:
@@ -432,7 +509,9 @@ class PgDatabase:
 
         self.server_url = server_url
         self.name = f"hc_bench_{os.urandom(4).hex()}{'_' + label if label else ''}"
-        self.url = make_url(server_url).set(database=self.name).render_as_string(hide_password=False)
+        self.url = (
+            make_url(server_url).set(database=self.name).render_as_string(hide_password=False)
+        )
         self.created = False
 
     def _admin(self) -> Any:
@@ -454,7 +533,9 @@ class PgDatabase:
         if not self.created:
             return
         with self._admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )
         self.created = False
 
     def execute(self, statement: str) -> None:
@@ -471,7 +552,11 @@ def pg_depth(url: str) -> dict[str, int]:
 
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
-    names = {int(queue.PENDING): "pending", int(queue.DELIVERED): "delivered", int(queue.GIVEN_UP): "given_up"}
+    names = {
+        int(queue.PENDING): "pending",
+        int(queue.DELIVERED): "delivered",
+        int(queue.GIVEN_UP): "given_up",
+    }
     depth = dict.fromkeys(names.values(), 0)
     depth.update({names[s]: c for s, c in rows})
     return depth
@@ -506,7 +591,9 @@ class PgActivity:
                     rows = conn.execute(
                         "SELECT coalesce(state, '?'), coalesce(wait_event_type, '-'), coalesce(wait_event, '-'),"
                         " count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-                        " AND backend_type = 'client backend' GROUP BY 1, 2, 3", (self.database,)).fetchall()
+                        " AND backend_type = 'client backend' GROUP BY 1, 2, 3",
+                        (self.database,),
+                    ).fetchall()
                     # Which statements wait for a lock, and after which ones transactions sit
                     # idle waiting for their client (a lock holder's Python in between).
                     rows += conn.execute(
@@ -514,13 +601,18 @@ class PgActivity:
                         " transaction after' END, '', regexp_replace(left(query, 70), '\\s+', ' ', 'g'),"
                         " count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
                         " AND (wait_event_type = 'Lock' OR state = 'idle in transaction') GROUP BY 1, 2, 3",
-                        (self.database,)).fetchall()
+                        (self.database,),
+                    ).fetchall()
                     self.samples += 1
                     for state, wtype, wevent, n in rows:
                         if not wtype:
                             key = f"{state}: {wevent}"
                         else:
-                            key = f"{state}: {wtype}/{wevent}" if wtype != "-" else f"{state}: running"
+                            key = (
+                                f"{state}: {wtype}/{wevent}"
+                                if wtype != "-"
+                                else f"{state}: running"
+                            )
                         self.counts[key] = self.counts.get(key, 0) + n
                     self._stop.wait(self.interval)
         except Exception as exc:  # a diagnostic only: never fail the measurement
@@ -543,8 +635,15 @@ def pg_server(url: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         out["version"] = conn.execute("SHOW server_version").fetchone()[0]
-        for name in ("synchronous_commit", "fsync", "wal_sync_method", "commit_delay", "shared_buffers",
-                     "max_connections", "autovacuum"):
+        for name in (
+            "synchronous_commit",
+            "fsync",
+            "wal_sync_method",
+            "commit_delay",
+            "shared_buffers",
+            "max_connections",
+            "autovacuum",
+        ):
             out[name] = conn.execute(f"SHOW {name}").fetchone()[0]
     return out
 
@@ -568,7 +667,9 @@ def cpu_of_named(comm: str) -> float:
     children they reaped: for PostgreSQL, the postmaster's cutime/cstime hold the CPU of the
     backends that already ended, so the difference of two readings is the server's CPU in
     between even when connections come and go. (Every client of the server counts.)"""
-    return sum(_jiffies_of(pid, children=True) for pid in processes_named(comm)) / os.sysconf("SC_CLK_TCK")
+    return sum(_jiffies_of(pid, children=True) for pid in processes_named(comm)) / os.sysconf(
+        "SC_CLK_TCK"
+    )
 
 
 # ----- the machine ----------------------------------------------------------------------------
@@ -590,23 +691,43 @@ def machine(workdir: Path | None = None) -> dict[str, Any]:
     for dist in ("hookcast", "aiohttp", "uvloop", "orjson", "SQLAlchemy", "uvicorn", "fastapi"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
+
             versions[dist] = version(dist)
     import sqlite3
+
     git = {}
     with contextlib.suppress(Exception):
-        git["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                                       text=True, timeout=5).stdout.strip()
-        git["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO,
-                                           capture_output=True, text=True, timeout=5).stdout.strip())
+        git["commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        git["dirty"] = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "src"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+        )
     fs = ""
     with contextlib.suppress(Exception):
-        fs = subprocess.run(["df", "--output=fstype", str(workdir or REPO)], capture_output=True, text=True,
-                            timeout=5).stdout.split()[-1]
+        fs = subprocess.run(
+            ["df", "--output=fstype", str(workdir or REPO)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.split()[-1]
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(), "os": platform.platform(terse=True),
-        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "filesystem": fs, "packages": versions, "git": git,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "filesystem": fs,
+        "packages": versions,
+        "git": git,
     }
 
 
@@ -666,7 +787,9 @@ def _jiffies_of(pid: int, children: bool = False) -> int:
     except OSError:
         return 0
     # fields[11..14]: utime stime cutime cstime
-    return int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return (
+        int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    )
 
 
 def _descendants(root: int) -> list[int]:

@@ -58,8 +58,15 @@ class State:
         self.events: dict[str, int] = {}
 
     def counts(self) -> dict[str, Any]:
-        return {"count": self.count, "distinct": len(self.ids), "bad": self.bad, "hung": self.hung,
-                "first_at": self.first_at, "last_at": self.last_at, "mode": self.mode}
+        return {
+            "count": self.count,
+            "distinct": len(self.ids),
+            "bad": self.bad,
+            "hung": self.hung,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "mode": self.mode,
+        }
 
 
 def make_apps(state: State) -> tuple[web.Application, web.Application]:
@@ -156,8 +163,10 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print("READY " + json.dumps({"port": port, "control_port": control_port, "pid": os.getpid()}),
-          flush=True)
+    print(
+        "READY " + json.dumps({"port": port, "control_port": control_port, "pid": os.getpid()}),
+        flush=True,
+    )
     await stop.wait()
     state.release.set()
     await hooks_runner.cleanup()
@@ -165,16 +174,21 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.receiver", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.receiver", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="TLS port for deliveries (0: any free)")
-    parser.add_argument("--control-port", type=int, default=0, help="plain HTTP control port (0: any free)")
+    parser.add_argument(
+        "--control-port", type=int, default=0, help="plain HTTP control port (0: any free)"
+    )
     parser.add_argument("--cert", required=True, help="PEM certificate chain of the leaf")
     parser.add_argument("--key", required=True, help="PEM private key of the leaf")
     parser.add_argument("--secret", required=True, help="the webhooks' Secret, to check signatures")
     parser.add_argument("--mode", choices=("ok", "hang"), default="ok")
-    parser.add_argument("--hang-seconds", type=float, default=600.0,
-                        help="longest a request is held in mode hang")
+    parser.add_argument(
+        "--hang-seconds", type=float, default=600.0, help="longest a request is held in mode hang"
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop

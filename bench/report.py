@@ -16,8 +16,10 @@ def markdown(results: dict) -> str:
     ratio = throughput_ratio(results["scenarios"])
     if ratio:
         lines.append("")
-        lines.append(f"`throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
-                     f"ceiling {ratio['ceiling_per_s']:.0f}/s)`")
+        lines.append(
+            f"`throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
+            f"ceiling {ratio['ceiling_per_s']:.0f}/s)`"
+        )
     m = results["machine"]
     c0, c1 = results.get("calibration_before", {}), results.get("calibration_after", {})
     lines.append("")

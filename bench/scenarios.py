@@ -85,8 +85,11 @@ class Context:
     def done(self, task: TaskID, note: str = "") -> None:
         t = self.progress.tasks[task]
         completed = t.total if t.total is not None else t.completed
-        self.progress.update(task, completed=completed,
-                             description=t.description + (f" [dim]{note}[/]" if note else ""))
+        self.progress.update(
+            task,
+            completed=completed,
+            description=t.description + (f" [dim]{note}[/]" if note else ""),
+        )
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -109,8 +112,12 @@ def rate(n: int, seconds: float) -> float:
 def signal_kwargs() -> dict[str, Any]:
     """What every benchmark signal carries: the send time in FieldValues, so the receiver can
     compute signal-to-receipt latency."""
-    return {"tenant": TENANT, "associate_id": ASSOCIATE, "changes": ["name"],
-            "field_values": {"t": time.monotonic()}}
+    return {
+        "tenant": TENANT,
+        "associate_id": ASSOCIATE,
+        "changes": ["name"],
+        "field_values": {"t": time.monotonic()},
+    }
 
 
 class Flow:
@@ -119,8 +126,16 @@ class Flow:
     A poller reads the receiver's count every `interval` seconds and opens the gate;
     `producers` tasks each loop: wait for room, take the next number, send it."""
 
-    def __init__(self, receiver: Receiver, *, total: int, window: int, progress: Progress,
-                 task: TaskID, interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        *,
+        total: int,
+        window: int,
+        progress: Progress,
+        task: TaskID,
+        interval: float = 0.02,
+    ) -> None:
         self.receiver = receiver
         self.total = total
         self.window = window
@@ -164,7 +179,9 @@ class Flow:
                 if self.errors > 100:
                     raise
 
-    async def run(self, send: Callable[[int], Awaitable[None]], producers: int, timeout: float) -> None:
+    async def run(
+        self, send: Callable[[int], Awaitable[None]], producers: int, timeout: float
+    ) -> None:
         deadline = time.monotonic() + timeout
         poller = asyncio.create_task(self.poll(deadline))
         try:
@@ -174,8 +191,13 @@ class Flow:
             poller.cancel()
 
 
-async def fixed_rate(send: Callable[[int], Awaitable[None]], rate_per_s: float, count: int,
-                     progress: Progress, task: TaskID) -> tuple[list[float], float]:
+async def fixed_rate(
+    send: Callable[[int], Awaitable[None]],
+    rate_per_s: float,
+    count: int,
+    progress: Progress,
+    task: TaskID,
+) -> tuple[list[float], float]:
     """Open-loop load: signal number i at start + i/rate, whatever earlier signals are doing.
     Returns each signal()'s duration and the achieved rate."""
     durations: list[float] = []
@@ -200,8 +222,9 @@ async def fixed_rate(send: Callable[[int], Awaitable[None]], rate_per_s: float, 
     return durations, rate(count, elapsed)
 
 
-async def queue_events(ctx: Context, db: Path | str, event: str, n: int, task: TaskID, *,
-                       producers: int) -> float:
+async def queue_events(
+    ctx: Context, db: Path | str, event: str, n: int, task: TaskID, *, producers: int
+) -> float:
     """The application stores n events (one delivery each) through `Hub(deliver=False)`,
     `producers` tasks at a time; returns the seconds it took."""
     t0 = time.monotonic()
@@ -221,8 +244,12 @@ async def queue_events(ctx: Context, db: Path | str, event: str, n: int, task: T
 async def register(hub: Hub, settings: Settings, name: str, events: list[str], url: str) -> int:
     """Create a webhook the way the API does: validated, verified with a signed test POST."""
     registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
-    hook = await registry.create(Principal(TENANT, ASSOCIATE), WebhookIn.model_validate(
-        {"Name": name, "Events": events, "TargetUrl": url, "Secret": SECRET}))
+    hook = await registry.create(
+        Principal(TENANT, ASSOCIATE),
+        WebhookIn.model_validate(
+            {"Name": name, "Events": events, "TargetUrl": url, "Secret": SECRET}
+        ),
+    )
     return hook.id
 
 
@@ -243,8 +270,11 @@ async def ceiling(ctx: Context) -> dict[str, Any]:
     for concurrency in (8, 16, 32):
         task = ctx.task(f"ceiling: {concurrency} in flight", n)
         connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls)
-        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                         timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as session:
 
             async def post(body: bytes, headers: dict[str, str]) -> bool:
                 async with session.post(ctx.receiver.url, data=body, headers=headers) as resp:
@@ -262,12 +292,21 @@ async def ceiling(ctx: Context) -> dict[str, Any]:
             return (await sender.send(ctx.receiver.url, body, headers)).ok
 
         sender_run = await _post_run(ctx, sender_task, n, int(best), send)
-    return {"best_concurrency": int(best), "per_s": runs[best]["per_s"], "runs": runs,
-            "hookcast_sender": {"concurrency": int(best), **sender_run}}
+    return {
+        "best_concurrency": int(best),
+        "per_s": runs[best]["per_s"],
+        "runs": runs,
+        "hookcast_sender": {"concurrency": int(best), **sender_run},
+    }
 
 
-async def _post_run(ctx: Context, task: TaskID, n: int, concurrency: int,
-                    post: Callable[[bytes, dict[str, str]], Awaitable[bool]]) -> dict[str, Any]:
+async def _post_run(
+    ctx: Context,
+    task: TaskID,
+    n: int,
+    concurrency: int,
+    post: Callable[[bytes, dict[str, str]], Awaitable[bool]],
+) -> dict[str, Any]:
     """`concurrency` workers post n signed payloads (after a warm-up that opens the
     connections); rate, errors and CPU per request of this process and of the receiver."""
     counter = itertools.count()
@@ -294,8 +333,12 @@ async def _post_run(ctx: Context, task: TaskID, n: int, concurrency: int,
     counts = await ctx.receiver.count()
     ctx.done(task, f"{rate(n, elapsed):,.0f}/s")
     return {
-        "requests": n, "seconds": round(elapsed, 3), "per_s": round(rate(n, elapsed), 1),
-        "errors": errors, "received": counts["count"], "bad_signatures": counts["bad"],
+        "requests": n,
+        "seconds": round(elapsed, 3),
+        "per_s": round(rate(n, elapsed), 1),
+        "errors": errors,
+        "received": counts["count"],
+        "bad_signatures": counts["bad"],
         "client_cpu_us_per_request": round(cpu / n * 1e6, 1),
         "receiver_cpu_us_per_request": round(recv_cpu / n * 1e6, 1),
     }
@@ -305,15 +348,28 @@ def _ceiling_payload(i: int) -> tuple[bytes, dict[str, str]]:
     """A signed delivery as hookcast builds it (its own build_body / build_headers)."""
     event_id = str(uuid.uuid4())
     body = build_body(
-        event_id=event_id, timestamp=format_timestamp(datetime.now(UTC)),
-        changes=["name"], event="bench.ceiling", primary_key=i, entity="bench",
-        tenant=TENANT, associate_id=ASSOCIATE, webhook_name="ceiling",
+        event_id=event_id,
+        timestamp=format_timestamp(datetime.now(UTC)),
+        changes=["name"],
+        event="bench.ceiling",
+        primary_key=i,
+        entity="bench",
+        tenant=TENANT,
+        associate_id=ASSOCIATE,
+        webhook_name="ceiling",
         field_values={"t": time.monotonic()},
     )
     headers = build_headers(
-        event_header="bench.ceiling", event_id=event_id, retry=0, body=body,
-        secret=SECRET, delivery_id=str(uuid.uuid4()), timestamp=int(time.time()),
-        custom=None, user_agent="hookcast/bench", standard_webhooks=True,
+        event_header="bench.ceiling",
+        event_id=event_id,
+        retry=0,
+        body=body,
+        secret=SECRET,
+        delivery_id=str(uuid.uuid4()),
+        timestamp=int(time.time()),
+        custom=None,
+        user_agent="hookcast/bench",
+        standard_webhooks=True,
     )
     return body, headers
 
@@ -349,8 +405,11 @@ async def _e2e_python(ctx: Context, *, embedded: bool) -> dict[str, Any]:
         await register(hub, settings, "e2e", [E2E_EVENT], ctx.receiver.url)
         if not embedded:
             port = free_port()
-            server = HookcastProcess(["serve", "--port", str(port), "--db", f"sqlite:///{db_path}"],
-                                     ctx.config.env(db_path), ctx.workdir / "serve-e2e-python.log")
+            server = HookcastProcess(
+                ["serve", "--port", str(port), "--db", f"sqlite:///{db_path}"],
+                ctx.config.env(db_path),
+                ctx.workdir / "serve-e2e-python.log",
+            )
             await server.start()
             stack.push_async_callback(server.stop)
             await server.wait_http(f"http://127.0.0.1:{port}/health")
@@ -381,14 +440,21 @@ async def _e2e_python(ctx: Context, *, embedded: bool) -> dict[str, Any]:
     ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
     per = max(received, 1) / 1e6
     return {
-        "mode": label, "deliveries": n, "received": received, "distinct": stats["distinct"],
-        "bad_signatures": stats["bad"], "signal_errors": flow.errors,
+        "mode": label,
+        "deliveries": n,
+        "received": received,
+        "distinct": stats["distinct"],
+        "bad_signatures": stats["bad"],
+        "signal_errors": flow.errors,
         "seconds_to_last_receipt": round(receipt_s, 3),
         "seconds_to_all_recorded": round(recorded_s, 3),
         "per_s": round(rate(received, recorded_s), 1),
         "per_s_by_receipt": round(rate(received, receipt_s), 1),
-        "depth_after": depth, "window": window, "producers": 200,
-        "concurrency": settings.concurrency, "per_webhook_concurrency": settings.per_webhook_concurrency,
+        "depth_after": depth,
+        "window": window,
+        "producers": 200,
+        "concurrency": settings.concurrency,
+        "per_webhook_concurrency": settings.per_webhook_concurrency,
         # embedded: the one process (hookcast and the application's producers); serve: the
         # delivering process, with the application's (intake and producers) beside it.
         "hookcast_cpu_us_per_delivery": round(cpu / per, 1),
@@ -408,20 +474,28 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
     prepare_db(db_path, [("e2e-rest", [E2E_EVENT], ctx.receiver.url)])
     key = await create_key(db_path, ctx.workdir)
     port = free_port()
-    server = HookcastProcess(["serve", "--port", str(port), "--db", f"sqlite:///{db_path}"],
-                             ctx.config.env(db_path), ctx.workdir / "serve-rest.log")
+    server = HookcastProcess(
+        ["serve", "--port", str(port), "--db", f"sqlite:///{db_path}"],
+        ctx.config.env(db_path),
+        ctx.workdir / "serve-rest.log",
+    )
     await server.start()
     base = f"http://127.0.0.1:{port}"
     try:
         await server.wait_http(base + "/api/v1/Webhook/default")
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         connector = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+        ) as http:
             status_errors: dict[int, int] = {}
 
             async def send(i: int) -> None:
-                async with http.post(f"{base}/api/v1/Webhook/{E2E_EVENT}/{i}", data=b'{"name": "Ada"}',
-                                     headers=headers) as resp:
+                async with http.post(
+                    f"{base}/api/v1/Webhook/{E2E_EVENT}/{i}",
+                    data=b'{"name": "Ada"}',
+                    headers=headers,
+                ) as resp:
                     await resp.read()
                     if resp.status != 204:
                         status_errors[resp.status] = status_errors.get(resp.status, 0) + 1
@@ -436,10 +510,15 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
             cpu0, recv_cpu0 = cpu_seconds(server.pid), cpu_seconds(ctx.receiver.pid)
             gen_cpu0 = cpu_seconds()
             t0 = time.monotonic()
-            await flow.run(lambda i: send(1000 + i), producers=concurrency, timeout=ctx.size(240, 45))
+            await flow.run(
+                lambda i: send(1000 + i), producers=concurrency, timeout=ctx.size(240, 45)
+            )
             stats = await ctx.receiver.stats(samples=False)
             depth, recorded_at = await wait_recorded(db_path, n + 32, timeout=30)
-            cpu, recv_cpu = cpu_seconds(server.pid) - cpu0, cpu_seconds(ctx.receiver.pid) - recv_cpu0
+            cpu, recv_cpu = (
+                cpu_seconds(server.pid) - cpu0,
+                cpu_seconds(ctx.receiver.pid) - recv_cpu0,
+            )
             gen_cpu = cpu_seconds() - gen_cpu0
         rss = read_status(server.pid)
     finally:
@@ -448,12 +527,18 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
     recorded_s = recorded_at - t0
     ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
     return {
-        "deliveries": n, "received": received, "distinct": stats["distinct"],
-        "bad_signatures": stats["bad"], "http_errors": status_errors, "signal_errors": flow.errors,
+        "deliveries": n,
+        "received": received,
+        "distinct": stats["distinct"],
+        "bad_signatures": stats["bad"],
+        "http_errors": status_errors,
+        "signal_errors": flow.errors,
         "seconds_to_all_recorded": round(recorded_s, 3),
         "per_s": round(rate(received, recorded_s), 1),
         "per_s_by_receipt": round(rate(received, (stats["last_at"] or t0) - t0), 1),
-        "depth_after": depth, "client_concurrency": concurrency, "window": window,
+        "depth_after": depth,
+        "client_concurrency": concurrency,
+        "window": window,
         "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
         "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
         "load_generator_cpu_us_per_request": round(gen_cpu / max(received, 1) * 1e6, 1),
@@ -491,8 +576,12 @@ async def latency(ctx: Context) -> dict[str, Any]:
             counts = await ctx.receiver.wait_count(count, timeout=30)
             lat = await latencies_at(ctx.receiver)
             results[f"{per_s}/s"] = {
-                "rate": per_s, "seconds": seconds, "signals": count, "achieved_per_s": round(achieved, 1),
-                "received": counts["count"], "signal_to_receipt": lat,
+                "rate": per_s,
+                "seconds": seconds,
+                "signals": count,
+                "achieved_per_s": round(achieved, 1),
+                "received": counts["count"],
+                "signal_to_receipt": lat,
                 "signal_duration": summary_ms(durations),
             }
             ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
@@ -515,24 +604,33 @@ async def fanout(ctx: Context) -> dict[str, Any]:
     delivered: list[float] = []
     recorded: list[float] = []
     async with Hub(settings) as hub:
-        await hub.db.run(insert_webhooks, [(f"fan{k}", [event], ctx.receiver.url) for k in range(hooks)])
+        await hub.db.run(
+            insert_webhooks, [(f"fan{k}", [event], ctx.receiver.url) for k in range(hooks)]
+        )
         for r in range(rounds + 1):  # round 0 warms up (opens the connections)
             await ctx.receiver.reset()
             t0 = time.monotonic()
             await hub.signal(event, r, **signal_kwargs())
             t_enqueued = time.monotonic() - t0
             counts = await ctx.receiver.wait_count(hooks, timeout=60, interval=0.005)
-            depth, t_recorded = await wait_recorded(db_path, hooks * (r + 1), timeout=60, interval=0.005)
+            _depth, t_recorded = await wait_recorded(
+                db_path, hooks * (r + 1), timeout=60, interval=0.005
+            )
             if r == 0:
                 continue
             enqueue.append(t_enqueued)
             delivered.append((counts["last_at"] or t0) - t0)
             recorded.append(t_recorded - t0)
             ctx.progress.update(task, completed=r)
-    ctx.done(task, f"enqueue {median(enqueue) * 1000:.1f} ms, all delivered {median(delivered) * 1000:.0f} ms")
+    ctx.done(
+        task,
+        f"enqueue {median(enqueue) * 1000:.1f} ms, all delivered {median(delivered) * 1000:.0f} ms",
+    )
     return {
-        "webhooks": hooks, "rounds": rounds,
-        "enqueue_ms": summary_ms(enqueue), "all_delivered_ms": summary_ms(delivered),
+        "webhooks": hooks,
+        "rounds": rounds,
+        "enqueue_ms": summary_ms(enqueue),
+        "all_delivered_ms": summary_ms(delivered),
         "all_recorded_ms": summary_ms(recorded),
         "fanout_per_s": round(rate(hooks, median(delivered) or 0), 1),
     }
@@ -579,9 +677,13 @@ async def matching(ctx: Context) -> dict[str, Any]:
                 await _burst(hub, lambda i: probe, burst, concurrency=100)
                 burst_s = time.perf_counter() - t0
                 cpu = cpu_seconds() - cpu0
-                runs[label].append({"sequential": summary_ms(durations),
-                                    "burst_us_per_signal": burst_s / burst * 1e6,
-                                    "burst_cpu_us_per_signal": cpu / burst * 1e6})
+                runs[label].append(
+                    {
+                        "sequential": summary_ms(durations),
+                        "burst_us_per_signal": burst_s / burst * 1e6,
+                        "burst_cpu_us_per_signal": cpu / burst * 1e6,
+                    }
+                )
                 done += sequential + burst
                 ctx.progress.update(task, completed=done)
                 await asyncio.to_thread(checkpoint, paths[label])
@@ -593,25 +695,36 @@ async def matching(ctx: Context) -> dict[str, Any]:
     finally:
         for hub in hubs.values():
             await hub.close()
-    out: dict[str, Any] = {"probe_matches": 1, "sequential_signals": sequential, "burst_signals": burst,
-                           "repetitions": reps}
+    out: dict[str, Any] = {
+        "probe_matches": 1,
+        "sequential_signals": sequential,
+        "burst_signals": burst,
+        "repetitions": reps,
+    }
     for label, results in runs.items():
         p50 = median([r["sequential"]["p50_ms"] for r in results]) or 0.0
         cost = median([r["burst_us_per_signal"] for r in results]) or 0.0
         out[label] = {
             "webhooks": len(cases[label]),
             "sequential_p50_ms": round(p50, 3),
-            "sequential_p99_ms": round(median([r["sequential"]["p99_ms"] for r in results]) or 0, 3),
+            "sequential_p99_ms": round(
+                median([r["sequential"]["p99_ms"] for r in results]) or 0, 3
+            ),
             "burst_us_per_signal": round(cost, 1),
             "burst_per_s": round(1e6 / cost, 1) if cost else 0.0,
-            "burst_cpu_us_per_signal": round(median([r["burst_cpu_us_per_signal"] for r in results]) or 0, 1),
+            "burst_cpu_us_per_signal": round(
+                median([r["burst_cpu_us_per_signal"] for r in results]) or 0, 1
+            ),
             "runs": results,
         }
     out["10,000 webhooks"]["burst_10_matches_per_s"] = round(ten_matches, 1)
     one, many = out["1 webhook"], out["10,000 webhooks"]
     out["ratio_sequential_p50"] = round(many["sequential_p50_ms"] / one["sequential_p50_ms"], 3)
     out["ratio_burst_cost"] = round(many["burst_us_per_signal"] / one["burst_us_per_signal"], 3)
-    ctx.done(task, f"ratio {out['ratio_sequential_p50']:.2f} alone, {out['ratio_burst_cost']:.2f} in a burst")
+    ctx.done(
+        task,
+        f"ratio {out['ratio_sequential_p50']:.2f} alone, {out['ratio_burst_cost']:.2f} in a burst",
+    )
     return out
 
 
@@ -651,9 +764,11 @@ async def backlog(ctx: Context) -> dict[str, Any]:
     # A generous attempt timeout: the attempts in flight while the receiver is stopped must
     # not fail (9 failures in a row would disable the webhook, §6) before it continues.
     timeout = ctx.size(120.0, 60.0)
-    worker = HookcastProcess(["worker", "--db", f"sqlite:///{db_path}"],
-                             ctx.config.env(db_path, attempt_timeout=timeout, lease=timeout + 60),
-                             ctx.workdir / "worker-backlog.log")
+    worker = HookcastProcess(
+        ["worker", "--db", f"sqlite:///{db_path}"],
+        ctx.config.env(db_path, attempt_timeout=timeout, lease=timeout + 60),
+        ctx.workdir / "worker-backlog.log",
+    )
     await ctx.receiver.reset()
     ctx.receiver.pause()
     paused = True
@@ -677,8 +792,11 @@ async def backlog(ctx: Context) -> dict[str, Any]:
         ctx.receiver.resume()
         paused = False
         counts = await ctx.receiver.wait_count(
-            n, timeout=ctx.size(300, 60), interval=0.1,
-            on_count=lambda c: ctx.progress.update(task_d, completed=c))
+            n,
+            timeout=ctx.size(300, 60),
+            interval=0.1,
+            on_count=lambda c: ctx.progress.update(task_d, completed=c),
+        )
         depth, recorded_at = await wait_recorded(db_path, n, timeout=60, interval=0.05)
         worker_cpu_drain = cpu_seconds(worker.pid) - cpu_w0 - worker_cpu_down
         rss_end = worker.rss.current_kib() if worker.rss else 0
@@ -689,21 +807,34 @@ async def backlog(ctx: Context) -> dict[str, Any]:
     drain_s = recorded_at - t_resume
     first = (counts["first_at"] or t_resume) - t_resume
     assert worker.rss is not None
-    ctx.done(task_d, f"{rate(counts['count'], drain_s):,.0f}/s, peak RSS {worker.rss.hwm_kib / 1024:.0f} MiB")
+    ctx.done(
+        task_d,
+        f"{rate(counts['count'], drain_s):,.0f}/s, peak RSS {worker.rss.hwm_kib / 1024:.0f} MiB",
+    )
     return {
-        "deliveries": n, "received": counts["count"], "distinct": counts["distinct"],
-        "queue_seconds": round(queue_s, 3), "queue_events_per_s": round(rate(n, queue_s), 1),
-        "depth_while_down": depth_queued, "depth_after": depth,
-        "worker_cpu_s_while_down": round(worker_cpu_down, 2), "down_seconds": round(down_s, 2),
-        "drain_seconds": round(drain_s, 3), "drain_per_s": round(rate(counts["count"], drain_s), 1),
+        "deliveries": n,
+        "received": counts["count"],
+        "distinct": counts["distinct"],
+        "queue_seconds": round(queue_s, 3),
+        "queue_events_per_s": round(rate(n, queue_s), 1),
+        "depth_while_down": depth_queued,
+        "depth_after": depth,
+        "worker_cpu_s_while_down": round(worker_cpu_down, 2),
+        "down_seconds": round(down_s, 2),
+        "drain_seconds": round(drain_s, 3),
+        "drain_per_s": round(rate(counts["count"], drain_s), 1),
         "first_receipt_after_resume_s": round(first, 3),
-        "worker_cpu_us_per_delivery_drain": round(worker_cpu_drain / max(counts["count"], 1) * 1e6, 1),
-        "rss_idle_mib": round(rss_idle / 1024, 1), "rss_queued_mib": round(rss_queued / 1024, 1),
+        "worker_cpu_us_per_delivery_drain": round(
+            worker_cpu_drain / max(counts["count"], 1) * 1e6, 1
+        ),
+        "rss_idle_mib": round(rss_idle / 1024, 1),
+        "rss_queued_mib": round(rss_queued / 1024, 1),
         "rss_end_mib": round(rss_end / 1024, 1),
         "peak_rss_sampled_mib": round(worker.rss.peak_rss_kib / 1024, 1),
         "peak_rss_mib": round(worker.rss.hwm_kib / 1024, 1),  # VmHWM, the kernel's high-water mark
         "rss_samples_mib": [round(kib / 1024, 1) for _, kib in worker.rss.samples],
-        "attempt_timeout_s": timeout, "lease_s": timeout + 60,
+        "attempt_timeout_s": timeout,
+        "lease_s": timeout + 60,
     }
 
 
@@ -729,25 +860,57 @@ async def isolation(ctx: Context) -> dict[str, Any]:
     try:
         for rep in range(reps):
             for label in runs:
-                runs[label].append(await _isolation_run(
-                    ctx, hang, label, event, n, per_s, seconds, timeout, f" #{rep + 1}" if reps > 1 else ""))
+                runs[label].append(
+                    await _isolation_run(
+                        ctx,
+                        hang,
+                        label,
+                        event,
+                        n,
+                        per_s,
+                        seconds,
+                        timeout,
+                        f" #{rep + 1}" if reps > 1 else "",
+                    )
+                )
     finally:
         with contextlib.suppress(Exception):
             await hang.stop()
-    out: dict[str, Any] = {"attempt_timeout_s": timeout, "lease_s": timeout * 2, "repetitions": reps}
+    out: dict[str, Any] = {
+        "attempt_timeout_s": timeout,
+        "lease_s": timeout * 2,
+        "repetitions": reps,
+    }
     for label, results in runs.items():
         out[label] = {
             "throughput_per_s": round(median([r["throughput_per_s"] for r in results]) or 0, 1),
-            "latency": {k: (round(median([r["latency"][k] for r in results]) or 0, 3) if k != "count"
-                            else sum(r["latency"][k] for r in results)) for k in results[0]["latency"]},
+            "latency": {
+                k: (
+                    round(median([r["latency"][k] for r in results]) or 0, 3)
+                    if k != "count"
+                    else sum(r["latency"][k] for r in results)
+                )
+                for k in results[0]["latency"]
+            },
             "runs": results,
         }
-    out["throughput_ratio"] = round(out["beside hanging"]["throughput_per_s"] / out["alone"]["throughput_per_s"], 3)
+    out["throughput_ratio"] = round(
+        out["beside hanging"]["throughput_per_s"] / out["alone"]["throughput_per_s"], 3
+    )
     return out
 
 
-async def _isolation_run(ctx: Context, hang: Receiver, label: str, event: str, n: int, per_s: int,
-                         seconds: float, timeout: float, suffix: str) -> dict[str, Any]:
+async def _isolation_run(
+    ctx: Context,
+    hang: Receiver,
+    label: str,
+    event: str,
+    n: int,
+    per_s: int,
+    seconds: float,
+    timeout: float,
+    suffix: str,
+) -> dict[str, Any]:
     db_path = ctx.db_path("isolation")
     specs = [("healthy", [event], ctx.receiver.url)]
     if label != "alone":
@@ -789,8 +952,13 @@ async def _isolation_run(ctx: Context, hang: Receiver, label: str, event: str, n
             if label != "alone":  # let the held requests go, so that the Hub closes at once
                 with contextlib.suppress(Exception):
                     await asyncio.shield(hang.set_mode("ok"))
-    return {"throughput_per_s": round(thr, 1), "received": stats["count"], "latency": lat,
-            "latency_received": counts["count"], "hung_requests": hung}
+    return {
+        "throughput_per_s": round(thr, 1),
+        "received": stats["count"],
+        "latency": lat,
+        "latency_received": counts["count"],
+        "hung_requests": hung,
+    }
 
 
 # ----- 7. PostgreSQL: 1, 2 and 4 workers ---------------------------------------------------------
@@ -826,24 +994,35 @@ async def postgres_workers(ctx: Context) -> dict[str, Any]:
     for rep in range(reps):
         for backend, workers in plan if rep % 2 == 0 else plan[::-1]:
             await _wait_idle(ctx, 30.0)
-            done[(backend, workers)].append(await _worker_drain(
-                ctx, backend, workers, n, analyze=ctx.pg_analyze, rep=rep + 1 if reps > 1 else 0))
+            done[(backend, workers)].append(
+                await _worker_drain(
+                    ctx, backend, workers, n, analyze=ctx.pg_analyze, rep=rep + 1 if reps > 1 else 0
+                )
+            )
     runs = {str(w): _median_run(done[("postgresql", w)]) for w in counts}
     sqlite = _median_run(done[("sqlite", 1)])
     settings = Settings(**ctx.config.overrides())
     e2e = ctx.figures.get("e2e_python", {})
     base = runs[str(counts[0])]["drain_per_s"]
     return {
-        "deliveries": n, "repetitions": reps, "analyzed": ctx.pg_analyze,
-        "postgresql": runs, "sqlite_1_worker": sqlite,
+        "deliveries": n,
+        "repetitions": reps,
+        "analyzed": ctx.pg_analyze,
+        "postgresql": runs,
+        "sqlite_1_worker": sqlite,
         "sqlite_e2e_python_per_s": e2e.get("per_s"),
-        "scaling": {k: round(r["drain_per_s"] / base, 3) if base else None for k, r in runs.items()},
+        "scaling": {
+            k: round(r["drain_per_s"] / base, 3) if base else None for k, r in runs.items()
+        },
         "postgresql_server": server,
         "settings": {
             "concurrency_per_worker": settings.concurrency,
             "per_webhook_concurrency_per_worker": settings.per_webhook_concurrency,
-            "max_in_flight_to_the_webhook": {k: settings.per_webhook_concurrency * int(k) for k in runs},
-            "batch_size": settings.batch_size, "max_connections_per_host": settings.max_connections_per_host,
+            "max_in_flight_to_the_webhook": {
+                k: settings.per_webhook_concurrency * int(k) for k in runs
+            },
+            "batch_size": settings.batch_size,
+            "max_connections_per_host": settings.max_connections_per_host,
             "attempt_timeout_s": runs[str(counts[0])]["attempt_timeout_s"],
             "lease_s": runs[str(counts[0])]["lease_s"],
             "db_pool_per_process": "SQLAlchemy pool_size 8 + max_overflow 8 (+1 LISTEN connection)",
@@ -868,12 +1047,15 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return pick
 
 
-async def _worker_drain(ctx: Context, backend: str, workers: int, n: int, *, analyze: bool = False,
-                        rep: int = 0) -> dict[str, Any]:
+async def _worker_drain(
+    ctx: Context, backend: str, workers: int, n: int, *, analyze: bool = False, rep: int = 0
+) -> dict[str, Any]:
     """Queue `n` deliveries, then let `workers` worker processes drain them (see above).
     `analyze`: run ANALYZE after queueing (PostgreSQL), so the planner has statistics."""
-    label = (f"{backend}{' ANALYZEd' if analyze else ''} {workers} worker{'s' if workers > 1 else ''}"
-             + (f" #{rep}" if rep else ""))
+    label = (
+        f"{backend}{' ANALYZEd' if analyze else ''} {workers} worker{'s' if workers > 1 else ''}"
+        + (f" #{rep}" if rep else "")
+    )
     tag = f"{backend}-{workers}{'-analyzed' if analyze else ''}{f'-{rep}' if rep else ''}"
     timeout = 60.0  # attempts held while the receiver is stopped must not fail (see backlog)
     pg: PgDatabase | None = None
@@ -900,18 +1082,28 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int, *, ana
         ctx.receiver.pause()
         paused = True
         env = ctx.config.env(db, attempt_timeout=timeout, lease=timeout * 2)
-        procs = [HookcastProcess(["worker", "--db", db_url(db)], env,
-                                 ctx.workdir / f"worker-{tag}-{k}.log") for k in range(workers)]
+        procs = [
+            HookcastProcess(
+                ["worker", "--db", db_url(db)], env, ctx.workdir / f"worker-{tag}-{k}.log"
+            )
+            for k in range(workers)
+        ]
         t_start = time.monotonic()
         for proc in procs:
             await proc.start()
-        await asyncio.gather(*(proc.wait_log("hookcast worker delivering", timeout=60) for proc in procs))
+        await asyncio.gather(
+            *(proc.wait_log("hookcast worker delivering", timeout=60) for proc in procs)
+        )
         startup_s = time.monotonic() - t_start
         await asyncio.sleep(0.5)  # the first claims are made; their attempts wait for the receiver
 
         task_d = ctx.task(f"{label}: drain {n:,}", n)
         cpu_w0 = [cpu_seconds(proc.pid) for proc in procs]
-        cpu_pg0, cpu_recv0, cpu_me0 = cpu_of_named("postgres"), cpu_seconds(ctx.receiver.pid), cpu_seconds()
+        cpu_pg0, cpu_recv0, cpu_me0 = (
+            cpu_of_named("postgres"),
+            cpu_seconds(ctx.receiver.pid),
+            cpu_seconds(),
+        )
         noise = Noise(("postgres",)).start()
         activity = PgActivity(ctx.postgres_url, pg.name).start() if pg is not None else None
         t_resume = time.monotonic()
@@ -919,8 +1111,11 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int, *, ana
         paused = False
         try:
             counts = await ctx.receiver.wait_count(
-                n, timeout=ctx.size(300, 60), interval=0.1,
-                on_count=lambda c: ctx.progress.update(task_d, completed=c))
+                n,
+                timeout=ctx.size(300, 60),
+                interval=0.1,
+                on_count=lambda c: ctx.progress.update(task_d, completed=c),
+            )
             depth, recorded_at = await wait_recorded(db, n, timeout=60, interval=0.05)
         finally:
             pg_activity = activity.stop() if activity is not None else None
@@ -945,24 +1140,38 @@ async def _worker_drain(ctx: Context, backend: str, workers: int, n: int, *, ana
         return round(cpu / (drain_s * cores) * 100, 1) if drain_s > 0 else 0.0
 
     return {
-        "backend": backend, "workers": workers, "analyzed": analyze, "deliveries": n, "received": received,
-        "distinct": counts["distinct"], "bad_signatures": counts["bad"],
-        "queue_seconds": round(queue_s, 3), "queue_events_per_s": round(rate(n, queue_s), 1),
-        "depth_queued": depth_queued, "depth_after": depth, "startup_seconds": round(startup_s, 2),
-        "drain_seconds": round(drain_s, 3), "drain_per_s": round(per_s, 1),
+        "backend": backend,
+        "workers": workers,
+        "analyzed": analyze,
+        "deliveries": n,
+        "received": received,
+        "distinct": counts["distinct"],
+        "bad_signatures": counts["bad"],
+        "queue_seconds": round(queue_s, 3),
+        "queue_events_per_s": round(rate(n, queue_s), 1),
+        "depth_queued": depth_queued,
+        "depth_after": depth,
+        "startup_seconds": round(startup_s, 2),
+        "drain_seconds": round(drain_s, 3),
+        "drain_per_s": round(per_s, 1),
         "first_receipt_after_resume_s": round((counts["first_at"] or t_resume) - t_resume, 3),
-        "workers_cpu_s": round(sum(cpu_w), 2), "workers_cpu_s_each": [round(c, 2) for c in cpu_w],
+        "workers_cpu_s": round(sum(cpu_w), 2),
+        "workers_cpu_s_each": [round(c, 2) for c in cpu_w],
         "postgres_cpu_s": round(cpu_pg, 2) if backend == "postgresql" else None,
-        "receiver_cpu_s": round(cpu_recv, 2), "harness_cpu_s": round(cpu_me, 2),
+        "receiver_cpu_s": round(cpu_recv, 2),
+        "harness_cpu_s": round(cpu_me, 2),
         "workers_cpu_pct_of_machine": pct(sum(cpu_w)),
         "postgres_cpu_pct_of_machine": pct(cpu_pg) if backend == "postgresql" else None,
         "receiver_cpu_pct_of_machine": pct(cpu_recv),
         "workers_cpu_us_per_delivery": round(sum(cpu_w) / max(received, 1) * 1e6, 1),
-        "postgres_cpu_us_per_delivery": round(cpu_pg / max(received, 1) * 1e6, 1) if backend == "postgresql" else None,
+        "postgres_cpu_us_per_delivery": round(cpu_pg / max(received, 1) * 1e6, 1)
+        if backend == "postgresql"
+        else None,
         "workers_peak_rss_mib": [round(kib / 1024, 1) for kib in rss],
         "foreign_cpu_pct_during_drain": foreign,
         "pg_backends_mean": pg_activity,  # mean number of backends per state/wait event
-        "attempt_timeout_s": timeout, "lease_s": timeout * 2,
+        "attempt_timeout_s": timeout,
+        "lease_s": timeout * 2,
     }
 
 
@@ -974,9 +1183,14 @@ async def crmscript(ctx: Context) -> dict[str, Any]:
     (bench/crmscript_handler.py), and the same logic in plain Python. Runs in a thread (one
     thread: the event loop has nothing else to do meanwhile)."""
     task = ctx.task("CRMScript handler: compile and run", None)
-    out = await asyncio.to_thread(_crmscript_measure, ctx.size(30, 10), ctx.size(5, 3), ctx.size(400, 60))
-    ctx.done(task, f"run {out['run_us']:.1f} µs, plain Python {out['python_us']:.2f} µs, "
-                   f"ratio {out['ratio']:.1f}×")
+    out = await asyncio.to_thread(
+        _crmscript_measure, ctx.size(30, 10), ctx.size(5, 3), ctx.size(400, 60)
+    )
+    ctx.done(
+        task,
+        f"run {out['run_us']:.1f} µs, plain Python {out['python_us']:.2f} µs, "
+        f"ratio {out['ratio']:.1f}×",
+    )
     return out
 
 
@@ -1032,7 +1246,7 @@ def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, An
                     elapsed, k = per() - t, len(events)
                 else:
                     target = {"precompiled": compiled, "source": SCRIPT, "tiny": tiny}[kind]
-                    chunk = events[(b * k_script) % len(events):][:k_script]
+                    chunk = events[(b * k_script) % len(events) :][:k_script]
                     t = per()
                     for variables in chunk:
                         run_script(target, variables=variables)
@@ -1044,12 +1258,16 @@ def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, An
     source_us = (median(timings["source"]) or 0) * 1e6
     python_us = (median(timings["python"]) or 0) * 1e6
     return {
-        "script_lines": len(SCRIPT.splitlines()), "events": len(EVENTS),
-        "steps_per_run": steps, "outputs_equal": True,
+        "script_lines": len(SCRIPT.splitlines()),
+        "events": len(EVENTS),
+        "steps_per_run": steps,
+        "outputs_equal": True,
         "first_compile_ms": round(first_compile * 1000, 3),
-        "compile_ms": round((median(fresh) or 0) * 1000, 3), "compile": summary_ms(fresh),
+        "compile_ms": round((median(fresh) or 0) * 1000, 3),
+        "compile": summary_ms(fresh),
         "cached_compile_us": round((median(cached) or 0) * 1e6, 2),
-        "run_us": round(run_us, 2), "run_from_source_us": round(source_us, 2),
+        "run_us": round(run_us, 2),
+        "run_from_source_us": round(source_us, 2),
         "run_one_statement_us": round((median(timings["tiny"]) or 0) * 1e6, 2),
         "runs_per_s": round(rate(runs["precompiled"], totals["precompiled"]), 1),
         "runs_per_s_from_source": round(rate(runs["source"], totals["source"]), 1),
@@ -1057,7 +1275,9 @@ def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, An
         "python_runs_per_s": round(rate(runs["python"], totals["python"]), 1),
         "ratio": round(run_us / python_us, 2) if python_us else None,
         "ratio_from_source": round(source_us / python_us, 2) if python_us else None,
-        "runs_timed": runs, "rounds": rounds, "batch_sizes": {"script": k_script, "python": k_python},
+        "runs_timed": runs,
+        "rounds": rounds,
+        "batch_sizes": {"script": k_script, "python": k_python},
     }
 
 

@@ -25,8 +25,10 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 def summary_ms(seconds: Sequence[float]) -> dict[str, float | int | None]:
     """count, p50, p95, p99, max and mean of durations given in seconds, as milliseconds."""
     data = sorted(seconds)
+
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v * 1000.0, 3)
+
     return {
         "count": len(data),
         "p50_ms": ms(percentile(data, 50)),

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-
 from support.databases import database_url
 
 from hookcast.api.app import create_app

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
-
 from support.databases import drop_created
 from support.processes import HookcastProcess
 from support.receivers import Receiver
@@ -30,7 +29,7 @@ def ca_bundle_path(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def _leaf_certs(tls_ca: trustme.CA) -> dict[str, trustme.LeafCert]:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return {
         "valid": tls_ca.issue_cert(*CERT_HOSTS),
         "expired": tls_ca.issue_cert(

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import time
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
+from api_support import Api, running_api, stopped_hook
 
 from hookcast.store import queries
-
-from api_support import Api, running_api, stopped_hook
 
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -42,21 +41,48 @@ def test_default_carrier(api: Api) -> None:
     response = api.get("/api/v1/Webhook/default")
     assert response.status_code == 200
     assert response.json() == {
-        "WebhookId": 0, "Name": None, "Events": ["contact.created", "contact.deleted"],
-        "TargetUrl": None, "Secret": None, "State": "Active", "Type": "webhook",
-        "Headers": None, "Properties": None, "ErrorsEmail": None,
-        "Registered": "0001-01-01T00:00:00", "RegisteredAssociate": None,
-        "Updated": "0001-01-01T00:00:00", "UpdatedAssociate": None,
+        "WebhookId": 0,
+        "Name": None,
+        "Events": ["contact.created", "contact.deleted"],
+        "TargetUrl": None,
+        "Secret": None,
+        "State": "Active",
+        "Type": "webhook",
+        "Headers": None,
+        "Properties": None,
+        "ErrorsEmail": None,
+        "Registered": "0001-01-01T00:00:00",
+        "RegisteredAssociate": None,
+        "Updated": "0001-01-01T00:00:00",
+        "UpdatedAssociate": None,
     }
 
 
 def test_create_returns_the_contract_shape(api: Api) -> None:
-    body = create(api, Headers={"X-Tenant": "a"}, Properties={"customer": 42},
-                  ErrorsEmail="ops@example.com", State=2, Type="WebHook")
+    body = create(
+        api,
+        Headers={"X-Tenant": "a"},
+        Properties={"customer": 42},
+        ErrorsEmail="ops@example.com",
+        State=2,
+        Type="WebHook",
+    )
     assert list(body) == [
-        "WebhookId", "Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers",
-        "Properties", "ErrorsEmail", "Registered", "RegisteredAssociate", "Updated",
-        "UpdatedAssociate", "_Links",
+        "WebhookId",
+        "Name",
+        "Events",
+        "TargetUrl",
+        "Secret",
+        "State",
+        "Type",
+        "Headers",
+        "Properties",
+        "ErrorsEmail",
+        "Registered",
+        "RegisteredAssociate",
+        "Updated",
+        "UpdatedAssociate",
+        "_Links",
     ]
     assert body["WebhookId"] >= 1
     assert body["Events"] == ["contact.created", "contact.changed"]  # lower-cased, de-duplicated
@@ -64,7 +90,11 @@ def test_create_returns_the_contract_shape(api: Api) -> None:
     assert body["Headers"] == {"X-Tenant": "a"} and body["Properties"] == {"customer": 42}
     assert DATE.match(body["Registered"]) and DATE.match(body["Updated"])
     assert body["RegisteredAssociate"] == {
-        "AssociateId": 5, "Name": "tony", "FullName": "Tony Ng", "Type": "Employee"}
+        "AssociateId": 5,
+        "Name": "tony",
+        "FullName": "Tony Ng",
+        "Type": "Employee",
+    }
     assert body["UpdatedAssociate"] == body["RegisteredAssociate"]
     base = "http://testserver/api/v1/Webhook"
     assert body["_Links"] == {"Self": f"{base}/{body['WebhookId']}", "Archive": base}
@@ -86,8 +116,12 @@ def test_get_list_and_filters(api: Api) -> None:
     assert len(api.get("/api/v1/Webhook", params={"statusFilter": "stopped"}).json()) == 2
     assert len(api.get("/api/v1/Webhook", params={"statusFilter": "Unknown"}).json()) == 2
     assert len(api.get("/api/v1/Webhook", params={"statusFilter": "2"}).json()) == 2
-    assert_error(api.get("/api/v1/Webhook", params={"statusFilter": "Sleeping"}), 400,
-                 "ValidationError", "statusFilter")
+    assert_error(
+        api.get("/api/v1/Webhook", params={"statusFilter": "Sleeping"}),
+        400,
+        "ValidationError",
+        "statusFilter",
+    )
 
 
 def test_tenants_are_isolated(api: Api) -> None:
@@ -110,8 +144,11 @@ def test_missing_unknown_and_revoked_keys(api: Api) -> None:
     assert_error(api.client.get("/api/v1/Webhook"), 401, "Unauthorized", "API key")
     assert api.client.get("/api/v1/Webhook").headers["www-authenticate"] == "Bearer"
     assert_error(api.get("/api/v1/Webhook", "hc_not-a-key"), 401, "Unauthorized")
-    assert_error(api.client.get("/api/v1/Webhook", headers={"Authorization": "Basic eDp5"}),
-                 401, "Unauthorized")
+    assert_error(
+        api.client.get("/api/v1/Webhook", headers={"Authorization": "Basic eDp5"}),
+        401,
+        "Unauthorized",
+    )
     assert api.get("/api/v1/Webhook").status_code == 200
     key_id = next(k.id for k in api.db.run_sync(queries.list_keys, "Cust1234"))
     assert api.db.run_sync(queries.revoke_key, key_id, time.time())
@@ -120,8 +157,10 @@ def test_missing_unknown_and_revoked_keys(api: Api) -> None:
 
 def test_put_replaces_and_records_the_updater(api: Api) -> None:
     hook = create(api)
-    response = api.put(f"/api/v1/Webhook/{hook['WebhookId']}",
-                       json=stopped_hook(Name="renamed", Events=["person.changed"], Secret=None))
+    response = api.put(
+        f"/api/v1/Webhook/{hook['WebhookId']}",
+        json=stopped_hook(Name="renamed", Events=["person.changed"], Secret=None),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["Name"], body["Events"], body["Secret"]) == ("renamed", ["person.changed"], None)
@@ -145,24 +184,32 @@ def test_patch_json_patch_case_insensitive_paths(api: Api) -> None:
     assert body["Name"] == "patched" and body["Secret"] is None
     assert body["Events"] == ["contact.created", "contact.changed", "sale.created"]
     assert body["Headers"] == {"X-A": "1"}
-    response = api.patch(f"/api/v1/Webhook/{hook_id}", json=[{"op": "add", "path": "/Headers/X-B", "value": "2"}],
-                         headers={"Content-Type": "application/json-patch+json"})
+    response = api.patch(
+        f"/api/v1/Webhook/{hook_id}",
+        json=[{"op": "add", "path": "/Headers/X-B", "value": "2"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert response.json()["Headers"] == {"X-A": "1", "X-B": "2"}
 
 
 def test_patch_failed_test_is_409_and_changes_nothing(api: Api) -> None:
     hook_id = create(api)["WebhookId"]
     before = api.get(f"/api/v1/Webhook/{hook_id}").json()
-    ops = [{"op": "replace", "path": "/Name", "value": "x"},
-           {"op": "test", "path": "/Name", "value": "something else"}]
+    ops = [
+        {"op": "replace", "path": "/Name", "value": "x"},
+        {"op": "test", "path": "/Name", "value": "something else"},
+    ]
     assert_error(api.patch(f"/api/v1/Webhook/{hook_id}", json=ops), 409, "Conflict", "test")
     assert api.get(f"/api/v1/Webhook/{hook_id}").json() == before
 
 
 def test_merge_patch(api: Api) -> None:
     hook_id = create(api, Properties={"a": 1, "b": 2})["WebhookId"]
-    response = api.patch(f"/api/v1/Webhook/{hook_id}", json={"properties": {"b": None, "c": 3}, "Name": "m"},
-                         headers={"Content-Type": "application/merge-patch+json"})
+    response = api.patch(
+        f"/api/v1/Webhook/{hook_id}",
+        json={"properties": {"b": None, "c": 3}, "Name": "m"},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["Properties"] == {"a": 1, "c": 3}
     assert response.json()["Name"] == "m"
@@ -172,14 +219,37 @@ def test_bad_patches(api: Api) -> None:
     hook_id = create(api)["WebhookId"]
     before = api.get(f"/api/v1/Webhook/{hook_id}").json()
     url = f"/api/v1/Webhook/{hook_id}"
-    assert_error(api.patch(url, json=[{"op": "move", "from": "/Name", "path": "/Secret"}]), 400, "ValidationError")
-    assert_error(api.patch(url, json=[{"op": "replace", "path": "/Nope", "value": 1}]), 400, "ValidationError", "Nope")
-    assert_error(api.patch(url, json=[{"op": "replace", "path": "/WebhookId", "value": 9}]), 400, "ValidationError")
-    assert_error(api.patch(url, json=[{"op": "remove", "path": "/Headers/X-None"}]), 400, "ValidationError")
-    assert_error(api.patch(url, json=[{"op": "replace", "path": "/Events", "value": []}]), 400, "ValidationError", "Events")
+    assert_error(
+        api.patch(url, json=[{"op": "move", "from": "/Name", "path": "/Secret"}]),
+        400,
+        "ValidationError",
+    )
+    assert_error(
+        api.patch(url, json=[{"op": "replace", "path": "/Nope", "value": 1}]),
+        400,
+        "ValidationError",
+        "Nope",
+    )
+    assert_error(
+        api.patch(url, json=[{"op": "replace", "path": "/WebhookId", "value": 9}]),
+        400,
+        "ValidationError",
+    )
+    assert_error(
+        api.patch(url, json=[{"op": "remove", "path": "/Headers/X-None"}]), 400, "ValidationError"
+    )
+    assert_error(
+        api.patch(url, json=[{"op": "replace", "path": "/Events", "value": []}]),
+        400,
+        "ValidationError",
+        "Events",
+    )
     assert_error(api.patch(url, json={"State": "Sleeping"}), 400, "ValidationError", "State")
-    assert_error(api.patch(url, json={"Name": "x"}, headers={"Content-Type": "application/json-patch+json"}),
-                 400, "ValidationError")
+    assert_error(
+        api.patch(url, json={"Name": "x"}, headers={"Content-Type": "application/json-patch+json"}),
+        400,
+        "ValidationError",
+    )
     assert_error(api.patch("/api/v1/Webhook/999", json={"Name": "x"}), 404, "NotFound")
     assert api.get(url).json() == before
 
@@ -189,10 +259,17 @@ def test_if_unmodified_since(api: Api) -> None:
     url = f"/api/v1/Webhook/{hook['WebhookId']}"
     past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
     future = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
-    assert_error(api.patch(url, json={"Name": "late"}, headers={"If-Unmodified-Since": past}),
-                 412, "PreconditionFailed")
-    assert_error(api.patch(url, json={"Name": "x"}, headers={"If-Unmodified-Since": "yesterday"}),
-                 400, "ValidationError", "If-Unmodified-Since")
+    assert_error(
+        api.patch(url, json={"Name": "late"}, headers={"If-Unmodified-Since": past}),
+        412,
+        "PreconditionFailed",
+    )
+    assert_error(
+        api.patch(url, json={"Name": "x"}, headers={"If-Unmodified-Since": "yesterday"}),
+        400,
+        "ValidationError",
+        "If-Unmodified-Since",
+    )
     assert api.get(url).json()["Name"] == "Contact handler"
     response = api.patch(url, json={"Name": "on time"}, headers={"If-Unmodified-Since": future})
     assert response.status_code == 200 and response.json()["Name"] == "on time"
@@ -211,8 +288,12 @@ def test_last_error_and_usage_of_a_new_webhook(api: Api) -> None:
     response = api.get(f"/api/v1/Webhook/{hook_id}/LastError")
     assert response.status_code == 200 and response.json() is None
     assert api.get(f"/api/v1/Webhook/{hook_id}/Usage").json() == {
-        "total_calls": 0, "total_errors": 0, "consecutive_errors": 0,
-        "last_error": None, "last_error_at": None, "last_success_at": None,
+        "total_calls": 0,
+        "total_errors": 0,
+        "consecutive_errors": 0,
+        "last_error": None,
+        "last_error_at": None,
+        "last_success_at": None,
     }
     assert_error(api.get("/api/v1/Webhook/424242/LastError"), 404, "NotFound")
 
@@ -225,20 +306,34 @@ def test_agents_rpc(api: Api) -> None:
     assert saved.status_code == 200, saved.text
     hook = saved.json()
     assert hook["WebhookId"] >= 1 and "_Links" in hook
-    updated = api.post(f"{base}/SaveWebhook", json={**stopped_hook(Name="saved again"), "WebhookId": hook["WebhookId"]})
-    assert updated.json()["Name"] == "saved again" and updated.json()["WebhookId"] == hook["WebhookId"]
+    updated = api.post(
+        f"{base}/SaveWebhook",
+        json={**stopped_hook(Name="saved again"), "WebhookId": hook["WebhookId"]},
+    )
+    assert (
+        updated.json()["Name"] == "saved again" and updated.json()["WebhookId"] == hook["WebhookId"]
+    )
     got = api.post(f"{base}/GetWebhook", params={"webhookId": hook["WebhookId"]})
     assert got.json()["Name"] == "saved again"
     got_by_body = api.post(f"{base}/GetWebhook", json={"WebhookId": hook["WebhookId"]})
     assert got_by_body.json()["WebhookId"] == hook["WebhookId"]
-    listed = api.post(f"{base}/GetAllWebhooks", json={"NameFilter": "saved again", "StatusFilter": "Stopped"})
+    listed = api.post(
+        f"{base}/GetAllWebhooks", json={"NameFilter": "saved again", "StatusFilter": "Stopped"}
+    )
     assert [h["WebhookId"] for h in listed.json()] == [hook["WebhookId"]]
     assert api.post(f"{base}/GetAllWebhooks", json={"EventFilter": "nothing.here"}).json() == []
     assert api.post(f"{base}/GetLastError", params={"webhookId": hook["WebhookId"]}).json() is None
     assert_error(api.post(f"{base}/GetWebhook"), 400, "ValidationError", "webhookId")
-    assert api.post(f"{base}/DeleteWebhook", params={"webhookId": hook["WebhookId"]}).status_code == 204
-    assert_error(api.post(f"{base}/GetWebhook", params={"webhookId": hook["WebhookId"]}), 404, "NotFound")
-    assert_error(api.post(f"{base}/SaveWebhook", json={**stopped_hook(), "WebhookId": 999}), 404, "NotFound")
+    assert (
+        api.post(f"{base}/DeleteWebhook", params={"webhookId": hook["WebhookId"]}).status_code
+        == 204
+    )
+    assert_error(
+        api.post(f"{base}/GetWebhook", params={"webhookId": hook["WebhookId"]}), 404, "NotFound"
+    )
+    assert_error(
+        api.post(f"{base}/SaveWebhook", json={**stopped_hook(), "WebhookId": 999}), 404, "NotFound"
+    )
 
 
 BAD_BODIES = [
@@ -285,15 +380,26 @@ BAD_BODIES = [
 def test_bad_input_is_a_400_and_changes_nothing(api: Api, case: str, body, fragment: str) -> None:
     existing = create(api)
     before = api.get("/api/v1/Webhook").json()
-    kwargs = {"content": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    kwargs = (
+        {"content": body, "headers": {"Content-Type": "application/json"}}
+        if isinstance(body, bytes)
+        else {"json": body}
+    )
     assert_error(api.post("/api/v1/Webhook", **kwargs), 400, "ValidationError", fragment)
-    assert_error(api.put(f"/api/v1/Webhook/{existing['WebhookId']}", **kwargs), 400, "ValidationError", fragment)
+    assert_error(
+        api.put(f"/api/v1/Webhook/{existing['WebhookId']}", **kwargs),
+        400,
+        "ValidationError",
+        fragment,
+    )
     assert api.get("/api/v1/Webhook").json() == before
 
 
 def test_body_over_one_mebibyte_is_413(api: Api) -> None:
     body = b'{"Name": "' + b"x" * (1024 * 1024) + b'"}'
-    response = api.post("/api/v1/Webhook", content=body, headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/api/v1/Webhook", content=body, headers={"Content-Type": "application/json"}
+    )
     assert_error(response, 413, "PayloadTooLarge")
     assert api.get("/api/v1/Webhook").json() == []
 
@@ -306,19 +412,33 @@ def test_unknown_route_and_bad_id(api: Api) -> None:
 
 def test_openapi_and_docs(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
-    assert "/api/v1/Webhook" in spec["paths"] and "/api/v1/Agents/Webhook/SaveWebhook" in spec["paths"]
-    create_body = spec["paths"]["/api/v1/Webhook"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert (
+        "/api/v1/Webhook" in spec["paths"] and "/api/v1/Agents/Webhook/SaveWebhook" in spec["paths"]
+    )
+    create_body = spec["paths"]["/api/v1/Webhook"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
     assert create_body["$ref"].endswith("/WebhookIn")
-    assert {"Name", "Events", "TargetUrl"} <= set(spec["components"]["schemas"]["WebhookIn"]["required"])
+    assert {"Name", "Events", "TargetUrl"} <= set(
+        spec["components"]["schemas"]["WebhookIn"]["required"]
+    )
     assert api.client.get("/docs").status_code == 200
 
 
 def test_nul_characters_are_refused_everywhere(api: Api) -> None:
     before = api.get("/api/v1/Webhook").json()
-    assert_error(api.get("/api/v1/Webhook", params={"nameFilter": "a\0b"}), 400, "ValidationError", "NUL")
-    assert_error(api.post("/api/v1/Webhook", json=stopped_hook(Name="a\0b")), 400, "ValidationError", "NUL")
-    assert_error(api.post("/api/v1/Webhook", json=stopped_hook(Properties={"x": "a\0"})), 400,
-                 "ValidationError", "NUL")
+    assert_error(
+        api.get("/api/v1/Webhook", params={"nameFilter": "a\0b"}), 400, "ValidationError", "NUL"
+    )
+    assert_error(
+        api.post("/api/v1/Webhook", json=stopped_hook(Name="a\0b")), 400, "ValidationError", "NUL"
+    )
+    assert_error(
+        api.post("/api/v1/Webhook", json=stopped_hook(Properties={"x": "a\0"})),
+        400,
+        "ValidationError",
+        "NUL",
+    )
     assert api.get("/api/v1/Webhook").json() == before
 
 
@@ -327,5 +447,7 @@ def test_chunked_body_over_the_limit_is_413(api: Api) -> None:
         for _ in range(9):
             yield b"x" * (128 * 1024)
 
-    response = api.post("/api/v1/Webhook", content=chunks(), headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/api/v1/Webhook", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert_error(response, 413, "PayloadTooLarge")

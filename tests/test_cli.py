@@ -43,7 +43,18 @@ def test_help_explains_every_command() -> None:
 
 
 def test_keys_create_list_revoke(db_url: str) -> None:
-    output = invoke("keys", "create", "--tenant", "Cust1234", "--associate-id", "5", "--name", "tony", "--db", db_url)
+    output = invoke(
+        "keys",
+        "create",
+        "--tenant",
+        "Cust1234",
+        "--associate-id",
+        "5",
+        "--name",
+        "tony",
+        "--db",
+        db_url,
+    )
     key = output.strip().splitlines()[-1]
     assert key.startswith("hc_") and len(key) > 40
     listing = invoke("keys", "list", "--db", db_url)
@@ -72,8 +83,9 @@ def test_serve_prints_a_first_key_once_and_serves_with_it(tmp_path: Path, db_url
     port = _free_port()
     env = {**os.environ, "HOOKCAST_DATABASE_URL": db_url}
     command = [sys.executable, "-m", "hookcast", "serve", "--port", str(port)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
     try:
         key = ""
         deadline = time.monotonic() + 20
@@ -86,8 +98,10 @@ def test_serve_prints_a_first_key_once_and_serves_with_it(tmp_path: Path, db_url
         response = None
         while time.monotonic() < deadline:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/Webhook",
-                                     headers={"Authorization": f"Bearer {key}"})
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/Webhook",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
                 break
             except httpx.ConnectError:
                 time.sleep(0.05)
@@ -110,10 +124,23 @@ def test_webhooks_list_shows_a_table(db_url: str, tmp_path: Path) -> None:
     db = Database(db_url)
     db.migrate()
     create_key(db, tenant="Cust1234", associate_id=5)
-    db.run_sync(queries.insert_webhook, "Cust1234", 5, time.time(), {
-        "name": "Contact handler", "events": ["contact.created"], "target_url": "https://example.com/h",
-        "secret": None, "state": State.Stopped, "type": "webhook", "headers": None,
-        "properties": None, "errors_email": None})
+    db.run_sync(
+        queries.insert_webhook,
+        "Cust1234",
+        5,
+        time.time(),
+        {
+            "name": "Contact handler",
+            "events": ["contact.created"],
+            "target_url": "https://example.com/h",
+            "secret": None,
+            "state": State.Stopped,
+            "type": "webhook",
+            "headers": None,
+            "properties": None,
+            "errors_email": None,
+        },
+    )
     db.close()
     output = invoke("webhooks", "list", "--db", db_url)
     assert "Contact handler" in output and "Stopped" in output and "contact.created" in output

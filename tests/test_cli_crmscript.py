@@ -20,12 +20,14 @@ def invoke(*args: str | Path):
 @pytest.fixture
 def scripts(tmp_path: Path) -> Path:
     (tmp_path / "greetings.crmscript").write_text(
-        'String greet(String who) { return "Hello, " + who + "!"; }\n', encoding="utf-8")
+        'String greet(String who) { return "Hello, " + who + "!"; }\n', encoding="utf-8"
+    )
     (tmp_path / "main.crmscript").write_text(
         '#include "greetings";\n'
         'printLine(greet(getVariable("who")));\n'
         'printLine("pk=" + getVariable("PrimaryKey") + " missing=[" + getVariable("nope") + "]");\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return tmp_path
 
 
@@ -47,7 +49,8 @@ def test_run_prints_the_output_with_variables_and_includes(scripts: Path) -> Non
 def test_run_finds_includes_in_another_directory(scripts: Path, tmp_path_factory) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     (elsewhere / "greetings.crmscript").write_text(
-        'String greet(String who) { return "Hi " + who; }', encoding="utf-8")
+        'String greet(String who) { return "Hi " + who; }', encoding="utf-8"
+    )
     result = invoke("run", scripts / "main.crmscript", "--include-dir", elsewhere)
     assert result.exit_code == 0 and result.stdout.startswith("Hi \n")
 
@@ -92,8 +95,11 @@ def test_includes_never_leave_the_include_directory(tmp_path: Path) -> None:
 
 def test_http_is_refused_locally(tmp_path: Path) -> None:
     path = tmp_path / "http.crmscript"
-    path.write_text('HTTP h; h.get("https://chat.example.com/");\n'
-                    'printLine(h.hasError().toString() + ": " + h.getErrorMessage());', encoding="utf-8")
+    path.write_text(
+        'HTTP h; h.get("https://chat.example.com/");\n'
+        'printLine(h.hasError().toString() + ": " + h.getErrorMessage());',
+        encoding="utf-8",
+    )
     result = invoke("run", path)
     assert result.exit_code == 0
     assert result.stdout == "true: host 'chat.example.com' is not on the tenant's allow-list\n"

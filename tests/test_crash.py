@@ -26,9 +26,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from support.processes import (HookcastProcess, api_session, check_each_delivered,
-                               create_key, deliveries, primary_key, signal_all, tail)
+from support.processes import (
+    HookcastProcess,
+    api_session,
+    check_each_delivered,
+    create_key,
+    deliveries,
+    primary_key,
+    signal_all,
+    tail,
+)
 from support.receivers import Receiver, RecordedRequest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and POSIX signals")
@@ -60,8 +67,9 @@ STOP_DEADLINE = 15
 async def _signal_all(base_url: str, key: str) -> dict[int, int | str]:
     """Signal EVENT for pk 1..EVENTS, SIGNAL_CONCURRENCY at a time (see `signal_all`)."""
     async with api_session(key, SIGNAL_CONCURRENCY) as session:
-        return await signal_all(session, base_url, EVENT, EVENTS, SIGNAL_CONCURRENCY,
-                                SIGNAL_DEADLINE)
+        return await signal_all(
+            session, base_url, EVENT, EVENTS, SIGNAL_CONCURRENCY, SIGNAL_DEADLINE
+        )
 
 
 def _snapshot(db_file: Path, into: Path) -> dict[int, int]:
@@ -80,7 +88,8 @@ def _statuses(db_file: Path) -> dict[int, int]:
     try:
         rows = conn.execute(
             "SELECT e.primary_key, d.status FROM deliveries d JOIN events e ON e.id = d.event_id"
-            " WHERE e.name = ?", (EVENT,)
+            " WHERE e.name = ?",
+            (EVENT,),
         ).fetchall()
     finally:
         conn.close()
@@ -91,8 +100,9 @@ def _statuses(db_file: Path) -> dict[int, int]:
     return by_pk
 
 
-def _wait_until(condition: Callable[[], bool], deadline: float, what: str,
-                serve: HookcastProcess | None = None) -> None:
+def _wait_until(
+    condition: Callable[[], bool], deadline: float, what: str, serve: HookcastProcess | None = None
+) -> None:
     end = time.monotonic() + deadline
     while not condition():
         if serve is not None:
@@ -103,8 +113,11 @@ def _wait_until(condition: Callable[[], bool], deadline: float, what: str,
 
 
 def test_kill_9_in_the_middle_of_delivery_loses_nothing(
-    tmp_path: Path, receiver_factory: Callable[..., Receiver], ca_bundle_path: str,
-    processes: dict[str, HookcastProcess], record_property: Callable[[str, object], None],
+    tmp_path: Path,
+    receiver_factory: Callable[..., Receiver],
+    ca_bundle_path: str,
+    processes: dict[str, HookcastProcess],
+    record_property: Callable[[str, object], None],
 ) -> None:
     db_file = tmp_path / "crash.db"
     db_url = f"sqlite:///{db_file}"
@@ -129,15 +142,24 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     }
 
     # ---- first process: register, signal 1,000, kill -9 while delivering ---------------------
-    first = HookcastProcess.serve(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": FIRST_AGENT},
-                                  "first")
+    first = HookcastProcess.serve(
+        tmp_path, {**base_env, "HOOKCAST_USER_AGENT": FIRST_AGENT}, "first"
+    )
     processes[first.name] = first
     first.wait_ready(key, START_DEADLINE)
     auth = {"Authorization": f"Bearer {key}"}
-    created = httpx.post(f"{first.url}/api/v1/Webhook", headers=auth, timeout=30, json={
-        "Name": "crash test", "Events": [EVENT], "TargetUrl": receiver.url,
-        "Secret": "crash-test-secret", "State": "Active",
-    })
+    created = httpx.post(
+        f"{first.url}/api/v1/Webhook",
+        headers=auth,
+        timeout=30,
+        json={
+            "Name": "crash test",
+            "Events": [EVENT],
+            "TargetUrl": receiver.url,
+            "Secret": "crash-test-secret",
+            "State": "Active",
+        },
+    )
     assert created.status_code == 200, created.text
     webhook_id = created.json()["WebhookId"]
     assert [r.header("X-Hook-Test") for r in receiver.requests] == ["true"]
@@ -148,8 +170,12 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     # 204 means durably stored; all of them must be, before the kill.
     assert accepted == set(range(1, EVENTS + 1)), Counter(statuses.values())
 
-    _wait_until(lambda: len(deliveries(receiver)) >= KILL_AFTER, DELIVERY_DEADLINE,
-                f"{KILL_AFTER} deliveries before the kill", first)
+    _wait_until(
+        lambda: len(deliveries(receiver)) >= KILL_AFTER,
+        DELIVERY_DEADLINE,
+        f"{KILL_AFTER} deliveries before the kill",
+        first,
+    )
     first.kill()
     snapshot = _snapshot(db_file, tmp_path / "at-kill")
 
@@ -176,16 +202,21 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
 
     # ---- second process on the same database: finish the job ------------------------------------
     receiver.respond(delay=0.0)
-    second = HookcastProcess.serve(tmp_path, {**base_env, "HOOKCAST_USER_AGENT": SECOND_AGENT},
-                                  "second")
+    second = HookcastProcess.serve(
+        tmp_path, {**base_env, "HOOKCAST_USER_AGENT": SECOND_AGENT}, "second"
+    )
     processes[second.name] = second
     second.wait_ready(key, START_DEADLINE)
 
     def pending() -> int:
         return sum(1 for status in _statuses(db_file).values() if status == 0)
 
-    _wait_until(lambda: accepted <= {primary_key(r) for r in deliveries(receiver)},
-                DELIVERY_DEADLINE, "every accepted event at the receiver", second)
+    _wait_until(
+        lambda: accepted <= {primary_key(r) for r in deliveries(receiver)},
+        DELIVERY_DEADLINE,
+        "every accepted event at the receiver",
+        second,
+    )
     _wait_until(lambda: pending() == 0, DELIVERY_DEADLINE, "no delivery left pending", second)
     final = _statuses(db_file)
     assert sorted(final) == sorted(accepted), "an accepted event has no stored delivery"
@@ -203,19 +234,22 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
 
     # Every accepted event at least once: the contract; one webhook-id per delivery.
     ids_by_pk = check_each_delivered(delivered, accepted)
-    assert len({next(iter(ids)) for ids in ids_by_pk.values()}) == len(ids_by_pk), \
+    assert len({next(iter(ids)) for ids in ids_by_pk.values()}) == len(ids_by_pk), (
         "two events share a webhook-id"
+    )
 
     per_id = Counter(r.header("webhook-id") for r in delivered)
     duplicates = sum(n - 1 for n in per_id.values())
     within_first = len(by_first) - len(pks_first)
     within_second = len(by_second) - len(pks_second)
     across = len(pks_first & pks_second)
-    report = (f"crash test: {len(accepted)} accepted, {len(delivered)} deliveries, "
-              f"{duplicates} duplicates ({across} sent again after the restart, "
-              f"{within_first} within the killed process, {within_second} within the restarted "
-              f"one); killed after {len(by_first)} deliveries, {len(delivered_at_kill)} "
-              f"recorded as delivered, {len(sent_not_recorded)} sent but not recorded")
+    report = (
+        f"crash test: {len(accepted)} accepted, {len(delivered)} deliveries, "
+        f"{duplicates} duplicates ({across} sent again after the restart, "
+        f"{within_first} within the killed process, {within_second} within the restarted "
+        f"one); killed after {len(by_first)} deliveries, {len(delivered_at_kill)} "
+        f"recorded as delivered, {len(sent_not_recorded)} sent but not recorded"
+    )
     print(report)
     record_property("duplicates", duplicates)
     record_property("crash_report", report)
@@ -248,8 +282,7 @@ def test_kill_9_in_the_middle_of_delivery_loses_nothing(
     # The webhook is still Active after both processes.
     conn = sqlite3.connect(db_file, timeout=30)
     try:
-        (state,) = conn.execute("SELECT state FROM webhooks WHERE id = ?",
-                                (webhook_id,)).fetchone()
+        (state,) = conn.execute("SELECT state FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
     finally:
         conn.close()
     assert state == 1, report

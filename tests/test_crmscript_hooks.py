@@ -44,13 +44,31 @@ async def _state(engine, webhook_id: int) -> State:
 
 async def test_script_gets_the_event_changed_values_and_properties(engine) -> None:
     await store_script(engine, "contact-changed", DUMP_VARIABLES)
-    hook = await script_hook(engine, "contact-changed", ["contact.changed"], Properties={
-        "region": "EMEA", "tier": 2, "vip": True, "nothing": None, "meta": {"a": [1, "x"]},
-    })
+    hook = await script_hook(
+        engine,
+        "contact-changed",
+        ["contact.changed"],
+        Properties={
+            "region": "EMEA",
+            "tier": 2,
+            "vip": True,
+            "nothing": None,
+            "meta": {"a": [1, "x"]},
+        },
+    )
     await engine.hub.signal(
-        "contact.changed", 994863, tenant=TENANT, associate_id=316, occurred_at=OCCURRED,
-        changes={"name": "Ada", "department": None, "score": 12.5, "active": False,
-                 "updated": "2024-03-05T08:15:30"},
+        "contact.changed",
+        994863,
+        tenant=TENANT,
+        associate_id=316,
+        occurred_at=OCCURRED,
+        changes={
+            "name": "Ada",
+            "department": None,
+            "score": 12.5,
+            "active": False,
+            "updated": "2024-03-05T08:15:30",
+        },
     )
     [attempt] = await eventually(lambda: attempts_of(engine, hook.id), what="the script's run")
     assert (attempt["ok"], attempt["error"], attempt["http_status"]) == (1, None, None)
@@ -85,8 +103,12 @@ async def _usage_when(engine, webhook_id: int, calls: int):
 
 
 async def test_event_without_changes_and_unknown_names_are_empty(engine) -> None:
-    await store_script(engine, "probe", 'printLine("[" + getVariable("Changes.name") + "]" '
-                                        '+ getVariable("WebhookName") + "|" + getVariable("Entity"));')
+    await store_script(
+        engine,
+        "probe",
+        'printLine("[" + getVariable("Changes.name") + "]" '
+        '+ getVariable("WebhookName") + "|" + getVariable("Entity"));',
+    )
     hook = await script_hook(engine, "probe", ["sale.created"])
     await engine.hub.signal("sale.created", 5, tenant=TENANT)
     [attempt] = await eventually(lambda: attempts_of(engine, hook.id))
@@ -94,13 +116,17 @@ async def test_event_without_changes_and_unknown_names_are_empty(engine) -> None
 
 
 async def test_failing_script_follows_retries_then_too_many_errors(engine) -> None:
-    await store_script(engine, "broken", 'printLine("trying " + getVariable("EventId"));\nthrow "boom";')
+    await store_script(
+        engine, "broken", 'printLine("trying " + getVariable("EventId"));\nthrow "boom";'
+    )
     hook = await script_hook(engine, "broken", ["contact.changed"])
     await engine.hub.signal("contact.changed", 7, tenant=TENANT)
     await eventually(lambda: _state_is(engine, hook.id, State.TooManyErrors), what="TooManyErrors")
     attempts = await eventually(lambda: _attempts_when(engine, hook.id, 9))
     assert len(attempts) == 9
-    assert [(a["cycle"], a["attempt"]) for a in attempts] == [(c, n) for c in range(3) for n in range(3)]
+    assert [(a["cycle"], a["attempt"]) for a in attempts] == [
+        (c, n) for c in range(3) for n in range(3)
+    ]
     assert all(a["ok"] == 0 and a["error"] == "ERROR: GeneralException: boom" for a in attempts)
     # three cycles, each with its own EventId, which the script saw
     event_ids = [a["event_uuid"] for a in attempts]
@@ -143,7 +169,8 @@ async def test_a_deleted_script_fails_the_attempt(engine) -> None:
     first = (await eventually(lambda: attempts_of(engine, hook.id)))[0]
     assert first["ok"] == 0
     assert first["error"] == (
-        f"ERROR: IncludeError: there is no CRMScript with IncludeId 'gone-soon' in tenant {TENANT}")
+        f"ERROR: IncludeError: there is no CRMScript with IncludeId 'gone-soon' in tenant {TENANT}"
+    )
 
 
 async def test_registration_checks_the_script_exists_and_compiles(engine) -> None:
@@ -154,13 +181,18 @@ async def test_registration_checks_the_script_exists_and_compiles(engine) -> Non
     # the library changes so that its user no longer compiles: registration says where
     service = scripts_of(engine)
     lib = (await service.list(CALLER, include_id="lib"))[0]
-    await service.replace(CALLER, lib.id, ScriptIn(Name="lib", IncludeId="lib",
-                                                   Source="String answer() { return \"x\"; }"))
+    await service.replace(
+        CALLER,
+        lib.id,
+        ScriptIn(Name="lib", IncludeId="lib", Source='String answer() { return "x"; }'),
+    )
     service.close()
     with pytest.raises(VerificationFailed) as failed:
         await script_hook(engine, "uses-lib", ["contact.changed"])
-    assert failed.value.message == ("CRMScript 'uses-lib' does not compile: NameError at line 2, "
-                                    "column 11: String has no method toString()")
+    assert failed.value.message == (
+        "CRMScript 'uses-lib' does not compile: NameError at line 2, "
+        "column 11: String has no method toString()"
+    )
     assert (failed.value.details[0]["Line"], failed.value.details[0]["Column"]) == (2, 11)
     # another tenant's script of that name does not count
     with pytest.raises(VerificationFailed):
@@ -191,12 +223,18 @@ async def test_script_forwards_over_https_only_to_allowed_hosts(engine, receiver
     assert await service.set_allow_list(CALLER, ["127.0.0.1"]) == ["127.0.0.1"]
     service.close()
     await store_script(engine, "forward", FORWARD)
-    allowed = await script_hook(engine, "forward", ["contact.changed"],
-                                Properties={"url": receiver.url_for("/chat")})
-    refused = await script_hook(engine, "forward", ["contact.changed"],
-                                Properties={"url": receiver.url_for("/chat", host="localhost")})
-    await engine.hub.signal("contact.changed", 18, tenant=TENANT, associate_id=316,
-                            changes={"name": "Ada"})
+    allowed = await script_hook(
+        engine, "forward", ["contact.changed"], Properties={"url": receiver.url_for("/chat")}
+    )
+    refused = await script_hook(
+        engine,
+        "forward",
+        ["contact.changed"],
+        Properties={"url": receiver.url_for("/chat", host="localhost")},
+    )
+    await engine.hub.signal(
+        "contact.changed", 18, tenant=TENANT, associate_id=316, changes={"name": "Ada"}
+    )
     [request] = await receiver.wait_for_async(1)
     assert (request.method, request.path) == ("POST", "/chat")
     assert orjson.loads(request.body) == {"text": "contact 18 renamed to Ada", "by": "316"}
@@ -210,7 +248,9 @@ async def test_script_forwards_over_https_only_to_allowed_hosts(engine, receiver
     assert len(receiver.requests) == 1  # the refused host was never contacted
 
 
-async def test_allowed_host_still_needs_the_target_guard_and_tls(tmp_path, ca_bundle_path, receiver_factory) -> None:
+async def test_allowed_host_still_needs_the_target_guard_and_tls(
+    tmp_path, ca_bundle_path, receiver_factory
+) -> None:
     good, untrusted = receiver_factory(), receiver_factory(cert="untrusted")
     # 127.0.0.0/8 is not allowed past the guard here, even though the tenant allows the host
     async with running_engine(tmp_path, ca_bundle_path, allow_targets=[]) as engine:
@@ -218,8 +258,9 @@ async def test_allowed_host_still_needs_the_target_guard_and_tls(tmp_path, ca_bu
         await service.set_allow_list(CALLER, ["127.0.0.1"])
         service.close()
         await store_script(engine, "forward", FORWARD)
-        hook = await script_hook(engine, "forward", ["contact.changed"],
-                                 Properties={"url": good.url})
+        hook = await script_hook(
+            engine, "forward", ["contact.changed"], Properties={"url": good.url}
+        )
         await engine.hub.signal("contact.changed", 1, tenant=TENANT, changes={"name": "x"})
         [attempt] = await eventually(lambda: attempts_of(engine, hook.id))
         assert attempt["output"].startswith("hasError target refused: ")
@@ -229,8 +270,9 @@ async def test_allowed_host_still_needs_the_target_guard_and_tls(tmp_path, ca_bu
         await service.set_allow_list(CALLER, ["127.0.0.1"])
         service.close()
         await store_script(engine, "forward", FORWARD)
-        hook = await script_hook(engine, "forward", ["contact.changed"],
-                                 Properties={"url": untrusted.url})
+        hook = await script_hook(
+            engine, "forward", ["contact.changed"], Properties={"url": untrusted.url}
+        )
         await engine.hub.signal("contact.changed", 1, tenant=TENANT, changes={"name": "x"})
         [attempt] = await eventually(lambda: attempts_of(engine, hook.id))
         assert attempt["output"].startswith("hasError TLS certificate verification failed")

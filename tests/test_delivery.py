@@ -29,8 +29,11 @@ def deliveries_of(receiver):
 
 
 async def wait_deliveries(receiver, count: int, timeout: float = 10.0):
-    return await eventually(lambda: len(deliveries_of(receiver)) >= count and deliveries_of(receiver),
-                            timeout, f"{count} deliveries")
+    return await eventually(
+        lambda: len(deliveries_of(receiver)) >= count and deliveries_of(receiver),
+        timeout,
+        f"{count} deliveries",
+    )
 
 
 @pytest.fixture
@@ -40,10 +43,20 @@ async def engine(tmp_path, ca_bundle_path):
 
 
 async def test_exact_body_headers_and_both_signatures(engine, receiver) -> None:
-    hook = await engine.create(receiver.url, ["contact.changed"], Headers={"X-Api-Version": "7"},
-                               Properties={"region": "EMEA", "tier": 2})
-    await engine.hub.signal("contact.changed", 994863, tenant=TENANT, associate_id=316,
-                            changes={"name": "Ada", "department": "R&D"}, occurred_at=OCCURRED)
+    hook = await engine.create(
+        receiver.url,
+        ["contact.changed"],
+        Headers={"X-Api-Version": "7"},
+        Properties={"region": "EMEA", "tier": 2},
+    )
+    await engine.hub.signal(
+        "contact.changed",
+        994863,
+        tenant=TENANT,
+        associate_id=316,
+        changes={"name": "Ada", "department": "R&D"},
+        occurred_at=OCCURRED,
+    )
     [request] = await wait_deliveries(receiver, 1)
     event_id = request.header("X-SuperOffice-EventId")
     expected = (
@@ -72,21 +85,39 @@ async def test_exact_body_headers_and_both_signatures(engine, receiver) -> None:
 
 async def test_delete_event_carries_values_and_field_values(engine, receiver) -> None:
     await engine.create(receiver.url, ["sale.deleted"], Secret=None)
-    await engine.hub.signal("sale.deleted", 994863, tenant=TENANT, associate_id=316,
-                            values={"sale_id": 994863, "contact_id": 43},
-                            field_values={"amount": 12.5}, occurred_at=OCCURRED)
+    await engine.hub.signal(
+        "sale.deleted",
+        994863,
+        tenant=TENANT,
+        associate_id=316,
+        values={"sale_id": 994863, "contact_id": 43},
+        field_values={"amount": 12.5},
+        occurred_at=OCCURRED,
+    )
     [request] = await wait_deliveries(receiver, 1)
     body = orjson.loads(request.body)
-    assert list(body) == ["EventId", "Timestamp", "Changes", "Event", "PrimaryKey", "Entity",
-                          "ContextIdentifier", "ChangedByAssociateId", "WebhookName", "Values",
-                          "FieldValues"]
+    assert list(body) == [
+        "EventId",
+        "Timestamp",
+        "Changes",
+        "Event",
+        "PrimaryKey",
+        "Entity",
+        "ContextIdentifier",
+        "ChangedByAssociateId",
+        "WebhookName",
+        "Values",
+        "FieldValues",
+    ]
     assert body["Values"] == {"sale_id": 994863, "contact_id": 43}
     assert body["FieldValues"] == {"amount": 12.5} and body["Changes"] == []
     assert request.header("X-SuperOffice-Signature") is None  # no Secret, no signature
     assert request.header("webhook-signature") is None
 
 
-async def test_only_subscribed_active_webhooks_of_the_tenant_get_the_event(engine, receiver_factory) -> None:
+async def test_only_subscribed_active_webhooks_of_the_tenant_get_the_event(
+    engine, receiver_factory
+) -> None:
     subscribed, other_event, stopped, other_tenant = (receiver_factory() for _ in range(4))
     await engine.create(subscribed.url, ["contact.created", "contact.changed"])
     await engine.create(other_event.url, ["sale.created"])
@@ -141,7 +172,10 @@ async def test_new_event_id_per_cycle_then_too_many_errors(engine, receiver_fact
     assert [r.header("X-SuperOffice-Retry") for r in requests] == ["0", "1", "2"] * 3
     assert len(set(ids)) == 3 and all(ids[i] == ids[i // 3 * 3] for i in range(9))
     assert len({r.header("webhook-id") for r in requests}) == 1  # one delivery throughout
-    assert all(b - a >= 0.2 for a, b in ((requests[2].at, requests[3].at), (requests[5].at, requests[6].at)))
+    assert all(
+        b - a >= 0.2
+        for a, b in ((requests[2].at, requests[3].at), (requests[5].at, requests[6].at))
+    )
     current = await eventually(lambda: _state_is(engine, hook.id, State.TooManyErrors))
     usage = await engine.usage(current.id)
     assert (usage.total_calls, usage.total_errors, usage.consecutive_errors) == (9, 9, 9)
@@ -151,9 +185,17 @@ async def test_new_event_id_per_cycle_then_too_many_errors(engine, receiver_fact
     assert state_event.header("X-SuperOffice-Event") == f"webhook{hook.id}.errors"
     assert body["Event"] == "webhook.errors" and "Entity" not in body
     assert body["PrimaryKey"] == hook.id and body["Changes"] == []
-    assert body["FieldValues"]["state"] == 3 and body["FieldValues"]["events"] == ["contact.changed"]
-    assert set(body["FieldValues"]) == {"events", "registered", "registered_associate_id", "state",
-                                        "updated", "updated_associate_id"}
+    assert body["FieldValues"]["state"] == 3 and body["FieldValues"]["events"] == [
+        "contact.changed"
+    ]
+    assert set(body["FieldValues"]) == {
+        "events",
+        "registered",
+        "registered_associate_id",
+        "state",
+        "updated",
+        "updated_associate_id",
+    }
     depth = await engine.hub.db.run(queue.queue_depth)
     assert depth["given_up"] >= 1
     await engine.hub.signal("contact.changed", 8, tenant=TENANT)
@@ -188,8 +230,10 @@ async def test_state_events_and_redeliver_after_reactivation(engine, receiver_fa
     target = receiver_factory()
     watcher = receiver_factory()
     hook = await engine.create(target.url, ["contact.changed"])
-    await engine.create(watcher.url, [f"webhook{hook.id}.started", f"webhook{hook.id}.stopped",
-                                      f"webhook{hook.id}.errors"])
+    await engine.create(
+        watcher.url,
+        [f"webhook{hook.id}.started", f"webhook{hook.id}.stopped", f"webhook{hook.id}.errors"],
+    )
     await engine.patch(hook.id, {"State": "Stopped"})
     await engine.patch(hook.id, {"State": "Active"})
     target.respond(status=410)
@@ -198,13 +242,18 @@ async def test_state_events_and_redeliver_after_reactivation(engine, receiver_fa
     await engine.hub.signal("contact.changed", 2, tenant=TENANT)  # not matched while disabled
     events = await wait_deliveries(watcher, 3)
     assert [r.header("X-SuperOffice-Event") for r in events] == [
-        f"webhook{hook.id}.stopped", f"webhook{hook.id}.started", f"webhook{hook.id}.errors"]
+        f"webhook{hook.id}.stopped",
+        f"webhook{hook.id}.started",
+        f"webhook{hook.id}.errors",
+    ]
     assert [orjson.loads(r.body)["FieldValues"]["state"] for r in events] == [2, 1, 3]
     # Redeliver needs an Active webhook.
     with pytest.raises(Exception, match="Active"):
         await engine.registry.redeliver(CALLER, hook.id)
     target.respond(status=200)
-    reactivated = await engine.patch(hook.id, [{"op": "replace", "path": "state", "value": "Active"}])
+    reactivated = await engine.patch(
+        hook.id, [{"op": "replace", "path": "state", "value": "Active"}]
+    )
     assert reactivated.state is State.Active
     assert (await engine.usage(hook.id)).consecutive_errors == 0
     assert await engine.registry.redeliver(CALLER, hook.id) == 1
@@ -212,7 +261,9 @@ async def test_state_events_and_redeliver_after_reactivation(engine, receiver_fa
     body = orjson.loads(redelivered[-1].body)
     assert body["PrimaryKey"] == 1
     assert redelivered[-1].header("webhook-id") == redelivered[0].header("webhook-id")
-    assert redelivered[-1].header("X-SuperOffice-EventId") != redelivered[0].header("X-SuperOffice-EventId")
+    assert redelivered[-1].header("X-SuperOffice-EventId") != redelivered[0].header(
+        "X-SuperOffice-EventId"
+    )
     await wait_deliveries(watcher, 4)
     assert deliveries_of(watcher)[3].header("X-SuperOffice-Event") == f"webhook{hook.id}.started"
 
@@ -231,9 +282,12 @@ async def test_stopping_gives_up_pending_deliveries_and_delete_drops_them(engine
     assert (await engine.hub.db.run(queue.queue_depth))["given_up"] == 0
 
 
-async def test_a_slow_receiver_does_not_hold_up_a_healthy_one(tmp_path, ca_bundle_path, receiver_factory) -> None:
-    async with running_engine(tmp_path, ca_bundle_path, per_webhook_concurrency=2,
-                              concurrency=8, attempt_timeout=5.0) as engine:
+async def test_a_slow_receiver_does_not_hold_up_a_healthy_one(
+    tmp_path, ca_bundle_path, receiver_factory
+) -> None:
+    async with running_engine(
+        tmp_path, ca_bundle_path, per_webhook_concurrency=2, concurrency=8, attempt_timeout=5.0
+    ) as engine:
         slow, healthy = receiver_factory(), receiver_factory()
         await engine.create(slow.url, ["contact.changed"])
         await engine.create(healthy.url, ["contact.changed"])
@@ -247,8 +301,12 @@ async def test_a_slow_receiver_does_not_hold_up_a_healthy_one(tmp_path, ca_bundl
 
 
 async def test_signal_validation(engine) -> None:
-    for bad in (dict(event="contact changed", primary_key=1), dict(event="", primary_key=1),
-                dict(event="contact.changed", primary_key=-1), dict(event="contact.changed", primary_key="1")):
+    for bad in (
+        dict(event="contact changed", primary_key=1),
+        dict(event="", primary_key=1),
+        dict(event="contact.changed", primary_key=-1),
+        dict(event="contact.changed", primary_key="1"),
+    ):
         with pytest.raises(ValidationError):
             await engine.hub.signal(bad["event"], bad["primary_key"], tenant=TENANT)
     with pytest.raises(ValidationError, match="deleted"):
@@ -256,14 +314,18 @@ async def test_signal_validation(engine) -> None:
     with pytest.raises(ValidationError, match="tenant"):
         await engine.hub.signal("contact.changed", 1, tenant="")
     with pytest.raises(ValidationError, match="timezone"):
-        await engine.hub.signal("contact.changed", 1, tenant=TENANT, occurred_at=datetime(2020, 1, 1))
+        await engine.hub.signal(
+            "contact.changed", 1, tenant=TENANT, occurred_at=datetime(2020, 1, 1)
+        )
 
 
 async def test_many_signals_share_commits_and_all_arrive(engine, receiver) -> None:
     import asyncio
 
     await engine.create(receiver.url, ["contact.changed"])
-    await asyncio.gather(*(engine.hub.signal("contact.changed", pk, tenant=TENANT) for pk in range(200)))
+    await asyncio.gather(
+        *(engine.hub.signal("contact.changed", pk, tenant=TENANT) for pk in range(200))
+    )
     requests = await wait_deliveries(receiver, 200, timeout=30)
     keys = Counter(orjson.loads(r.body)["PrimaryKey"] for r in requests)
     assert set(keys) == set(range(200))
@@ -286,7 +348,9 @@ async def _delivered(engine) -> bool:
     return (await engine.hub.db.run(queue.queue_depth))["delivered"] == 1
 
 
-async def test_work_queued_unannounced_is_found_while_deliveries_keep_flowing(engine, receiver) -> None:
+async def test_work_queued_unannounced_is_found_while_deliveries_keep_flowing(
+    engine, receiver
+) -> None:
     # Another process may store deliveries without waking us (another user's, one that
     # cannot ring). The poll must find them even while our own attempts keep finishing,
     # which wake the dispatcher all the time but say nothing about the queue.
@@ -305,13 +369,26 @@ async def test_work_queued_unannounced_is_found_while_deliveries_keep_flowing(en
     producer = asyncio.create_task(stream())
     try:
         await wait_deliveries(receiver, 5)
-        event = queue.NewEvent(tenant=TENANT, name="contact.changed", primary_key=424242,
-                               associate_id=0, occurred_at="2018-04-24T07:50:50.6812130Z",
-                               changes=[], change_values=None, row_values=None, field_values=None)
+        event = queue.NewEvent(
+            tenant=TENANT,
+            name="contact.changed",
+            primary_key=424242,
+            associate_id=0,
+            occurred_at="2018-04-24T07:50:50.6812130Z",
+            changes=[],
+            change_values=None,
+            row_values=None,
+            field_values=None,
+        )
         await asyncio.to_thread(silent.run_sync, queue.insert_events, [event], time.time())
         # Found by a poll (0.2 s) while the stream still runs, not only once it stops.
-        await eventually(lambda: any(orjson.loads(r.body)["PrimaryKey"] == 424242
-                                     for r in deliveries_of(receiver)), 2.0, "the silent delivery")
+        await eventually(
+            lambda: any(
+                orjson.loads(r.body)["PrimaryKey"] == 424242 for r in deliveries_of(receiver)
+            ),
+            2.0,
+            "the silent delivery",
+        )
         assert not producer.done()
     finally:
         streaming = False

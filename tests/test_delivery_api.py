@@ -54,61 +54,99 @@ def smtp():
 
 @pytest.fixture
 def api(tmp_path, ca_bundle_path, smtp):
-    settings = delivery_settings(tmp_path, ca_bundle_path, smtp_host="127.0.0.1", smtp_port=smtp[0],
-                                 smtp_from="hookcast@example.com")
-    with running_api(tmp_path, **{k: v for k, v in settings.model_dump().items()
-                                  if k not in ("database_url",)}) as api:
+    settings = delivery_settings(
+        tmp_path,
+        ca_bundle_path,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[0],
+        smtp_from="hookcast@example.com",
+    )
+    with running_api(
+        tmp_path, **{k: v for k, v in settings.model_dump().items() if k not in ("database_url",)}
+    ) as api:
         yield api
 
 
 def register(api: Api, url: str, events: list[str], **fields) -> dict:
-    response = api.post("/api/v1/Webhook", json={
-        "Name": "handler", "Events": events, "TargetUrl": url, "Secret": "s3cret", **fields})
+    response = api.post(
+        "/api/v1/Webhook",
+        json={"Name": "handler", "Events": events, "TargetUrl": url, "Secret": "s3cret", **fields},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def test_rest_and_rpc_signals_are_delivered(api: Api, receiver) -> None:
     register(api, receiver.url, ["contact.changed", "sale.created"])
-    response = api.post("/api/v1/Webhook/Contact.Changed/994863", json={"name": "Ada", "department": "R&D"})
+    response = api.post(
+        "/api/v1/Webhook/Contact.Changed/994863", json={"name": "Ada", "department": "R&D"}
+    )
     assert response.status_code == 204 and response.content == b""
     assert api.post("/api/v1/Webhook/sale.created/5").status_code == 204
-    rpc = api.post("/api/v1/Agents/Webhook/SignalEvent",
-                   json={"EventName": "contact.changed", "PrimaryKey": 6, "Data": {"name": "Bo"}})
+    rpc = api.post(
+        "/api/v1/Agents/Webhook/SignalEvent",
+        json={"EventName": "contact.changed", "PrimaryKey": 6, "Data": {"name": "Bo"}},
+    )
     assert rpc.status_code == 204
     requests = wait_until(lambda: len(deliveries_of(receiver)) >= 3 and deliveries_of(receiver))
     bodies = sorted((orjson.loads(r.body) for r in requests), key=lambda b: b["PrimaryKey"])
     assert [(b["Event"], b["PrimaryKey"], b["Changes"]) for b in bodies] == [
-        ("sale.created", 5, []), ("contact.changed", 6, ["name"]),
-        ("contact.changed", 994863, ["name", "department"])]
-    assert all(b["ContextIdentifier"] == "Cust1234" and b["ChangedByAssociateId"] == 5 for b in bodies)
+        ("sale.created", 5, []),
+        ("contact.changed", 6, ["name"]),
+        ("contact.changed", 994863, ["name", "department"]),
+    ]
+    assert all(
+        b["ContextIdentifier"] == "Cust1234" and b["ChangedByAssociateId"] == 5 for b in bodies
+    )
 
 
 def test_bad_signals_are_4xx(api: Api) -> None:
-    assert_error(api.post("/api/v1/Webhook/contact..changed/1"), 400, "ValidationError", "malformed")
+    assert_error(
+        api.post("/api/v1/Webhook/contact..changed/1"), 400, "ValidationError", "malformed"
+    )
     assert_error(api.post("/api/v1/Webhook/contact.changed/1", json=[1, 2]), 400, "ValidationError")
-    assert_error(api.post("/api/v1/Webhook/contact.changed/1", content=b"null",
-                          headers={"Content-Type": "application/json"}), 400, "ValidationError", "null")
+    assert_error(
+        api.post(
+            "/api/v1/Webhook/contact.changed/1",
+            content=b"null",
+            headers={"Content-Type": "application/json"},
+        ),
+        400,
+        "ValidationError",
+        "null",
+    )
     assert_error(api.post("/api/v1/Webhook/contact.deleted/-1"), 404, "NotFound")
     assert_error(api.client.post("/api/v1/Webhook/contact.changed/1"), 401, "Unauthorized")
-    assert_error(api.post("/api/v1/Agents/Webhook/SignalEvent", json={"EventName": "x y", "PrimaryKey": 1}),
-                 400, "ValidationError")
+    assert_error(
+        api.post("/api/v1/Agents/Webhook/SignalEvent", json={"EventName": "x y", "PrimaryKey": 1}),
+        400,
+        "ValidationError",
+    )
 
 
 def test_delivery_log_usage_last_error_and_metrics(api: Api, receiver) -> None:
     hook = register(api, receiver.url, ["contact.changed"])
     receiver.respond(statuses=(500,), body=b"oops")
     api.post("/api/v1/Webhook/contact.changed/1")
-    wait_until(lambda: api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()["total_calls"] >= 2)
+    wait_until(
+        lambda: api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()["total_calls"] >= 2
+    )
     page = api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Deliveries", params={"limit": 10}).json()
     assert page["Total"] == 2 and page["Limit"] == 10 and page["Offset"] == 0
     newest, oldest = page["Items"]
     assert (oldest["Outcome"], oldest["HttpStatus"], oldest["Attempt"]) == ("failure", 500, 0)
     assert "500" in oldest["Error"]
-    assert (newest["Outcome"], newest["HttpStatus"], newest["Attempt"], newest["Error"]) == ("success", 200, 1, None)
+    assert (newest["Outcome"], newest["HttpStatus"], newest["Attempt"], newest["Error"]) == (
+        "success",
+        200,
+        1,
+        None,
+    )
     assert newest["EventId"] == oldest["EventId"] and newest["Event"] == "contact.changed"
     assert newest["Status"] == "delivered" and newest["LatencyMs"] > 0
-    second = api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Deliveries", params={"limit": 1, "offset": 1}).json()
+    second = api.get(
+        f"/api/v1/Webhook/{hook['WebhookId']}/Deliveries", params={"limit": 1, "offset": 1}
+    ).json()
     assert [i["AttemptId"] for i in second["Items"]] == [oldest["AttemptId"]]
     assert api.get(f"/api/v1/Webhook/{hook['WebhookId']}/LastError").json() == oldest["Error"]
     usage = api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()
@@ -120,7 +158,9 @@ def test_delivery_log_usage_last_error_and_metrics(api: Api, receiver) -> None:
     assert "hookcast_attempt_latency_seconds_bucket" in metrics
     assert_error(api.get("/api/v1/Webhook/999/Deliveries"), 404, "NotFound")
     assert_error(api.post("/api/v1/Webhook/999/Redeliver"), 404, "NotFound")
-    assert_error(api.post(f"/api/v1/Webhook/{hook['WebhookId']}/Redeliver", api.key_b), 404, "NotFound")
+    assert_error(
+        api.post(f"/api/v1/Webhook/{hook['WebhookId']}/Redeliver", api.key_b), 404, "NotFound"
+    )
 
 
 def test_errors_email_is_sent_once_on_too_many_errors(api: Api, receiver, smtp) -> None:
@@ -129,28 +169,45 @@ def test_errors_email_is_sent_once_on_too_many_errors(api: Api, receiver, smtp) 
     receiver.respond(status=500, body=b"broken")
     api.post("/api/v1/Webhook/contact.changed/1")
     api.post("/api/v1/Webhook/contact.changed/2")
-    wait_until(lambda: api.get(f"/api/v1/Webhook/{hook['WebhookId']}").json()["State"] == "TooManyErrors")
+    wait_until(
+        lambda: api.get(f"/api/v1/Webhook/{hook['WebhookId']}").json()["State"] == "TooManyErrors"
+    )
     [envelope] = wait_until(lambda: mailbox.envelopes, what="the ErrorsEmail")
     assert envelope.rcpt_tos == ["ops@example.com"] and envelope.mail_from == "hookcast@example.com"
     text = envelope.content.decode()
     usage = api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()
-    last_event_id = max((i for i in api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Deliveries").json()["Items"]),
-                        key=lambda i: i["AttemptId"])["EventId"]
+    last_event_id = max(
+        (i for i in api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Deliveries").json()["Items"]),
+        key=lambda i: i["AttemptId"],
+    )["EventId"]
     assert "handler" in text and f"WebhookId:           {hook['WebhookId']}" in text
     assert last_event_id in text and "HTTP 500" in text and usage["last_error"] in text
     assert "s3cret" not in text
     receiver.respond(status=200)
-    assert api.patch(f"/api/v1/Webhook/{hook['WebhookId']}", json={"State": "Active"}).status_code == 200
+    assert (
+        api.patch(f"/api/v1/Webhook/{hook['WebhookId']}", json={"State": "Active"}).status_code
+        == 200
+    )
     redelivered = api.post(f"/api/v1/Webhook/{hook['WebhookId']}/Redeliver").json()["Queued"]
     assert redelivered >= 1
-    wait_until(lambda: {orjson.loads(r.body)["PrimaryKey"] for r in deliveries_of(receiver)
-                        if r.header("X-SuperOffice-Retry") == "0"} >= {1})
+    wait_until(
+        lambda: (
+            {
+                orjson.loads(r.body)["PrimaryKey"]
+                for r in deliveries_of(receiver)
+                if r.header("X-SuperOffice-Retry") == "0"
+            }
+            >= {1}
+        )
+    )
     assert len(mailbox.envelopes) == 1
 
 
 def test_signal_sync_from_blocking_code(tmp_path, ca_bundle_path, receiver) -> None:
     settings = delivery_settings(tmp_path, ca_bundle_path)
-    with running_api(tmp_path, **{k: v for k, v in settings.model_dump().items() if k != "database_url"}) as api:
+    with running_api(
+        tmp_path, **{k: v for k, v in settings.model_dump().items() if k != "database_url"}
+    ) as api:
         register(api, receiver.url, ["contact.created"])
         hub = Hub.start_in_thread(api.settings, deliver=False)
         try:
@@ -165,13 +222,39 @@ def test_signal_sync_from_blocking_code(tmp_path, ca_bundle_path, receiver) -> N
 
 def test_cli_signal_is_delivered_by_the_running_server(tmp_path, ca_bundle_path, receiver) -> None:
     settings = delivery_settings(tmp_path, ca_bundle_path)
-    with running_api(tmp_path, **{k: v for k, v in settings.model_dump().items() if k != "database_url"}) as api:
+    with running_api(
+        tmp_path, **{k: v for k, v in settings.model_dump().items() if k != "database_url"}
+    ) as api:
         register(api, receiver.url, ["contact.changed"])
-        result = CliRunner().invoke(cli, ["signal", "contact.changed", "77", "--tenant", "Cust1234",
-                                          "--data", '{"name": "Ada"}', "--db", api.settings.database_url])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "signal",
+                "contact.changed",
+                "77",
+                "--tenant",
+                "Cust1234",
+                "--data",
+                '{"name": "Ada"}',
+                "--db",
+                api.settings.database_url,
+            ],
+        )
         assert result.exit_code == 0, result.output
         [request] = wait_until(lambda: deliveries_of(receiver))
         assert orjson.loads(request.body)["Changes"] == ["name"]
-        bad = CliRunner().invoke(cli, ["signal", "contact.changed", "1", "--tenant", "T", "--data", "[1]",
-                                       "--db", api.settings.database_url])
+        bad = CliRunner().invoke(
+            cli,
+            [
+                "signal",
+                "contact.changed",
+                "1",
+                "--tenant",
+                "T",
+                "--data",
+                "[1]",
+                "--db",
+                api.settings.database_url,
+            ],
+        )
         assert bad.exit_code == 2

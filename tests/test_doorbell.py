@@ -37,8 +37,12 @@ from hookcast.store import queue
 from hookcast.store.doorbell import Doorbell
 
 pytestmark = [
-    pytest.mark.skipif(ON_POSTGRES, reason="the doorbell is SQLite-only; PostgreSQL uses LISTEN/NOTIFY"),
-    pytest.mark.skipif(sys.platform == "win32", reason="needs AF_UNIX datagram sockets and POSIX signals"),
+    pytest.mark.skipif(
+        ON_POSTGRES, reason="the doorbell is SQLite-only; PostgreSQL uses LISTEN/NOTIFY"
+    ),
+    pytest.mark.skipif(
+        sys.platform == "win32", reason="needs AF_UNIX datagram sockets and POSIX signals"
+    ),
 ]
 
 # A ring is one sendto() on a Unix datagram socket: by the time ring() returns, the byte is
@@ -109,7 +113,9 @@ def _sockets(directory: Path) -> list[str]:
 async def test_ring_wakes_listeners_of_the_same_database_only(doorbells) -> None:
     listener, ringer = doorbells("a.db"), doorbells("a.db")
     other_listener, other_ringer = doorbells("b.db"), doorbells("b.db")
-    assert listener.directory == ringer.directory != other_listener.directory == other_ringer.directory
+    assert (
+        listener.directory == ringer.directory != other_listener.directory == other_ringer.directory
+    )
 
     woken, other_woken = Bell(), Bell()
     listener.listen(woken)
@@ -195,7 +201,9 @@ async def test_close_removes_the_listeners_socket(doorbells) -> None:
 
 
 async def test_a_doorbell_that_cannot_listen_does_not_stop_the_hub(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A socket path longer than AF_UNIX allows (what TMPDIR=<long path> gives): the Hub
     # starts anyway, says so, and relies on polling.
@@ -215,7 +223,8 @@ async def test_a_doorbell_that_cannot_listen_does_not_stop_the_hub(
 
 
 async def test_a_directory_open_to_others_is_not_rung_until_its_owner_listens(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Group- or world-writable: someone else could plant or replace sockets in it. A ringer
     # does not use it; a listener, being its owner, takes the others' access away first.
@@ -245,9 +254,11 @@ async def test_a_directory_open_to_others_is_not_rung_until_its_owner_listens(
 # ----- a real worker process ----------------------------------------------------------------------
 
 
-async def _until(condition: Callable[[], object], deadline: float, what: str,
-                 worker: HookcastProcess) -> None:
+async def _until(
+    condition: Callable[[], object], deadline: float, what: str, worker: HookcastProcess
+) -> None:
     """`eventually`, failing at once if the worker died, with its log's tail on failure."""
+
     async def check() -> object:
         worker.check_alive()
         value = condition()
@@ -260,7 +271,10 @@ async def _until(condition: Callable[[], object], deadline: float, what: str,
 
 
 async def test_a_signal_from_another_process_wakes_an_idle_worker(
-    tmp_path: Path, receiver: Receiver, ca_bundle_path: str, processes: dict[str, HookcastProcess],
+    tmp_path: Path,
+    receiver: Receiver,
+    ca_bundle_path: str,
+    processes: dict[str, HookcastProcess],
     record_property: Callable[[str, object], None],
 ) -> None:
     db_file = tmp_path / "doorbell.db"
@@ -276,31 +290,58 @@ async def test_a_signal_from_another_process_wakes_an_idle_worker(
         "HOOKCAST_USER_AGENT": WORKER_AGENT,
     }
     try:
-        worker = processes["worker"] = HookcastProcess(tmp_path, env, "worker", ["worker", "--db", db_url])
+        worker = processes["worker"] = HookcastProcess(
+            tmp_path, env, "worker", ["worker", "--db", db_url]
+        )
         # Printed once the Hub has started, i.e. migrated and listening on its doorbell.
-        await _until(lambda: "hookcast worker delivering" in worker.log.read_text(errors="replace"),
-                     START_DEADLINE, "the worker to start", worker)
+        await _until(
+            lambda: "hookcast worker delivering" in worker.log.read_text(errors="replace"),
+            START_DEADLINE,
+            "the worker to start",
+            worker,
+        )
         assert len(_sockets(directory)) == 1, "the worker listens on one doorbell socket"
 
-        settings = Settings(database_url=db_url, ca_bundle=ca_bundle_path,
-                            allow_targets=["127.0.0.0/8"], poll_interval=60)
+        settings = Settings(
+            database_url=db_url,
+            ca_bundle=ca_bundle_path,
+            allow_targets=["127.0.0.0/8"],
+            poll_interval=60,
+        )
         async with Hub(settings, deliver=False) as app:
             registry = Registry(app.db, settings, app.sender, wake=app.wake)
-            await registry.create(CALLER, WebhookIn.model_validate({
-                "Name": "doorbell", "Events": [EVENT], "TargetUrl": receiver.url,
-                "Secret": SECRET, "State": "Active", "Type": "webhook",
-            }))
+            await registry.create(
+                CALLER,
+                WebhookIn.model_validate(
+                    {
+                        "Name": "doorbell",
+                        "Events": [EVENT],
+                        "TargetUrl": receiver.url,
+                        "Secret": SECRET,
+                        "State": "Active",
+                        "Type": "webhook",
+                    }
+                ),
+            )
             # The worker's first heartbeat is written once its loops run; then a short grace
             # so that its claimer sits in its 60 s wait when the event comes.
-            await _until(lambda: app.db.read(queue.list_workers), START_DEADLINE,
-                         "the worker's heartbeat", worker)
+            await _until(
+                lambda: app.db.read(queue.list_workers),
+                START_DEADLINE,
+                "the worker's heartbeat",
+                worker,
+            )
             await asyncio.sleep(IDLE_GRACE)
             assert deliveries(receiver) == []
 
             signalled = time.monotonic()
             await app.signal(EVENT, 5, tenant=TENANT)
-            await _until(lambda: deliveries(receiver), DELIVERY_DEADLINE,
-                         "the worker to deliver the event", worker)
+            await _until(
+                lambda: deliveries(receiver),
+                DELIVERY_DEADLINE,
+                "the worker to deliver the event",
+                worker,
+            )
 
         [delivered] = deliveries(receiver)
         record_property("wake_to_delivery_ms", round((delivered.at - signalled) * 1000, 1))

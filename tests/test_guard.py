@@ -98,34 +98,40 @@ def test_allow_list_lets_cidrs_through_and_nothing_else() -> None:
     assert not guard.is_allowed("169.254.169.254")
 
 
-@pytest.mark.parametrize("url", [
-    "https://example.com/hook",
-    "https://example.com:8443/a/b?x=1&y=2",
-    "https://127.0.0.1:9999/",
-    "https://[2001:db8::1]/hook",
-    "HTTPS://Example.COM/",
-    "https://bücher.example/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hook",
+        "https://example.com:8443/a/b?x=1&y=2",
+        "https://127.0.0.1:9999/",
+        "https://[2001:db8::1]/hook",
+        "HTTPS://Example.COM/",
+        "https://bücher.example/",
+    ],
+)
 def test_well_formed_target_urls(url: str) -> None:
     check_target_url(url)
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("http://example.com/hook", "must use https, not http"),
-    ("ftp://example.com/", "must use https, not ftp"),
-    ("//example.com/hook", "absolute https:// URL"),
-    ("/hook", "absolute https:// URL"),
-    ("https:///hook", "must name a host"),
-    ("https://user:pw@example.com/", "user:password credentials"),
-    ("https://user@example.com/", "user:password credentials"),
-    ("https://example.com/hook#frag", "fragment"),
-    ("https://example.com/ hook", "whitespace or control characters"),
-    ("https://example.com/\nhook", "whitespace or control characters"),
-    ("https://example.com/\x00", "whitespace or control characters"),
-    ("https://example.com:99999/", "not a valid URL"),
-    ("https://example.com/" + "a" * 2048, "at most 2048"),
-    ("", "required"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://example.com/hook", "must use https, not http"),
+        ("ftp://example.com/", "must use https, not ftp"),
+        ("//example.com/hook", "absolute https:// URL"),
+        ("/hook", "absolute https:// URL"),
+        ("https:///hook", "must name a host"),
+        ("https://user:pw@example.com/", "user:password credentials"),
+        ("https://user@example.com/", "user:password credentials"),
+        ("https://example.com/hook#frag", "fragment"),
+        ("https://example.com/ hook", "whitespace or control characters"),
+        ("https://example.com/\nhook", "whitespace or control characters"),
+        ("https://example.com/\x00", "whitespace or control characters"),
+        ("https://example.com:99999/", "not a valid URL"),
+        ("https://example.com/" + "a" * 2048, "at most 2048"),
+        ("", "required"),
+    ],
+)
 def test_malformed_target_urls_say_what_is_wrong(url: str, problem: str) -> None:
     with pytest.raises(ValidationError, match=problem) as error:
         check_target_url(url)
@@ -151,8 +157,9 @@ class FixedAnswer(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         return [
-            ResolveResult(hostname=host, host=ip, port=port, family=socket.AF_INET, proto=0,
-                          flags=0)
+            ResolveResult(
+                hostname=host, host=ip, port=port, family=socket.AF_INET, proto=0, flags=0
+            )
             for ip in self.hosts
         ]
 
@@ -176,6 +183,7 @@ async def test_resolver_refuses_an_answer_with_only_refused_addresses() -> None:
 
 
 # -- enforced on the address actually connected to ----------------------------------------------
+
 
 def settings_for(ca_bundle_path: str, allow: str = "") -> Settings:
     return Settings(ca_bundle=ca_bundle_path, allow_targets=allow, attempt_timeout=5)

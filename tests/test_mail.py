@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session, SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from hookcast.dispatch.mail import Mailer, errors_mail
 from hookcast.settings import Settings
@@ -132,10 +132,17 @@ def test_errors_mail_content() -> None:
     )
     assert message["Bcc"] is None  # no header injection through the name
     body = message.get_content()
-    for text in ("12", "Cust1234", "https://erp.example.com/hooks",
-                 "9f1c2d3e-0000-4000-8000-abcdefabcdef", "HTTP 502 Bad Gateway",
-                 "TooManyErrors", "/api/v1/Webhook/12/Redeliver", '"Active"',
-                 "Consecutive errors:  9"):
+    for text in (
+        "12",
+        "Cust1234",
+        "https://erp.example.com/hooks",
+        "9f1c2d3e-0000-4000-8000-abcdefabcdef",
+        "HTTP 502 Bad Gateway",
+        "TooManyErrors",
+        "/api/v1/Webhook/12/Redeliver",
+        '"Active"',
+        "Consecutive errors:  9",
+    ):
         assert text in body
     none = sample_mail(last_event_id=None, last_error=None).get_content()
     assert "(none)" in none and "(none recorded)" in none
@@ -165,18 +172,22 @@ async def test_mail_arrives(smtp_server: StartServer) -> None:
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 async def test_starttls_and_auth(
-    smtp_server: StartServer, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext,
+    smtp_server: StartServer,
+    server_tls: ssl.SSLContext,
+    client_tls: ssl.SSLContext,
     mechanism: str,
 ) -> None:
     handler, auth = Recorder(), Authenticator()
     other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
     controller = smtp_server(
-        handler, tls_context=server_tls, require_starttls=True, auth_required=True,
-        authenticator=auth, auth_exclude_mechanism=[other],
+        handler,
+        tls_context=server_tls,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=auth,
+        auth_exclude_mechanism=[other],
     )
-    settings = settings_for(
-        controller, smtp_starttls=True, smtp_user=USER, smtp_password=PASSWORD
-    )
+    settings = settings_for(controller, smtp_starttls=True, smtp_user=USER, smtp_password=PASSWORD)
     mailer = Mailer(settings, backoff=0.01, timeout=1, tls_context=client_tls)
     assert await mailer.send(sample_mail()) is True
     assert auth.seen == [(mechanism, USER.encode(), PASSWORD.encode())]
@@ -199,8 +210,9 @@ async def test_untrusted_certificate_is_refused(
     handler = Recorder()
     controller = smtp_server(handler, tls_context=server_tls, require_starttls=True)
     untrusted = ssl.create_default_context()  # system store only: the trustme CA is unknown
-    mailer = Mailer(settings_for(controller, smtp_starttls=True), attempts=1, timeout=1,
-                    tls_context=untrusted)
+    mailer = Mailer(
+        settings_for(controller, smtp_starttls=True), attempts=1, timeout=1, tls_context=untrusted
+    )
     assert await mailer.send(sample_mail()) is False
     assert handler.envelopes == []
 
@@ -227,20 +239,29 @@ async def test_dead_server_gives_up_without_leaking_password(
     assert 0.15 <= elapsed < 1.0  # two backoffs (0.05 + 0.1), no more
     failures = [r for r in caplog.records if "failed (attempt" in r.getMessage()]
     assert [r.getMessage().split("attempt ")[1][:6] for r in failures] == [
-        "1 of 3", "2 of 3", "3 of 3"
+        "1 of 3",
+        "2 of 3",
+        "3 of 3",
     ]
     assert all(r.name == "hookcast.mail" for r in caplog.records)
     assert PASSWORD not in caplog.text
 
 
 async def test_wrong_password_is_not_logged(
-    smtp_server: StartServer, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext,
+    smtp_server: StartServer,
+    server_tls: ssl.SSLContext,
+    client_tls: ssl.SSLContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="hookcast.mail")
     handler, auth = Recorder(), Authenticator()
-    controller = smtp_server(handler, tls_context=server_tls, require_starttls=True,
-                             auth_required=True, authenticator=auth)
+    controller = smtp_server(
+        handler,
+        tls_context=server_tls,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=auth,
+    )
     wrong = "not-the-" + PASSWORD
     settings = settings_for(controller, smtp_starttls=True, smtp_user=USER, smtp_password=wrong)
     mailer = Mailer(settings, attempts=2, backoff=0.01, timeout=1, tls_context=client_tls)

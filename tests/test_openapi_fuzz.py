@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from api_support import running_api, stopped_hook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from support.databases import database_url
 from support.server import ServerThread
 
@@ -17,7 +18,6 @@ from hookcast.api.app import create_app
 from hookcast.keys import create_key
 from hookcast.settings import Settings
 from hookcast.store.database import Database
-from api_support import running_api, stopped_hook
 
 # Every URL a generated body carries is pointed at a private IP literal: the target guard
 # refuses it before any packet leaves, so no DNS lookup or connection leaves loopback.
@@ -36,8 +36,9 @@ def defuse(value: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory):
-    config = Settings(database_url=database_url(tmp_path_factory.mktemp("schemathesis")),
-                      attempt_timeout=0.5)
+    config = Settings(
+        database_url=database_url(tmp_path_factory.mktemp("schemathesis")), attempt_timeout=0.5
+    )
     db = Database(config.database_url)
     db.migrate()
     _, key = create_key(db, tenant="Cust1234", associate_id=5, name="fuzz")
@@ -61,17 +62,37 @@ def test_openapi_no_5xx_and_no_schema_violation(case, live_api) -> None:
     if case.operation.path == "/api/v1/Webhook/{eventName}/{primaryKey}":
         # Its body is optional; schemathesis sometimes offers "no body" as a negative case.
         excluded.append(negative_data_rejection)
-    case.call_and_validate(base_url=server.url, headers={"Authorization": f"Bearer {key}"},
-                           excluded_checks=excluded)
+    case.call_and_validate(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, excluded_checks=excluded
+    )
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-FIELDS = ["WebhookId", "Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers",
-          "Properties", "ErrorsEmail", "name", "events", "state"]
+FIELDS = [
+    "WebhookId",
+    "Name",
+    "Events",
+    "TargetUrl",
+    "Secret",
+    "State",
+    "Type",
+    "Headers",
+    "Properties",
+    "ErrorsEmail",
+    "name",
+    "events",
+    "state",
+]
 
 
 @st.composite
@@ -98,7 +119,9 @@ def fuzz_api(tmp_path_factory):
 
 @given(body=BODIES, method=st.sampled_from(["post", "put", "patch", "save", "test"]))
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-def test_random_bodies_never_5xx_nor_change_what_is_stored_when_refused(fuzz_api, body, method) -> None:
+def test_random_bodies_never_5xx_nor_change_what_is_stored_when_refused(
+    fuzz_api, body, method
+) -> None:
     api, hook_id = fuzz_api
     before = api.get("/api/v1/Webhook").json()
     target = {

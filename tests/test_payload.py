@@ -7,7 +7,7 @@ import base64
 import hashlib
 import hmac
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -31,28 +31,40 @@ SECRET = "s3cr3t-ÆØÅ"  # non-ASCII on purpose: the key is the secret's UTF-8 
 
 def common(**overrides: object) -> dict[str, object]:
     args: dict[str, object] = dict(
-        event_id=EVENT_ID, timestamp=STAMP, changes=["name", "department"],
-        event="contact.changed", primary_key=994863, entity="contact", tenant="Cust1234",
-        associate_id=5, webhook_name="My hook",
+        event_id=EVENT_ID,
+        timestamp=STAMP,
+        changes=["name", "department"],
+        event="contact.changed",
+        primary_key=994863,
+        entity="contact",
+        tenant="Cust1234",
+        associate_id=5,
+        webhook_name="My hook",
     )
     args.update(overrides)
     return args
 
 
 def independent_hmac(key: str, message: bytes) -> str:
-    return base64.b64encode(hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(
+        hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()
+    ).decode()
 
 
 # -- timestamps and names -------------------------------------------------------------------
 
+
 def test_timestamp_has_seven_fraction_digits_and_z() -> None:
-    moment = datetime(2018, 4, 24, 7, 50, 50, 681213, tzinfo=timezone.utc)
+    moment = datetime(2018, 4, 24, 7, 50, 50, 681213, tzinfo=UTC)
     assert format_timestamp(moment) == "2018-04-24T07:50:50.6812130Z"
 
 
 def test_timestamp_converts_to_utc_and_pads_zero_microseconds() -> None:
     oslo = timezone(timedelta(hours=2))
-    assert format_timestamp(datetime(2024, 1, 2, 3, 4, 5, tzinfo=oslo)) == "2024-01-02T01:04:05.0000000Z"
+    assert (
+        format_timestamp(datetime(2024, 1, 2, 3, 4, 5, tzinfo=oslo))
+        == "2024-01-02T01:04:05.0000000Z"
+    )
     assert format_timestamp(datetime(2024, 1, 2, 3, 4, 5, 7)) == "2024-01-02T03:04:05.0000070Z"
 
 
@@ -64,6 +76,7 @@ def test_entity_is_the_part_before_the_first_dot() -> None:
 
 # -- bodies ----------------------------------------------------------------------------------
 
+
 def test_body_of_a_normal_event() -> None:
     assert build_body(**common()) == (
         b'{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
@@ -74,10 +87,15 @@ def test_body_of_a_normal_event() -> None:
 
 
 def test_body_of_a_delete_carries_values() -> None:
-    body = build_body(**common(
-        event="sale.deleted", entity="sale", changes=[], primary_key=1,
-        values={"sale_id": 1, "contact_id": 43},
-    ))
+    body = build_body(
+        **common(
+            event="sale.deleted",
+            entity="sale",
+            changes=[],
+            primary_key=1,
+            values={"sale_id": 1, "contact_id": 43},
+        )
+    )
     assert body == (
         b'{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
         b'"Changes":[],"Event":"sale.deleted","PrimaryKey":1,"Entity":"sale",'
@@ -87,25 +105,37 @@ def test_body_of_a_delete_carries_values() -> None:
 
 
 def test_body_with_field_values_and_properties_in_order_utf8() -> None:
-    body = build_body(**common(
-        changes=["name"], webhook_name="Kunde ÆØÅ",
-        values={"contact_id": 994863}, field_values={"name": "Bjørn", "n": None},
-        properties={"zeta": 1, "alpha": {"nested": [True, 2.5]}},
-    ))
-    assert body == (
-        '{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
-        '"Changes":["name"],"Event":"contact.changed","PrimaryKey":994863,"Entity":"contact",'
-        '"ContextIdentifier":"Cust1234","ChangedByAssociateId":5,"WebhookName":"Kunde ÆØÅ",'
-        '"Values":{"contact_id":994863},"FieldValues":{"name":"Bjørn","n":null},'
-        '"zeta":1,"alpha":{"nested":[true,2.5]}}'
-    ).encode("utf-8")
+    body = build_body(
+        **common(
+            changes=["name"],
+            webhook_name="Kunde ÆØÅ",
+            values={"contact_id": 994863},
+            field_values={"name": "Bjørn", "n": None},
+            properties={"zeta": 1, "alpha": {"nested": [True, 2.5]}},
+        )
+    )
+    assert (
+        body
+        == (
+            '{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
+            '"Changes":["name"],"Event":"contact.changed","PrimaryKey":994863,"Entity":"contact",'
+            '"ContextIdentifier":"Cust1234","ChangedByAssociateId":5,"WebhookName":"Kunde ÆØÅ",'
+            '"Values":{"contact_id":994863},"FieldValues":{"name":"Bjørn","n":null},'
+            '"zeta":1,"alpha":{"nested":[true,2.5]}}'
+        ).encode()
+    )
 
 
 def test_body_of_a_state_event_has_no_entity() -> None:
-    body = build_body(**common(
-        event="webhook.stopped", entity=None, changes=[], primary_key=7,
-        field_values={"events": ["contact.created"], "state": 2},
-    ))
+    body = build_body(
+        **common(
+            event="webhook.stopped",
+            entity=None,
+            changes=[],
+            primary_key=7,
+            field_values={"events": ["contact.created"], "state": 2},
+        )
+    )
     assert body == (
         b'{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
         b'"Changes":[],"Event":"webhook.stopped","PrimaryKey":7,"ContextIdentifier":"Cust1234",'
@@ -121,6 +151,7 @@ def test_properties_may_not_replace_payload_fields() -> None:
 
 
 # -- signatures --------------------------------------------------------------------------------
+
 
 def test_superoffice_signature_matches_an_independent_hmac() -> None:
     body = build_body(**common())
@@ -141,9 +172,16 @@ def test_standard_signature_matches_an_independent_hmac() -> None:
 
 def headers_for(body: bytes, **overrides: object) -> dict[str, str]:
     args: dict[str, object] = dict(
-        event_header="contact.changed", event_id=EVENT_ID, retry=1, body=body, secret=SECRET,
-        delivery_id="dlv_42", timestamp=int(time.time()), custom={"X-Tenant-Key": "abc"},
-        user_agent="hookcast/0.1.0", standard_webhooks=True,
+        event_header="contact.changed",
+        event_id=EVENT_ID,
+        retry=1,
+        body=body,
+        secret=SECRET,
+        delivery_id="dlv_42",
+        timestamp=int(time.time()),
+        custom={"X-Tenant-Key": "abc"},
+        user_agent="hookcast/0.1.0",
+        standard_webhooks=True,
     )
     args.update(overrides)
     return build_headers(**args)  # type: ignore[arg-type]
@@ -175,8 +213,12 @@ def test_headers_in_contract_order_with_both_signatures() -> None:
 def test_headers_without_secret_carry_no_signatures() -> None:
     headers = headers_for(b"{}", secret=None, custom=None, test=True)
     assert list(headers) == [
-        "Content-Type", "User-Agent", "X-SuperOffice-Event", "X-SuperOffice-EventId",
-        "X-SuperOffice-Retry", "X-Hook-Test",
+        "Content-Type",
+        "User-Agent",
+        "X-SuperOffice-Event",
+        "X-SuperOffice-EventId",
+        "X-SuperOffice-Retry",
+        "X-Hook-Test",
     ]
     assert headers["X-Hook-Test"] == "true"
 

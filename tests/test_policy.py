@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import reduce
 
@@ -27,7 +28,9 @@ from hookcast.model import State
 from hookcast.settings import Settings
 
 PENDING, DELIVERED, GIVEN_UP = (
-    DeliveryStatus.PENDING, DeliveryStatus.DELIVERED, DeliveryStatus.GIVEN_UP
+    DeliveryStatus.PENDING,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.GIVEN_UP,
 )
 FAIL = Outcome(ok=False)
 OK = Outcome(ok=True)
@@ -169,15 +172,17 @@ def test_fold_of_nothing_changes_nothing() -> None:
 
 def test_fold_with_a_success_keeps_only_the_failures_after_it() -> None:
     delta = fold([FAIL, OK, FAIL, FAIL])
-    assert delta == CounterDelta(calls=4, errors=3, had_success=True, tail_errors=2, gone=False,
-                                 head_errors=1, longest_run=2)
+    assert delta == CounterDelta(
+        calls=4, errors=3, had_success=True, tail_errors=2, gone=False, head_errors=1, longest_run=2
+    )
     assert apply(Counters(10, 5, 7), delta) == Counters(14, 8, 2)
 
 
 def test_fold_without_a_success_extends_the_run() -> None:
     delta = fold([FAIL, GONE])
-    assert delta == CounterDelta(calls=2, errors=2, had_success=False, tail_errors=2, gone=True,
-                                 head_errors=2, longest_run=2)
+    assert delta == CounterDelta(
+        calls=2, errors=2, had_success=False, tail_errors=2, gone=True, head_errors=2, longest_run=2
+    )
     assert apply(Counters(10, 5, 7), delta) == Counters(12, 7, 9)
 
 
@@ -258,7 +263,7 @@ def test_any_run_follows_the_budget(policy: RetryPolicy, scripted: list[Outcome]
         else:
             assert (step.cycle, step.attempt) == (cycle, attempt + 1)
             fixed, asked = policy.retry_delays[attempt], outcome.retry_after
-            assert step.delay is not None and 0 <= step.delay
+            assert step.delay is not None and step.delay >= 0
             if asked is None or math.isnan(asked):
                 assert step.delay == fixed
             else:
@@ -280,7 +285,7 @@ def test_batched_folds_equal_counting_one_by_one(
 ) -> None:
     cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=8)))
     bounds = [0, *cuts, len(sequence)]
-    batches = [sequence[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    batches = [sequence[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
     one_by_one = reduce(count, sequence, start)
     assert reduce(lambda c, batch: apply(c, fold(batch)), batches, start) == one_by_one
@@ -291,7 +296,9 @@ def test_batched_folds_equal_counting_one_by_one(
 
 @FAST
 @given(
-    policy=policies, start=counters, initial=st.sampled_from(State),
+    policy=policies,
+    start=counters,
+    initial=st.sampled_from(State),
     sequence=st.lists(outcomes, max_size=40),
 )
 def test_too_many_errors_trips_once_at_the_first_trigger(
@@ -325,9 +332,11 @@ def test_a_batch_trips_exactly_when_counting_one_by_one_would(
     cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=8)))
     bounds = [0, *cuts, len(sequence)]
     running, tripped_in_batches = start, False
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         delta = fold(sequence[lo:hi])
-        tripped_in_batches |= bool(sequence[lo:hi]) and trips(running.consecutive_errors, delta, policy)
+        tripped_in_batches |= bool(sequence[lo:hi]) and trips(
+            running.consecutive_errors, delta, policy
+        )
         running = apply(running, delta)
     one_by_one, tripped = start, False
     for outcome in sequence:

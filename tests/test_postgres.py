@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import func, select
 from support.databases import needs_postgres, new_postgres_url
 from support.engine import CALLER, TENANT, delivery_settings, eventually, running_engine
@@ -21,19 +20,32 @@ pytestmark = needs_postgres
 async def test_notify_wakes_an_idle_dispatcher_at_once(tmp_path, ca_bundle_path, receiver) -> None:
     url = new_postgres_url()
     # A 60 s poll: only the notification can make the delivery arrive within the deadline.
-    async with running_engine(tmp_path, ca_bundle_path, database_url=url, poll_interval=60.0) as engine:
+    async with running_engine(
+        tmp_path, ca_bundle_path, database_url=url, poll_interval=60.0
+    ) as engine:
         await engine.create(receiver.url, ["contact.changed"])
         await asyncio.sleep(0.1)  # let the dispatcher go idle on its long poll
         async with Hub(engine.settings, deliver=False) as other_process:
             await other_process.signal("contact.changed", 5, tenant=TENANT)
-        await eventually(lambda: [r for r in receiver.requests if r.header("X-Hook-Test") is None],
-                         timeout=10, what="a delivery woken by NOTIFY")
+        await eventually(
+            lambda: [r for r in receiver.requests if r.header("X-Hook-Test") is None],
+            timeout=10,
+            what="a delivery woken by NOTIFY",
+        )
 
 
-async def test_concurrent_dispatchers_disable_a_webhook_exactly_once(tmp_path, ca_bundle_path, receiver) -> None:
+async def test_concurrent_dispatchers_disable_a_webhook_exactly_once(
+    tmp_path, ca_bundle_path, receiver
+) -> None:
     url = new_postgres_url()
-    overrides = dict(database_url=url, retry_delays=[0.0, 0.0], cycle_delay=0.0, poll_interval=0.05,
-                     smtp_host=None, per_webhook_concurrency=8)
+    overrides = dict(
+        database_url=url,
+        retry_delays=[0.0, 0.0],
+        cycle_delay=0.0,
+        poll_interval=0.05,
+        smtp_host=None,
+        per_webhook_concurrency=8,
+    )
     async with running_engine(tmp_path, ca_bundle_path, **overrides) as engine:
         hook = await engine.create(receiver.url, ["contact.changed"], ErrorsEmail="ops@example.com")
         watcher = await engine.create(receiver.url, [f"webhook{hook.id}.errors"])
@@ -44,8 +56,9 @@ async def test_concurrent_dispatchers_disable_a_webhook_exactly_once(tmp_path, c
         for other in others:
             await other.start()
         try:
-            await asyncio.gather(*(engine.hub.signal("contact.changed", pk, tenant=TENANT)
-                                   for pk in range(60)))
+            await asyncio.gather(
+                *(engine.hub.signal("contact.changed", pk, tenant=TENANT) for pk in range(60))
+            )
             await eventually(lambda: _state(engine, hook.id), timeout=20, what="TooManyErrors")
             await eventually(lambda: _queue_quiet(engine), timeout=20, what="a quiet queue")
         finally:
@@ -53,12 +66,21 @@ async def test_concurrent_dispatchers_disable_a_webhook_exactly_once(tmp_path, c
                 await other.close()
 
         def counts(conn):  # type: ignore[no-untyped-def]
-            state_events = conn.execute(select(func.count()).select_from(events).where(
-                events.c.name == f"webhook{hook.id}.errors")).scalar_one()
-            mails = conn.execute(select(func.count()).select_from(mail_outbox)
-                                 .where(mail_outbox.c.webhook_id == hook.id)).scalar_one()
-            watcher_deliveries = conn.execute(select(func.count()).select_from(deliveries)
-                                              .where(deliveries.c.webhook_id == watcher.id)).scalar_one()
+            state_events = conn.execute(
+                select(func.count())
+                .select_from(events)
+                .where(events.c.name == f"webhook{hook.id}.errors")
+            ).scalar_one()
+            mails = conn.execute(
+                select(func.count())
+                .select_from(mail_outbox)
+                .where(mail_outbox.c.webhook_id == hook.id)
+            ).scalar_one()
+            watcher_deliveries = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.webhook_id == watcher.id)
+            ).scalar_one()
             return state_events, mails, watcher_deliveries
 
         assert await engine.hub.db.run(counts) == (1, 1, 1)

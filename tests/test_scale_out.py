@@ -31,8 +31,17 @@ import pytest
 import trustme
 from aiohttp import web
 from support.databases import needs_postgres, new_postgres_url
-from support.processes import (HookcastProcess, api_session, check_each_delivered,
-                               create_key, deliveries, primary_key, run_cli, signal_all, tail)
+from support.processes import (
+    HookcastProcess,
+    api_session,
+    check_each_delivered,
+    create_key,
+    deliveries,
+    primary_key,
+    run_cli,
+    signal_all,
+    tail,
+)
 from support.receivers import Receiver, RecordedRequest
 
 pytestmark = [
@@ -111,8 +120,10 @@ def _sender(request: RecordedRequest) -> str:
     return SENDER_OF_AGENT[request.header("User-Agent") or ""]
 
 
-STATUS_QUERY = ("SELECT e.primary_key, d.status FROM deliveries d"
-                " JOIN events e ON e.id = d.event_id WHERE e.name = %s")
+STATUS_QUERY = (
+    "SELECT e.primary_key, d.status FROM deliveries d"
+    " JOIN events e ON e.id = d.event_id WHERE e.name = %s"
+)
 
 
 def _statuses(conn: psycopg.Connection[Any]) -> dict[int, int]:
@@ -124,8 +135,12 @@ def _statuses(conn: psycopg.Connection[Any]) -> dict[int, int]:
     return by_pk
 
 
-async def _until(condition: Callable[[], bool | Awaitable[bool]], deadline: float, what: str,
-                 alive: list[HookcastProcess]) -> None:
+async def _until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    deadline: float,
+    what: str,
+    alive: list[HookcastProcess],
+) -> None:
     """Poll `condition` until it holds; fail after `deadline` seconds or when a process that
     must keep running has exited."""
     end = time.monotonic() + deadline
@@ -159,8 +174,11 @@ async def _health(session: aiohttp.ClientSession, base_url: str) -> dict[str, An
 
 
 def test_serve_and_three_workers_survive_kill_9_and_sigterm(
-    tmp_path: Path, tracking_receiver: TrackingReceiver, ca_bundle_path: str,
-    processes: dict[str, HookcastProcess], record_property: Callable[[str, object], None],
+    tmp_path: Path,
+    tracking_receiver: TrackingReceiver,
+    ca_bundle_path: str,
+    processes: dict[str, HookcastProcess],
+    record_property: Callable[[str, object], None],
 ) -> None:
     receiver = tracking_receiver
     receiver.respond(delay=ANSWER_DELAY)
@@ -184,13 +202,17 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
         "HOOKCAST_BATCH_SIZE": str(BATCH_SIZE),
     }
     processes[SERVE] = HookcastProcess.serve(
-        tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[SERVE]}, SERVE)
+        tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[SERVE]}, SERVE
+    )
     base_url = processes[SERVE].url
     for name in WORKERS:
         # --concurrency explicitly: the killed worker's is the first term of the bound below.
         processes[name] = HookcastProcess(
-            tmp_path, {**base_env, "HOOKCAST_USER_AGENT": AGENTS[name]}, name,
-            ["worker", "--db", db_url, "--concurrency", str(CONCURRENCY)])
+            tmp_path,
+            {**base_env, "HOOKCAST_USER_AGENT": AGENTS[name]},
+            name,
+            ["worker", "--db", db_url, "--concurrency", str(CONCURRENCY)],
+        )
     serve, victim, graceful, survivor = (processes[n] for n in (SERVE, *WORKERS))
     everyone = [serve, victim, graceful, survivor]
 
@@ -201,11 +223,13 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
 
     # ---- what arrived ---------------------------------------------------------------------------
     delivered = deliveries(receiver)
-    assert {r.header("User-Agent") for r in delivered} <= set(SENDER_OF_AGENT), \
+    assert {r.header("User-Agent") for r in delivered} <= set(SENDER_OF_AGENT), (
         "a request from an unknown sender"
+    )
     ids_by_pk = check_each_delivered(delivered, set(range(1, EVENTS + 1)))
-    assert len({next(iter(ids)) for ids in ids_by_pk.values()}) == EVENTS, \
+    assert len({next(iter(ids)) for ids in ids_by_pk.values()}) == EVENTS, (
         "two events share a webhook-id"
+    )
 
     # Every copy of every delivery, in the order the receiver saw them, by sender.
     copies: dict[str, list[str]] = defaultdict(list)
@@ -242,8 +266,10 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
     assert all(per_sender[name] > 0 for name in (SERVE, *WORKERS)), report
     # No process ever sent one delivery twice (the lease is far longer than an attempt).
     twice = {wid: s for wid, s in copies.items() if max(Counter(s).values()) > 1}
-    assert not twice, f"{len(twice)} deliveries sent twice by one process; {report}\n" \
-                      f"{_explain(db_url, list(twice)[:5], delivered, run)}"
+    assert not twice, (
+        f"{len(twice)} deliveries sent twice by one process; {report}\n"
+        f"{_explain(db_url, list(twice)[:5], delivered, run)}"
+    )
 
     # SIGTERM: worker-2 exits 0 in time (checked by `stop`), its attempts in flight finish and
     # their outcomes are recorded (or the claims released before sending): nothing it sent
@@ -255,12 +281,15 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
         f"again by another process: worker-2 neither recorded their outcomes nor released them "
         f"({len(resent_after_term & run['graceful_in_flight'])} of them were in the receiver's "
         f"hands at the SIGTERM); {report}\n"
-        f"{_explain(db_url, sorted(resent_after_term)[:5], delivered, run)}")
+        f"{_explain(db_url, sorted(resent_after_term)[:5], delivered, run)}"
+    )
 
     # kill -9: every duplicate's first copy came from the killed worker ...
     not_victims = {wid: s for wid, s in duplicated.items() if s[0] != VICTIM}
-    assert not not_victims, f"{len(not_victims)} duplicates whose first copy a live process " \
+    assert not not_victims, (
+        f"{len(not_victims)} duplicates whose first copy a live process "
         f"sent; {report}\n{_explain(db_url, list(not_victims)[:5], delivered, run)}"
+    )
     # ... and was one it had not recorded at the kill (a recorded outcome makes a delivery
     # non-pending, and only pending ones are claimed).
     assert set(duplicated) <= unrecorded, report
@@ -273,8 +302,9 @@ def test_serve_and_three_workers_survive_kill_9_and_sigterm(
     assert duplicates == len(duplicated) <= len(unrecorded) <= bound, report
 
 
-def _explain(db_url: str, wids: list[str], delivered: list[RecordedRequest],
-             run: dict[str, Any]) -> str:
+def _explain(
+    db_url: str, wids: list[str], delivered: list[RecordedRequest], run: dict[str, Any]
+) -> str:
     """For a failure message: each copy of these deliveries as the receiver saw it and each
     attempt the database recorded, in seconds relative to the kill and the SIGTERM."""
     marks = run["marks"]
@@ -282,27 +312,39 @@ def _explain(db_url: str, wids: list[str], delivered: list[RecordedRequest],
     def when(monotonic: float | None = None, wall: float | None = None) -> str:
         return ", ".join(
             f"{name} {monotonic - mono if monotonic is not None else wall - clock:+.3f} s"
-            for name, (mono, clock) in marks.items())
+            for name, (mono, clock) in marks.items()
+        )
 
     lines = []
     with psycopg.connect(db_url) as conn:
         for wid in wids:
             lines.append(f"delivery {wid}:")
-            for r in delivered:
-                if r.header("webhook-id") == wid:
-                    lines.append(f"  received from {_sender(r)} at {when(monotonic=r.at)}")
+            lines.extend(
+                f"  received from {_sender(r)} at {when(monotonic=r.at)}"
+                for r in delivered
+                if r.header("webhook-id") == wid
+            )
             rows = conn.execute(
                 "SELECT a.at, a.ok, a.http_status, a.latency_ms, a.error FROM attempts a"
                 " JOIN deliveries d ON d.id = a.delivery_id WHERE d.uid = %s ORDER BY a.id",
-                (wid,)).fetchall()
+                (wid,),
+            ).fetchall()
             for at, ok, status, latency, error in rows:
-                lines.append(f"  attempt recorded: started at {when(wall=at)}, ok={ok}, "
-                             f"status={status}, {latency:.0f} ms, error={error}")
+                lines.append(
+                    f"  attempt recorded: started at {when(wall=at)}, ok={ok}, "
+                    f"status={status}, {latency:.0f} ms, error={error}"
+                )
     return "\n".join(lines)
 
 
-async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingReceiver,
-                    processes: dict[str, HookcastProcess], workdir: Path) -> dict[str, Any]:
+async def _scenario(
+    base_url: str,
+    key: str,
+    db_url: str,
+    receiver: TrackingReceiver,
+    processes: dict[str, HookcastProcess],
+    workdir: Path,
+) -> dict[str, Any]:
     serve, victim, graceful, survivor = (processes[n] for n in (SERVE, *WORKERS))
     pids = {name: p.pid for name, p in processes.items()}
     out: dict[str, Any] = {}
@@ -326,34 +368,51 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
             return set(workers_by_pid) == set(pids.values())
 
         await _until(all_listed, START_DEADLINE, "/health listing serve and 3 workers", everyone)
-        assert {name: workers_by_pid[pid]["Kind"] for name, pid in pids.items()} == \
-            {SERVE: "serve", **dict.fromkeys(WORKERS, "worker")}
-        assert all(w["Alive"] and abs(time.time() - w["HeartbeatAt"]) < 10
-                   for w in workers_by_pid.values()), workers_by_pid
+        assert {name: workers_by_pid[pid]["Kind"] for name, pid in pids.items()} == {
+            SERVE: "serve",
+            **dict.fromkeys(WORKERS, "worker"),
+        }
+        assert all(
+            w["Alive"] and abs(time.time() - w["HeartbeatAt"]) < 10 for w in workers_by_pid.values()
+        ), workers_by_pid
         # `hookcast workers` shows the same four, with their kind and last heartbeat.
         table = await asyncio.to_thread(run_cli, ["workers", "--db", db_url], workdir)
         assert _workers_table(table) == {pid: w["Kind"] for pid, w in workers_by_pid.items()}, table
 
-        async with session.post(f"{base_url}/api/v1/Webhook", json={
-            "Name": "scale-out test", "Events": [EVENT], "TargetUrl": receiver.url,
-            "Secret": "scale-out-secret", "State": "Active",
-        }) as created:
+        async with session.post(
+            f"{base_url}/api/v1/Webhook",
+            json={
+                "Name": "scale-out test",
+                "Events": [EVENT],
+                "TargetUrl": receiver.url,
+                "Secret": "scale-out-secret",
+                "State": "Active",
+            },
+        ) as created:
             assert created.status == 200, await created.text()
 
         # A connection opened before the kill, so that reading the database right after it
         # takes milliseconds, well inside the killed worker's lease.
         with psycopg.connect(db_url, autocommit=True) as conn:
+
             def delivered_events() -> int:
                 return len({r.header("webhook-id") for r in deliveries(receiver)})
 
             started = time.monotonic()
-            signalling = asyncio.create_task(signal_all(session, base_url, EVENT, EVENTS,
-                                                       SIGNAL_CONCURRENCY, SIGNAL_DEADLINE))
+            signalling = asyncio.create_task(
+                signal_all(session, base_url, EVENT, EVENTS, SIGNAL_CONCURRENCY, SIGNAL_DEADLINE)
+            )
             try:
                 # ---- kill -9 worker-1 in the middle, with requests in flight -------------------
-                await _until(lambda: len(deliveries(receiver)) >= KILL_AFTER
-                             and bool(receiver.unanswered(AGENTS[VICTIM])),
-                             RUN_DEADLINE, f"{KILL_AFTER} deliveries, worker-1 busy", everyone)
+                await _until(
+                    lambda: (
+                        len(deliveries(receiver)) >= KILL_AFTER
+                        and bool(receiver.unanswered(AGENTS[VICTIM]))
+                    ),
+                    RUN_DEADLINE,
+                    f"{KILL_AFTER} deliveries, worker-1 busy",
+                    everyone,
+                )
                 # Taken just before the kill: the receiver drops a request's handler as soon as
                 # its connection is gone.
                 out["victim_in_flight"] = receiver.unanswered(AGENTS[VICTIM])
@@ -376,13 +435,20 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
                 assert delivered_events() < EVENTS, "everything was delivered before the kill"
 
                 # ---- SIGTERM worker-2 while it has attempts in flight --------------------------
-                await _until(lambda: delivered_events() >= TERM_AFTER
-                             and bool(receiver.unanswered(AGENTS[GRACEFUL])),
-                             RUN_DEADLINE, f"{TERM_AFTER} events delivered, worker-2 busy", alive)
+                await _until(
+                    lambda: (
+                        delivered_events() >= TERM_AFTER
+                        and bool(receiver.unanswered(AGENTS[GRACEFUL]))
+                    ),
+                    RUN_DEADLINE,
+                    f"{TERM_AFTER} events delivered, worker-2 busy",
+                    alive,
+                )
                 out["graceful_in_flight"] = receiver.unanswered(AGENTS[GRACEFUL])
                 out["marks"]["sigterm"] = (time.monotonic(), time.time())
-                out["term_code"], out["term_seconds"] = await graceful.stop(signal.SIGTERM,
-                                                                            STOP_DEADLINE)
+                out["term_code"], out["term_seconds"] = await graceful.stop(
+                    signal.SIGTERM, STOP_DEADLINE
+                )
                 out["marks"]["exited"] = (time.monotonic(), time.time())
                 alive = [serve, survivor]
 
@@ -396,10 +462,15 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
                     by_pk = _statuses(conn)
                     return len(by_pk) == EVENTS and all(s == 1 for s in by_pk.values())
 
-                await _until(lambda: delivered_events() == EVENTS, RUN_DEADLINE,
-                             "every event at the receiver", alive)
-                await _until(all_recorded, RUN_DEADLINE, "every delivery recorded as delivered",
-                             alive)
+                await _until(
+                    lambda: delivered_events() == EVENTS,
+                    RUN_DEADLINE,
+                    "every event at the receiver",
+                    alive,
+                )
+                await _until(
+                    all_recorded, RUN_DEADLINE, "every delivery recorded as delivered", alive
+                )
                 out["deliver_seconds"] = time.monotonic() - started
             finally:
                 if not signalling.done():  # a failure above: do not leave it running
@@ -410,14 +481,17 @@ async def _scenario(base_url: str, key: str, db_url: str, receiver: TrackingRece
         async def heartbeats_after_kill() -> bool:
             nonlocal workers_by_pid
             workers_by_pid = {w["Pid"]: w for w in (await _health(session, base_url))["Workers"]}
-            return all(pid in workers_by_pid and workers_by_pid[pid]["HeartbeatAt"] > kill_wall
-                       for pid in (pids[SERVE], pids[SURVIVOR]))
+            return all(
+                pid in workers_by_pid and workers_by_pid[pid]["HeartbeatAt"] > kill_wall
+                for pid in (pids[SERVE], pids[SURVIVOR])
+            )
 
         await _until(heartbeats_after_kill, 15, "fresh heartbeats from serve and worker-3", alive)
         assert set(workers_by_pid) == {pids[SERVE], pids[VICTIM], pids[SURVIVOR]}, workers_by_pid
         assert workers_by_pid[pids[VICTIM]]["HeartbeatAt"] <= kill_wall, workers_by_pid
-        assert all(workers_by_pid[pids[n]]["Attempts"] > 0 for n in (SERVE, SURVIVOR)), \
+        assert all(workers_by_pid[pids[n]]["Attempts"] > 0 for n in (SERVE, SURVIVOR)), (
             workers_by_pid
+        )
 
     # ---- the others stop cleanly too ------------------------------------------------------
     for process, sig in ((survivor, signal.SIGTERM), (serve, signal.SIGINT)):

@@ -34,6 +34,7 @@ WAIT = 5.0  # the bound on every single wait in this file
 
 # -- a raw TLS server ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RawRequest:
     connection: int  # index of the connection it arrived on, from 0
@@ -48,8 +49,13 @@ class RawRequest:
 class RawConnection:
     """One accepted connection, as a handler sees it."""
 
-    def __init__(self, server: RawServer, index: int, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        server: RawServer,
+        index: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.server = server
         self.index = index
         self.reader = reader
@@ -202,8 +208,10 @@ def response(body: bytes = b"ok", status: str = "200 OK", *headers: str) -> byte
     return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
 
 
-async def serve(conn: RawConnection,
-                answer: Callable[[RawRequest], bytes] = lambda request: response(request.body)) -> None:
+async def serve(
+    conn: RawConnection,
+    answer: Callable[[RawRequest], bytes] = lambda request: response(request.body),
+) -> None:
     """Keep-alive: answer every request until the client closes the connection."""
     while (request := await conn.read_request()) is not None:
         await conn.send(answer(request))
@@ -218,6 +226,7 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
 
 
 # -- fixtures ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def raw_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
@@ -244,10 +253,18 @@ async def make_transport(ca_bundle_path: str) -> AsyncIterator[Callable[..., Tra
     """`make_transport(allow=LOOPBACK, per_host=4, max_body=65536)`; closed after the test."""
     made: list[Transport] = []
 
-    def make(allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK, *,
-             per_host: int = 4, max_body: int = 65536) -> Transport:
-        transport = Transport(make_ssl_context(ca_bundle_path), TargetGuard(list(allow)),
-                              per_host=per_host, max_body=max_body)
+    def make(
+        allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK,
+        *,
+        per_host: int = 4,
+        max_body: int = 65536,
+    ) -> Transport:
+        transport = Transport(
+            make_ssl_context(ca_bundle_path),
+            TargetGuard(list(allow)),
+            per_host=per_host,
+            max_body=max_body,
+        )
         made.append(transport)
         return transport
 
@@ -259,16 +276,28 @@ async def make_transport(ca_bundle_path: str) -> AsyncIterator[Callable[..., Tra
 async def close_fully(transport: Transport) -> None:
     """`close()`, then wait (bounded) until the TLS shutdowns finished and the sockets are
     closed, so none is left to the garbage collector after the test's loop is gone."""
-    sockets = [sock for conn in transport._open if conn.transport is not None
-               and (sock := conn.transport.get_extra_info("socket")) is not None]
+    sockets = [
+        sock
+        for conn in transport._open
+        if conn.transport is not None
+        and (sock := conn.transport.get_extra_info("socket")) is not None
+    ]
     await transport.close()
     with contextlib.suppress(AssertionError):
-        await eventually(lambda: all(sock.fileno() == -1 for sock in sockets),
-                         "the client's sockets to close", timeout=2.0)
+        await eventually(
+            lambda: all(sock.fileno() == -1 for sock in sockets),
+            "the client's sockets to close",
+            timeout=2.0,
+        )
 
 
-async def post(transport: Transport, url: str, body: bytes = b"{}",
-               headers: dict[str, str] | None = None, timeout: float = WAIT) -> Answer:
+async def post(
+    transport: Transport,
+    url: str,
+    body: bytes = b"{}",
+    headers: dict[str, str] | None = None,
+    timeout: float = WAIT,
+) -> Answer:
     # asyncio.timeout, not wait_for: no extra task, so the request is written in the same loop
     # step as the call (the idle-close race below depends on that).
     async with asyncio.timeout(timeout):
@@ -286,6 +315,7 @@ def pooled(transport: Transport) -> list[transport_module._Connection]:
 
 
 # -- keep-alive ----------------------------------------------------------------------------------
+
 
 async def test_sequential_requests_share_one_connection(raw_server, make_transport) -> None:
     server = raw_server()
@@ -316,15 +346,18 @@ async def test_idle_connection_closed_by_the_server_is_replaced(raw_server, make
     server = raw_server(answer_then_close)
     transport = make_transport()
     assert (await post(transport, server.url, b"one")).body == b"one"
-    await eventually(lambda: not any(not c.closed for c in pooled(transport)),
-                     "the client to see the server's close")
+    await eventually(
+        lambda: not any(not c.closed for c in pooled(transport)),
+        "the client to see the server's close",
+    )
     assert (await post(transport, server.url, b"two")).body == b"two"
     assert [(r.connection, r.body) for r in server.requests] == [(0, b"one"), (1, b"two")]
     assert server.connections == 2
 
 
 async def test_request_on_a_pooled_connection_the_server_just_closed_is_retried_once(
-        raw_server, make_transport) -> None:
+    raw_server, make_transport
+) -> None:
     # The race: the server closes the idle connection, but the client has not read the close
     # yet (its loop is held still below) and writes the next request into the dead connection.
     # No byte of an answer comes back, so the transport retries once on a fresh connection.
@@ -376,14 +409,19 @@ async def test_pooled_connection_retry_happens_once_only(raw_server, make_transp
     message = await refused(transport, server.url, body=b"two")
     assert message == "the target closed the connection without answering"
     assert server.connections == 2
-    assert [(r.connection, r.body) for r in server.requests] == [(0, b"one"), (0, b"two"),
-                                                                  (1, b"two")]
+    assert [(r.connection, r.body) for r in server.requests] == [
+        (0, b"one"),
+        (0, b"two"),
+        (1, b"two"),
+    ]
 
 
 # -- broken answers ------------------------------------------------------------------------------
 
+
 async def test_close_without_answer_on_a_fresh_connection_is_not_retried(
-        raw_server, make_transport) -> None:
+    raw_server, make_transport
+) -> None:
     async def read_then_close(conn: RawConnection) -> None:
         await conn.read_request()
         await conn.close()
@@ -453,7 +491,7 @@ async def test_answer_in_tiny_pieces_is_parsed(raw_server, make_transport) -> No
     async def dribble(conn: RawConnection) -> None:
         while await conn.read_request() is not None:
             for i in range(0, len(wire), 3):
-                await conn.send(wire[i:i + 3])
+                await conn.send(wire[i : i + 3])
                 await asyncio.sleep(0.001)
 
     server = raw_server(dribble)
@@ -467,7 +505,10 @@ async def test_answer_in_tiny_pieces_is_parsed(raw_server, make_transport) -> No
 
 # -- body framing --------------------------------------------------------------------------------
 
-async def test_chunked_answer_is_decoded_and_the_connection_reused(raw_server, make_transport) -> None:
+
+async def test_chunked_answer_is_decoded_and_the_connection_reused(
+    raw_server, make_transport
+) -> None:
     async def chunked(conn: RawConnection) -> None:
         while await conn.read_request() is not None:
             await conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -491,7 +532,7 @@ async def test_answer_delimited_by_connection_close(raw_server, make_transport) 
             return
         await conn.send(b"HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n")
         for i in range(0, len(body), 4000):
-            await conn.send(body[i:i + 4000])
+            await conn.send(body[i : i + 4000])
         await conn.close()
 
     server = raw_server(until_close)
@@ -503,19 +544,25 @@ async def test_answer_delimited_by_connection_close(raw_server, make_transport) 
         assert server.connections == expected_connections  # never pooled
 
 
-@pytest.mark.parametrize("status_line, connection", [
-    ("HTTP/1.1 200 OK", "Connection: close\r\n"),
-    ("HTTP/1.0 200 OK", ""),  # HTTP/1.0 without keep-alive
-])
+@pytest.mark.parametrize(
+    "status_line, connection",
+    [
+        ("HTTP/1.1 200 OK", "Connection: close\r\n"),
+        ("HTTP/1.0 200 OK", ""),  # HTTP/1.0 without keep-alive
+    ],
+)
 async def test_answer_that_ends_the_connection_is_not_reused(
-        raw_server, make_transport, status_line: str, connection: str) -> None:
+    raw_server, make_transport, status_line: str, connection: str
+) -> None:
     # The server says it is done with the connection (but leaves the socket open): a second
     # request written there would never be answered.
     async def once(conn: RawConnection) -> None:
         if (request := await conn.read_request()) is None:
             return
-        await conn.send(f"{status_line}\r\n{connection}Content-Length: {len(request.body)}\r\n\r\n"
-                        .encode() + request.body)
+        await conn.send(
+            f"{status_line}\r\n{connection}Content-Length: {len(request.body)}\r\n\r\n".encode()
+            + request.body
+        )
         await conn.wait_eof()
 
     server = raw_server(once)
@@ -528,7 +575,8 @@ async def test_answer_that_ends_the_connection_is_not_reused(
 
 
 async def test_body_longer_than_max_body_is_truncated_and_not_reused(
-        raw_server, make_transport) -> None:
+    raw_server, make_transport
+) -> None:
     big = bytes(range(256)) * 20  # 5120 bytes
 
     async def handler(conn: RawConnection) -> None:
@@ -552,6 +600,7 @@ async def test_body_longer_than_max_body_is_truncated_and_not_reused(
 
 # -- per-host limit ------------------------------------------------------------------------------
 
+
 async def test_per_host_limit_caps_simultaneous_connections(raw_server, make_transport) -> None:
     lock = threading.Lock()
     busy = [0, 0]  # answers being prepared now, the most at once
@@ -568,8 +617,9 @@ async def test_per_host_limit_caps_simultaneous_connections(raw_server, make_tra
 
     server = raw_server(slow)
     transport = make_transport(per_host=3)
-    answers = await asyncio.wait_for(asyncio.gather(
-        *(transport.post(server.url, {}, b"%d" % i) for i in range(10))), WAIT)
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(transport.post(server.url, {}, b"%d" % i) for i in range(10))), WAIT
+    )
     assert [a.body for a in answers] == [b"%d" % i for i in range(10)]
     assert sorted(r.body for r in server.requests) == sorted(b"%d" % i for i in range(10))
     assert server.max_open <= 3 and server.connections <= 3
@@ -578,13 +628,18 @@ async def test_per_host_limit_caps_simultaneous_connections(raw_server, make_tra
 
 # -- what is refused before anything is sent -----------------------------------------------------
 
-@pytest.mark.parametrize("headers", [
-    {"X-Evil": "a\r\nX-Injected: 1"},
-    {"X-Evil": "a\nb"},
-    {"X-Evil\r\nX-Injected": "1"},
-])
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Evil": "a\r\nX-Injected: 1"},
+        {"X-Evil": "a\nb"},
+        {"X-Evil\r\nX-Injected": "1"},
+    ],
+)
 async def test_header_injection_is_refused_before_connecting(
-        raw_server, make_transport, headers: dict[str, str]) -> None:
+    raw_server, make_transport, headers: dict[str, str]
+) -> None:
     server = raw_server()
     transport = make_transport()
     message = await refused(transport, server.url, headers=headers)
@@ -611,7 +666,9 @@ async def test_guard_refuses_a_name_resolving_to_loopback(raw_server, make_trans
     server = raw_server()
     url = server.url_for("/hook", host="localhost")
     message = await refused(make_transport(allow=()), url)
-    assert message.startswith("target refused: localhost resolves only to refused addresses"), message
+    assert message.startswith("target refused: localhost resolves only to refused addresses"), (
+        message
+    )
     assert "loopback" in message
     answer = await post(make_transport(), url, b"by name")  # allowed: the same name works
     assert answer.body == b"by name"
@@ -620,6 +677,7 @@ async def test_guard_refuses_a_name_resolving_to_loopback(raw_server, make_trans
 
 
 # -- IPv6 ----------------------------------------------------------------------------------------
+
 
 def _has_ipv6_loopback() -> bool:
     try:
@@ -634,14 +692,19 @@ async def test_ipv6_literal_is_bracketed_in_the_host_header_and_guarded(make_tra
     # No socket needed: the request head as written, and the guard's refusal before connecting.
     head = transport_module._head(transport_module._parse("https://[::1]:8443/v6?q=1"), {}, b"six")
     assert head.startswith(b"POST /v6?q=1 HTTP/1.1\r\nHost: [::1]:8443\r\n")
-    message = await refused(make_transport(allow=(ipaddress.ip_network("127.0.0.0/8"),)),
-                            "https://[::1]:8443/v6")
+    message = await refused(
+        make_transport(allow=(ipaddress.ip_network("127.0.0.0/8"),)), "https://[::1]:8443/v6"
+    )
     assert message.startswith("target refused: ::1 is a loopback address"), message
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason=(
-    "this machine has no IPv6 loopback (::1) to connect to; the Host header and the guard "
-    "for IPv6 literals are checked without one in the test above"))
+@pytest.mark.skipif(
+    not _has_ipv6_loopback(),
+    reason=(
+        "this machine has no IPv6 loopback (::1) to connect to; the Host header and the guard "
+        "for IPv6 literals are checked without one in the test above"
+    ),
+)
 async def test_ipv6_literal_reaches_the_server(raw_server, make_transport) -> None:
     server = raw_server(host="::1")
     url = f"https://[::1]:{server.port}/v6?q=1"
@@ -654,6 +717,7 @@ async def test_ipv6_literal_reaches_the_server(raw_server, make_transport) -> No
 
 
 # -- HttpSender: the attempt timeout ---------------------------------------------------------------
+
 
 async def test_send_times_out_and_drops_the_connection(raw_server, ca_bundle_path: str) -> None:
     async def first_never_answers(conn: RawConnection) -> None:
@@ -687,7 +751,8 @@ async def test_send_never_raises_for_transport_errors(raw_server, ca_bundle_path
         result = await asyncio.wait_for(sender.send(server.url, b"{}", {}), WAIT)
         assert (result.ok, result.status) == (False, None)
         assert result.error is not None and result.error.startswith(
-            "target refused: 127.0.0.1 is a loopback address")
+            "target refused: 127.0.0.1 is a loopback address"
+        )
         result = await asyncio.wait_for(sender.send(server.url, b"{}", {"X": "a\r\nb"}), WAIT)
         assert (result.ok, result.status) == (False, None)
         assert result.error is not None and "line breaks are not allowed" in result.error
@@ -696,10 +761,13 @@ async def test_send_never_raises_for_transport_errors(raw_server, ca_bundle_path
 
 # -- close ---------------------------------------------------------------------------------------
 
+
 async def test_close_closes_idle_pooled_connections(raw_server, make_transport) -> None:
     server = raw_server()
     transport = make_transport(per_host=2)
-    answers = await asyncio.gather(post(transport, server.url, b"a"), post(transport, server.url, b"b"))
+    answers = await asyncio.gather(
+        post(transport, server.url, b"a"), post(transport, server.url, b"b")
+    )
     assert [a.body for a in answers] == [b"a", b"b"]
     assert server.connections == 2 and server.eof == set()
     await transport.close()
@@ -708,11 +776,14 @@ async def test_close_closes_idle_pooled_connections(raw_server, make_transport) 
 
 # -- interim answers, idle expiry, upgrades ---------------------------------------------------------
 
+
 async def test_interim_1xx_answer_is_skipped(raw_server, make_transport) -> None:
     async def early_hints(conn: RawConnection) -> None:
         while (request := await conn.read_request()) is not None:
-            await conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-                            + response(request.body))
+            await conn.send(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                + response(request.body)
+            )
 
     server = raw_server(early_hints)
     answer = await post(make_transport(), server.url, b"final")
@@ -731,15 +802,18 @@ async def test_connection_idle_too_long_is_closed(raw_server, make_transport, mo
         await post(transport, server.url, b"c")
         await asyncio.sleep(0.05)
     assert server.connections == 2
-    await eventually(lambda: len(server.eof) == 1, "the long-idle connection to be closed",
-                     timeout=0.5)
+    await eventually(
+        lambda: len(server.eof) == 1, "the long-idle connection to be closed", timeout=0.5
+    )
 
 
 async def test_upgrade_answer_logs_no_error(raw_server, make_transport, caplog) -> None:
     async def upgrade(conn: RawConnection) -> None:
         if await conn.read_request() is not None:
-            await conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                            b"Connection: Upgrade\r\n\r\nxx")
+            await conn.send(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\nxx"
+            )
             await conn.wait_eof()
 
     server = raw_server(upgrade)
@@ -751,10 +825,13 @@ async def test_upgrade_answer_logs_no_error(raw_server, make_transport, caplog) 
 
 # -- hostile or odd targets (from the review of the transport) -----------------------------------
 
+
 async def test_headers_longer_than_the_limit_are_refused(raw_server, make_transport) -> None:
     async def huge_header(conn: RawConnection) -> None:
         if await conn.read_request() is not None:
-            await conn.send(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (2 * transport_module.MAX_HEAD_BYTES))
+            await conn.send(
+                b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (2 * transport_module.MAX_HEAD_BYTES)
+            )
             await conn.wait_eof()
 
     server = raw_server(huge_header)
@@ -767,7 +844,8 @@ async def test_send_never_raises_for_hosts_that_cannot_be_resolved(ca_bundle_pat
     settings = Settings(ca_bundle=ca_bundle_path, attempt_timeout=5)
     async with HttpSender(settings) as sender:
         result = await asyncio.wait_for(
-            sender.send("https://" + "a" * 64 + ".example/hook", b"{}", {}), WAIT)
+            sender.send("https://" + "a" * 64 + ".example/hook", b"{}", {}), WAIT
+        )
     assert (result.ok, result.status) == (False, None)
     assert result.error is not None and result.error.startswith("could not resolve ")
 

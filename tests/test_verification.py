@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +28,9 @@ LOOPBACK = "127.0.0.0/8"
 
 def make_settings(ca_bundle_path: str, *, allow: str = LOOPBACK, timeout: float = 5.0) -> Settings:
     return Settings(
-        ca_bundle=ca_bundle_path, allow_targets=allow, attempt_timeout=timeout,
+        ca_bundle=ca_bundle_path,
+        allow_targets=allow,
+        attempt_timeout=timeout,
         user_agent="hookcast/test",
     )
 
@@ -46,8 +48,14 @@ async def sender(settings: Settings) -> AsyncIterator[HttpSender]:
 
 def target_args(url: str, settings: Settings, **overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = dict(
-        url=url, secret=SECRET, name="My hook", headers={"X-Api-Key": "k1"},
-        properties={"color": "blue"}, tenant="Cust1234", associate_id=5, settings=settings,
+        url=url,
+        secret=SECRET,
+        name="My hook",
+        headers={"X-Api-Key": "k1"},
+        properties={"color": "blue"},
+        tenant="Cust1234",
+        associate_id=5,
+        settings=settings,
     )
     args.update(overrides)
     return args
@@ -69,6 +77,7 @@ def closed_port() -> int:
 
 # -- success -------------------------------------------------------------------------------------
 
+
 async def test_success_sends_the_signed_test_event(
     sender: HttpSender, settings: Settings, receiver: Receiver
 ) -> None:
@@ -88,9 +97,7 @@ async def test_success_sends_the_signed_test_event(
     event_id = match[1].decode()
     assert uuid.UUID(event_id).version == 4
     sent_at = datetime.strptime(match[2].decode()[:26], "%Y-%m-%dT%H:%M:%S.%f")
-    assert abs(sent_at.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)) < timedelta(
-        seconds=30
-    )
+    assert abs(sent_at.replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(seconds=30)
 
     headers = request.headers
     webhook_id = request.header("webhook-id") or ""
@@ -144,6 +151,7 @@ async def test_test_endpoint_reports_the_error(sender: HttpSender, settings: Set
 
 # -- failures, one per check ---------------------------------------------------------------------
 
+
 async def test_http_url_fails_without_traffic(
     sender: HttpSender, settings: Settings, receiver: Receiver
 ) -> None:
@@ -156,11 +164,14 @@ async def test_http_url_fails_without_traffic(
     assert receiver.requests == []
 
 
-@pytest.mark.parametrize(("cert", "reason"), [
-    ("untrusted", "unable to get local issuer certificate"),
-    ("expired", "certificate has expired"),
-    ("wrong_host", "mismatch, certificate is not valid for '127.0.0.1'"),
-])
+@pytest.mark.parametrize(
+    ("cert", "reason"),
+    [
+        ("untrusted", "unable to get local issuer certificate"),
+        ("expired", "certificate has expired"),
+        ("wrong_host", "mismatch, certificate is not valid for '127.0.0.1'"),
+    ],
+)
 async def test_bad_certificates_fail(
     sender: HttpSender, settings: Settings, receiver_factory: Any, cert: str, reason: str
 ) -> None:
@@ -212,9 +223,14 @@ async def test_redirect_is_not_followed(
     assert elsewhere.requests == []
 
 
-@pytest.mark.parametrize(("host", "kind"), [
-    ("127.0.0.1", "a loopback"), ("localhost", "a loopback"), ("10.0.0.5", "a private"),
-])
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("127.0.0.1", "a loopback"),
+        ("localhost", "a loopback"),
+        ("10.0.0.5", "a private"),
+    ],
+)
 async def test_guarded_addresses_are_refused_without_allow_list(
     ca_bundle_path: str, receiver: Receiver, host: str, kind: str
 ) -> None:

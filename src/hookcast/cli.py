@@ -33,9 +33,13 @@ def console() -> Console:
     # Created per call so the terminal width (COLUMNS) is read when the command runs.
     return Console()
 
+
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="SQLAlchemy database URL [default: HOOKCAST_DATABASE_URL or sqlite:///./hookcast.db]"),
+    typer.Option(
+        "--db",
+        help="SQLAlchemy database URL [default: HOOKCAST_DATABASE_URL or sqlite:///./hookcast.db]",
+    ),
 ]
 
 
@@ -61,7 +65,9 @@ def _root(
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
     db: DbOption = None,
 ) -> None:
@@ -78,16 +84,30 @@ def serve(
     logs.configure(settings.log_format, settings.log_level)
     database = _database(settings)
     if database.run_sync(queries.count_keys) == 0:
-        _, key = create_key(database, tenant="Default", associate_id=1, name="admin",
-                            full_name="Default administrator")
-        console().print("[bold]First start:[/] created an API key for tenant [bold]Default[/]. "
-                      "It is shown only this once:")
+        _, key = create_key(
+            database,
+            tenant="Default",
+            associate_id=1,
+            name="admin",
+            full_name="Default administrator",
+        )
+        console().print(
+            "[bold]First start:[/] created an API key for tenant [bold]Default[/]. "
+            "It is shown only this once:"
+        )
         print(key, flush=True)
     app_ = create_app(settings, db=database)
     try:
-        uvicorn.run(app_, host=settings.host, port=settings.port, loop="auto", http="auto",
-                    timeout_graceful_shutdown=int(settings.attempt_timeout) + 2,
-                    log_level="info", access_log=False)
+        uvicorn.run(
+            app_,
+            host=settings.host,
+            port=settings.port,
+            loop="auto",
+            http="auto",
+            timeout_graceful_shutdown=int(settings.attempt_timeout) + 2,
+            log_level="info",
+            access_log=False,
+        )
     finally:
         database.close()
 
@@ -95,7 +115,9 @@ def serve(
 @app.command()
 def worker(
     db: DbOption = None,
-    concurrency: Annotated[int | None, typer.Option(help="Attempts in flight [default: 64]")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Attempts in flight [default: 64]")
+    ] = None,
 ) -> None:
     """Run only the delivery dispatcher (no API), until SIGINT or SIGTERM.
 
@@ -128,7 +150,9 @@ def signal_event(
     primary_key: Annotated[int, typer.Argument(help="The record's id (0 when unused)")],
     tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier)")],
     associate_id: Annotated[int, typer.Option("--associate-id", help="Who caused it")] = 0,
-    data: Annotated[str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'')] = None,
+    data: Annotated[
+        str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'')
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Signal an event: store it with its deliveries; a running serve or worker delivers it."""
@@ -149,8 +173,9 @@ def signal_event(
 
     async def run() -> int:
         async with Hub(_settings(db), deliver=False) as hub:
-            return await hub.signal(event, primary_key, tenant=tenant, associate_id=associate_id,
-                                    changes=changes)
+            return await hub.signal(
+                event, primary_key, tenant=tenant, associate_id=associate_id, changes=changes
+            )
 
     try:
         event_id = asyncio.run(run())
@@ -181,32 +206,48 @@ def workers(db: DbOption = None) -> None:
         rows = database.run_sync(queue.list_workers)
     finally:
         database.close()
-    table = Table("id", "kind", "host", "pid", "up (s)", "last heartbeat (s ago)", "in flight", "attempts")
+    table = Table(
+        "id", "kind", "host", "pid", "up (s)", "last heartbeat (s ago)", "in flight", "attempts"
+    )
     now = time.time()
     for w in rows:
-        table.add_row(w["id"][:8], w["kind"], w["hostname"], str(w["pid"]),
-                      f"{now - w['started_at']:.0f}", f"{now - w['heartbeat_at']:.1f}",
-                      str(w["in_flight"]), str(w["attempts"]))
+        table.add_row(
+            w["id"][:8],
+            w["kind"],
+            w["hostname"],
+            str(w["pid"]),
+            f"{now - w['started_at']:.0f}",
+            f"{now - w['heartbeat_at']:.1f}",
+            str(w["in_flight"]),
+            str(w["attempts"]),
+        )
     console().print(table)
 
 
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier), e.g. Cust1234")],
-    associate_id: Annotated[int, typer.Option("--associate-id", help="The associate the key acts as")],
-    name: Annotated[str, typer.Option(help="The associate's name, shown as RegisteredAssociate")] = "",
+    associate_id: Annotated[
+        int, typer.Option("--associate-id", help="The associate the key acts as")
+    ],
+    name: Annotated[
+        str, typer.Option(help="The associate's name, shown as RegisteredAssociate")
+    ] = "",
     full_name: Annotated[str, typer.Option("--full-name", help="The associate's full name")] = "",
     db: DbOption = None,
 ) -> None:
     """Create an API key; the key itself is printed alone on the last line, once."""
     database = _database(_settings(db))
     try:
-        record, key = create_key(database, tenant=tenant, associate_id=associate_id,
-                                 name=name, full_name=full_name)
+        record, key = create_key(
+            database, tenant=tenant, associate_id=associate_id, name=name, full_name=full_name
+        )
     finally:
         database.close()
-    console().print(f"Created key {record.id} ({record.prefix}…) for tenant {tenant}, "
-                  f"associate {associate_id}. Store it now; it cannot be shown again.")
+    console().print(
+        f"Created key {record.id} ({record.prefix}…) for tenant {tenant}, "
+        f"associate {associate_id}. Store it now; it cannot be shown again."
+    )
     print(key, flush=True)
 
 
@@ -223,8 +264,15 @@ def keys_list(
         database.close()
     table = Table("id", "prefix", "tenant", "associate", "name", "created", "revoked")
     for k in rows:
-        table.add_row(str(k.id), k.prefix + "…", k.tenant, str(k.associate_id), k.name,
-                      format_date(k.created), format_date(k.revoked) if k.revoked else "")
+        table.add_row(
+            str(k.id),
+            k.prefix + "…",
+            k.tenant,
+            str(k.associate_id),
+            k.name,
+            format_date(k.created),
+            format_date(k.revoked) if k.revoked else "",
+        )
     console().print(table)
 
 
@@ -256,13 +304,17 @@ def webhooks_list(
     database = _database(_settings(db))
     try:
         hooks = database.run_sync(
-            lambda conn: queries.list_webhooks(conn, tenant) if tenant else queries.list_all_webhooks(conn)
+            lambda conn: (
+                queries.list_webhooks(conn, tenant) if tenant else queries.list_all_webhooks(conn)
+            )
         )
     finally:
         database.close()
     table = Table("id", "tenant", "name", "state", "type", "events", "target")
     for h in hooks:
-        table.add_row(str(h.id), h.tenant, h.name, h.state.name, h.type, ", ".join(h.events), h.target_url)
+        table.add_row(
+            str(h.id), h.tenant, h.name, h.state.name, h.type, ", ".join(h.events), h.target_url
+        )
     console().print(table)
 
 

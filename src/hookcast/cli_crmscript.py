@@ -23,11 +23,18 @@ crmscript_app = typer.Typer(
 SUFFIX = ".crmscript"
 _INCLUDE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 
-ScriptFile = Annotated[Path, typer.Argument(
-    exists=True, dir_okay=False, readable=True, help="The script file (UTF-8)")]
-IncludeDir = Annotated[Path | None, typer.Option(
-    "--include-dir", exists=True, file_okay=False,
-    help=f'Where `#include "name";` finds name{SUFFIX} [default: the script\'s directory]')]
+ScriptFile = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The script file (UTF-8)")
+]
+IncludeDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--include-dir",
+        exists=True,
+        file_okay=False,
+        help=f'Where `#include "name";` finds name{SUFFIX} [default: the script\'s directory]',
+    ),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -77,17 +84,28 @@ def _variables(path: Path | None) -> dict[str, str]:
 @crmscript_app.command("run")
 def run(
     file: ScriptFile,
-    vars_file: Annotated[Path | None, typer.Option(
-        "--vars", exists=True, dir_okay=False,
-        help='A JSON object of variables for getVariable(), e.g. {"PrimaryKey": "18"}')] = None,
+    vars_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--vars",
+            exists=True,
+            dir_okay=False,
+            help='A JSON object of variables for getVariable(), e.g. {"PrimaryKey": "18"}',
+        ),
+    ] = None,
     include_dir: IncludeDir = None,
 ) -> None:
     """Run a script and print its output. When the run fails (compile or runtime error,
     sandbox limit) the last line is `ERROR: <Kind>: <message>` and the exit status is 1."""
     source = _read(file)
     variables = _variables(vars_file)
-    result = run_script(source, variables=variables, include=_includes(include_dir or file.parent),
-                        limits=Limits(), name=file.stem)
+    result = run_script(
+        source,
+        variables=variables,
+        include=_includes(include_dir or file.parent),
+        limits=Limits(),
+        name=file.stem,
+    )
     out = sys.stdout
     out.write(result.output)
     if not result.success:
@@ -103,8 +121,9 @@ def run(
 def check_file(file: ScriptFile, include_dir: IncludeDir = None) -> None:
     """Compile a script without running it; print each error as FILE:LINE:COLUMN: Kind:
     message. The exit status is 1 when there are errors."""
-    diagnostics = check(_read(file), include=_includes(include_dir or file.parent), limits=Limits(),
-                        name=file.stem)
+    diagnostics = check(
+        _read(file), include=_includes(include_dir or file.parent), limits=Limits(), name=file.stem
+    )
     for d in diagnostics:
         typer.echo(f"{file}:{d.line}:{d.column}: {d.kind}: {d.message}")
     if diagnostics:

@@ -164,7 +164,9 @@ class TargetGuard:
             # Name the first refused address; the whole answer was refused.
             reason = self.refusal(ip_of(addresses[0])) if addresses else None
             raise TargetRefusedError(
-                f"{host} resolves only to refused addresses: {reason}" if reason else f"{host} has no address"
+                f"{host} resolves only to refused addresses: {reason}"
+                if reason
+                else f"{host} has no address"
             )
         return allowed
 

@@ -40,12 +40,19 @@ HEARTBEAT_SECONDS = 5.0
 
 
 class Hub:
-    def __init__(self, settings: Settings | None = None, *, db: Database | None = None,
-                 deliver: bool = True, kind: str = "embedded") -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        db: Database | None = None,
+        deliver: bool = True,
+        kind: str = "embedded",
+    ) -> None:
         self.settings = settings or Settings()
         self._own_db = db is None
-        self.db = db or Database(self.settings.database_url,
-                                 sqlite_synchronous=self.settings.sqlite_synchronous)
+        self.db = db or Database(
+            self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+        )
         self.deliver = deliver
         self.sender = HttpSender(self.settings)
         self.dispatcher: Dispatcher | None = None
@@ -65,12 +72,17 @@ class Hub:
             await asyncio.to_thread(self.db.migrate)
         if self.deliver:
             if self.settings.lease <= self.settings.attempt_timeout:
-                log.warning("HOOKCAST_LEASE (%s s) is not longer than HOOKCAST_ATTEMPT_TIMEOUT (%s s): "
-                            "other processes may attempt a slow delivery again before it finishes",
-                            self.settings.lease, self.settings.attempt_timeout)
+                log.warning(
+                    "HOOKCAST_LEASE (%s s) is not longer than HOOKCAST_ATTEMPT_TIMEOUT (%s s): "
+                    "other processes may attempt a slow delivery again before it finishes",
+                    self.settings.lease,
+                    self.settings.attempt_timeout,
+                )
             self.outbox = Outbox(self.db, self.settings)
             self.dispatcher = Dispatcher(
-                self.db, self.settings, load_plugins(self.settings, self.sender, self.db),
+                self.db,
+                self.settings,
+                load_plugins(self.settings, self.sender, self.db),
                 on_transitions=self._on_transitions,
             )
             self.outbox.start()
@@ -82,10 +94,13 @@ class Hub:
             if self.db.doorbell is not None:  # SQLite: other processes ring after committing
                 self.db.doorbell.listen(self._rung)
             elif not self.db.is_sqlite:
-                self._background.append(asyncio.create_task(
-                    listen(self.db.url, self.wake), name="hookcast-listen"))
+                self._background.append(
+                    asyncio.create_task(listen(self.db.url, self.wake), name="hookcast-listen")
+                )
         self._intake = Intake(
-            self.db, on_commit=self._committed, max_batch=self.settings.batch_size * 10,
+            self.db,
+            on_commit=self._committed,
+            max_batch=self.settings.batch_size * 10,
             room=self.dispatcher.room if self.dispatcher else (lambda: None),
         )
         self._intake.start()
@@ -134,9 +149,15 @@ class Hub:
     # ----- signalling -------------------------------------------------------------------------
 
     async def signal(
-        self, event: str, primary_key: int, *, tenant: str, associate_id: int = 0,
+        self,
+        event: str,
+        primary_key: int,
+        *,
+        tenant: str,
+        associate_id: int = 0,
         changes: Sequence[str] | Mapping[str, Any] | None = None,
-        values: Mapping[str, Any] | None = None, field_values: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+        field_values: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
     ) -> int:
         """Store an event and its deliveries durably; returns the event's id.
@@ -146,9 +167,16 @@ class Hub:
         a deleted row (only for *.deleted events). Raises hookcast.ValidationError."""
         if self._intake is None:
             raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
-        item = new_event(event, primary_key, tenant=tenant, associate_id=associate_id,
-                         changes=changes, values=values, field_values=field_values,
-                         occurred_at=occurred_at)
+        item = new_event(
+            event,
+            primary_key,
+            tenant=tenant,
+            associate_id=associate_id,
+            changes=changes,
+            values=values,
+            field_values=field_values,
+            occurred_at=occurred_at,
+        )
         event_id = await self._intake.submit(item)
         metrics.SIGNALS.inc()
         return event_id
@@ -162,9 +190,12 @@ class Hub:
         except RuntimeError:
             running = None
         if running is self._loop:
-            raise RuntimeError("signal_sync would block the hub's own event loop; await hub.signal()")
+            raise RuntimeError(
+                "signal_sync would block the hub's own event loop; await hub.signal()"
+            )
         future: Future[int] = asyncio.run_coroutine_threadsafe(
-            self.signal(event, primary_key, **kwargs), self._loop)
+            self.signal(event, primary_key, **kwargs), self._loop
+        )
         return future.result()
 
     # ----- internals ---------------------------------------------------------------------------
@@ -199,9 +230,16 @@ class Hub:
         started = time.time()
         while True:
             assert self.dispatcher is not None
-            row = {"id": self.worker_id, "kind": self.kind, "hostname": socket.gethostname(),
-                   "pid": os.getpid(), "started_at": started, "heartbeat_at": time.time(),
-                   "in_flight": self.dispatcher.in_flight, "attempts": self.dispatcher.attempts}
+            row = {
+                "id": self.worker_id,
+                "kind": self.kind,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": started,
+                "heartbeat_at": time.time(),
+                "in_flight": self.dispatcher.in_flight,
+                "attempts": self.dispatcher.attempts,
+            }
             try:
                 await self.db.run(queue.heartbeat, row)
             except Exception:
@@ -216,7 +254,10 @@ class Hub:
             try:
                 removed = await self.db.run(queue.prune, time.time() - keep)
                 if removed:
-                    log.info("pruned %d finished deliveries older than %s days", removed,
-                             self.settings.retention_days)
+                    log.info(
+                        "pruned %d finished deliveries older than %s days",
+                        removed,
+                        self.settings.retention_days,
+                    )
             except Exception:
                 log.exception("pruning failed")

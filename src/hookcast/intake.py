@@ -23,9 +23,14 @@ MAX_PRIMARY_KEY = 2**63 - 1
 
 
 def new_event(
-    event: str, primary_key: int, *, tenant: str, associate_id: int = 0,
+    event: str,
+    primary_key: int,
+    *,
+    tenant: str,
+    associate_id: int = 0,
     changes: Sequence[str] | Mapping[str, Any] | None = None,
-    values: Mapping[str, Any] | None = None, field_values: Mapping[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
+    field_values: Mapping[str, Any] | None = None,
     occurred_at: datetime | None = None,
 ) -> queue.NewEvent:
     """Check a signal's arguments (§3) and build the event to store."""
@@ -34,10 +39,16 @@ def new_event(
             f"Event name {event!r} is malformed; use letters, digits and _ separated by dots, "
             "at most 128 characters, e.g. contact.changed."
         )
-    if isinstance(primary_key, bool) or not isinstance(primary_key, int) or not 0 <= primary_key <= MAX_PRIMARY_KEY:
+    if (
+        isinstance(primary_key, bool)
+        or not isinstance(primary_key, int)
+        or not 0 <= primary_key <= MAX_PRIMARY_KEY
+    ):
         raise ValidationError(f"PrimaryKey must be an integer from 0 to {MAX_PRIMARY_KEY}.")
     if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 255 or "\0" in tenant:
-        raise ValidationError("The tenant (ContextIdentifier) must be a non-empty string without NUL.")
+        raise ValidationError(
+            "The tenant (ContextIdentifier) must be a non-empty string without NUL."
+        )
     if isinstance(associate_id, bool) or not isinstance(associate_id, int):
         raise ValidationError("associate_id must be an integer.")
     change_values: dict[str, Any] | None = None
@@ -49,13 +60,17 @@ def new_event(
     elif isinstance(changes, (list, tuple)):
         names = list(changes)
     else:
-        raise ValidationError("changes must be a list of field names or a mapping of name to value.")
+        raise ValidationError(
+            "changes must be a list of field names or a mapping of name to value."
+        )
     if not all(isinstance(n, str) and n and "\0" not in n for n in names):
         raise ValidationError("Every changed field name must be a non-empty string without NUL.")
     name = event.lower()
     if values is not None:
         if not name.endswith(".deleted"):
-            raise ValidationError("values (the ids of a deleted row) are only for *.deleted events.")
+            raise ValidationError(
+                "values (the ids of a deleted row) are only for *.deleted events."
+            )
         if not isinstance(values, Mapping):
             raise ValidationError("values must be a mapping of id column to value.")
     if field_values is not None and not isinstance(field_values, Mapping):
@@ -64,8 +79,13 @@ def new_event(
     if when.tzinfo is None:
         raise ValidationError("occurred_at must be timezone-aware (e.g. datetime.now(UTC)).")
     return queue.NewEvent(
-        tenant=tenant, name=name, primary_key=primary_key, associate_id=associate_id,
-        occurred_at=format_timestamp(when), changes=names, change_values=change_values,
+        tenant=tenant,
+        name=name,
+        primary_key=primary_key,
+        associate_id=associate_id,
+        occurred_at=format_timestamp(when),
+        changes=names,
+        change_values=change_values,
         row_values=dict(values) if values is not None else None,
         field_values=dict(field_values) if field_values is not None else None,
     )
@@ -75,8 +95,12 @@ class Intake:
     """Group commit of signalled events. `submit` returns once the event is durable."""
 
     def __init__(
-        self, db: Database, *, on_commit: Callable[[list[queue.Claimed], set[int]], None],
-        room: Callable[[], queue.Room | None] = lambda: None, max_batch: int = 1000,
+        self,
+        db: Database,
+        *,
+        on_commit: Callable[[list[queue.Claimed], set[int]], None],
+        room: Callable[[], queue.Room | None] = lambda: None,
+        max_batch: int = 1000,
     ) -> None:
         """`room` says how many new deliveries the local dispatcher takes directly;
         `on_commit` gets them (already leased to it) after each commit, with the webhooks
@@ -112,7 +136,8 @@ class Intake:
     async def _commit(self, batch: list[tuple[queue.NewEvent, asyncio.Future[int]]]) -> None:
         try:
             ids, handed, queued = await self._db.run(
-                queue.insert_events, [e for e, _ in batch], time.time(), self._room())
+                queue.insert_events, [e for e, _ in batch], time.time(), self._room()
+            )
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others that shared its commit
                 for item in batch:

@@ -34,8 +34,13 @@ def create_key(
     def work(conn):  # type: ignore[no-untyped-def]
         queries.upsert_associate(conn, tenant, associate_id, name, full_name or name)
         key_id = queries.insert_key(
-            conn, tenant=tenant, associate_id=associate_id, name=name,
-            prefix=key[: len(KEY_PREFIX) + 6], key_hash=hash_key(key), now=time.time(),
+            conn,
+            tenant=tenant,
+            associate_id=associate_id,
+            name=name,
+            prefix=key[: len(KEY_PREFIX) + 6],
+            key_hash=hash_key(key),
+            now=time.time(),
         )
         return next(k for k in queries.list_keys(conn, tenant) if k.id == key_id)
 

@@ -15,11 +15,14 @@ if TYPE_CHECKING:
 
 registry = CollectorRegistry()
 ATTEMPTS = Counter(
-    "hookcast_attempts", "Delivery attempts by outcome (success or failure).", ["outcome"],
+    "hookcast_attempts",
+    "Delivery attempts by outcome (success or failure).",
+    ["outcome"],
     registry=registry,
 )
 LATENCY = Histogram(
-    "hookcast_attempt_latency_seconds", "Time from sending an attempt to its answer.",
+    "hookcast_attempt_latency_seconds",
+    "Time from sending an attempt to its answer.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=registry,
 )

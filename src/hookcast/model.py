@@ -147,10 +147,14 @@ class WebhookIn(BaseModel):
     State: Annotated[
         StateEnum,
         BeforeValidator(_parse_state),
-        WithJsonSchema({"anyOf": [
-            {"type": "string", "enum": ["Active", "Stopped", "TooManyErrors"]},
-            {"type": "integer", "enum": [1, 2, 3]},
-        ]}),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "enum": ["Active", "Stopped", "TooManyErrors"]},
+                    {"type": "integer", "enum": [1, 2, 3]},
+                ]
+            }
+        ),
     ] = StateEnum.Active
     Type: Annotated[StrictStr, BeforeValidator(_lower_type)] = WEBHOOK_TYPE
     Headers: dict[str, StrictStr] | None = None

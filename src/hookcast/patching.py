@@ -22,8 +22,13 @@ MERGE_PATCH = "application/merge-patch+json"
 
 
 def apply_patch(
-    document: dict[str, Any], body: Any, media_type: str, *, writable: Iterable[str],
-    read_only: Iterable[str] = (), what: str = "resource",
+    document: dict[str, Any],
+    body: Any,
+    media_type: str,
+    *,
+    writable: Iterable[str],
+    read_only: Iterable[str] = (),
+    what: str = "resource",
 ) -> dict[str, Any]:
     """`document` (the writable fields of the resource) with the patch applied.
 
@@ -52,8 +57,9 @@ def apply_patch(
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
             raise ValidationError(f"The JSON Patch cannot be applied: {exc}") from None
     if isinstance(body, dict):
-        patch = {canonical[key.lower()]: value for key, value in body.items()
-                 if key.lower() in canonical}
+        patch = {
+            canonical[key.lower()]: value for key, value in body.items() if key.lower() in canonical
+        }
         return json_merge_patch.merge(document, patch)
     raise ValidationError("PATCH needs a JSON Patch array or a JSON Merge Patch object.")
 
@@ -97,6 +103,8 @@ def next_update_time(current_updated: datetime | None, read_updated: float, what
     if current_updated is None:
         raise NotFound(f"There is no {what}.")
     if current_updated.timestamp() != read_updated:
-        raise Conflict(f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "
-                       "fetch it and retry.")
+        raise Conflict(
+            f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "
+            "fetch it and retry."
+        )
     return max(time.time(), read_updated + 1e-6)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,10 +26,21 @@ __all__ = [
 ]
 
 # The top-level names of the body that a webhook's Properties may not reuse.
-PAYLOAD_FIELDS: frozenset[str] = frozenset({
-    "EventId", "Timestamp", "Changes", "Event", "PrimaryKey", "Entity",
-    "ContextIdentifier", "ChangedByAssociateId", "WebhookName", "Values", "FieldValues",
-})
+PAYLOAD_FIELDS: frozenset[str] = frozenset(
+    {
+        "EventId",
+        "Timestamp",
+        "Changes",
+        "Event",
+        "PrimaryKey",
+        "Entity",
+        "ContextIdentifier",
+        "ChangedByAssociateId",
+        "WebhookName",
+        "Values",
+        "FieldValues",
+    }
+)
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -37,7 +48,7 @@ CONTENT_TYPE = "application/json; charset=utf-8"
 def format_timestamp(dt: datetime) -> str:
     """UTC with 7 fractional digits and Z, as SuperOffice writes it (naive means UTC)."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc)
+        dt = dt.astimezone(UTC)
     return (
         f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
         f"{dt.second:02d}.{dt.microsecond:06d}0Z"

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import patching
 from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
-from . import patching
 from .errors import Conflict, NotFound, ValidationError
 from .model import (
     CRMSCRIPT_TYPE,
@@ -29,7 +29,17 @@ from .store.database import Database
 from .validation import parse_body
 from .verification import TestResult, test_target, verify_target
 
-WRITABLE = ("Name", "Events", "TargetUrl", "Secret", "State", "Type", "Headers", "Properties", "ErrorsEmail")
+WRITABLE = (
+    "Name",
+    "Events",
+    "TargetUrl",
+    "Secret",
+    "State",
+    "Type",
+    "Headers",
+    "Properties",
+    "ErrorsEmail",
+)
 
 
 def _fields(carrier: WebhookIn) -> dict[str, Any]:
@@ -53,8 +63,9 @@ def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
     document = {k: v for k, v in webhook_out(hook).items() if k in WRITABLE}
-    return patching.apply_patch(document, body, media_type, writable=WRITABLE,
-                                read_only=("WebhookId",), what="webhook")
+    return patching.apply_patch(
+        document, body, media_type, writable=WRITABLE, read_only=("WebhookId",), what="webhook"
+    )
 
 
 @dataclass
@@ -71,7 +82,11 @@ class Registry:
         return hook
 
     async def list(
-        self, who: Principal, *, name: str | None = None, event: str | None = None,
+        self,
+        who: Principal,
+        *,
+        name: str | None = None,
+        event: str | None = None,
         state: str | int | None = None,
     ) -> list[Webhook]:
         states = None
@@ -82,7 +97,9 @@ class Registry:
                 raise ValidationError(f"statusFilter: {exc}") from None
             states = None if parsed is State.Unknown else [parsed]
         return await self.db.read(
-            lambda conn: queries.list_webhooks(conn, who.tenant, name=name, event=event, states=states)
+            lambda conn: queries.list_webhooks(
+                conn, who.tenant, name=name, event=event, states=states
+            )
         )
 
     async def create(self, who: Principal, carrier: WebhookIn) -> Webhook:
@@ -101,24 +118,36 @@ class Registry:
         return await self.get(who, webhook_id)
 
     async def replace(
-        self, who: Principal, webhook_id: int, carrier: WebhookIn, if_unmodified_since: str | None = None
+        self,
+        who: Principal,
+        webhook_id: int,
+        carrier: WebhookIn,
+        if_unmodified_since: str | None = None,
     ) -> Webhook:
         old = await self.get(who, webhook_id)
         _check_unmodified(old, if_unmodified_since)
         carrier.check_target(plugin_names())
         becomes_active = carrier.State is State.Active and old.state is not State.Active
         if becomes_active or (carrier.TargetUrl, carrier.Secret, carrier.Type) != (
-            old.target_url, old.secret, old.type,
+            old.target_url,
+            old.secret,
+            old.type,
         ):
             await self._verify(who, carrier)
         old_updated = old.updated.timestamp()
 
         def write(conn):  # type: ignore[no-untyped-def]
             current = queries.get_webhook(conn, who.tenant, webhook_id)
-            now = patching.next_update_time(current and current.updated, old_updated,
-                                            f"webhook {webhook_id}")
+            now = patching.next_update_time(
+                current and current.updated, old_updated, f"webhook {webhook_id}"
+            )
             queries.update_webhook(
-                conn, who.tenant, webhook_id, who.associate_id, now, _fields(carrier),
+                conn,
+                who.tenant,
+                webhook_id,
+                who.associate_id,
+                now,
+                _fields(carrier),
                 reset_errors=becomes_active,
             )
             if carrier.State != current.state:
@@ -130,7 +159,11 @@ class Registry:
         return hook
 
     async def patch(
-        self, who: Principal, webhook_id: int, body: Any, media_type: str,
+        self,
+        who: Principal,
+        webhook_id: int,
+        body: Any,
+        media_type: str,
         if_unmodified_since: str | None = None,
     ) -> Webhook:
         old = await self.get(who, webhook_id)
@@ -138,7 +171,9 @@ class Registry:
         carrier = parse_body(WebhookIn, apply_patch(old, body, media_type), "a webhook")
         return await self.replace(who, webhook_id, carrier)
 
-    async def delete(self, who: Principal, webhook_id: int, if_unmodified_since: str | None = None) -> None:
+    async def delete(
+        self, who: Principal, webhook_id: int, if_unmodified_since: str | None = None
+    ) -> None:
         if if_unmodified_since:
             _check_unmodified(await self.get(who, webhook_id), if_unmodified_since)
         if not await self.db.run(queries.delete_webhook, who.tenant, webhook_id):
@@ -162,13 +197,16 @@ class Registry:
         self.wake()
         return queued
 
-    async def deliveries(self, who: Principal, webhook_id: int, limit: int, offset: int
-                         ) -> tuple[int, list[dict[str, Any]]]:
+    async def deliveries(
+        self, who: Principal, webhook_id: int, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
         await self.get(who, webhook_id)
 
         def read(conn):  # type: ignore[no-untyped-def]
-            return (queue.count_attempts(conn, webhook_id),
-                    queue.list_attempts(conn, webhook_id, limit, offset))
+            return (
+                queue.count_attempts(conn, webhook_id),
+                queue.list_attempts(conn, webhook_id, limit, offset),
+            )
 
         return await self.db.read(read)
 
@@ -201,7 +239,12 @@ class Registry:
 
     def _target_args(self, who: Principal, carrier: WebhookIn) -> dict[str, Any]:
         return {
-            "url": carrier.TargetUrl, "secret": carrier.Secret, "name": carrier.Name,
-            "headers": carrier.Headers, "properties": carrier.Properties,
-            "tenant": who.tenant, "associate_id": who.associate_id, "settings": self.settings,
+            "url": carrier.TargetUrl,
+            "secret": carrier.Secret,
+            "name": carrier.Name,
+            "headers": carrier.Headers,
+            "properties": carrier.Properties,
+            "tenant": who.tenant,
+            "associate_id": who.associate_id,
+            "settings": self.settings,
         }

@@ -35,8 +35,14 @@ from .store.scripts import StoredScript
 from .validation import parse_body
 
 WRITABLE = ("Name", "Description", "IncludeId", "Source")
-READ_ONLY = ("EjscriptId", "UniqueIdentifier", "Registered", "RegisteredAssociateId", "Updated",
-             "UpdatedAssociateId")
+READ_ONLY = (
+    "EjscriptId",
+    "UniqueIdentifier",
+    "Registered",
+    "RegisteredAssociateId",
+    "Updated",
+    "UpdatedAssociateId",
+)
 INCLUDE_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 MAX_INCLUDE_ID = 255
 MAX_SOURCE_CHARS = 1024 * 1024  # the API body limit (1 MiB) already bounds the bytes
@@ -65,9 +71,12 @@ class ScriptIn(BaseModel):
     Name: StrictStr = Field(min_length=1, max_length=255)
     Description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION)
     IncludeId: StrictStr = Field(
-        min_length=1, max_length=MAX_INCLUDE_ID, pattern=INCLUDE_ID_PATTERN,
+        min_length=1,
+        max_length=MAX_INCLUDE_ID,
+        pattern=INCLUDE_ID_PATTERN,
         description="Unique per tenant: 1-255 of A-Z a-z 0-9 _ . -; `#include` and the "
-                    "TargetUrl of crmscript webhooks name it.")
+        "TargetUrl of crmscript webhooks name it.",
+    )
     Source: StrictStr = Field(max_length=MAX_SOURCE_CHARS, description="The CRMScript text.")
 
     @field_validator("Name")
@@ -102,7 +111,11 @@ def _host(raw: str) -> str:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     try:
-        return ipaddress.ip_address(host).compressed if ":" in host else str(ipaddress.ip_address(host))
+        return (
+            ipaddress.ip_address(host).compressed
+            if ":" in host
+            else str(ipaddress.ip_address(host))
+        )
     except ValueError:
         pass
     labels = host.split(".")
@@ -114,31 +127,55 @@ def _host(raw: str) -> str:
     return host
 
 
-def compile_failure(diagnostics: list[Diagnostic], include_id: str, cls: type[ValidationError] = ValidationError
-                    ) -> ValidationError:
+def compile_failure(
+    diagnostics: list[Diagnostic], include_id: str, cls: type[ValidationError] = ValidationError
+) -> ValidationError:
     """The 400 for a script that does not compile: where, what, and one Details entry each."""
     first = diagnostics[0]
-    details = [{"Field": "Source", "Message": d.message, "Kind": d.kind, "Line": d.line,
-                "Column": d.column} for d in diagnostics]
+    details = [
+        {
+            "Field": "Source",
+            "Message": d.message,
+            "Kind": d.kind,
+            "Line": d.line,
+            "Column": d.column,
+        }
+        for d in diagnostics
+    ]
     return cls(f"CRMScript {include_id!r} does not compile: {diagnostic_text(first)}", details)
 
 
 def _fields(carrier: ScriptIn) -> dict[str, Any]:
-    return {"name": carrier.Name, "description": carrier.Description,
-            "include_id": carrier.IncludeId, "source": carrier.Source}
+    return {
+        "name": carrier.Name,
+        "description": carrier.Description,
+        "include_id": carrier.IncludeId,
+        "source": carrier.Source,
+    }
 
 
 def _document(script: StoredScript) -> dict[str, Any]:
-    return {"Name": script.name, "Description": script.description,
-            "IncludeId": script.include_id, "Source": script.source}
+    return {
+        "Name": script.name,
+        "Description": script.description,
+        "IncludeId": script.include_id,
+        "Source": script.source,
+    }
 
 
 def default_carrier() -> dict[str, Any]:
     """GET /CRMScript/default: an empty script to fill in."""
     return {
-        "EjscriptId": 0, "UniqueIdentifier": None, "Name": None, "Description": None,
-        "IncludeId": None, "Source": "", "Registered": MIN_DATE, "RegisteredAssociateId": 0,
-        "Updated": MIN_DATE, "UpdatedAssociateId": 0,
+        "EjscriptId": 0,
+        "UniqueIdentifier": None,
+        "Name": None,
+        "Description": None,
+        "IncludeId": None,
+        "Source": "",
+        "Registered": MIN_DATE,
+        "RegisteredAssociateId": 0,
+        "Updated": MIN_DATE,
+        "UpdatedAssociateId": 0,
     }
 
 
@@ -146,14 +183,16 @@ async def check_script_target(db: Database, tenant: str, include_id: str) -> Non
     """Registration of a `crmscript` webhook (§5): its TargetUrl must name a script of the
     tenant that compiles. Raises VerificationFailed saying which check failed."""
     script, includes, _ = await db.run(
-        lambda conn: store.script_run_context(conn, tenant, include_id=include_id))
+        lambda conn: store.script_run_context(conn, tenant, include_id=include_id)
+    )
     if script is None:
         raise VerificationFailed(
             f"There is no CRMScript with IncludeId {include_id!r} in tenant {tenant}; "
             "create it under /api/v1/CRMScript first."
         )
     diagnostics = await asyncio.to_thread(
-        check, script.source, include=includes.get, limits=Limits(), name=script.include_id)
+        check, script.source, include=includes.get, limits=Limits(), name=script.include_id
+    )
     if diagnostics:
         raise compile_failure(diagnostics, include_id, VerificationFailed)
 
@@ -179,10 +218,12 @@ class Scripts:
             raise NotFound(f"There is no CRMScript {script_id}.")
         return script
 
-    async def list(self, who: Principal, *, name: str | None = None,
-                   include_id: str | None = None) -> list[StoredScript]:
+    async def list(
+        self, who: Principal, *, name: str | None = None, include_id: str | None = None
+    ) -> list[StoredScript]:
         return await self.db.run(
-            lambda conn: store.list_scripts(conn, who.tenant, name=name, include_id=include_id))
+            lambda conn: store.list_scripts(conn, who.tenant, name=name, include_id=include_id)
+        )
 
     async def create(self, who: Principal, carrier: ScriptIn) -> StoredScript:
         await self._compiles(who, carrier, old_include_id=None)
@@ -193,14 +234,20 @@ class Scripts:
             self._include_id_free(conn, who, carrier.IncludeId, None)
             if given_uid and store.uid_taken(conn, who.tenant, uid):
                 raise Conflict(f"A CRMScript with UniqueIdentifier {uid} already exists.")
-            return store.insert_script(conn, who.tenant, who.associate_id, time.time(), uid,
-                                       _fields(carrier))
+            return store.insert_script(
+                conn, who.tenant, who.associate_id, time.time(), uid, _fields(carrier)
+            )
 
         script_id = await self._write(write, carrier.IncludeId)
         return await self.get(who, script_id)
 
-    async def replace(self, who: Principal, script_id: int, carrier: ScriptIn,
-                      if_unmodified_since: str | None = None) -> StoredScript:
+    async def replace(
+        self,
+        who: Principal,
+        script_id: int,
+        carrier: ScriptIn,
+        if_unmodified_since: str | None = None,
+    ) -> StoredScript:
         old = await self.get(who, script_id)
         check_unmodified(old.updated, if_unmodified_since, f"CRMScript {script_id}")
         await self._compiles(who, carrier, old_include_id=old.include_id)
@@ -208,22 +255,35 @@ class Scripts:
 
         def write(conn):  # type: ignore[no-untyped-def]
             current = store.get_script(conn, who.tenant, script_id)
-            now = next_update_time(current and current.updated, old_updated, f"CRMScript {script_id}")
+            now = next_update_time(
+                current and current.updated, old_updated, f"CRMScript {script_id}"
+            )
             self._include_id_free(conn, who, carrier.IncludeId, script_id)
-            store.update_script(conn, who.tenant, script_id, who.associate_id, now, _fields(carrier))
+            store.update_script(
+                conn, who.tenant, script_id, who.associate_id, now, _fields(carrier)
+            )
             return store.get_script(conn, who.tenant, script_id)
 
         return await self._write(write, carrier.IncludeId)
 
-    async def patch(self, who: Principal, script_id: int, body: Any, media_type: str,
-                    if_unmodified_since: str | None = None) -> StoredScript:
+    async def patch(
+        self,
+        who: Principal,
+        script_id: int,
+        body: Any,
+        media_type: str,
+        if_unmodified_since: str | None = None,
+    ) -> StoredScript:
         old = await self.get(who, script_id)
         check_unmodified(old.updated, if_unmodified_since, f"CRMScript {script_id}")
-        patched = apply_patch(_document(old), body, media_type, writable=WRITABLE,
-                              read_only=READ_ONLY, what="script")
+        patched = apply_patch(
+            _document(old), body, media_type, writable=WRITABLE, read_only=READ_ONLY, what="script"
+        )
         return await self.replace(who, script_id, parse_body(ScriptIn, patched, "a script"))
 
-    async def delete(self, who: Principal, script_id: int, if_unmodified_since: str | None = None) -> None:
+    async def delete(
+        self, who: Principal, script_id: int, if_unmodified_since: str | None = None
+    ) -> None:
         if if_unmodified_since:
             old = await self.get(who, script_id)
             check_unmodified(old.updated, if_unmodified_since, f"CRMScript {script_id}")
@@ -240,11 +300,17 @@ class Scripts:
     async def execute(self, who: Principal, script_id: int, variables: dict[str, str]) -> RunResult:
         """Run a stored script now, with these variables, under the sandbox limits."""
         script, includes, hosts = await self.db.run(
-            lambda conn: store.script_run_context(conn, who.tenant, script_id=script_id))
+            lambda conn: store.script_run_context(conn, who.tenant, script_id=script_id)
+        )
         if script is None:
             raise NotFound(f"There is no CRMScript {script_id}.")
-        return await self.runner.run(script.source, includes=includes, variables=dict(variables),
-                                     allow_hosts=hosts, name=script.include_id)
+        return await self.runner.run(
+            script.source,
+            includes=includes,
+            variables=dict(variables),
+            allow_hosts=hosts,
+            name=script.include_id,
+        )
 
     # ----- the tenant's HTTP allow-list ---------------------------------------------------------
 
@@ -255,16 +321,24 @@ class Scripts:
         try:
             hosts = normalize_hosts(hosts)
         except ValueError as exc:
-            raise ValidationError(f"Hosts: {exc}", [{"Field": "Hosts", "Message": str(exc)}]) from None
+            raise ValidationError(
+                f"Hosts: {exc}", [{"Field": "Hosts", "Message": str(exc)}]
+            ) from None
         try:
-            await self.db.run(store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time())
+            await self.db.run(
+                store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time()
+            )
         except IntegrityError:  # a concurrent first PUT inserted the row: now it updates
-            await self.db.run(store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time())
+            await self.db.run(
+                store.set_http_allow_list, who.tenant, hosts, who.associate_id, time.time()
+            )
         return hosts
 
     # ----- internals ----------------------------------------------------------------------------
 
-    async def _compiles(self, who: Principal, carrier: ScriptIn, old_include_id: str | None) -> None:
+    async def _compiles(
+        self, who: Principal, carrier: ScriptIn, old_include_id: str | None
+    ) -> None:
         # The tenant's scripts as they will be after this save: this one under its new
         # IncludeId, and no longer under an old one.
         overrides: dict[str, str | None] = {}
@@ -272,7 +346,8 @@ class Scripts:
             overrides[old_include_id] = None
         overrides[carrier.IncludeId] = carrier.Source
         includes = await self.db.run(
-            lambda conn: store.resolve_includes(conn, who.tenant, [carrier.Source], overrides))
+            lambda conn: store.resolve_includes(conn, who.tenant, [carrier.Source], overrides)
+        )
         diagnostics = await self.runner.check(carrier.Source, includes, carrier.IncludeId)
         if diagnostics:
             raise compile_failure(diagnostics, carrier.IncludeId)

@@ -20,8 +20,10 @@ def parse_body(model: type[M], body: Any, what: str) -> M:
         return model.model_validate(body)
     except PydanticValidationError as exc:
         details = [
-            {"Field": ".".join(str(p) for p in err["loc"]) or "body",
-             "Message": err["msg"].removeprefix("Value error, ")}
+            {
+                "Field": ".".join(str(p) for p in err["loc"]) or "body",
+                "Message": err["msg"].removeprefix("Value error, "),
+            }
             for err in exc.errors()
         ]
         first = details[0]

@@ -7,7 +7,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import yarl
@@ -47,7 +47,7 @@ async def _post_test_event(
     event_id = str(uuid.uuid4())
     body = build_body(
         event_id=event_id,
-        timestamp=format_timestamp(datetime.now(timezone.utc)),
+        timestamp=format_timestamp(datetime.now(UTC)),
         changes=[],
         event=TEST_EVENT,
         primary_key=0,
@@ -70,7 +70,9 @@ async def _post_test_event(
         standard_webhooks=settings.standard_webhooks,
         test=True,
     )
-    return await sender.send(url, body, request_headers, timeout=settings.attempt_timeout, excerpt=True)
+    return await sender.send(
+        url, body, request_headers, timeout=settings.attempt_timeout, excerpt=True
+    )
 
 
 async def test_target(
@@ -91,8 +93,15 @@ async def test_target(
     except ValidationError as exc:
         return TestResult(False, exc.message)
     result = await _post_test_event(
-        sender, url=url, secret=secret, name=name, headers=headers, properties=properties,
-        tenant=tenant, associate_id=associate_id, settings=settings,
+        sender,
+        url=url,
+        secret=secret,
+        name=name,
+        headers=headers,
+        properties=properties,
+        tenant=tenant,
+        associate_id=associate_id,
+        settings=settings,
     )
     return TestResult(result.ok, result.response_excerpt or result.error or "")
 
@@ -119,8 +128,15 @@ async def verify_target(
         raise VerificationFailed(PREFIX + exc.message) from None
     await _check_addresses(url, TargetGuard(settings.allow_targets))
     result = await _post_test_event(
-        sender, url=url, secret=secret, name=name, headers=headers, properties=properties,
-        tenant=tenant, associate_id=associate_id, settings=settings,
+        sender,
+        url=url,
+        secret=secret,
+        name=name,
+        headers=headers,
+        properties=properties,
+        tenant=tenant,
+        associate_id=associate_id,
+        settings=settings,
     )
     if result.ok:
         return

@@ -23,7 +23,12 @@ from .fakes import FakeTransport
 
 def test_limits_defaults_match_spec() -> None:
     lim = Limits()
-    assert (lim.max_steps, lim.max_call_depth, lim.max_output, lim.max_seconds) == (1_000_000, 256, 1 << 20, 10.0)
+    assert (lim.max_steps, lim.max_call_depth, lim.max_output, lim.max_seconds) == (
+        1_000_000,
+        256,
+        1 << 20,
+        10.0,
+    )
     assert (lim.max_string, lim.max_include_depth, lim.max_http_requests) == (10_000_000, 16, 20)
     assert (lim.http_timeout, lim.max_http_response) == (10.0, 5 << 20)
 
@@ -62,7 +67,11 @@ def test_compiled_scripts_are_cached_by_source_and_includes() -> None:
 def test_compiled_script_reused_across_runs_and_variables() -> None:
     c = compile_script('Integer n = getVariable("n").toInteger(); n++; printLine(n.toString());')
     assert isinstance(c, CompiledScript)
-    assert [run_script(c, variables={"n": str(i)}).output for i in range(3)] == ["1\n", "2\n", "3\n"]
+    assert [run_script(c, variables={"n": str(i)}).output for i in range(3)] == [
+        "1\n",
+        "2\n",
+        "3\n",
+    ]
 
 
 def test_runs_in_parallel_threads() -> None:
@@ -86,7 +95,12 @@ def test_runs_in_parallel_threads() -> None:
 
 def test_error_fields_and_location_use_script_name() -> None:
     r = run_script('printLine("a");\nthrow "boom";', name="handler")
-    assert (r.success, r.output, r.error_kind, r.error_message) == (False, "a\n", "GeneralException", "boom")
+    assert (r.success, r.output, r.error_kind, r.error_message) == (
+        False,
+        "a\n",
+        "GeneralException",
+        "boom",
+    )
     assert r.error_line == "ERROR: GeneralException: boom"
     assert r.error_location == "handler:2"
 
@@ -104,7 +118,9 @@ def test_http_without_transport_refuses_every_host() -> None:
 
 def test_http_allow_list_is_empty_by_default() -> None:
     fake = FakeTransport()
-    r = run_script('HTTP h; h.get("https://api.example.com/"); printLine(h.hasError().toString());', http=fake)
+    r = run_script(
+        'HTTP h; h.get("https://api.example.com/"); printLine(h.hasError().toString());', http=fake
+    )
     assert r.output == "true\n"
     assert fake.calls == []
 
@@ -112,7 +128,7 @@ def test_http_allow_list_is_empty_by_default() -> None:
 def test_http_allow_list_matches_host_exactly_case_insensitive() -> None:
     fake = FakeTransport()
     src = (
-        'HTTP h;\n'
+        "HTTP h;\n"
         'h.get("https://API.Example.COM:8443/x"); print(h.hasError().toString());\n'
         'h.get("https://sub.api.example.com/x"); print(h.hasError().toString());\n'
         'h.get("https://api.example.com.evil.org/x"); print(h.hasError().toString());\n'
@@ -139,7 +155,9 @@ def test_http_oversized_response_is_an_error() -> None:
             return HttpResponse(200, [], b"x" * (max_bytes + 1))
 
     src = 'HTTP h; Byte[] b = h.get("http://a.example/"); printLine(h.hasError().toString() + b.length().toString());'
-    r = run_script(src, http=Big(), http_allow_hosts=["a.example"], limits=Limits(max_http_response=10))
+    r = run_script(
+        src, http=Big(), http_allow_hosts=["a.example"], limits=Limits(max_http_response=10)
+    )
     assert r.output == "true0\n"
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from hookcast.hub import Hub
-
-from .databases import database_url
 from hookcast.model import Principal, Webhook, WebhookIn
 from hookcast.registry import Registry
 from hookcast.settings import Settings
+
+from .databases import database_url
 
 TENANT = "Cust1234"
 CALLER = Principal(tenant=TENANT, associate_id=316, name="tony", full_name="Tony Ng")
@@ -29,11 +29,20 @@ class Engine:
     registry: Registry
     settings: Settings
 
-    async def create(self, url: str, events: list[str], who: Principal = CALLER, **fields: Any) -> Webhook:
-        carrier = WebhookIn.model_validate({
-            "Name": "Tonys Contact Handler", "Events": events, "TargetUrl": url,
-            "Secret": SECRET, "State": "Active", "Type": "webhook", **fields,
-        })
+    async def create(
+        self, url: str, events: list[str], who: Principal = CALLER, **fields: Any
+    ) -> Webhook:
+        carrier = WebhookIn.model_validate(
+            {
+                "Name": "Tonys Contact Handler",
+                "Events": events,
+                "TargetUrl": url,
+                "Secret": SECRET,
+                "State": "Active",
+                "Type": "webhook",
+                **fields,
+            }
+        )
         return await self.registry.create(who, carrier)
 
     async def patch(self, webhook_id: int, body: Any, who: Principal = CALLER) -> Webhook:
@@ -43,7 +52,9 @@ class Engine:
         return await self.registry.usage(who, webhook_id)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+async def eventually(
+    check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+) -> Any:
     """Poll an (a)sync check until it returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -60,9 +71,13 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str 
 def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url(tmp_path),
-        "ca_bundle": ca_bundle, "allow_targets": ["127.0.0.0/8"],
-        "retry_delays": [0.05, 0.1], "cycle_delay": 0.2, "attempt_timeout": 2.0,
-        "poll_interval": 0.2, "lease": 5.0,
+        "ca_bundle": ca_bundle,
+        "allow_targets": ["127.0.0.0/8"],
+        "retry_delays": [0.05, 0.1],
+        "cycle_delay": 0.2,
+        "attempt_timeout": 2.0,
+        "poll_interval": 0.2,
+        "lease": 5.0,
     }
     values.update(overrides)
     return Settings(**values)

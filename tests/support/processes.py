@@ -46,14 +46,25 @@ class HookcastProcess:
     """One `python -m hookcast ...` process, its output in a log file (a pipe nobody reads
     could fill up and block it). `serve` builds a `hookcast serve` on a free port."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], name: str, args: list[str],
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        name: str,
+        args: list[str],
+        port: int | None = None,
+    ) -> None:
         self.name = name
         self.port = port
         self.log = workdir / f"{name}.log"
         self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "hookcast", *args], env=env,
-                                     stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hookcast", *args],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
 
     @classmethod
     def serve(cls, workdir: Path, env: dict[str, str], name: str) -> HookcastProcess:
@@ -82,16 +93,20 @@ class HookcastProcess:
         while True:
             self.check_alive()
             try:
-                response = httpx.get(f"{self.url}/api/v1/Webhook", timeout=2,
-                                     headers={"Authorization": f"Bearer {key}"})
+                response = httpx.get(
+                    f"{self.url}/api/v1/Webhook",
+                    timeout=2,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
             except httpx.TransportError:
                 response = None
             if response is not None:
                 assert response.status_code == 200, response.text
                 return
             if time.monotonic() > end:
-                raise AssertionError(f"{self.name} did not answer within {deadline} s:\n"
-                                     f"{tail(self.log)}")
+                raise AssertionError(
+                    f"{self.name} did not answer within {deadline} s:\n{tail(self.log)}"
+                )
             time.sleep(0.05)
 
     def kill(self) -> None:
@@ -108,8 +123,9 @@ class HookcastProcess:
         self.proc.send_signal(sig)
         while (code := self.proc.poll()) is None:
             if time.monotonic() - started > deadline:
-                raise AssertionError(f"{self.name} still running {deadline} s after {sig.name}:\n"
-                                     f"{tail(self.log)}")
+                raise AssertionError(
+                    f"{self.name} still running {deadline} s after {sig.name}:\n{tail(self.log)}"
+                )
             await asyncio.sleep(0.02)
         return code, time.monotonic() - started
 
@@ -139,8 +155,13 @@ def run_cli(args: list[str], workdir: Path) -> str:
     """`python -m hookcast ARGS`, which must succeed: its stdout. COLUMNS is wide so that
     tables (`hookcast workers`) are not wrapped."""
     result = subprocess.run(
-        [sys.executable, "-m", "hookcast", *args], check=False, capture_output=True, text=True,
-        timeout=60, cwd=workdir, env={**os.environ, "COLUMNS": "250"},
+        [sys.executable, "-m", "hookcast", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=workdir,
+        env={**os.environ, "COLUMNS": "250"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -148,8 +169,21 @@ def run_cli(args: list[str], workdir: Path) -> str:
 
 def create_key(db_url: str, workdir: Path, tenant: str, name: str) -> str:
     """A new API key for `tenant` (associate 5), over the CLI."""
-    output = run_cli(["keys", "create", "--tenant", tenant, "--associate-id", "5",
-                      "--name", name, "--db", db_url], workdir)
+    output = run_cli(
+        [
+            "keys",
+            "create",
+            "--tenant",
+            tenant,
+            "--associate-id",
+            "5",
+            "--name",
+            name,
+            "--db",
+            db_url,
+        ],
+        workdir,
+    )
     key = output.strip().splitlines()[-1]  # the key is printed alone on the last line
     assert key.startswith("hc_"), output
     return key
@@ -158,13 +192,20 @@ def create_key(db_url: str, workdir: Path, tenant: str, name: str) -> str:
 def api_session(key: str, limit: int) -> aiohttp.ClientSession:
     """A session with the API key, at most `limit` connections and a 30 s timeout."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit), timeout=aiohttp.ClientTimeout(total=30),
+        connector=aiohttp.TCPConnector(limit=limit),
+        timeout=aiohttp.ClientTimeout(total=30),
         headers={"Authorization": f"Bearer {key}"},
     )
 
 
-async def signal_all(session: aiohttp.ClientSession, base_url: str, event: str, count: int,
-                     concurrency: int, deadline: float) -> dict[int, int | str]:
+async def signal_all(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    event: str,
+    count: int,
+    concurrency: int,
+    deadline: float,
+) -> dict[int, int | str]:
     """POST /Webhook/{event}/{pk} for pk 1..count, `concurrency` at a time: pk -> HTTP
     status, or the error when the request itself failed. Fails after `deadline` seconds.
 
@@ -178,8 +219,9 @@ async def signal_all(session: aiohttp.ClientSession, base_url: str, event: str, 
     async def one(pk: int) -> None:
         async with gate:
             try:
-                async with session.post(f"{base_url}/api/v1/Webhook/{event}/{pk}",
-                                        json={"name": f"contact {pk}"}) as response:
+                async with session.post(
+                    f"{base_url}/api/v1/Webhook/{event}/{pk}", json={"name": f"contact {pk}"}
+                ) as response:
                     await response.read()
                     statuses[pk] = response.status
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -199,8 +241,9 @@ def primary_key(request: RecordedRequest) -> int:
     return int(json.loads(request.body)["PrimaryKey"])
 
 
-def check_each_delivered(delivered: list[RecordedRequest],
-                         accepted: set[int]) -> dict[int, set[str | None]]:
+def check_each_delivered(
+    delivered: list[RecordedRequest], accepted: set[int]
+) -> dict[int, set[str | None]]:
     """Assert that every accepted event reached the receiver and that each delivery kept one
     webhook-id across its copies: PrimaryKey -> the webhook-ids seen (one each)."""
     missing = accepted - {primary_key(r) for r in delivered}
@@ -210,6 +253,7 @@ def check_each_delivered(delivered: list[RecordedRequest],
     ids_by_pk: dict[int, set[str | None]] = defaultdict(set)
     for r in delivered:
         ids_by_pk[primary_key(r)].add(r.header("webhook-id"))
-    assert all(len(ids) == 1 and None not in ids for ids in ids_by_pk.values()), \
+    assert all(len(ids) == 1 and None not in ids for ids in ids_by_pk.values()), (
         "webhook-id missing or not stable for one delivery"
+    )
     return ids_by_pk

@@ -18,8 +18,9 @@ def scripts_of(engine: Engine) -> Scripts:
     return Scripts(engine.hub.db, engine.settings, engine.hub.sender)
 
 
-async def store_script(engine: Engine, include_id: str, source: str,
-                       who: Principal = CALLER) -> StoredScript:
+async def store_script(
+    engine: Engine, include_id: str, source: str, who: Principal = CALLER
+) -> StoredScript:
     carrier = ScriptIn(Name=f"{include_id} handler", IncludeId=include_id, Source=source)
     service = scripts_of(engine)
     try:
@@ -28,8 +29,9 @@ async def store_script(engine: Engine, include_id: str, source: str,
         service.close()
 
 
-async def script_hook(engine: Engine, include_id: str, events: list[str],
-                      who: Principal = CALLER, **fields: Any) -> Webhook:
+async def script_hook(
+    engine: Engine, include_id: str, events: list[str], who: Principal = CALLER, **fields: Any
+) -> Webhook:
     """A webhook of Type crmscript whose TargetUrl names the script."""
     return await engine.create(include_id, events, who=who, Type="crmscript", Secret=None, **fields)
 

@@ -22,8 +22,9 @@ Its management API speaks the SuperOffice CRM Webhook API; the routes tagged *ho
 and the `/Usage`, `/Deliveries` and `/Redeliver` routes are hookcast's own additions."""
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None,
-               deliver: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, deliver: bool = True
+) -> FastAPI:
     """The API with its Hub; `deliver=False` leaves delivery to `hookcast worker`."""
     settings = settings or Settings()
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from ..model import MAX_ID, Links, format_date
 from ..scripts import MAX_SOURCE_CHARS, AllowListIn, ScriptIn, Scripts, default_carrier
 from ..store.scripts import StoredScript
-from .webhooks import PATCH_MEDIA_TYPES, ERRORS, Caller, PatchBody
+from .webhooks import ERRORS, PATCH_MEDIA_TYPES, Caller, PatchBody
 
 router = APIRouter(prefix="/api/v1/CRMScript", tags=["CRMScript"], responses=ERRORS)
 ScriptIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The EjscriptId")]
@@ -58,7 +58,8 @@ class ValidateOut(BaseModel):
 
 class ExecuteIn(BaseModel):
     Variables: dict[str, StrictStr] | None = Field(
-        default=None, description="Variables the script reads with getVariable(name)")
+        default=None, description="Variables the script reads with getVariable(name)"
+    )
 
 
 class ExecuteOut(BaseModel):
@@ -102,7 +103,8 @@ async def get_default(_: Caller) -> dict[str, Any]:
 
 @router.get("", summary="The caller's scripts, optionally filtered", response_model=list[ScriptOut])
 async def list_scripts(
-    request: Request, who: Caller,
+    request: Request,
+    who: Caller,
     nameFilter: Annotated[str | None, Query(description="exact script name")] = None,
     includeIdFilter: Annotated[str | None, Query(description="exact IncludeId")] = None,
 ) -> list[dict[str, Any]]:
@@ -115,24 +117,36 @@ async def create_script(request: Request, who: Caller, body: ScriptBody) -> dict
     return with_links(request, await scripts(request).create(who, body))
 
 
-@router.post("/Validate", summary="Compile a text against the caller's scripts; stores nothing",
-             response_model=ValidateOut)
+@router.post(
+    "/Validate",
+    summary="Compile a text against the caller's scripts; stores nothing",
+    response_model=ValidateOut,
+)
 async def validate(request: Request, who: Caller, body: ValidateIn) -> ValidateOut:
     diagnostics = await scripts(request).validate(who, body.Source)
-    return ValidateOut(Valid=not diagnostics, Errors=[
-        CompileProblemOut(Line=d.line, Column=d.column, Kind=d.kind, Message=d.message)
-        for d in diagnostics
-    ])
+    return ValidateOut(
+        Valid=not diagnostics,
+        Errors=[
+            CompileProblemOut(Line=d.line, Column=d.column, Kind=d.kind, Message=d.message)
+            for d in diagnostics
+        ],
+    )
 
 
-@router.get("/HttpAllowList", summary="The hosts the caller's scripts may reach over HTTP",
-            response_model=AllowListOut)
+@router.get(
+    "/HttpAllowList",
+    summary="The hosts the caller's scripts may reach over HTTP",
+    response_model=AllowListOut,
+)
 async def get_allow_list(request: Request, who: Caller) -> AllowListOut:
     return AllowListOut(Hosts=await scripts(request).allow_list(who))
 
 
-@router.put("/HttpAllowList", summary="Replace the hosts the caller's scripts may reach over HTTP",
-            response_model=AllowListOut)
+@router.put(
+    "/HttpAllowList",
+    summary="Replace the hosts the caller's scripts may reach over HTTP",
+    response_model=AllowListOut,
+)
 async def put_allow_list(request: Request, who: Caller, body: AllowListIn) -> AllowListOut:
     return AllowListOut(Hosts=await scripts(request).set_allow_list(who, body.Hosts))
 
@@ -142,40 +156,67 @@ async def get_script(request: Request, who: Caller, scriptId: ScriptIdPath) -> d
     return with_links(request, await scripts(request).get(who, scriptId))
 
 
-@router.put("/{scriptId:int}", summary="Replace the writable fields (it must compile)",
-            response_model=ScriptWithLinks)
+@router.put(
+    "/{scriptId:int}",
+    summary="Replace the writable fields (it must compile)",
+    response_model=ScriptWithLinks,
+)
 async def put_script(
-    request: Request, who: Caller, scriptId: ScriptIdPath, body: ScriptBody,
+    request: Request,
+    who: Caller,
+    scriptId: ScriptIdPath,
+    body: ScriptBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    return with_links(request, await scripts(request).replace(who, scriptId, body, if_unmodified_since))
+    return with_links(
+        request, await scripts(request).replace(who, scriptId, body, if_unmodified_since)
+    )
 
 
-@router.patch("/{scriptId:int}", summary="JSON Patch (array) or JSON Merge Patch (object)",
-              response_model=ScriptWithLinks, openapi_extra=PATCH_MEDIA_TYPES)
+@router.patch(
+    "/{scriptId:int}",
+    summary="JSON Patch (array) or JSON Merge Patch (object)",
+    response_model=ScriptWithLinks,
+    openapi_extra=PATCH_MEDIA_TYPES,
+)
 async def patch_script(
-    request: Request, who: Caller, scriptId: ScriptIdPath, body: PatchBody,
+    request: Request,
+    who: Caller,
+    scriptId: ScriptIdPath,
+    body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    media_type = (
+        request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    )
     patch = [op.model_dump(exclude_unset=True) for op in body] if isinstance(body, list) else body
     script = await scripts(request).patch(who, scriptId, patch, media_type, if_unmodified_since)
     return with_links(request, script)
 
 
-@router.delete("/{scriptId:int}", status_code=204, response_class=Response, summary="Delete a script")
+@router.delete(
+    "/{scriptId:int}", status_code=204, response_class=Response, summary="Delete a script"
+)
 async def delete_script(
-    request: Request, who: Caller, scriptId: ScriptIdPath,
+    request: Request,
+    who: Caller,
+    scriptId: ScriptIdPath,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> Response:
     await scripts(request).delete(who, scriptId, if_unmodified_since)
     return Response(status_code=204)
 
 
-@router.post("/{scriptId:int}/Execute", summary="Run a script now in the sandbox",
-             response_model=ExecuteOut, openapi_extra={"requestBody": {"required": False}})
+@router.post(
+    "/{scriptId:int}/Execute",
+    summary="Run a script now in the sandbox",
+    response_model=ExecuteOut,
+    openapi_extra={"requestBody": {"required": False}},
+)
 async def execute(
-    request: Request, who: Caller, scriptId: ScriptIdPath,
+    request: Request,
+    who: Caller,
+    scriptId: ScriptIdPath,
     body: Annotated[ExecuteIn | None, Body(description="The run's variables")] = None,
 ) -> ExecuteOut:
     variables = (body.Variables if body else None) or {}

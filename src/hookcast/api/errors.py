@@ -17,9 +17,15 @@ from ..errors import HookcastError
 log = logging.getLogger("hookcast.api")
 
 _STATUS_TYPES = {
-    400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-    405: "MethodNotAllowed", 409: "Conflict", 412: "PreconditionFailed",
-    413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+    400: "ValidationError",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
 }
 
 
@@ -29,15 +35,23 @@ class ErrorBody(BaseModel):
     Details: list[dict[str, Any]] = []
 
 
-def error_response(status: int, message: str, error_type: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    error_type: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"Error": message, "ErrorType": error_type, "Details": details or []}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(err: dict[str, Any]) -> dict[str, Any]:
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    return {"Field": ".".join(loc) or "body", "Message": err.get("msg", "").removeprefix("Value error, ")}
+    return {
+        "Field": ".".join(loc) or "body",
+        "Message": err.get("msg", "").removeprefix("Value error, "),
+    }
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -63,7 +77,9 @@ def install(app: FastAPI) -> None:
         details = [_describe(e) for e in errors]
         first = details[0] if details else {"Field": "body", "Message": "invalid"}
         more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
-        return error_response(400, f"{first['Field']}: {first['Message']}{more}", "ValidationError", details)
+        return error_response(
+            400, f"{first['Field']}: {first['Message']}{more}", "ValidationError", details
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -76,10 +92,13 @@ def install(app: FastAPI) -> None:
             allowed = _allowed_methods(request)
             message = f"{request.method} is not allowed here; use {', '.join(allowed)}."
             headers = {"Allow": ", ".join(allowed)}
-        return error_response(exc.status_code, message, _STATUS_TYPES.get(exc.status_code, "Error"),
-                              headers=headers)
+        return error_response(
+            exc.status_code, message, _STATUS_TYPES.get(exc.status_code, "Error"), headers=headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "hookcast failed unexpectedly; the error is in its log.", "InternalError")
+        return error_response(
+            500, "hookcast failed unexpectedly; the error is in its log.", "InternalError"
+        )

@@ -74,7 +74,9 @@ class _TooLarge(_Refusal):
 
 
 class _Nul(_Refusal):
-    message = "Text in the request contains a NUL character (\\u0000), which hookcast does not store."
+    message = (
+        "Text in the request contains a NUL character (\\u0000), which hookcast does not store."
+    )
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, refusal: _Refusal) -> None:

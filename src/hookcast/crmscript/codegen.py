@@ -35,7 +35,7 @@ def _operand(fn: Callable, name: str) -> tuple[str, Any]:
 def _factory(template: str) -> Callable:
     src = f"def make(a, b, wrap):\n{template}\n    return op\n"
     env: dict[str, Any] = {}
-    exec(compile(src, "<crmscript-op>", "exec"), env)  # noqa: S102 - fixed templates only
+    exec(compile(src, "<crmscript-op>", "exec"), env)
     return env["make"]
 
 
@@ -62,7 +62,7 @@ def int_arith(op: str, a: Callable, b: Callable, long: bool = False) -> Callable
 @lru_cache(maxsize=512)
 def _call_factory(template: str) -> Callable:
     env: dict[str, Any] = {}
-    exec(compile(template, "<crmscript-call>", "exec"), env)  # noqa: S102 - fixed templates only
+    exec(compile(template, "<crmscript-call>", "exec"), env)
     return env["make"]
 
 
@@ -73,12 +73,12 @@ def builtin_call(
     With check_string the String result is held to the run's max_string."""
     names = [f"a{i}" for i in range(len(args))]
     srcs, vals = [], []
-    for fn, name in zip(args, names):
+    for fn, name in zip(args, names, strict=False):
         s, v = _operand(fn, name)
         srcs.append(s)
         vals.append(v)
     call_args = ", ".join((["f[1]"] if use_ctx else []) + srcs)
-    params = ", ".join(["impl", "fail"] + names)
+    params = ", ".join(["impl", "fail", *names])
     template = (
         f"def make({params}):\n"
         "    def op(f):\n"

@@ -67,11 +67,15 @@ class ExprCompiler:
         same = [c for c in cands if len(c.params) == len(argtys)]
         if not same:
             n = len(argtys)
-            raise ScriptTypeError(f"{what} takes no {n} argument{'s' if n != 1 else ''}", node.line, node.col)
-        exact = [c for c in same if all(p == a for p, a in zip(c.params, argtys))]
+            raise ScriptTypeError(
+                f"{what} takes no {n} argument{'s' if n != 1 else ''}", node.line, node.col
+            )
+        exact = [c for c in same if all(p == a for p, a in zip(c.params, argtys, strict=False))]
         if exact:
             return exact[0]
-        wide = [c for c in same if all(assignable(p, a) for p, a in zip(c.params, argtys))]
+        wide = [
+            c for c in same if all(assignable(p, a) for p, a in zip(c.params, argtys, strict=False))
+        ]
         if len(wide) == 1:
             return wide[0]
         shown = ", ".join(str(a) for a in argtys)
@@ -90,7 +94,9 @@ class ExprCompiler:
         return fns, tys
 
     def coerce_args(self, fns: list[Fn], tys: list[Ty], params, node) -> list[Fn]:
-        return [self.coerce(fn, t, p, node, "pass") for fn, t, p in zip(fns, tys, params)]
+        return [
+            self.coerce(fn, t, p, node, "pass") for fn, t, p in zip(fns, tys, params, strict=False)
+        ]
 
     # ------------------------------------------------------------------ dispatch
     def expr(self, node) -> tuple[Fn, Ty]:
@@ -144,11 +150,15 @@ class ExprCompiler:
         b, tb = self.expr(n.right)
         if op in ("&&", "||"):
             if ta != BOOL or tb != BOOL:
-                raise ScriptTypeError(f"operator {op} needs Bool operands, not {ta} and {tb}", n.line, n.col)
+                raise ScriptTypeError(
+                    f"operator {op} needs Bool operands, not {ta} and {tb}", n.line, n.col
+                )
             return expr2("{A} and {B}" if op == "&&" else "{A} or {B}", a, b), BOOL
         if op in ("==", "!="):
             ok = (is_numeric(ta) and is_numeric(tb)) or (
-                ta == tb and ta.dims == 0 and ta.name in ("String", "Bool", "Byte", "Date", "Time", "DateTime")
+                ta == tb
+                and ta.dims == 0
+                and ta.name in ("String", "Bool", "Byte", "Date", "Time", "DateTime")
             )
             if not ok:
                 raise ScriptTypeError(f"cannot compare {ta} {op} {tb}", n.line, n.col)
@@ -178,7 +188,9 @@ class ExprCompiler:
                 raise ScriptTypeError(
                     f"cannot add {ta} and {tb}: convert with toString() first", n.line, n.col
                 )
-            raise ScriptTypeError(f"operator {op} cannot be applied to {ta} and {tb}", n.line, n.col)
+            raise ScriptTypeError(
+                f"operator {op} cannot be applied to {ta} and {tb}", n.line, n.col
+            )
         if FLOAT in (ta, tb):
             return self._float_op(op, a, b, line, where), FLOAT
         if LONG in (ta, tb):
@@ -274,7 +286,9 @@ class ExprCompiler:
             raise ScriptTypeError(f"{ta} cannot be indexed", n.line, n.col)
         ix, ti = self.expr(n.index)
         if ti != INT:
-            raise ScriptTypeError(f"array index must be Integer, not {ti}", n.index.line, n.index.col)
+            raise ScriptTypeError(
+                f"array index must be Integer, not {ti}", n.index.line, n.index.col
+            )
         return arr, ix, ta
 
     def x_Index(self, n: ast.Index):
@@ -350,9 +364,13 @@ class ExprCompiler:
         sigs = FUNCS.get(n.name)
         if sigs is None:
             if n.name in UNSUPPORTED_FUNCS or n.name.startswith("getCgi"):
-                raise UnsupportedFeature(f"{n.name}() is not supported in this sandbox", n.line, n.col)
+                raise UnsupportedFeature(
+                    f"{n.name}() is not supported in this sandbox", n.line, n.col
+                )
             if any(n.name in fs for fs in self.later_funcs):
-                raise ScriptNameError(f"function {n.name}() is used before its definition", n.line, n.col)
+                raise ScriptNameError(
+                    f"function {n.name}() is used before its definition", n.line, n.col
+                )
             raise ScriptNameError(f"unknown function {n.name}()", n.line, n.col)
         sig = self.resolve(sigs, tys, f"{n.name}()", n)
         return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
@@ -360,7 +378,9 @@ class ExprCompiler:
     def x_Ctor(self, n: ast.Ctor):
         self.check_type_name(n.type, n)
         if n.type in self.structs:
-            raise ScriptTypeError(f"struct {n.type} has no constructor; declare a variable", n.line, n.col)
+            raise ScriptTypeError(
+                f"struct {n.type} has no constructor; declare a variable", n.line, n.col
+            )
         sigs = CTORS.get(n.type)
         if not sigs:
             raise ScriptTypeError(f"{n.type} has no constructor", n.line, n.col)
@@ -383,7 +403,9 @@ class ExprCompiler:
         sigs = table.get(name)
         if not sigs:
             if name in UNSUPPORTED_METHODS.get(ty.name, ()):
-                raise UnsupportedFeature(f"{ty}.{name}() is not supported in this sandbox", n.line, n.col)
+                raise UnsupportedFeature(
+                    f"{ty}.{name}() is not supported in this sandbox", n.line, n.col
+                )
             raise ScriptNameError(f"{ty} has no method {name}()", n.line, n.col)
         sig = self.resolve(sigs, tys, f"{ty}.{name}()", n)
         args = self.coerce_args(fns, tys, sig.params, n)
@@ -412,9 +434,10 @@ class ExprCompiler:
         use_ctx = sig.ctx
         line, where = n.line, self.where
         name = sig.name
-        if not self.is_lvalue(obj_node) or isinstance(obj_node, ast.Name) and self.lookup(
-            obj_node.name, obj_node
-        ).readonly:
+        if not self.is_lvalue(obj_node) or (
+            isinstance(obj_node, ast.Name) and self.lookup(obj_node.name, obj_node).readonly
+        ):
+
             def tmp(f):
                 vals = [a(f) for a in args]
                 try:
@@ -541,8 +564,12 @@ class ExprCompiler:
 
         def want(*params: Ty):
             if len(params) != nargs:
-                raise ScriptTypeError(f"{ty}.{name}() takes {len(params)} argument(s)", n.line, n.col)
-            return [self.coerce(fn, t, p, n, "pass") for fn, t, p in zip(fns, tys, params)]
+                raise ScriptTypeError(
+                    f"{ty}.{name}() takes {len(params)} argument(s)", n.line, n.col
+                )
+            return [
+                self.coerce(fn, t, p, n, "pass") for fn, t, p in zip(fns, tys, params, strict=False)
+            ]
 
         def empty_err(what):
             return IndexOutOfRange(f"{what} on an empty array", line, where)

@@ -19,10 +19,7 @@ def binary_fn(op: str, ty: Ty, line: int, where: str):
     """x op y for compound assignment, in the arithmetic of type ty."""
     from .errors import DivisionByZero
 
-    if ty == FLOAT:
-        wrap = float
-    else:
-        wrap = wrap64 if ty == LONG else wrap32
+    wrap = float if ty == FLOAT else wrap64 if ty == LONG else wrap32
 
     def fn(x, y):
         if op == "+":
@@ -124,7 +121,9 @@ class StmtCompiler:
         sized = [d for d in n.type.dims if d is not None]
         if sized:
             if n.init is not None:
-                raise ScriptSyntaxError("a sized array declaration cannot have an initializer", n.line, n.col)
+                raise ScriptSyntaxError(
+                    "a sized array declaration cannot have an initializer", n.line, n.col
+                )
             dim_fns = []
             for d in sized:
                 fn, t = self.expr(d)
@@ -189,7 +188,9 @@ class StmtCompiler:
         res, ty = self.lvalue(target)
         op = n.op[0]
         if op == "+" and ty == STRING and tv != STRING:
-            raise ScriptTypeError(f"cannot append {tv} to String: convert with toString() first", n.line, n.col)
+            raise ScriptTypeError(
+                f"cannot append {tv} to String: convert with toString() first", n.line, n.col
+            )
         if op != "+" and not is_numeric(ty):
             raise ScriptTypeError(f"operator {n.op} needs a number, not {ty}", n.line, n.col)
         if op == "+" and ty == STRING:
@@ -203,11 +204,13 @@ class StmtCompiler:
 
             return append
         if not is_numeric(tv):
-            raise ScriptTypeError(f"operator {n.op} cannot be applied to {ty} and {tv}", n.line, n.col)
+            raise ScriptTypeError(
+                f"operator {n.op} cannot be applied to {ty} and {tv}", n.line, n.col
+            )
         rt = FLOAT if FLOAT in (ty, tv) else (LONG if LONG in (ty, tv) else INT)
         if rt != ty and not (ty == LONG and rt == INT):
             self.coerce(lambda f: None, rt, ty, n, "assign")
-        op2 = binary_fn(op, ty if ty == FLOAT or ty == LONG else rt, n.line, self.where)
+        op2 = binary_fn(op, ty if ty in (FLOAT, LONG) else rt, n.line, self.where)
 
         def compound(f):
             c, k = res(f)
@@ -317,7 +320,9 @@ class StmtCompiler:
         ty = self.resolve_type(n.type)
         arr, ta = self.expr(n.iterable)
         if not ta.is_array:
-            raise ScriptTypeError(f"foreach needs an array, not {ta}", n.iterable.line, n.iterable.col)
+            raise ScriptTypeError(
+                f"foreach needs an array, not {ta}", n.iterable.line, n.iterable.col
+            )
         if ta.elem() != ty:
             raise ScriptTypeError(f"foreach variable of type {ty} over {ta}", n.line, n.col)
         self.push_scope()
@@ -427,4 +432,3 @@ class StmtCompiler:
 
     def s_StructDef(self, n) -> Stmt:  # pragma: no cover
         raise ScriptSyntaxError("structs can only be defined at top level", n.line, n.col)
-

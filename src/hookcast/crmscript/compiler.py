@@ -94,7 +94,9 @@ class Compiler(ExprCompiler, StmtCompiler):
             raise ScriptNameError(f"'{name.name}' is a reserved word", name.line, name.col)
         scope = self.cur.scopes[-1]
         if name.name in scope:
-            raise ScriptNameError(f"'{name.name}' is already declared in this scope", name.line, name.col)
+            raise ScriptNameError(
+                f"'{name.name}' is already declared in this scope", name.line, name.col
+            )
         slot = self._new_slot()
         is_global = self.cur.is_top and len(self.cur.scopes) == 1
         scope[name.name] = VarInfo(ty, slot, is_global)
@@ -121,16 +123,22 @@ class Compiler(ExprCompiler, StmtCompiler):
         if name in BUILTIN_TYPES or name in self.structs:
             return
         if name in self.struct_names:
-            raise ScriptNameError(f"struct {name} is used before its definition", node.line, node.col)
+            raise ScriptNameError(
+                f"struct {name} is used before its definition", node.line, node.col
+            )
         if name in UNSUPPORTED_TYPES or _NS_TYPE.match(name):
-            raise UnsupportedFeature(f"type {name} is not supported in this sandbox", node.line, node.col)
+            raise UnsupportedFeature(
+                f"type {name} is not supported in this sandbox", node.line, node.col
+            )
         raise ScriptNameError(f"unknown type {name}", node.line, node.col)
 
     def resolve_type(self, tref: ast.TypeRef, allow_sized: bool = False) -> Ty:
         self.check_type_name(tref.name, tref)
         dims = tref.dims
         if not allow_sized and any(d is not None for d in dims):
-            raise ScriptSyntaxError("array size is only allowed in a variable declaration", tref.line, tref.col)
+            raise ScriptSyntaxError(
+                "array size is only allowed in a variable declaration", tref.line, tref.col
+            )
         if dims and any(d is None for d in dims) and any(d is not None for d in dims):
             raise ScriptSyntaxError("mixed sized and unsized array dimensions", tref.line, tref.col)
         if tref.name == "Void" and dims:
@@ -187,7 +195,9 @@ class Compiler(ExprCompiler, StmtCompiler):
             return
         if name == "#include":
             if not isinstance(d.arg, str):
-                raise ScriptSyntaxError('#include needs a quoted name: #include "name";', d.line, d.col)
+                raise ScriptSyntaxError(
+                    '#include needs a quoted name: #include "name";', d.line, d.col
+                )
             self.include(d.arg, d)
             return
         raise ScriptSyntaxError(f"unknown directive {d.name}", d.line, d.col)
@@ -237,14 +247,16 @@ class Compiler(ExprCompiler, StmtCompiler):
         table = struct.methods if struct is not None else self.funcs
         overloads = table.setdefault(name.name, [])
         if any(o.params == tuple(ptys) for o in overloads):
-            raise ScriptNameError(f"{name.name}() is already defined with these parameters", name.line, name.col)
+            raise ScriptNameError(
+                f"{name.name}() is already defined with these parameters", name.line, name.col
+            )
         fi = FuncInfo(name.name, tuple(ptys), ret, fd.line, struct)
         overloads.append(fi)
         saved = self.cur
         first = FIRST_SLOT + (1 if struct is not None else 0)
         self.cur = FuncCtx(is_top=False, scopes=[{}], nslots=first, ret=ret, struct=struct)
         try:
-            for p, t in zip(fd.params, ptys):
+            for p, t in zip(fd.params, ptys, strict=False):
                 self.declare(p.name, t)
             body = self.s_Block(fd.body)
             fi.nslots = self.cur.nslots
@@ -262,7 +274,9 @@ class Compiler(ExprCompiler, StmtCompiler):
         if sd.name in BUILTIN_TYPES:
             raise ScriptNameError(f"'{sd.name}' is a reserved word", sd.line, sd.col)
         if sd.name not in self.struct_names:
-            raise UnsupportedFeature(f"type {sd.name} is not supported in this sandbox", sd.line, sd.col)
+            raise UnsupportedFeature(
+                f"type {sd.name} is not supported in this sandbox", sd.line, sd.col
+            )
         info = StructInfo(sd.name)
         self.structs[sd.name] = info
         # member initializers see only globals (evaluated when an instance is created)
@@ -276,9 +290,13 @@ class Compiler(ExprCompiler, StmtCompiler):
                 if ty == Ty(sd.name):
                     raise ScriptTypeError(f"struct {sd.name} cannot contain itself", m.line, m.col)
                 if m.name.reserved:
-                    raise ScriptNameError(f"'{m.name.name}' is a reserved word", m.name.line, m.name.col)
+                    raise ScriptNameError(
+                        f"'{m.name.name}' is a reserved word", m.name.line, m.name.col
+                    )
                 if m.name.name in info.members:
-                    raise ScriptNameError(f"member '{m.name.name}' is already declared", m.line, m.col)
+                    raise ScriptNameError(
+                        f"member '{m.name.name}' is already declared", m.line, m.col
+                    )
                 if m.init is not None:
                     fn, t = self.expr(m.init)
                     init = self.coerce(fn, t, ty, m.init, "assign")
@@ -295,4 +313,3 @@ class Compiler(ExprCompiler, StmtCompiler):
 
 def _defined_names(program: ast.Program) -> set[str]:
     return {it.name.name for it in program.items if isinstance(it, ast.FuncDef)}
-

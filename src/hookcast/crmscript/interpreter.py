@@ -79,7 +79,9 @@ _cache: OrderedDict[tuple, CompiledScript | CompileError] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _compile(source: str, sources: dict[str, str], limits: Limits, name: str = "main") -> CompiledScript:
+def _compile(
+    source: str, sources: dict[str, str], limits: Limits, name: str = "main"
+) -> CompiledScript:
     try:
         names = struct_names_in(source)
         for t in sources.values():
@@ -97,7 +99,9 @@ def _compile(source: str, sources: dict[str, str], limits: Limits, name: str = "
     except CompileProblem as e:
         raise CompileError([e.diagnostic()]) from None
     except RecursionError:
-        raise CompileError([CompileLimitExceeded("script nested too deeply").diagnostic()]) from None
+        raise CompileError(
+            [CompileLimitExceeded("script nested too deeply").diagnostic()]
+        ) from None
     return CompiledScript(compiled, source, tuple(sorted(sources.items())))
 
 
@@ -111,7 +115,13 @@ def compile_script(
     """Phases 1-3. Raises CompileError; results (and errors) are cached by source and
     include texts. `name` is the script's include name (used in `errorLocation`)."""
     sources = _resolve_includes(source, include, limits)
-    key = (source, tuple(sorted(sources.items())), limits.max_include_depth, limits.max_nesting, name)
+    key = (
+        source,
+        tuple(sorted(sources.items())),
+        limits.max_include_depth,
+        limits.max_nesting,
+        name,
+    )
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -173,7 +183,9 @@ def run_script(
         if isinstance(source_or_compiled, CompiledScript):
             compiled = source_or_compiled
         else:
-            compiled = compile_script(str(source_or_compiled), include=include, limits=limits, name=name)
+            compiled = compile_script(
+                str(source_or_compiled), include=include, limits=limits, name=name
+            )
     except CompileError as e:
         d = e.diagnostics[0]
         return _failed("", d.kind, f"{d.message} (line {d.line}, column {d.column})")
@@ -191,7 +203,12 @@ def run_script(
         pass
     except ScriptError as e:
         return _failed(
-            "".join(ctx.out), e.kind, e.message, e.location, exit_message=ctx.exit_message, steps=ctx.steps
+            "".join(ctx.out),
+            e.kind,
+            e.message,
+            e.location,
+            exit_message=ctx.exit_message,
+            steps=ctx.steps,
         )
     except RecursionError:
         e2 = LimitExceeded("nesting too deep (Python recursion limit)")
@@ -200,7 +217,10 @@ def run_script(
         return _failed("".join(ctx.out), "LimitExceeded", "out of memory", steps=ctx.steps)
     except Exception as e:
         return _failed(
-            "".join(ctx.out), "RuntimeError", f"internal error: {type(e).__name__}: {e}"[:500], steps=ctx.steps
+            "".join(ctx.out),
+            "RuntimeError",
+            f"internal error: {type(e).__name__}: {e}"[:500],
+            steps=ctx.steps,
         )
     finally:
         g.clear()  # break the g[0] = g cycle

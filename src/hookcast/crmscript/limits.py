@@ -20,5 +20,7 @@ class Limits:
     max_http_requests: int = 20  # requests per run
     http_timeout: float = 10.0  # seconds per request (upper bound of the "timeout" option)
     max_http_response: int = 5 << 20  # bytes per response body
-    max_memory: int = 200_000_000  # (ours) budget of characters/elements stored into containers per run
+    max_memory: int = (
+        200_000_000  # (ours) budget of characters/elements stored into containers per run
+    )
     max_nesting: int = 200  # (ours) syntactic nesting depth of blocks and expressions

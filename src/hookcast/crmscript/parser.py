@@ -12,24 +12,78 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .errors import CompileLimitExceeded, CompileProblem, ScriptNameError, ScriptSyntaxError, ScriptTypeError
+from .errors import (
+    CompileLimitExceeded,
+    CompileProblem,
+    ScriptNameError,
+    ScriptSyntaxError,
+    ScriptTypeError,
+)
 
 KEYWORDS = {
     k: k.upper()
-    for k in (
-        "if else while for foreach break continue return try catch throw struct this true false"
-    ).split()
+    for k in [
+        "if",
+        "else",
+        "while",
+        "for",
+        "foreach",
+        "break",
+        "continue",
+        "return",
+        "try",
+        "catch",
+        "throw",
+        "struct",
+        "this",
+        "true",
+        "false",
+    ]
 }
 BUILTIN_TYPES = frozenset(
-    "Void Bool Integer Float String Date Time DateTime Map XMLNode JSONBuilder HTTP Vector Byte Long".split()
+    [
+        "Void",
+        "Bool",
+        "Integer",
+        "Float",
+        "String",
+        "Date",
+        "Time",
+        "DateTime",
+        "Map",
+        "XMLNode",
+        "JSONBuilder",
+        "HTTP",
+        "Vector",
+        "Byte",
+        "Long",
+    ]
 )
 # Types of the real CRMScript API outside the subset (§13) and reserved CRM type words (§2):
 # lexed as type names so that the checker can report them precisely.
 UNSUPPORTED_TYPES = frozenset(
-    (
-        "Category Company Customer Diary Email Generic Inbox Invoice License Message Priority Ticket "
-        "User SearchEngine Attachment ExtraTable Parser ReplyTemplate EventData File"
-    ).split()
+    [
+        "Category",
+        "Company",
+        "Customer",
+        "Diary",
+        "Email",
+        "Generic",
+        "Inbox",
+        "Invoice",
+        "License",
+        "Message",
+        "Priority",
+        "Ticket",
+        "User",
+        "SearchEngine",
+        "Attachment",
+        "ExtraTable",
+        "Parser",
+        "ReplyTemplate",
+        "EventData",
+        "File",
+    ]
 )
 _NS_TYPE = re.compile(r"NS[A-Z][A-Za-z0-9_]*\Z")
 # struct names are found before parsing (they start declarations); strings and comments are
@@ -287,7 +341,9 @@ class _Builder(Transformer):
         v = int(text) if len(text) <= 12 else 1 << 40
         if v > 2147483647:
             # literals must fit 32-bit signed (§2); the negation happens as unary minus
-            raise ScriptTypeError(f"integer literal {str(c[0])[:30]} does not fit 32 bits", line, col)
+            raise ScriptTypeError(
+                f"integer literal {str(c[0])[:30]} does not fit 32 bits", line, col
+            )
         return ast.Literal(line, col, "Integer", v)
 
     def long_lit(self, c):
@@ -341,6 +397,7 @@ _parser = Lark(
     maybe_placeholders=False,
 )
 
+
 def _describe(tok: Token) -> str:
     if tok.type == "$END":
         return "end of text"
@@ -369,15 +426,14 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
         raise ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col) from None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
-        if ch in "\"'":
-            msg = "unterminated string literal"
-        else:
-            msg = f"unexpected character {ch!r}"
+        msg = "unterminated string literal" if ch in "\"'" else f"unexpected character {ch!r}"
         raise ScriptSyntaxError(msg, e.line, e.column) from None
     except UnexpectedEOF as e:
         raise ScriptSyntaxError("unexpected end of text", e.line, e.column) from None
     except UnexpectedInput as e:  # pragma: no cover - other lark input errors
-        raise ScriptSyntaxError("syntax error", getattr(e, "line", 0), getattr(e, "column", 0)) from None
+        raise ScriptSyntaxError(
+            "syntax error", getattr(e, "line", 0), getattr(e, "column", 0)
+        ) from None
     except RecursionError:
         raise CompileLimitExceeded("script nested too deeply", 0, 0) from None
     except CompileProblem:

@@ -13,26 +13,26 @@ CHECK_EVERY = 200  # statements between wall-clock checks
 
 class Context:
     __slots__ = (
-        "limits",
-        "steps",
+        "allow_hosts",
         "check_at",
-        "max_steps",
         "deadline",
-        "slept",
-        "out",
-        "out_len",
-        "max_output",
-        "max_string",
+        "depth",
+        "exit_message",
+        "http",
+        "http_count",
+        "limits",
+        "logs",
         "max_array",
         "max_depth",
-        "depth",
+        "max_output",
+        "max_steps",
+        "max_string",
         "mem",
+        "out",
+        "out_len",
+        "slept",
+        "steps",
         "vars",
-        "http",
-        "allow_hosts",
-        "http_count",
-        "logs",
-        "exit_message",
     )
 
     def __init__(
@@ -57,7 +57,9 @@ class Context:
         self.depth = 0
         self.mem = 0
         self.vars: dict[str, str] = (
-            {str(k): v if type(v) is str else str(v) for k, v in variables.items()} if variables else {}
+            {str(k): v if type(v) is str else str(v) for k, v in variables.items()}
+            if variables
+            else {}
         )
         self.http = http
         self.allow_hosts = frozenset(h.lower() for h in allow_hosts)

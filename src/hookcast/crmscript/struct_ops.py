@@ -47,7 +47,15 @@ def _json_kind(ty: Ty) -> str | None:
     if ty.name in ("Long", "Byte"):
         return "Integer"
     if ty.name[0:1] and ty.name not in (
-        "Date", "Time", "DateTime", "Map", "XMLNode", "JSONBuilder", "HTTP", "Vector", "Void"
+        "Date",
+        "Time",
+        "DateTime",
+        "Map",
+        "XMLNode",
+        "JSONBuilder",
+        "HTTP",
+        "Vector",
+        "Void",
     ):
         return "struct"
     return None

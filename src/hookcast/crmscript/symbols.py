@@ -36,7 +36,9 @@ class FuncInfo:
 @dataclass(slots=True)
 class StructInfo:
     name: str
-    members: dict[str, tuple[int, Ty]] = field(default_factory=dict)  # name → (index in instance, type)
+    members: dict[str, tuple[int, Ty]] = field(
+        default_factory=dict
+    )  # name → (index in instance, type)
     order: list[tuple[str, Ty]] = field(default_factory=list)
     inits: list[Callable[[list], Any]] = field(default_factory=list)  # per member: f → value
     methods: dict[str, list[FuncInfo]] = field(default_factory=dict)

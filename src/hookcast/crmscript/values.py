@@ -109,7 +109,7 @@ def fmt_float(x: float, decimals: int) -> str:
 def round_half_away(x: float) -> int:
     if math.isnan(x) or math.isinf(x):
         return float_to_int(x)
-    return wrap32(int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1))
+    return wrap32(math.floor(abs(x) + 0.5) * (1 if x >= 0 else -1))
 
 
 def json_float(x: float) -> str:

@@ -44,14 +44,21 @@ class GuardedTransport:
     """The interpreter's `HttpTransport`, called from a script thread: each request runs as
     `HttpSender.request` on the event loop that owns the sender."""
 
-    def __init__(self, sender: HttpSender, loop: asyncio.AbstractEventLoop, user_agent: str) -> None:
+    def __init__(
+        self, sender: HttpSender, loop: asyncio.AbstractEventLoop, user_agent: str
+    ) -> None:
         self._sender = sender
         self._loop = loop
         self._user_agent = user_agent
 
     def request(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None,
-        timeout: float, max_bytes: int,
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: float,
+        max_bytes: int,
     ) -> HttpResponse:
         try:
             running = asyncio.get_running_loop()
@@ -63,7 +70,8 @@ class GuardedTransport:
             headers = [*headers, ("User-Agent", self._user_agent)]
         try:
             future = asyncio.run_coroutine_threadsafe(
-                self._sender.request(method, url, headers, body, timeout, max_bytes), self._loop)
+                self._sender.request(method, url, headers, body, timeout, max_bytes), self._loop
+            )
         except RuntimeError:  # the loop is closed: hookcast is shutting down
             raise HttpTransportError("hookcast is shutting down") from None
         try:
@@ -91,22 +99,33 @@ def diagnostic_text(d: Diagnostic) -> str:
 class ScriptRunner:
     """Compiles and runs scripts off the event loop, in a bounded thread pool."""
 
-    def __init__(self, settings: Settings, sender: HttpSender | None, *,
-                 threads: int = SCRIPT_THREADS) -> None:
+    def __init__(
+        self, settings: Settings, sender: HttpSender | None, *, threads: int = SCRIPT_THREADS
+    ) -> None:
         self._settings = settings
         self._sender = sender
         self.limits = script_limits(settings)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="hookcast-crmscript")
 
-    async def check(self, source: str, includes: Mapping[str, str], name: str = "main") -> list[Diagnostic]:
+    async def check(
+        self, source: str, includes: Mapping[str, str], name: str = "main"
+    ) -> list[Diagnostic]:
         """The compile errors of `source` ([] when it compiles); includes by IncludeId."""
         loop = asyncio.get_running_loop()
         includes = dict(includes)
         return await loop.run_in_executor(
-            self._pool, lambda: check(source, include=includes.get, limits=self.limits, name=name))
+            self._pool, lambda: check(source, include=includes.get, limits=self.limits, name=name)
+        )
 
-    async def run(self, source: str, *, includes: Mapping[str, str], variables: dict[str, str],
-                  allow_hosts: Collection[str], name: str = "main") -> RunResult:
+    async def run(
+        self,
+        source: str,
+        *,
+        includes: Mapping[str, str],
+        variables: dict[str, str],
+        allow_hosts: Collection[str],
+        name: str = "main",
+    ) -> RunResult:
         loop = asyncio.get_running_loop()
         transport = None
         if self._sender is not None and allow_hosts:
@@ -114,8 +133,15 @@ class ScriptRunner:
         includes = dict(includes)
 
         def work() -> RunResult:
-            return run_script(source, variables=variables, include=includes.get, limits=self.limits,
-                              http=transport, http_allow_hosts=tuple(allow_hosts), name=name)
+            return run_script(
+                source,
+                variables=variables,
+                include=includes.get,
+                limits=self.limits,
+                http=transport,
+                http_allow_hosts=tuple(allow_hosts),
+                name=name,
+            )
 
         return await loop.run_in_executor(self._pool, work)
 
@@ -174,20 +200,27 @@ class CrmScriptPlugin:
     async def deliver(self, item: Claimed) -> Report:
         started = time.perf_counter()
         script, includes, hosts = await self._db.run(
-            lambda conn: store.script_run_context(conn, item.tenant, include_id=item.target_url))
+            lambda conn: store.script_run_context(conn, item.tenant, include_id=item.target_url)
+        )
         if script is None:
             return Report(
-                outcome=Outcome(ok=False), latency_ms=(time.perf_counter() - started) * 1000.0,
+                outcome=Outcome(ok=False),
+                latency_ms=(time.perf_counter() - started) * 1000.0,
                 error=f"ERROR: IncludeError: there is no CRMScript with IncludeId "
-                      f"{item.target_url!r} in tenant {item.tenant}",
+                f"{item.target_url!r} in tenant {item.tenant}",
             )
         result = await self._runner.run(
-            script.source, includes=includes, variables=hook_variables(item), allow_hosts=hosts,
+            script.source,
+            includes=includes,
+            variables=hook_variables(item),
+            allow_hosts=hosts,
             name=script.include_id,
         )
         return Report(
-            outcome=Outcome(ok=result.success), latency_ms=(time.perf_counter() - started) * 1000.0,
-            error=None if result.success else result.error_line, output=_stored_output(result.output),
+            outcome=Outcome(ok=result.success),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            error=None if result.success else result.error_line,
+            output=_stored_output(result.output),
         )
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import errno
 import ssl
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from time import perf_counter
 from types import TracebackType
@@ -55,8 +55,10 @@ class HttpSender:
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
         self._transport = Transport(
-            self._ssl, TargetGuard(settings.allow_targets),
-            per_host=settings.max_connections_per_host, max_body=self._max_bytes,
+            self._ssl,
+            TargetGuard(settings.allow_targets),
+            per_host=settings.max_connections_per_host,
+            max_body=self._max_bytes,
         )
 
     def _open(self) -> aiohttp.ClientSession:
@@ -79,8 +81,13 @@ class HttpSender:
         return self._session
 
     async def send(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None,
-        *, excerpt: bool = False,
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float | None = None,
+        *,
+        excerpt: bool = False,
     ) -> AttemptResult:
         """POST once. `excerpt`: also describe the answer (status line, headers, body start),
         which only Webhook/Test shows; deliveries skip that work."""
@@ -95,11 +102,18 @@ class HttpSender:
             error = exc.message
         else:
             return _answered(answer, (perf_counter() - started) * 1000.0, excerpt)
-        return AttemptResult(ok=False, status=None, error=error, latency_ms=(perf_counter() - started) * 1000.0)
+        return AttemptResult(
+            ok=False, status=None, error=error, latency_ms=(perf_counter() - started) * 1000.0
+        )
 
     async def request(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None,
-        timeout: float, max_bytes: int,
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: float,
+        max_bytes: int,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Any request (aiohttp's pool) with the same target guard and TLS rules as deliveries, for
         CRMScript's HTTP class: (status, response headers in wire order, body). Redirects are
@@ -109,12 +123,18 @@ class HttpSender:
         error: str
         try:
             async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False,
+                method,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 content = await _read_limited(resp.content, max_bytes + 1)
                 if len(content) <= max_bytes:
-                    answer = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+                    answer = [
+                        (k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
+                    ]
                     return resp.status, answer, content
                 error = f"the response body is longer than {max_bytes} bytes"
         except TimeoutError:
@@ -164,7 +184,9 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
 def _excerpt(answer: Answer) -> str:
     head = [f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()]
     head.extend(f"{k}: {v}" for k, v in answer.headers)
-    return "\r\n".join(head) + "\r\n\r\n" + answer.body[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
+    return (
+        "\r\n".join(head) + "\r\n\r\n" + answer.body[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
+    )
 
 
 def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptResult:
@@ -172,8 +194,12 @@ def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptR
     excerpt = _excerpt(answer) if with_excerpt else ""
     if 200 <= status < 300:
         return AttemptResult(
-            ok=True, status=status, error=None, latency_ms=latency_ms,
-            response_excerpt=excerpt, body=answer.body,
+            ok=True,
+            status=status,
+            error=None,
+            latency_ms=latency_ms,
+            response_excerpt=excerpt,
+            body=answer.body,
         )
     if 300 <= status < 400:
         location = answer.header("Location")
@@ -185,8 +211,14 @@ def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptR
     if status in (429, 503) and (value := answer.header("Retry-After")):
         retry_after = parse_retry_after(value)
     return AttemptResult(
-        ok=False, status=status, error=error, latency_ms=latency_ms, response_excerpt=excerpt,
-        retry_after=retry_after, gone=status == 410, body=answer.body,
+        ok=False,
+        status=status,
+        error=error,
+        latency_ms=latency_ms,
+        response_excerpt=excerpt,
+        retry_after=retry_after,
+        gone=status == 410,
+        body=answer.body,
     )
 
 
@@ -200,8 +232,8 @@ def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def describe_error(exc: BaseException) -> str:

@@ -19,18 +19,27 @@ def conninfo(url: str) -> str:
     from psycopg.conninfo import make_conninfo
 
     parsed = make_url(url)
-    parts = {"host": parsed.host, "port": parsed.port, "user": parsed.username,
-             "password": parsed.password, "dbname": parsed.database}
+    parts = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database,
+    }
     return make_conninfo(**{k: v for k, v in parts.items() if v is not None}, **parsed.query)
 
 
-async def listen(url: str, on_notify: Callable[[], None], *, ready: asyncio.Event | None = None) -> None:
+async def listen(
+    url: str, on_notify: Callable[[], None], *, ready: asyncio.Event | None = None
+) -> None:
     """Call `on_notify` for every notification, reconnecting after failures, until cancelled."""
     import psycopg
 
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo(url), autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo(url), autocommit=True
+            ) as conn:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 if ready is not None:
                     ready.set()

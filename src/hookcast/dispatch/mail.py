@@ -134,11 +134,16 @@ class Mailer:
                     password=s.smtp_password if s.smtp_user else None,
                     timeout=self._timeout,
                 )
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 # No exc_info and a redacted message: the password must never reach a log.
                 logger.warning(
                     "mail to %s via %s:%s failed (attempt %d of %d): %s",
-                    to, s.smtp_host, s.smtp_port, attempt, self._attempts, self._redact(exc),
+                    to,
+                    s.smtp_host,
+                    s.smtp_port,
+                    attempt,
+                    self._attempts,
+                    self._redact(exc),
                 )
                 if attempt < self._attempts:
                     await asyncio.sleep(self._backoff * 2 ** (attempt - 1))

@@ -53,8 +53,13 @@ class Outbox:
                 message["Subject"] = mail.subject
                 message.set_content(mail.body)
                 sent = await self._mailer.send(message)
-                await self._db.run(queue.finish_mail, mail.id, sent, time.time(),
-                                   None if sent else "the mail server did not accept it")
+                await self._db.run(
+                    queue.finish_mail,
+                    mail.id,
+                    sent,
+                    time.time(),
+                    None if sent else "the mail server did not accept it",
+                )
             try:
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval * 30)
             except TimeoutError:

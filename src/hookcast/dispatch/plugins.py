@@ -42,11 +42,18 @@ def payload_of(item: Claimed) -> bytes:
     """The §3 body of a delivery; state events say `webhook.<verb>` and have no Entity."""
     state_event = STATE_EVENT.match(item.event)
     return build_body(
-        event_id=item.event_uuid, timestamp=item.occurred_at, changes=item.changes,
+        event_id=item.event_uuid,
+        timestamp=item.occurred_at,
+        changes=item.changes,
         event=f"webhook.{state_event.group(1)}" if state_event else item.event,
-        primary_key=item.primary_key, entity=None if state_event else entity_of(item.event),
-        tenant=item.tenant, associate_id=item.associate_id, webhook_name=item.webhook_name,
-        values=item.row_values, field_values=item.field_values, properties=item.properties,
+        primary_key=item.primary_key,
+        entity=None if state_event else entity_of(item.event),
+        tenant=item.tenant,
+        associate_id=item.associate_id,
+        webhook_name=item.webhook_name,
+        values=item.row_values,
+        field_values=item.field_values,
+        properties=item.properties,
     )
 
 
@@ -60,15 +67,23 @@ class HttpPlugin:
     async def deliver(self, item: Claimed) -> Report:
         body = payload_of(item)
         headers = build_headers(
-            event_header=item.event, event_id=item.event_uuid, retry=item.attempt, body=body,
-            secret=item.secret, delivery_id=item.uid, timestamp=int(time.time()),
-            custom=item.headers, user_agent=self._settings.user_agent,
+            event_header=item.event,
+            event_id=item.event_uuid,
+            retry=item.attempt,
+            body=body,
+            secret=item.secret,
+            delivery_id=item.uid,
+            timestamp=int(time.time()),
+            custom=item.headers,
+            user_agent=self._settings.user_agent,
             standard_webhooks=self._settings.standard_webhooks,
         )
         result = await self._sender.send(item.target_url, body, headers)  # the attempt timeout
         return Report(
             outcome=Outcome(ok=result.ok, gone=result.gone, retry_after=result.retry_after),
-            latency_ms=result.latency_ms, http_status=result.status, error=result.error,
+            latency_ms=result.latency_ms,
+            http_status=result.status,
+            error=result.error,
         )
 
     async def close(self) -> None:
@@ -88,4 +103,6 @@ def load_plugins(settings: Settings, sender: HttpSender, db: Database) -> dict[s
 @functools.cache
 def plugin_names() -> frozenset[str]:
     """Every Type a webhook may name."""
-    return frozenset({"webhook", "crmscript", *(e.name.lower() for e in entry_points(group="hookcast.plugins"))})
+    return frozenset(
+        {"webhook", "crmscript", *(e.name.lower() for e in entry_points(group="hookcast.plugins"))}
+    )

@@ -136,7 +136,9 @@ def fold(outcomes: Sequence[Outcome]) -> CounterDelta:
             longest_run = max(longest_run, tail_errors)
             head_errors += not had_success
             gone = gone or outcome.gone
-    return CounterDelta(len(outcomes), errors, had_success, tail_errors, gone, head_errors, longest_run)
+    return CounterDelta(
+        len(outcomes), errors, had_success, tail_errors, gone, head_errors, longest_run
+    )
 
 
 def trips(consecutive_before: int, delta: CounterDelta, policy: RetryPolicy) -> bool:
@@ -167,9 +169,7 @@ def count(counters: Counters, outcome: Outcome) -> Counters:
     )
 
 
-def next_state(
-    state: State, counters: Counters, gone: bool, policy: RetryPolicy
-) -> State | None:
+def next_state(state: State, counters: Counters, gone: bool, policy: RetryPolicy) -> State | None:
     """The state the webhook moves to, or None for no change. Only an Active webhook trips:
     a Stopped one is not delivered to, and TooManyErrors is already there."""
     # == rather than `is`: a state read back from the database may be a plain int.

@@ -22,6 +22,7 @@ import ssl
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+
 import httptools
 import yarl
 
@@ -146,11 +147,18 @@ class _Connection(asyncio.Protocol):
                 # must not make us hold megabytes per delivery.
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
-                    self._fail(TransportError(
-                        f"the answer's headers are longer than {MAX_HEAD_BYTES // 1024} KiB"))
+                    self._fail(
+                        TransportError(
+                            f"the answer's headers are longer than {MAX_HEAD_BYTES // 1024} KiB"
+                        )
+                    )
                     self.close()
         except httptools.HttpParserUpgrade:  # not a subclass of HttpParserError
-            self._fail(TransportError("invalid HTTP answer: 101 Switching Protocols, which was not asked for"))
+            self._fail(
+                TransportError(
+                    "invalid HTTP answer: 101 Switching Protocols, which was not asked for"
+                )
+            )
             self.close()
         except httptools.HttpParserError as exc:
             self._fail(TransportError(f"invalid HTTP answer: {exc}"))
@@ -164,7 +172,9 @@ class _Connection(asyncio.Protocol):
             if self._headers_done and self._parser.get_status_code() and not self._framed():
                 self._complete(keep=False)  # a body delimited by the end of the connection
             elif self._received:
-                self._fail(TransportError("the target closed the connection in the middle of its answer"))
+                self._fail(
+                    TransportError("the target closed the connection in the middle of its answer")
+                )
             else:
                 self._fail(TransportError("the target closed the connection without answering"))
 
@@ -209,14 +219,16 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None or self._waiter.done():
             return
         self.reusable = keep and not truncated
-        self._waiter.set_result(Answer(
-            status=self._parser.get_status_code(),
-            reason=self._reason.decode("latin-1"),
-            version=self._parser.get_http_version(),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers],
-            body=b"".join(self._body),
-            truncated=truncated,
-        ))
+        self._waiter.set_result(
+            Answer(
+                status=self._parser.get_status_code(),
+                reason=self._reason.decode("latin-1"),
+                version=self._parser.get_http_version(),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers],
+                body=b"".join(self._body),
+                truncated=truncated,
+            )
+        )
 
     def _fail(self, exc: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -227,8 +239,14 @@ class Transport:
     """Keep-alive pools per (scheme, host, port), at most `per_host` connections each. Use
     inside one event loop."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, guard: target_guard.TargetGuard, *,
-                 per_host: int, max_body: int) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        guard: target_guard.TargetGuard,
+        *,
+        per_host: int,
+        max_body: int,
+    ) -> None:
         self._ssl = ssl_context
         self._guard = guard
         self._per_host = per_host
@@ -262,8 +280,9 @@ class Transport:
                     raise
             return await self._exchange(key, await self._connect(target), head, body)
 
-    async def _exchange(self, key: tuple[str, str, int], conn: _Connection, head: bytes,
-                        body: bytes) -> Answer:
+    async def _exchange(
+        self, key: tuple[str, str, int], conn: _Connection, head: bytes, body: bytes
+    ) -> Answer:
         try:
             answer = await conn.request(head, body)
         except BaseException:
@@ -315,11 +334,17 @@ class Transport:
             try:
                 async with asyncio.timeout(None if last else CONNECT_SECONDS):
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(self._max_body), host=address, port=target.port,
-                        family=family, ssl=tls, server_hostname=target.host if tls else None,
+                        lambda: _Connection(self._max_body),
+                        host=address,
+                        port=target.port,
+                        family=family,
+                        ssl=tls,
+                        server_hostname=target.host if tls else None,
                     )
             except ssl.SSLCertVerificationError as exc:
-                raise TransportError(f"TLS certificate verification failed: {exc.verify_message}") from None
+                raise TransportError(
+                    f"TLS certificate verification failed: {exc.verify_message}"
+                ) from None
             except ssl.SSLError as exc:
                 reason = (exc.reason or str(exc)).replace("_", " ").lower()
                 raise TransportError(f"TLS handshake failed: {reason}") from None
@@ -334,7 +359,9 @@ class Transport:
             self._open.add(conn)
             return conn
         assert error is not None
-        if getattr(error, "errno", None) == errno.ECONNREFUSED or isinstance(error, ConnectionRefusedError):
+        if getattr(error, "errno", None) == errno.ECONNREFUSED or isinstance(
+            error, ConnectionRefusedError
+        ):
             raise TransportError("connection refused")
         if isinstance(error, TimeoutError):
             reason = f"no answer to connect within {CONNECT_SECONDS:g} s"
@@ -351,9 +378,12 @@ class Transport:
             return [(family, target.host)]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM)
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
         except socket.gaierror as exc:
-            raise TransportError(f"could not resolve {target.host}: {exc.strerror or exc}") from None
+            raise TransportError(
+                f"could not resolve {target.host}: {exc.strerror or exc}"
+            ) from None
         except (UnicodeError, ValueError) as exc:  # e.g. a label longer than 63 characters
             raise TransportError(f"could not resolve {target.host}: {exc}") from None
         found = list(dict.fromkeys((family, sockaddr[0]) for family, _, _, _, sockaddr in infos))
@@ -375,7 +405,9 @@ class Transport:
 
 
 def _head(target: _Target, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {target.path} HTTP/1.1\r\nHost: {target.authority}\r\nContent-Length: {len(body)}\r\n"]
+    lines = [
+        f"POST {target.path} HTTP/1.1\r\nHost: {target.authority}\r\nContent-Length: {len(body)}\r\n"
+    ]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise TransportError(f"invalid header {name!r}: line breaks are not allowed")

@@ -27,7 +27,11 @@ log = logging.getLogger("hookcast.dispatch")
 
 class Dispatcher:
     def __init__(
-        self, db: Database, settings: Settings, plugins: dict[str, Plugin], *,
+        self,
+        db: Database,
+        settings: Settings,
+        plugins: dict[str, Plugin],
+        *,
         on_transitions: Callable[[list[queue.Transition]], None] = lambda _: None,
     ) -> None:
         self._db = db
@@ -80,7 +84,9 @@ class Dispatcher:
         if self._claimer:
             await self._claimer
         if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=self._settings.attempt_timeout + 1)
+            await asyncio.wait(
+                list(self._tasks.values()), timeout=self._settings.attempt_timeout + 1
+            )
         unfinished = list(self._tasks) + list(self._held_ids)
         self._holds.clear()
         self._held_ids.clear()
@@ -176,10 +182,14 @@ class Dispatcher:
         # the due backlog of any saturated webhook, e.g. a hanging receiver's).
         hold = run + self._settings.batch_size
         backlog = max(0, len(self._results) - self._settings.batch_size)
-        busy = {w: (run - n, hold - len(self._holds.get(w, ()))) for w, n in self._per_webhook.items()}
+        busy = {
+            w: (run - n, hold - len(self._holds.get(w, ()))) for w, n in self._per_webhook.items()
+        }
         return queue.Room(
             total=self._settings.concurrency - len(self._tasks) - backlog,
-            default=(run, hold), per_webhook=busy, lease_until=time.time() + self._settings.lease,
+            default=(run, hold),
+            per_webhook=busy,
+            lease_until=time.time() + self._settings.lease,
         )
 
     def _release_stale_holds(self) -> None:
@@ -215,7 +225,10 @@ class Dispatcher:
                 del self._holds[webhook_id]
             self._held_ids.discard(item.delivery_id)
             self._start(item)
-            if self._per_webhook[webhook_id] + len(held) == 2 * self._settings.per_webhook_concurrency - 1:
+            if (
+                self._per_webhook[webhook_id] + len(held)
+                == 2 * self._settings.per_webhook_concurrency - 1
+            ):
                 self.wake()  # no longer saturated: its due deliveries may be claimed again
         else:
             if not self._per_webhook[webhook_id]:
@@ -227,21 +240,32 @@ class Dispatcher:
         try:
             plugin = self._plugins.get(item.webhook_type)
             if plugin is None:
-                report = Report(Outcome(ok=False), 0.0, error=f"no plugin for Type {item.webhook_type!r}")
+                report = Report(
+                    Outcome(ok=False), 0.0, error=f"no plugin for Type {item.webhook_type!r}"
+                )
             else:
                 report = await plugin.deliver(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a plugin bug is a failed attempt, not a lost delivery
             log.exception("plugin %s failed on delivery %s", item.webhook_type, item.delivery_id)
-            report = Report(Outcome(ok=False), (time.time() - started) * 1000, error=f"plugin error: {exc}")
+            report = Report(
+                Outcome(ok=False), (time.time() - started) * 1000, error=f"plugin error: {exc}"
+            )
         finally:
             self._tasks.pop(item.delivery_id, None)
             self._finished(item.webhook_id)
-        self._results.append(queue.Result(
-            claimed=item, outcome=report.outcome, at=started, latency_ms=report.latency_ms,
-            http_status=report.http_status, error=report.error, output=report.output,
-        ))
+        self._results.append(
+            queue.Result(
+                claimed=item,
+                outcome=report.outcome,
+                at=started,
+                latency_ms=report.latency_ms,
+                http_status=report.http_status,
+                error=report.error,
+                output=report.output,
+            )
+        )
         self.attempts += 1
         self._results_ready.set()
 
@@ -258,7 +282,9 @@ class Dispatcher:
         while self._results:
             batch = self._results[: self._settings.batch_size]
             try:
-                transitions = await self._db.run(queue.record_outcomes, batch, self.policy, time.time())
+                transitions = await self._db.run(
+                    queue.record_outcomes, batch, self.policy, time.time()
+                )
             except Exception:
                 # Kept: the leases hold the deliveries meanwhile, so nothing is lost.
                 failures += 1
@@ -272,7 +298,9 @@ class Dispatcher:
             del self._results[: len(batch)]
             metrics.record_attempts(batch)
             for t in transitions:
-                log.warning("webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant)
+                log.warning(
+                    "webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant
+                )
             if transitions:
                 self._on_transitions(transitions)
             if any(not r.outcome.ok for r in batch):

@@ -115,8 +115,11 @@ class Doorbell:
                 sock.close()
                 raise
         except OSError as exc:
-            log.warning("no cross-process wake-ups on this SQLite database (%s); "
-                        "new deliveries from other processes wait for the next poll", exc)
+            log.warning(
+                "no cross-process wake-ups on this SQLite database (%s); "
+                "new deliveries from other processes wait for the next poll",
+                exc,
+            )
             return False
         self._own, self._listener = own, sock
         self._loop = asyncio.get_running_loop()

@@ -30,7 +30,9 @@ def _dt(epoch: float | None) -> datetime | None:
 # ----- associates and API keys -----------------------------------------------------------------
 
 
-def upsert_associate(conn: Connection, tenant: str, associate_id: int, name: str, full_name: str) -> None:
+def upsert_associate(
+    conn: Connection, tenant: str, associate_id: int, name: str, full_name: str
+) -> None:
     exists = conn.execute(
         select(associates.c.name).where(
             associates.c.tenant == tenant, associates.c.associate_id == associate_id
@@ -48,12 +50,23 @@ def upsert_associate(conn: Connection, tenant: str, associate_id: int, name: str
 
 
 def insert_key(
-    conn: Connection, *, tenant: str, associate_id: int, name: str, prefix: str, key_hash: str, now: float
+    conn: Connection,
+    *,
+    tenant: str,
+    associate_id: int,
+    name: str,
+    prefix: str,
+    key_hash: str,
+    now: float,
 ) -> int:
     result = conn.execute(
         insert(api_keys).values(
-            tenant=tenant, associate_id=associate_id, name=name, prefix=prefix,
-            key_hash=key_hash, created_at=now,
+            tenant=tenant,
+            associate_id=associate_id,
+            name=name,
+            prefix=prefix,
+            key_hash=key_hash,
+            created_at=now,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -62,8 +75,11 @@ def insert_key(
 def principal_for_key(conn: Connection, key_hash: str) -> Principal | None:
     row = conn.execute(
         select(
-            api_keys.c.id, api_keys.c.tenant, api_keys.c.associate_id,
-            associates.c.name, associates.c.full_name,
+            api_keys.c.id,
+            api_keys.c.tenant,
+            api_keys.c.associate_id,
+            associates.c.name,
+            associates.c.full_name,
         )
         .select_from(
             api_keys.outerjoin(
@@ -79,8 +95,11 @@ def principal_for_key(conn: Connection, key_hash: str) -> Principal | None:
     if row is None:
         return None
     return Principal(
-        tenant=row.tenant, associate_id=row.associate_id, name=row.name or "",
-        full_name=row.full_name or "", key_id=row.id,
+        tenant=row.tenant,
+        associate_id=row.associate_id,
+        name=row.name or "",
+        full_name=row.full_name or "",
+        key_id=row.id,
     )
 
 
@@ -90,8 +109,13 @@ def list_keys(conn: Connection, tenant: str | None = None) -> list[ApiKey]:
         query = query.where(api_keys.c.tenant == tenant)
     return [
         ApiKey(
-            id=r.id, tenant=r.tenant, associate_id=r.associate_id, name=r.name, prefix=r.prefix,
-            created=_dt(r.created_at), revoked=_dt(r.revoked_at),  # type: ignore[arg-type]
+            id=r.id,
+            tenant=r.tenant,
+            associate_id=r.associate_id,
+            name=r.name,
+            prefix=r.prefix,
+            created=_dt(r.created_at),
+            revoked=_dt(r.revoked_at),  # type: ignore[arg-type]
         )
         for r in conn.execute(query)
     ]
@@ -114,25 +138,25 @@ def count_keys(conn: Connection) -> int:
 
 _registered = associates.alias("registered_by")
 _updated = associates.alias("updated_by")
-_WEBHOOK_QUERY = (
-    select(
-        webhooks,
-        _registered.c.name.label("r_name"), _registered.c.full_name.label("r_full"),
-        _updated.c.name.label("u_name"), _updated.c.full_name.label("u_full"),
-    ).select_from(
-        webhooks.outerjoin(
-            _registered,
-            and_(
-                _registered.c.tenant == webhooks.c.tenant,
-                _registered.c.associate_id == webhooks.c.registered_associate_id,
-            ),
-        ).outerjoin(
-            _updated,
-            and_(
-                _updated.c.tenant == webhooks.c.tenant,
-                _updated.c.associate_id == webhooks.c.updated_associate_id,
-            ),
-        )
+_WEBHOOK_QUERY = select(
+    webhooks,
+    _registered.c.name.label("r_name"),
+    _registered.c.full_name.label("r_full"),
+    _updated.c.name.label("u_name"),
+    _updated.c.full_name.label("u_full"),
+).select_from(
+    webhooks.outerjoin(
+        _registered,
+        and_(
+            _registered.c.tenant == webhooks.c.tenant,
+            _registered.c.associate_id == webhooks.c.registered_associate_id,
+        ),
+    ).outerjoin(
+        _updated,
+        and_(
+            _updated.c.tenant == webhooks.c.tenant,
+            _updated.c.associate_id == webhooks.c.updated_associate_id,
+        ),
     )
 )
 
@@ -148,9 +172,16 @@ def _associate(associate_id: int, name: str | None, full: str | None) -> dict[st
 
 def _webhook(row: Row[Any]) -> Webhook:
     return Webhook(
-        id=row.id, tenant=row.tenant, name=row.name, events=orjson.loads(row.events),
-        target_url=row.target_url, secret=row.secret, state=State(row.state), type=row.type,
-        headers=_unjson(row.headers), properties=_unjson(row.properties),
+        id=row.id,
+        tenant=row.tenant,
+        name=row.name,
+        events=orjson.loads(row.events),
+        target_url=row.target_url,
+        secret=row.secret,
+        state=State(row.state),
+        type=row.type,
+        headers=_unjson(row.headers),
+        properties=_unjson(row.properties),
         errors_email=row.errors_email,
         registered=_dt(row.registered_at),  # type: ignore[arg-type]
         registered_associate_id=row.registered_associate_id,
@@ -179,11 +210,17 @@ def _index_events(conn: Connection, tenant: str, webhook_id: int, names: Iterabl
         conn.execute(insert(webhook_events), rows)
 
 
-def insert_webhook(conn: Connection, tenant: str, associate_id: int, now: float, fields: dict[str, Any]) -> int:
+def insert_webhook(
+    conn: Connection, tenant: str, associate_id: int, now: float, fields: dict[str, Any]
+) -> int:
     result = conn.execute(
         insert(webhooks).values(
-            tenant=tenant, registered_at=now, registered_associate_id=associate_id,
-            updated_at=now, updated_associate_id=associate_id, **_webhook_values(fields),
+            tenant=tenant,
+            registered_at=now,
+            registered_associate_id=associate_id,
+            updated_at=now,
+            updated_associate_id=associate_id,
+            **_webhook_values(fields),
         )
     )
     webhook_id = int(result.inserted_primary_key[0])
@@ -199,7 +236,11 @@ def get_webhook(conn: Connection, tenant: str, webhook_id: int) -> Webhook | Non
 
 
 def list_webhooks(
-    conn: Connection, tenant: str, *, name: str | None = None, event: str | None = None,
+    conn: Connection,
+    tenant: str,
+    *,
+    name: str | None = None,
+    event: str | None = None,
     states: Sequence[State] | None = None,
 ) -> list[Webhook]:
     query = _WEBHOOK_QUERY.where(webhooks.c.tenant == tenant).order_by(webhooks.c.id)
@@ -223,8 +264,14 @@ def list_all_webhooks(conn: Connection) -> list[Webhook]:
 
 
 def update_webhook(
-    conn: Connection, tenant: str, webhook_id: int, associate_id: int, now: float,
-    fields: dict[str, Any], *, reset_errors: bool = False,
+    conn: Connection,
+    tenant: str,
+    webhook_id: int,
+    associate_id: int,
+    now: float,
+    fields: dict[str, Any],
+    *,
+    reset_errors: bool = False,
 ) -> bool:
     values = _webhook_values(fields)
     if reset_errors:
@@ -252,14 +299,21 @@ def delete_webhook(conn: Connection, tenant: str, webhook_id: int) -> bool:
 def get_usage(conn: Connection, tenant: str, webhook_id: int) -> Usage | None:
     row = conn.execute(
         select(
-            webhooks.c.total_calls, webhooks.c.total_errors, webhooks.c.consecutive_errors,
-            webhooks.c.last_error, webhooks.c.last_error_at, webhooks.c.last_success_at,
+            webhooks.c.total_calls,
+            webhooks.c.total_errors,
+            webhooks.c.consecutive_errors,
+            webhooks.c.last_error,
+            webhooks.c.last_error_at,
+            webhooks.c.last_success_at,
         ).where(webhooks.c.tenant == tenant, webhooks.c.id == webhook_id)
     ).first()
     if row is None:
         return None
     return Usage(
-        total_calls=row.total_calls, total_errors=row.total_errors,
-        consecutive_errors=row.consecutive_errors, last_error=row.last_error,
-        last_error_at=_dt(row.last_error_at), last_success_at=_dt(row.last_success_at),
+        total_calls=row.total_calls,
+        total_errors=row.total_errors,
+        consecutive_errors=row.consecutive_errors,
+        last_error=row.last_error,
+        last_error_at=_dt(row.last_error_at),
+        last_success_at=_dt(row.last_success_at),
     )

@@ -7,9 +7,9 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,7 +23,11 @@ from .database import RING_AFTER_COMMIT
 from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
 
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
-STATE_EVENT_VERBS = {State.Active: "started", State.Stopped: "stopped", State.TooManyErrors: "errors"}
+STATE_EVENT_VERBS = {
+    State.Active: "started",
+    State.Stopped: "stopped",
+    State.TooManyErrors: "errors",
+}
 
 
 def _json(value: Any) -> str | None:
@@ -126,18 +130,38 @@ def insert_events(
     deliveries handed to the local dispatcher (stored leased to it, see Room), and the
     webhooks whose new deliveries were queued instead, due at once for any claimer."""
     event_ids = _allocate_ids(conn, "events", len(batch))
-    _raw(conn, _INSERT_EVENT, [
-        (event_id, e.tenant, e.name, e.primary_key, e.associate_id, e.occurred_at, _json(e.changes),
-         _json(e.change_values), _json(e.row_values), _json(e.field_values), now)
-        for event_id, e in zip(event_ids, batch, strict=True)
-    ])
+    _raw(
+        conn,
+        _INSERT_EVENT,
+        [
+            (
+                event_id,
+                e.tenant,
+                e.name,
+                e.primary_key,
+                e.associate_id,
+                e.occurred_at,
+                _json(e.changes),
+                _json(e.change_values),
+                _json(e.row_values),
+                _json(e.field_values),
+                now,
+            )
+            for event_id, e in zip(event_ids, batch, strict=True)
+        ],
+    )
     targets = match(conn, {(e.tenant, e.name) for e in batch})
-    pairs = [(event_id, e, hook) for event_id, e in zip(event_ids, batch, strict=True)
-             for hook in targets.get((e.tenant, e.name), ())]
+    pairs = [
+        (event_id, e, hook)
+        for event_id, e in zip(event_ids, batch, strict=True)
+        for hook in targets.get((e.tenant, e.name), ())
+    ]
     total = room.total if room else 0
     left = {w: list(v) for w, v in room.per_webhook.items()} if room else {}
     rows, handed, queued = [], [], set()
-    for delivery_id, (event_id, e, hook) in zip(_allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True):
+    for delivery_id, (event_id, e, hook) in zip(
+        _allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
+    ):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
         slots = left.setdefault(hook.id, list(room.default)) if room else [0, 0]
         if slots[0] > 0 and total > 0:  # starts at once
@@ -149,15 +173,31 @@ def insert_events(
             slots = None
         if slots is not None:
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, room.lease_until, now))
-            handed.append(Claimed(
-                delivery_id=delivery_id, uid=uid, cycle=0, attempt=0, event_uuid=event_uuid,
-                webhook_id=hook.id, webhook_name=hook.name, webhook_type=hook.type,
-                target_url=hook.target_url, secret=hook.secret, headers=hook.headers,
-                properties=hook.properties, tenant=e.tenant, event=e.name,
-                primary_key=e.primary_key, associate_id=e.associate_id, occurred_at=e.occurred_at,
-                changes=e.changes, change_values=e.change_values, row_values=e.row_values,
-                field_values=e.field_values,
-            ))
+            handed.append(
+                Claimed(
+                    delivery_id=delivery_id,
+                    uid=uid,
+                    cycle=0,
+                    attempt=0,
+                    event_uuid=event_uuid,
+                    webhook_id=hook.id,
+                    webhook_name=hook.name,
+                    webhook_type=hook.type,
+                    target_url=hook.target_url,
+                    secret=hook.secret,
+                    headers=hook.headers,
+                    properties=hook.properties,
+                    tenant=e.tenant,
+                    event=e.name,
+                    primary_key=e.primary_key,
+                    associate_id=e.associate_id,
+                    occurred_at=e.occurred_at,
+                    changes=e.changes,
+                    change_values=e.change_values,
+                    row_values=e.row_values,
+                    field_values=e.field_values,
+                )
+            )
         else:
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
             queued.add(hook.id)
@@ -202,8 +242,11 @@ def _allocate_ids(conn: Connection, table: str, count: int) -> list[int]:
     if not count:
         return []
     if conn.dialect.name == "postgresql":
-        rows = _raw(conn, f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
-                          " FROM generate_series(1, ?)", (count,))
+        rows = _raw(
+            conn,
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?)",
+            (count,),
+        )
         return [row[0] for row in rows]
     # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so nobody else
     # can take these ids before we insert them.
@@ -247,14 +290,25 @@ def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, 
         by_tenant[tenant].append(event)
     found: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for tenant, names in by_tenant.items():
-        rows = _raw(conn,
-                    "SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers,"
-                    " w.properties FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id"
-                    f" WHERE we.tenant = ? AND we.event IN ({_marks(len(names))}) AND w.state = 1",
-                    (tenant, *names))
+        rows = _raw(
+            conn,
+            "SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers,"
+            " w.properties FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id"
+            f" WHERE we.tenant = ? AND we.event IN ({_marks(len(names))}) AND w.state = 1",
+            (tenant, *names),
+        )
         for event, *hook in rows:
-            found[(tenant, event)].append(Target(
-                hook[0], hook[1], hook[2], hook[3], hook[4], _webhook_json(hook[5]), _webhook_json(hook[6])))
+            found[(tenant, event)].append(
+                Target(
+                    hook[0],
+                    hook[1],
+                    hook[2],
+                    hook[3],
+                    hook[4],
+                    _webhook_json(hook[5]),
+                    _webhook_json(hook[6]),
+                )
+            )
     return found
 
 
@@ -277,21 +331,39 @@ def claim(
     skip = f" AND webhook_id NOT IN ({_marks(len(exclude))})" if exclude else ""
     # PostgreSQL: concurrent claimers skip each other's rows instead of waiting for them.
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
-    ids = [row[0] for row in _raw(
-        conn,
-        "UPDATE deliveries SET next_at = ? WHERE id IN (SELECT id FROM deliveries"
-        f" WHERE status = 0 AND next_at <= ?{skip} ORDER BY next_at LIMIT ?{lock}) RETURNING id",
-        (lease_until, now, *exclude, limit),
-    )]
+    ids = [
+        row[0]
+        for row in _raw(
+            conn,
+            "UPDATE deliveries SET next_at = ? WHERE id IN (SELECT id FROM deliveries"
+            f" WHERE status = 0 AND next_at <= ?{skip} ORDER BY next_at LIMIT ?{lock}) RETURNING id",
+            (lease_until, now, *exclude, limit),
+        )
+    ]
     if not ids:
         return []
     return [
         Claimed(
-            delivery_id=r[0], uid=r[1], cycle=r[2], attempt=r[3], event_uuid=r[4], webhook_id=r[5],
-            webhook_name=r[6], webhook_type=r[7], target_url=r[8], secret=r[9],
-            headers=_webhook_json(r[10]), properties=_webhook_json(r[11]), tenant=r[12], event=r[13],
-            primary_key=r[14], associate_id=r[15], occurred_at=r[16],
-            changes=_unjson(r[17]) or [], change_values=_unjson(r[18]), row_values=_unjson(r[19]),
+            delivery_id=r[0],
+            uid=r[1],
+            cycle=r[2],
+            attempt=r[3],
+            event_uuid=r[4],
+            webhook_id=r[5],
+            webhook_name=r[6],
+            webhook_type=r[7],
+            target_url=r[8],
+            secret=r[9],
+            headers=_webhook_json(r[10]),
+            properties=_webhook_json(r[11]),
+            tenant=r[12],
+            event=r[13],
+            primary_key=r[14],
+            associate_id=r[15],
+            occurred_at=r[16],
+            changes=_unjson(r[17]) or [],
+            change_values=_unjson(r[18]),
+            row_values=_unjson(r[19]),
             field_values=_unjson(r[20]),
         )
         for r in _raw(conn, _CLAIMED.format(_marks(len(ids))), tuple(ids))
@@ -302,7 +374,9 @@ def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
     """Hand claimed deliveries back untouched, due at once. (By primary key alone: a row
     given up meanwhile keeps its status; only its unused next_at changes.)"""
     if delivery_ids:
-        conn.execute(update(deliveries).where(deliveries.c.id.in_(delivery_ids)).values(next_at=now))
+        conn.execute(
+            update(deliveries).where(deliveries.c.id.in_(delivery_ids)).values(next_at=now)
+        )
         notify(conn)
 
 
@@ -311,8 +385,9 @@ def next_due(conn: Connection, after: float) -> float | None:
     claim at `after` that found less than it asked for: what is due already then belongs to
     webhooks that claim skipped (saturated), and an index range that starts at `after`
     never visits their backlog."""
-    return _raw(conn, "SELECT MIN(next_at) FROM deliveries WHERE status = 0 AND next_at > ?",
-                (after,)).fetchone()[0]
+    return _raw(
+        conn, "SELECT MIN(next_at) FROM deliveries WHERE status = 0 AND next_at > ?", (after,)
+    ).fetchone()[0]
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
@@ -328,22 +403,48 @@ def record_outcomes(
     writers on PostgreSQL then queue up behind each other instead of deadlocking."""
     ids = [r.claimed.delivery_id for r in results]
     # Filtered here, not in SQL: `id IN (...)` alone is answered by the primary key.
-    live = {row[0] for row in _raw(conn, f"SELECT id, status FROM deliveries WHERE id IN ({_marks(len(ids))})",
-                                   tuple(ids)) if row[1] == PENDING}
+    live = {
+        row[0]
+        for row in _raw(
+            conn, f"SELECT id, status FROM deliveries WHERE id IN ({_marks(len(ids))})", tuple(ids)
+        )
+        if row[1] == PENDING
+    }
     # Deliveries deleted with their webhook meanwhile leave no trace.
     results = [r for r in results if r.claimed.delivery_id in live]
     if not results:
         return []
-    _raw(conn, _INSERT_ATTEMPT, [
-        (r.claimed.delivery_id, r.claimed.webhook_id, r.claimed.event_uuid, r.claimed.cycle,
-         r.claimed.attempt, r.at, int(r.outcome.ok), r.http_status, r.latency_ms, r.error, r.output)
-        for r in results
-    ])
+    _raw(
+        conn,
+        _INSERT_ATTEMPT,
+        [
+            (
+                r.claimed.delivery_id,
+                r.claimed.webhook_id,
+                r.claimed.event_uuid,
+                r.claimed.cycle,
+                r.claimed.attempt,
+                r.at,
+                int(r.outcome.ok),
+                r.http_status,
+                r.latency_ms,
+                r.error,
+                r.output,
+            )
+            for r in results
+        ],
+    )
     tripped = _count(conn, results, policy, now)
     # Read after the counters' row locks: a transition committed by another writer is seen.
     webhook_ids = tuple({r.claimed.webhook_id for r in results})
-    active = {row[0] for row in _raw(
-        conn, f"SELECT id FROM webhooks WHERE state = 1 AND id IN ({_marks(len(webhook_ids))})", webhook_ids)}
+    active = {
+        row[0]
+        for row in _raw(
+            conn,
+            f"SELECT id FROM webhooks WHERE state = 1 AND id IN ({_marks(len(webhook_ids))})",
+            webhook_ids,
+        )
+    }
     steps = []
     for r in results:
         c = r.claimed
@@ -351,13 +452,23 @@ def record_outcomes(
         status = int(step.status)
         if status == PENDING and c.webhook_id not in active:
             status = GIVEN_UP  # disabled or stopped meanwhile: kept for Redeliver, not retried
-        steps.append((
-            status, step.cycle, step.attempt,
-            str(uuid.uuid4()) if step.new_cycle else c.event_uuid,
-            now + (step.delay or 0.0), None if status == PENDING else now, c.delivery_id,
-        ))
-    _raw(conn, "UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?,"
-               " next_at = ?, finished_at = ? WHERE id = ?", steps)
+        steps.append(
+            (
+                status,
+                step.cycle,
+                step.attempt,
+                str(uuid.uuid4()) if step.new_cycle else c.event_uuid,
+                now + (step.delay or 0.0),
+                None if status == PENDING else now,
+                c.delivery_id,
+            )
+        )
+    _raw(
+        conn,
+        "UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?,"
+        " next_at = ?, finished_at = ? WHERE id = ?",
+        steps,
+    )
     return [state_changed(conn, webhook_id, State.TooManyErrors, now) for webhook_id in tripped]
 
 
@@ -367,7 +478,9 @@ _INSERT_ATTEMPT = (
 )
 
 
-def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float) -> list[int]:
+def _count(
+    conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float
+) -> list[int]:
     """Apply the batch to each webhook's counters; returns the webhooks it disabled."""
     by_webhook: dict[int, list[Result]] = defaultdict(list)
     for r in sorted(results, key=lambda r: r.claimed.webhook_id):
@@ -379,11 +492,20 @@ def _count(conn: Connection, results: Sequence[Result], policy: RetryPolicy, now
             transitions.append(webhook_id)
         failure = next((r for r in reversed(batch) if not r.outcome.ok), None)
         success = next((r for r in reversed(batch) if r.outcome.ok), None)
-        rows.append((
-            delta.calls, delta.errors, delta.had_success, delta.tail_errors, delta.errors,
-            failure.error if failure else None, failure.at if failure else None,
-            success.at if success else None, batch[-1].claimed.event_uuid, webhook_id,
-        ))
+        rows.append(
+            (
+                delta.calls,
+                delta.errors,
+                delta.had_success,
+                delta.tail_errors,
+                delta.errors,
+                failure.error if failure else None,
+                failure.at if failure else None,
+                success.at if success else None,
+                batch[-1].claimed.event_uuid,
+                webhook_id,
+            )
+        )
     _raw(conn, _COUNT, rows)
     return transitions
 
@@ -396,7 +518,9 @@ _COUNT = (
 )
 
 
-def _trip(conn: Connection, webhook_id: int, delta: CounterDelta, policy: RetryPolicy, now: float) -> bool:
+def _trip(
+    conn: Connection, webhook_id: int, delta: CounterDelta, policy: RetryPolicy, now: float
+) -> bool:
     """Move an Active webhook to TooManyErrors if this batch reached the threshold (see
     policy.trips). The conditional UPDATE is the one place the transition happens: however
     many batches or workers race, only one of them sees the Active row and changes it."""
@@ -429,29 +553,51 @@ def state_changed(conn: Connection, webhook_id: int, state: State, now: float) -
             .values(status=GIVEN_UP, finished_at=now)
         )
     verb = STATE_EVENT_VERBS[state]
-    insert_events(conn, [NewEvent(
-        tenant=hook.tenant, name=f"webhook{webhook_id}.{verb}", primary_key=webhook_id,
-        associate_id=hook.updated_associate_id, occurred_at=_timestamp(now), changes=[],
-        field_values={
-            "events": orjson.loads(hook.events),
-            "registered": format_epoch(hook.registered_at),
-            "registered_associate_id": hook.registered_associate_id,
-            "state": int(state),
-            "updated": format_epoch(hook.updated_at),
-            "updated_associate_id": hook.updated_associate_id,
-        },
-    )], now)
+    insert_events(
+        conn,
+        [
+            NewEvent(
+                tenant=hook.tenant,
+                name=f"webhook{webhook_id}.{verb}",
+                primary_key=webhook_id,
+                associate_id=hook.updated_associate_id,
+                occurred_at=_timestamp(now),
+                changes=[],
+                field_values={
+                    "events": orjson.loads(hook.events),
+                    "registered": format_epoch(hook.registered_at),
+                    "registered_associate_id": hook.registered_associate_id,
+                    "state": int(state),
+                    "updated": format_epoch(hook.updated_at),
+                    "updated_associate_id": hook.updated_associate_id,
+                },
+            )
+        ],
+        now,
+    )
     mail_queued = False
     if state is State.TooManyErrors and hook.errors_email:
         message = errors_mail(
-            to=hook.errors_email, sender="", webhook_name=hook.name, webhook_id=webhook_id,
-            tenant=hook.tenant, target_url=hook.target_url, last_event_id=hook.last_event_id,
-            last_error=hook.last_error, consecutive_errors=hook.consecutive_errors,
+            to=hook.errors_email,
+            sender="",
+            webhook_name=hook.name,
+            webhook_id=webhook_id,
+            tenant=hook.tenant,
+            target_url=hook.target_url,
+            last_event_id=hook.last_event_id,
+            last_error=hook.last_error,
+            consecutive_errors=hook.consecutive_errors,
         )
-        conn.execute(insert(mail_outbox).values(
-            webhook_id=webhook_id, recipient=hook.errors_email, subject=message["Subject"],
-            body=message.get_content(), next_at=now, created_at=now,
-        ))
+        conn.execute(
+            insert(mail_outbox).values(
+                webhook_id=webhook_id,
+                recipient=hook.errors_email,
+                subject=message["Subject"],
+                body=message.get_content(),
+                next_at=now,
+                created_at=now,
+            )
+        )
         mail_queued = True
     return Transition(webhook_id, hook.tenant, state, mail_queued)
 
@@ -460,19 +606,26 @@ def _timestamp(epoch: float) -> str:
     return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
-
-
-
 def redeliver(conn: Connection, webhook_id: int, now: float) -> int:
     """Queue the given-up deliveries of a webhook again, as fresh cycles."""
-    given_up = [row[0] for row in conn.execute(
-        select(deliveries.c.id).where(deliveries.c.webhook_id == webhook_id,
-                                      deliveries.c.status == GIVEN_UP)
-    )]
+    given_up = [
+        row[0]
+        for row in conn.execute(
+            select(deliveries.c.id).where(
+                deliveries.c.webhook_id == webhook_id, deliveries.c.status == GIVEN_UP
+            )
+        )
+    ]
     if given_up:
         conn.execute(
-            update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(
-                status=PENDING, cycle=0, attempt=0, event_uuid=bindparam("b_uuid"), next_at=now,
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values(
+                status=PENDING,
+                cycle=0,
+                attempt=0,
+                event_uuid=bindparam("b_uuid"),
+                next_at=now,
                 finished_at=None,
             ),
             [{"b_id": i, "b_uuid": str(uuid.uuid4())} for i in given_up],
@@ -499,29 +652,52 @@ def claim_mail(conn: Connection, now: float, lease_until: float) -> list[Mail]:
         .with_for_update(skip_locked=True)
     ).all()
     if rows:
-        conn.execute(update(mail_outbox).where(mail_outbox.c.id.in_([r.id for r in rows]))
-                     .values(next_at=lease_until))
+        conn.execute(
+            update(mail_outbox)
+            .where(mail_outbox.c.id.in_([r.id for r in rows]))
+            .values(next_at=lease_until)
+        )
     return [Mail(r.id, r.recipient, r.subject, r.body) for r in rows]
 
 
-def finish_mail(conn: Connection, mail_id: int, sent: bool, now: float, error: str | None = None) -> None:
-    conn.execute(update(mail_outbox).where(mail_outbox.c.id == mail_id).values(
-        status=1 if sent else 2, sent_at=now if sent else None, error=error))
+def finish_mail(
+    conn: Connection, mail_id: int, sent: bool, now: float, error: str | None = None
+) -> None:
+    conn.execute(
+        update(mail_outbox)
+        .where(mail_outbox.c.id == mail_id)
+        .values(status=1 if sent else 2, sent_at=now if sent else None, error=error)
+    )
 
 
 # ----- visibility and housekeeping ------------------------------------------------------------
 
 
-def list_attempts(conn: Connection, webhook_id: int, limit: int, offset: int) -> list[dict[str, Any]]:
+def list_attempts(
+    conn: Connection, webhook_id: int, limit: int, offset: int
+) -> list[dict[str, Any]]:
     query = (
         select(
-            attempts.c.id, attempts.c.at, attempts.c.event_uuid, attempts.c.cycle, attempts.c.attempt,
-            attempts.c.ok, attempts.c.http_status, attempts.c.latency_ms, attempts.c.error,
-            attempts.c.output, deliveries.c.uid, deliveries.c.status, events.c.name.label("event"),
+            attempts.c.id,
+            attempts.c.at,
+            attempts.c.event_uuid,
+            attempts.c.cycle,
+            attempts.c.attempt,
+            attempts.c.ok,
+            attempts.c.http_status,
+            attempts.c.latency_ms,
+            attempts.c.error,
+            attempts.c.output,
+            deliveries.c.uid,
+            deliveries.c.status,
+            events.c.name.label("event"),
             events.c.primary_key,
         )
-        .select_from(attempts.join(deliveries, deliveries.c.id == attempts.c.delivery_id)
-                     .join(events, events.c.id == deliveries.c.event_id))
+        .select_from(
+            attempts.join(deliveries, deliveries.c.id == attempts.c.delivery_id).join(
+                events, events.c.id == deliveries.c.event_id
+            )
+        )
         .where(attempts.c.webhook_id == webhook_id)
         .order_by(attempts.c.id.desc())
         .limit(limit)
@@ -531,9 +707,11 @@ def list_attempts(conn: Connection, webhook_id: int, limit: int, offset: int) ->
 
 
 def count_attempts(conn: Connection, webhook_id: int) -> int:
-    return int(conn.execute(
-        select(func.count()).select_from(attempts).where(attempts.c.webhook_id == webhook_id)
-    ).scalar_one())
+    return int(
+        conn.execute(
+            select(func.count()).select_from(attempts).where(attempts.c.webhook_id == webhook_id)
+        ).scalar_one()
+    )
 
 
 def queue_depth(conn: Connection) -> dict[str, int]:
@@ -546,7 +724,9 @@ def queue_depth(conn: Connection) -> dict[str, int]:
 
 def webhooks_by_state(conn: Connection) -> dict[str, int]:
     counts = dict.fromkeys((s.name for s in State if s is not State.Unknown), 0)
-    for state, count in conn.execute(select(webhooks.c.state, func.count()).group_by(webhooks.c.state)):
+    for state, count in conn.execute(
+        select(webhooks.c.state, func.count()).group_by(webhooks.c.state)
+    ):
         counts[State(state).name] = count
     return counts
 
@@ -554,16 +734,20 @@ def webhooks_by_state(conn: Connection) -> dict[str, int]:
 def prune(conn: Connection, before: float) -> int:
     """Drop finished deliveries (and their attempts) older than `before`, then events that
     no longer have deliveries."""
-    old = select(deliveries.c.id).where(deliveries.c.status != PENDING,
-                                        deliveries.c.finished_at < before)
+    old = select(deliveries.c.id).where(
+        deliveries.c.status != PENDING, deliveries.c.finished_at < before
+    )
     conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(old)))
-    removed = conn.execute(delete(deliveries).where(deliveries.c.id.in_(old.scalar_subquery()))).rowcount
-    conn.execute(delete(events).where(
-        events.c.created_at < before,
-        ~select(deliveries.c.id).where(deliveries.c.event_id == events.c.id).exists(),
-    ))
+    removed = conn.execute(
+        delete(deliveries).where(deliveries.c.id.in_(old.scalar_subquery()))
+    ).rowcount
+    conn.execute(
+        delete(events).where(
+            events.c.created_at < before,
+            ~select(deliveries.c.id).where(deliveries.c.event_id == events.c.id).exists(),
+        )
+    )
     return removed
-
 
 
 # ----- workers -------------------------------------------------------------------------------
@@ -571,8 +755,11 @@ def prune(conn: Connection, before: float) -> int:
 
 def heartbeat(conn: Connection, row: dict[str, Any]) -> None:
     updated = conn.execute(
-        update(workers).where(workers.c.id == row["id"])
-        .values(heartbeat_at=row["heartbeat_at"], in_flight=row["in_flight"], attempts=row["attempts"])
+        update(workers)
+        .where(workers.c.id == row["id"])
+        .values(
+            heartbeat_at=row["heartbeat_at"], in_flight=row["in_flight"], attempts=row["attempts"]
+        )
     ).rowcount
     if not updated:
         conn.execute(insert(workers).values(**row))

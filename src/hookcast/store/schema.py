@@ -81,9 +81,7 @@ webhook_events = Table(
     metadata,
     Column("tenant", String(255), primary_key=True),
     Column("event", String(128), primary_key=True),
-    Column(
-        "webhook_id", Id, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("webhook_id", Id, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
 )
 
 events = Table(
@@ -119,7 +117,9 @@ deliveries = Table(
     Column("next_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
-    Index("ix_deliveries_due", "status", "next_at", "webhook_id"),  # covers claims that skip busy webhooks
+    Index(
+        "ix_deliveries_due", "status", "next_at", "webhook_id"
+    ),  # covers claims that skip busy webhooks
     Index("ix_deliveries_webhook", "webhook_id", "status"),
     Index("ix_deliveries_event", "event_id"),
 )
@@ -152,7 +152,9 @@ mail_outbox = Table(
     Column("recipient", String(320), nullable=False),
     Column("subject", Text, nullable=False),
     Column("body", Text, nullable=False),
-    Column("status", SmallInteger, nullable=False, server_default="0"),  # 0 queued, 1 sent, 2 failed
+    Column(
+        "status", SmallInteger, nullable=False, server_default="0"
+    ),  # 0 queued, 1 sent, 2 failed
     Column("next_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),

@@ -41,9 +41,16 @@ def _dt(epoch: float) -> datetime:
 
 def _script(row: Any) -> StoredScript:
     return StoredScript(
-        id=row.id, tenant=row.tenant, uid=row.uid, name=row.name, description=row.description,
-        include_id=row.include_id, source=row.source, registered=_dt(row.registered_at),
-        registered_associate_id=row.registered_associate_id, updated=_dt(row.updated_at),
+        id=row.id,
+        tenant=row.tenant,
+        uid=row.uid,
+        name=row.name,
+        description=row.description,
+        include_id=row.include_id,
+        source=row.source,
+        registered=_dt(row.registered_at),
+        registered_associate_id=row.registered_associate_id,
+        updated=_dt(row.updated_at),
         updated_associate_id=row.updated_associate_id,
     )
 
@@ -51,13 +58,21 @@ def _script(row: Any) -> StoredScript:
 # ----- scripts -----------------------------------------------------------------------------------
 
 
-def insert_script(conn: Connection, tenant: str, associate_id: int, now: float, uid: str,
-                  fields: dict[str, Any]) -> int:
+def insert_script(
+    conn: Connection, tenant: str, associate_id: int, now: float, uid: str, fields: dict[str, Any]
+) -> int:
     """`fields`: name, description, include_id, source."""
-    result = conn.execute(insert(scripts).values(
-        tenant=tenant, uid=uid, registered_at=now, registered_associate_id=associate_id,
-        updated_at=now, updated_associate_id=associate_id, **fields,
-    ))
+    result = conn.execute(
+        insert(scripts).values(
+            tenant=tenant,
+            uid=uid,
+            registered_at=now,
+            registered_associate_id=associate_id,
+            updated_at=now,
+            updated_associate_id=associate_id,
+            **fields,
+        )
+    )
     return int(result.inserted_primary_key[0])
 
 
@@ -75,8 +90,9 @@ def get_script_by_include_id(conn: Connection, tenant: str, include_id: str) -> 
     return None if row is None else _script(row)
 
 
-def list_scripts(conn: Connection, tenant: str, *, name: str | None = None,
-                 include_id: str | None = None) -> list[StoredScript]:
+def list_scripts(
+    conn: Connection, tenant: str, *, name: str | None = None, include_id: str | None = None
+) -> list[StoredScript]:
     query = select(scripts).where(scripts.c.tenant == tenant).order_by(scripts.c.id)
     if name is not None:
         query = query.where(scripts.c.name == name)
@@ -93,15 +109,25 @@ def include_id_owner(conn: Connection, tenant: str, include_id: str) -> int | No
 
 
 def uid_taken(conn: Connection, tenant: str, uid: str) -> bool:
-    return conn.execute(
-        select(scripts.c.id).where(scripts.c.tenant == tenant, scripts.c.uid == uid)
-    ).first() is not None
+    return (
+        conn.execute(
+            select(scripts.c.id).where(scripts.c.tenant == tenant, scripts.c.uid == uid)
+        ).first()
+        is not None
+    )
 
 
-def update_script(conn: Connection, tenant: str, script_id: int, associate_id: int, now: float,
-                  fields: dict[str, Any]) -> bool:
+def update_script(
+    conn: Connection,
+    tenant: str,
+    script_id: int,
+    associate_id: int,
+    now: float,
+    fields: dict[str, Any],
+) -> bool:
     result = conn.execute(
-        update(scripts).where(scripts.c.tenant == tenant, scripts.c.id == script_id)
+        update(scripts)
+        .where(scripts.c.tenant == tenant, scripts.c.id == script_id)
         .values(updated_at=now, updated_associate_id=associate_id, **fields)
     )
     return result.rowcount == 1
@@ -115,11 +141,17 @@ def delete_script(conn: Connection, tenant: str, script_id: int) -> bool:
 
 
 def include_names(source: str) -> list[str]:
-    return [m.group(1) if m.group(1) is not None else m.group(2) for m in INCLUDE_RE.finditer(source)]
+    return [
+        m.group(1) if m.group(1) is not None else m.group(2) for m in INCLUDE_RE.finditer(source)
+    ]
 
 
-def resolve_includes(conn: Connection, tenant: str, sources: Iterable[str],
-                     overrides: dict[str, str | None] | None = None) -> dict[str, str]:
+def resolve_includes(
+    conn: Connection,
+    tenant: str,
+    sources: Iterable[str],
+    overrides: dict[str, str | None] | None = None,
+) -> dict[str, str]:
     """IncludeId -> source of every script of the tenant that `sources` reach through
     `#include`, transitively. `overrides` stand in for stored texts (a script being saved;
     None: that IncludeId counts as absent)."""
@@ -133,8 +165,9 @@ def resolve_includes(conn: Connection, tenant: str, sources: Iterable[str],
         fetch = [n for n in wanted if n not in known]
         if fetch:
             rows = conn.execute(
-                select(scripts.c.include_id, scripts.c.source)
-                .where(scripts.c.tenant == tenant, scripts.c.include_id.in_(fetch))
+                select(scripts.c.include_id, scripts.c.source).where(
+                    scripts.c.tenant == tenant, scripts.c.include_id.in_(fetch)
+                )
             )
             known.update({r.include_id: r.source for r in rows})
         for name in wanted:
@@ -157,10 +190,14 @@ def get_http_allow_list(conn: Connection, tenant: str) -> list[str]:
     return [] if text is None else list(orjson.loads(text))
 
 
-def set_http_allow_list(conn: Connection, tenant: str, hosts: list[str], associate_id: int,
-                        now: float) -> None:
-    values = {"script_http_hosts": orjson.dumps(hosts).decode(), "updated_at": now,
-              "updated_associate_id": associate_id}
+def set_http_allow_list(
+    conn: Connection, tenant: str, hosts: list[str], associate_id: int, now: float
+) -> None:
+    values = {
+        "script_http_hosts": orjson.dumps(hosts).decode(),
+        "updated_at": now,
+        "updated_associate_id": associate_id,
+    }
     changed = conn.execute(
         update(tenant_settings).where(tenant_settings.c.tenant == tenant).values(**values)
     ).rowcount
@@ -168,9 +205,9 @@ def set_http_allow_list(conn: Connection, tenant: str, hosts: list[str], associa
         conn.execute(insert(tenant_settings).values(tenant=tenant, **values))
 
 
-def script_run_context(conn: Connection, tenant: str, *, include_id: str | None = None,
-                       script_id: int | None = None
-                       ) -> tuple[StoredScript | None, dict[str, str], list[str]]:
+def script_run_context(
+    conn: Connection, tenant: str, *, include_id: str | None = None, script_id: int | None = None
+) -> tuple[StoredScript | None, dict[str, str], list[str]]:
     """Everything one run needs, read in one transaction: the script (by IncludeId or id),
     the texts it includes and the tenant's HTTP allow-list."""
     if include_id is not None:
@@ -179,4 +216,8 @@ def script_run_context(conn: Connection, tenant: str, *, include_id: str | None 
         script = get_script(conn, tenant, script_id or 0)
     if script is None:
         return None, {}, []
-    return script, resolve_includes(conn, tenant, [script.source]), get_http_allow_list(conn, tenant)
+    return (
+        script,
+        resolve_includes(conn, tenant, [script.source]),
+        get_http_allow_list(conn, tenant),
+    )

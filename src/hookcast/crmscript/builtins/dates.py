@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from ..errors import ScriptRuntimeError
 from ..values import NULL_DATE, NULL_DATETIME, NULL_TIME, NullDate, NullDateTime, NullTime, wrap32
@@ -14,7 +14,7 @@ EPOCH = datetime(1970, 1, 1)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def _guard(fn):
@@ -39,7 +39,9 @@ def add_months(d, n: int):
 # ---- parsing
 _DATE_RE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*\Z")
 _TIME_RE = re.compile(r"\s*(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?\s*\Z")
-_DT_RE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?\s*\Z")
+_DT_RE = re.compile(
+    r"\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?\s*\Z"
+)
 _DT_COMPACT = re.compile(r"\s*(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})\s*\Z")
 
 
@@ -105,9 +107,13 @@ def _plain(d):
 
 
 for _T in ("Date", "DateTime"):
-    method(_T, "addDay", "Integer", _T, mutates=True)(_mut(lambda d, n: _plain(d) + timedelta(days=n)))
+    method(_T, "addDay", "Integer", _T, mutates=True)(
+        _mut(lambda d, n: _plain(d) + timedelta(days=n))
+    )
     method(_T, "addMonth", "Integer", _T, mutates=True)(_mut(lambda d, n: add_months(_plain(d), n)))
-    method(_T, "addYear", "Integer", _T, mutates=True)(_mut(lambda d, n: add_months(_plain(d), 12 * n)))
+    method(_T, "addYear", "Integer", _T, mutates=True)(
+        _mut(lambda d, n: add_months(_plain(d), 12 * n))
+    )
     simple(_T, "getYear", "", "Integer", lambda d: d.year)
     simple(_T, "getMonth", "", "Integer", lambda d: d.month)
     simple(_T, "getMDay", "", "Integer", lambda d: d.day)
@@ -119,7 +125,9 @@ T = "Time"
 ctor(T, "")(lambda: now().time())
 ctor(T, "Time")(lambda t: t)
 ctor(T, "String")(parse_time)
-simple(T, "toString", "", "String", lambda t: "" if isinstance(t, NullTime) else t.strftime("%H:%M:%S"))
+simple(
+    T, "toString", "", "String", lambda t: "" if isinstance(t, NullTime) else t.strftime("%H:%M:%S")
+)
 simple(T, "isNull", "", "Bool", lambda t: isinstance(t, NullTime))
 simple(T, "getHour", "", "Integer", lambda t: t.hour)
 simple(T, "getMin", "", "Integer", lambda t: t.minute)
@@ -145,7 +153,9 @@ DT = "DateTime"
 ctor(DT, "")(now)
 ctor(DT, "DateTime")(lambda d: d)
 ctor(DT, "String")(lambda s: NULL_DATETIME if s.strip() in ("", "0") else parse_datetime(s))
-ctor(DT, "Date")(lambda d: NULL_DATETIME if isinstance(d, NullDate) else datetime(d.year, d.month, d.day))
+ctor(DT, "Date")(
+    lambda d: NULL_DATETIME if isinstance(d, NullDate) else datetime(d.year, d.month, d.day)
+)
 
 
 @ctor(DT, "Integer,Integer,Integer,Integer,Integer,Integer")
@@ -158,11 +168,34 @@ def _dt_parts(y, mo, d, h, mi, s):
 
 simple(DT, "isNull", "", "Bool", lambda d: isinstance(d, NullDateTime))
 simple(
-    DT, "toString", "", "String", lambda d: "" if isinstance(d, NullDateTime) else d.strftime("%Y-%m-%d %H:%M:%S")
+    DT,
+    "toString",
+    "",
+    "String",
+    lambda d: "" if isinstance(d, NullDateTime) else d.strftime("%Y-%m-%d %H:%M:%S"),
 )
 
 _CODES = sorted(
-    "YY4 YY2 MM2 MM1 DD2 DD1 HH24 H24 HH12 H12 MI2 SS2 AMPM WEEKDAY ISOW2 ISOW1 ISOWY4 ISOWY2".split(),
+    [
+        "YY4",
+        "YY2",
+        "MM2",
+        "MM1",
+        "DD2",
+        "DD1",
+        "HH24",
+        "H24",
+        "HH12",
+        "H12",
+        "MI2",
+        "SS2",
+        "AMPM",
+        "WEEKDAY",
+        "ISOW2",
+        "ISOW1",
+        "ISOWY4",
+        "ISOWY2",
+    ],
     key=len,
     reverse=True,
 )
@@ -172,7 +205,9 @@ def _h12(h: int) -> int:
     return 12 if h % 12 == 0 else h % 12
 
 
-def format_dt(d: datetime, fmt: str, months: list[str] | None = None, days: list[str] | None = None) -> str:
+def format_dt(
+    d: datetime, fmt: str, months: list[str] | None = None, days: list[str] | None = None
+) -> str:
     iso = d.isocalendar()
     values = {
         "YY4": f"{d.year:04d}",
@@ -199,7 +234,7 @@ def format_dt(d: datetime, fmt: str, months: list[str] | None = None, days: list
         values["MONTH"] = months[d.month - 1] if d.month - 1 < len(months) else ""
         wd = d.isoweekday() % 7  # Sunday 0
         values["WDAY"] = days[wd] if days is not None and wd < len(days) else ""
-        codes = sorted(codes + ["MONTH", "WDAY"], key=len, reverse=True)
+        codes = sorted([*codes, "MONTH", "WDAY"], key=len, reverse=True)
     out: list[str] = []
     i = 0
     n = len(fmt)
@@ -236,9 +271,15 @@ def _dt_mode(d, mode: int, lang: int, h24: bool) -> str:
     return d.strftime("%Y-%m-%d ") + f"{hour}:{d.minute:02d}:{d.second:02d}{suffix}"
 
 
-method(DT, "addHour", "Integer", DT, mutates=True)(_mut(lambda d, n: _plain(d) + timedelta(hours=n)))
-method(DT, "addMin", "Integer", DT, mutates=True)(_mut(lambda d, n: _plain(d) + timedelta(minutes=n)))
-method(DT, "addSec", "Integer", DT, mutates=True)(_mut(lambda d, n: _plain(d) + timedelta(seconds=n)))
+method(DT, "addHour", "Integer", DT, mutates=True)(
+    _mut(lambda d, n: _plain(d) + timedelta(hours=n))
+)
+method(DT, "addMin", "Integer", DT, mutates=True)(
+    _mut(lambda d, n: _plain(d) + timedelta(minutes=n))
+)
+method(DT, "addSec", "Integer", DT, mutates=True)(
+    _mut(lambda d, n: _plain(d) + timedelta(seconds=n))
+)
 method(DT, "setTime", "Time", "Void", mutates=True)(
     lambda d, t: (datetime.combine(_plain(d).date(), time(t.hour, t.minute, t.second)), None)
 )
@@ -287,7 +328,13 @@ for _name, _fn in _MOVES.items():
 # ---- conversions from String and current time
 simple("String", "toDate", "", "Date", parse_date)
 simple("String", "toTime", "", "Time", parse_time)
-simple("String", "toDateTime", "", "DateTime", lambda s: NULL_DATETIME if s.strip() in ("", "0") else parse_datetime(s))
+simple(
+    "String",
+    "toDateTime",
+    "",
+    "DateTime",
+    lambda s: NULL_DATETIME if s.strip() in ("", "0") else parse_datetime(s),
+)
 func("getCurrentDateTime", "", "DateTime")(now)
 func("getCurrentDate", "", "Date")(lambda: now().date())
 func("getCurrentTime", "", "Time")(lambda: now().time())

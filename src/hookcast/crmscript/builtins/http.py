@@ -14,7 +14,7 @@ from .registry import ctor, method, simple
 
 
 class HttpClient:
-    __slots__ = ("headers", "form", "options", "body", "error", "status", "resp_headers")
+    __slots__ = ("body", "error", "form", "headers", "options", "resp_headers", "status")
 
     def __init__(self) -> None:
         self.headers: list[tuple[str, str]] = []
@@ -99,7 +99,14 @@ simple(H, "addHeader", "String,String", "Void", lambda h, k, v: h.headers.append
 simple(H, "setValue", "String,String", "Void", lambda h, k, v: h.form.append((k, v)))
 simple(H, "setOption", "String,String", "Void", lambda h, k, v: h.options.__setitem__(k, v))
 simple(H, "addBinaryData", "Byte[]", "Void", lambda h, b: setattr(h, "body", bytes(b)))
-for _m, _verb in (("get", "GET"), ("open", "GET"), ("post", "POST"), ("put", "PUT"), ("patch", "PATCH"), ("delete", "DELETE")):
+for _m, _verb in (
+    ("get", "GET"),
+    ("open", "GET"),
+    ("post", "POST"),
+    ("put", "PUT"),
+    ("patch", "PATCH"),
+    ("delete", "DELETE"),
+):
     method(H, _m, "String", "Byte[]", ctx=True)(
         (lambda verb: lambda ctx, h, url: h.request(ctx, verb, url))(_verb)
     )
@@ -117,4 +124,6 @@ def _resp_header(h: HttpClient, name: str) -> str:
 
 
 simple(H, "getResponseHeader", "String", "String", _resp_header)
-simple(H, "getResponseHeaders", "", "Map", lambda h: CMap({k.lower(): v for k, v in h.resp_headers}))
+simple(
+    H, "getResponseHeaders", "", "Map", lambda h: CMap({k.lower(): v for k, v in h.resp_headers})
+)

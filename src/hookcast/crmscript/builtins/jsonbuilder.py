@@ -11,7 +11,7 @@ from .registry import ctor, method, simple
 
 
 class JSONBuilder:
-    __slots__ = ("parts", "stack", "has_root", "pretty", "size")
+    __slots__ = ("has_root", "parts", "pretty", "size", "stack")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -109,8 +109,12 @@ method(J, "pushArray", "String", "Void", ctx=True)(lambda ctx, b, k: b.push(ctx,
 method(J, "addString", "String,String", "Void", ctx=True)(
     lambda ctx, b, k, v: b.add(ctx, k, encode_basestring(v))
 )
-method(J, "addInteger", "String,Integer", "Void", ctx=True)(lambda ctx, b, k, v: b.add(ctx, k, str(int(v))))
-method(J, "addFloat", "String,Float", "Void", ctx=True)(lambda ctx, b, k, v: b.add(ctx, k, json_float(v)))
+method(J, "addInteger", "String,Integer", "Void", ctx=True)(
+    lambda ctx, b, k, v: b.add(ctx, k, str(int(v)))
+)
+method(J, "addFloat", "String,Float", "Void", ctx=True)(
+    lambda ctx, b, k, v: b.add(ctx, k, json_float(v))
+)
 method(J, "addBoolean", "String,Bool", "Void", ctx=True)(
     lambda ctx, b, k, v: b.add(ctx, k, "true" if v else "false")
 )
@@ -118,4 +122,6 @@ method(J, "addNull", "String", "Void", ctx=True)(lambda ctx, b, k: b.add(ctx, k,
 simple(J, "popLevel", "", "Void", lambda b: b.pop())
 simple(J, "finalize", "", "Void", lambda b: b.finalize())
 simple(J, "getString", "", "String", lambda b: b.text())
-simple(J, "setPrettyPrint", "Integer", "Void", lambda b, n: setattr(b, "pretty", max(0, min(n, 16))))
+simple(
+    J, "setPrettyPrint", "Integer", "Void", lambda b, n: setattr(b, "pretty", max(0, min(n, 16)))
+)

@@ -10,7 +10,7 @@ from .registry import ctor, method, simple
 
 
 class CMap:
-    __slots__ = ("d", "_keys", "pos")
+    __slots__ = ("_keys", "d", "pos")
 
     def __init__(self, d: dict[str, str] | None = None) -> None:
         self.d: dict[str, str] = d if d is not None else {}
@@ -53,9 +53,14 @@ class CMap:
 
     def to_json(self) -> str:
         dumps = json.dumps
-        return "{" + ", ".join(
-            f"{dumps(k, ensure_ascii=False)}: {dumps(self.d[k], ensure_ascii=False)}" for k in self.keys
-        ) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{dumps(k, ensure_ascii=False)}: {dumps(self.d[k], ensure_ascii=False)}"
+                for k in self.keys
+            )
+            + "}"
+        )
 
 
 M = "Map"

@@ -7,7 +7,7 @@ from ..values import str_to_int
 from .registry import ctor, method, simple
 
 V = "Vector"
-ctor(V, "")(lambda: [])
+ctor(V, "")(list)
 
 
 def _check(v: list, i: int) -> None:

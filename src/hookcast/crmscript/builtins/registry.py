@@ -25,22 +25,54 @@ FUNCS: dict[str, list[Sig]] = {}
 
 # Real CRMScript global functions outside the subset (§13) → UnsupportedFeature.
 UNSUPPORTED_FUNCS = frozenset(
-    (
-        "getEventData getActiveUser getCgiVariable getCgiVariables getCgiVariableNames getCgiContent "
-        "setCookie getCookie setParserVariable runProgram executeSQLQuery executeScript getEnvVariable "
-        "sendMail sendEmail sendSms getHtmlElement getScreen getCurrentUser getDatabaseConnection "
-        "addHtmlElement getParserVariable setEnvVariable parseXML getTypeName GenericToString "
-        "GenericFromString getProgram getLanguage"
-    ).split()
+    [
+        "getEventData",
+        "getActiveUser",
+        "getCgiVariable",
+        "getCgiVariables",
+        "getCgiVariableNames",
+        "getCgiContent",
+        "setCookie",
+        "getCookie",
+        "setParserVariable",
+        "runProgram",
+        "executeSQLQuery",
+        "executeScript",
+        "getEnvVariable",
+        "sendMail",
+        "sendEmail",
+        "sendSms",
+        "getHtmlElement",
+        "getScreen",
+        "getCurrentUser",
+        "getDatabaseConnection",
+        "addHtmlElement",
+        "getParserVariable",
+        "setEnvVariable",
+        "parseXML",
+        "getTypeName",
+        "GenericToString",
+        "GenericFromString",
+        "getProgram",
+        "getLanguage",
+    ]
 )
 
 
 # Optional methods of the spec that this implementation leaves out → UnsupportedFeature.
 UNSUPPORTED_METHODS = {
-    "String": frozenset("prettyChop escape getLine parseCSV quote wrap".split()),
+    "String": frozenset(["prettyChop", "escape", "getLine", "parseCSV", "quote", "wrap"]),
     "HTTP": frozenset(
-        "getAsStream postAsStream putAsStream openAsStream addDocumentData addAttachmentData "
-        "setDebugMode getDebug".split()
+        [
+            "getAsStream",
+            "postAsStream",
+            "putAsStream",
+            "openAsStream",
+            "addDocumentData",
+            "addAttachmentData",
+            "setDebugMode",
+            "getDebug",
+        ]
     ),
 }
 
@@ -49,7 +81,9 @@ def _params(spec: str) -> tuple[Ty, ...]:
     return tuple(parse_ty(p.strip()) for p in spec.split(",") if p.strip())
 
 
-def method(tname: str, mname: str, params: str, ret: str, *, ctx: bool = False, mutates: bool = False):
+def method(
+    tname: str, mname: str, params: str, ret: str, *, ctx: bool = False, mutates: bool = False
+):
     def deco(fn):
         METHODS.setdefault(tname, {}).setdefault(mname, []).append(
             Sig(mname, _params(params), parse_ty(ret), fn, ctx, mutates)

@@ -7,7 +7,8 @@ import re
 from functools import lru_cache
 
 try:  # Python ≥ 3.11
-    from re import _constants as _c, _parser as _p  # type: ignore[attr-defined]
+    from re import _constants as _c  # type: ignore[attr-defined]
+    from re import _parser as _p
 except ImportError:  # pragma: no cover
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _p  # type: ignore[no-redef]
@@ -21,7 +22,7 @@ _REPEATS = (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None)
 def _walk(items, inside_repeat: bool, counter: list[int]) -> None:
     for op, av in items:
         if op in _REPEATS and op is not None:
-            lo, hi, sub = av
+            _lo, hi, sub = av
             unbounded = hi is _c.MAXREPEAT or hi > 100
             if unbounded:
                 counter[0] += 1

@@ -11,9 +11,11 @@ from .registry import ctor, func, method, simple
 
 
 class XNode:
-    __slots__ = ("name", "text", "params", "children")
+    __slots__ = ("children", "name", "params", "text")
 
-    def __init__(self, name: str = "", text: str = "", params: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str = "", text: str = "", params: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.text = text
         self.params: dict[str, str] = params if params is not None else {}
@@ -53,7 +55,11 @@ def _build(name: str, v) -> XNode:
 def parse_json(text: str) -> XNode:
     try:
         data = json.loads(
-            text, object_pairs_hook=_pairs, parse_float=_Num, parse_int=_Num, parse_constant=_bad_constant
+            text,
+            object_pairs_hook=_pairs,
+            parse_float=_Num,
+            parse_int=_Num,
+            parse_constant=_bad_constant,
         )
         return _build("root", data)
     except RecursionError:
@@ -184,7 +190,9 @@ def _json(node: XNode, indent: int, level: int, out: list[str], seen: set[int], 
         out.append(encode_basestring(node.text))
 
 
-method(X, "toJSON", "Integer", "String", ctx=True)(lambda ctx, n, ind: ctx.check_string(to_json(n, ind, ctx)))
+method(X, "toJSON", "Integer", "String", ctx=True)(
+    lambda ctx, n, ind: ctx.check_string(to_json(n, ind, ctx))
+)
 
 
 def _xml(node: XNode, indent: int, level: int, out: list[str], seen: set[int]) -> None:
