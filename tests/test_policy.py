@@ -14,7 +14,6 @@ from hookcast.dispatch.policy import (
     CounterDelta,
     Counters,
     DeliveryStatus,
-    Outcome,
     RetryPolicy,
     Step,
     apply,
@@ -25,6 +24,7 @@ from hookcast.dispatch.policy import (
     trips,
 )
 from hookcast.model import State
+from hookcast.outcome import AttemptOutcome
 from hookcast.settings import Settings
 
 PENDING, DELIVERED, GIVEN_UP = (
@@ -32,9 +32,9 @@ PENDING, DELIVERED, GIVEN_UP = (
     DeliveryStatus.DELIVERED,
     DeliveryStatus.GIVEN_UP,
 )
-FAIL = Outcome(ok=False)
-OK = Outcome(ok=True)
-GONE = Outcome(ok=False, gone=True)
+FAIL = AttemptOutcome(ok=False)
+OK = AttemptOutcome(ok=True)
+GONE = AttemptOutcome(ok=False, gone=True)
 DEFAULT = RetryPolicy()
 
 # Every attempt of the default 3x3 budget: (cycle, attempt) tried, then the step that follows
@@ -73,7 +73,7 @@ def test_success_delivers_at_any_attempt(position: tuple[int, int]) -> None:
 @pytest.mark.parametrize("position", EVERY_DEFAULT_ATTEMPT)
 def test_gone_gives_up_at_any_attempt(position: tuple[int, int]) -> None:
     assert next_step(*position, GONE, DEFAULT) == Step(GIVEN_UP, *position, None, False)
-    with_retry_after = Outcome(ok=False, gone=True, retry_after=2.0)
+    with_retry_after = AttemptOutcome(ok=False, gone=True, retry_after=2.0)
     assert next_step(*position, with_retry_after, DEFAULT).status is GIVEN_UP
 
 
@@ -93,18 +93,18 @@ def test_gone_gives_up_at_any_attempt(position: tuple[int, int]) -> None:
 def test_retry_after_replaces_the_fixed_delay_within_a_cycle(
     retry_after: float, delay: float
 ) -> None:
-    step = next_step(0, 1, Outcome(ok=False, retry_after=retry_after), DEFAULT)
+    step = next_step(0, 1, AttemptOutcome(ok=False, retry_after=retry_after), DEFAULT)
     assert step == Step(PENDING, 0, 2, delay, False)
 
 
 @pytest.mark.parametrize("retry_after", [0.0, 5.0, 60.0, 3600.0])
 def test_retry_after_never_changes_the_delay_between_cycles(retry_after: float) -> None:
-    step = next_step(0, 2, Outcome(ok=False, retry_after=retry_after), DEFAULT)
+    step = next_step(0, 2, AttemptOutcome(ok=False, retry_after=retry_after), DEFAULT)
     assert step == Step(PENDING, 1, 0, 60.0, True)
 
 
 def test_retry_after_on_the_last_attempt_still_gives_up() -> None:
-    step = next_step(2, 2, Outcome(ok=False, retry_after=1.0), DEFAULT)
+    step = next_step(2, 2, AttemptOutcome(ok=False, retry_after=1.0), DEFAULT)
     assert step == Step(GIVEN_UP, 2, 2, None, False)
 
 
@@ -128,7 +128,7 @@ def test_cycles_without_retries_are_single_attempts() -> None:
     assert next_step(1, 0, FAIL, policy) == Step(PENDING, 2, 0, 2.5, True)
     assert next_step(2, 0, FAIL, policy) == Step(GIVEN_UP, 2, 0, None, False)
     # Retry-After has no fixed delay to replace here: cycles keep their delay.
-    assert next_step(0, 0, Outcome(ok=False, retry_after=0.1), policy).delay == 2.5
+    assert next_step(0, 0, AttemptOutcome(ok=False, retry_after=0.1), policy).delay == 2.5
 
 
 def test_a_delivery_beyond_a_shrunk_budget_moves_on_or_gives_up() -> None:
@@ -151,7 +151,7 @@ def test_policy_from_settings() -> None:
 
 def test_an_outcome_cannot_be_both_ok_and_gone() -> None:
     with pytest.raises(ValueError, match="ok and gone"):
-        Outcome(ok=True, gone=True)
+        AttemptOutcome(ok=True, gone=True)
 
 
 # --- counters: examples --------------------------------------------------------------------
@@ -235,15 +235,15 @@ policies = st.builds(
 retry_afters = st.none() | st.floats(allow_nan=True, allow_infinity=True)
 outcomes = st.one_of(
     st.just(OK),
-    st.builds(Outcome, ok=st.just(False), retry_after=retry_afters),
-    st.builds(Outcome, ok=st.just(False), gone=st.just(True), retry_after=retry_afters),
+    st.builds(AttemptOutcome, ok=st.just(False), retry_after=retry_afters),
+    st.builds(AttemptOutcome, ok=st.just(False), gone=st.just(True), retry_after=retry_afters),
 )
 counters = st.builds(Counters, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 30))
 
 
 @FAST
 @given(policy=policies, scripted=st.lists(outcomes, max_size=30))
-def test_any_run_follows_the_budget(policy: RetryPolicy, scripted: list[Outcome]) -> None:
+def test_any_run_follows_the_budget(policy: RetryPolicy, scripted: list[AttemptOutcome]) -> None:
     # The scripted outcomes first, then failures: every run ends, many by exhausting the budget.
     feed = iter(scripted)
     budget = [(c, a) for c in range(policy.cycles) for a in range(policy.attempts_per_cycle)]
@@ -281,7 +281,7 @@ def test_any_run_follows_the_budget(policy: RetryPolicy, scripted: list[Outcome]
 @FAST
 @given(start=counters, sequence=st.lists(outcomes, max_size=40), data=st.data())
 def test_batched_folds_equal_counting_one_by_one(
-    start: Counters, sequence: list[Outcome], data: st.DataObject
+    start: Counters, sequence: list[AttemptOutcome], data: st.DataObject
 ) -> None:
     cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=8)))
     bounds = [0, *cuts, len(sequence)]
@@ -302,7 +302,7 @@ def test_batched_folds_equal_counting_one_by_one(
     sequence=st.lists(outcomes, max_size=40),
 )
 def test_too_many_errors_trips_once_at_the_first_trigger(
-    policy: RetryPolicy, start: Counters, initial: State, sequence: list[Outcome]
+    policy: RetryPolicy, start: Counters, initial: State, sequence: list[AttemptOutcome]
 ) -> None:
     running, trigger = start, None
     for i, outcome in enumerate(sequence):
@@ -325,7 +325,7 @@ def test_too_many_errors_trips_once_at_the_first_trigger(
 @FAST
 @given(policy=policies, start=counters, sequence=st.lists(outcomes, max_size=40), data=st.data())
 def test_a_batch_trips_exactly_when_counting_one_by_one_would(
-    policy: RetryPolicy, start: Counters, sequence: list[Outcome], data: st.DataObject
+    policy: RetryPolicy, start: Counters, sequence: list[AttemptOutcome], data: st.DataObject
 ) -> None:
     """The dispatcher checks the threshold once per written batch; that must not miss a
     point inside the batch where the count reached it (e.g. 9 failures, then a success)."""
@@ -346,7 +346,9 @@ def test_a_batch_trips_exactly_when_counting_one_by_one_would(
 
 
 def test_nine_failures_then_a_success_in_one_batch_trips() -> None:
-    batch = [Outcome(ok=False)] * 9 + [Outcome(ok=True)]
+    batch = [AttemptOutcome(ok=False)] * 9 + [AttemptOutcome(ok=True)]
     assert trips(0, fold(batch), RetryPolicy())
-    assert not trips(0, fold([Outcome(ok=False)] * 8 + [Outcome(ok=True)]), RetryPolicy())
-    assert trips(5, fold([Outcome(ok=False)] * 4 + [Outcome(ok=True)]), RetryPolicy())
+    assert not trips(
+        0, fold([AttemptOutcome(ok=False)] * 8 + [AttemptOutcome(ok=True)]), RetryPolicy()
+    )
+    assert trips(5, fold([AttemptOutcome(ok=False)] * 4 + [AttemptOutcome(ok=True)]), RetryPolicy())

@@ -736,9 +736,11 @@ async def test_send_times_out_and_drops_the_connection(raw_server, ca_bundle_pat
         assert (result.ok, result.status, result.error) == (False, None, "timed out after 0.3 s")
         await eventually(lambda: 0 in server.eof, "the timed-out connection to be closed")
 
-        result = await asyncio.wait_for(sender.send(server.url, b"{}", {}, timeout=2), WAIT)
+        result = await asyncio.wait_for(
+            sender.send(server.url, b"{}", {}, timeout=2, excerpt=True), WAIT
+        )
         assert (result.ok, result.status, result.error) == (True, 200, None)
-        assert result.body == b"late but fine"
+        assert result.answer_body == "late but fine"
         await close_fully(sender._transport)
     assert server.connections == 2
     assert [r.connection for r in server.requests] == [0, 1]

@@ -36,7 +36,7 @@ def record_attempts(results: Sequence[Result]) -> None:
     if len(results) - ok:
         ATTEMPTS.labels("failure").inc(len(results) - ok)
     for r in results:
-        LATENCY.observe(r.latency_ms / 1000)
+        LATENCY.observe(r.outcome.latency_ms / 1000)
 
 
 class StoreCollector(Collector):

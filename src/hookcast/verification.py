@@ -12,9 +12,10 @@ from typing import Any
 
 import yarl
 
-from .dispatch.http import AttemptResult, HttpSender
+from .dispatch.http import HttpSender
 from .errors import TargetRefused, ValidationError, VerificationFailed
 from .guard import TargetGuard, check_target_url
+from .outcome import AttemptOutcome
 from .payload import build_body, build_headers, format_timestamp
 from .settings import Settings
 
@@ -43,7 +44,7 @@ async def _post_test_event(
     tenant: str,
     associate_id: int,
     settings: Settings,
-) -> AttemptResult:
+) -> AttemptOutcome:
     event_id = str(uuid.uuid4())
     body = build_body(
         event_id=event_id,
@@ -103,7 +104,7 @@ async def test_target(
         associate_id=associate_id,
         settings=settings,
     )
-    return TestResult(result.ok, result.response_excerpt or result.error or "")
+    return TestResult(result.ok, result.excerpt or result.error or "")
 
 
 test_target.__test__ = False  # type: ignore[attr-defined]  # pytest must not collect it
@@ -140,10 +141,10 @@ async def verify_target(
     )
     if result.ok:
         return
-    if not result.response_excerpt or 300 <= (result.status or 0) < 400:
+    if not result.excerpt or 300 <= (result.status or 0) < 400:
         # No complete answer (network, TLS, timeout), or a redirect: the error says it all.
         raise VerificationFailed(PREFIX + (result.error or "no answer"))
-    said = result.body[:200].decode("utf-8", "replace").strip()
+    said = result.answer_body.encode()[:200].decode("utf-8", "replace").strip()
     raise VerificationFailed(
         f"{PREFIX}the target answered {result.error}" + (f": {said}" if said else "")
     )

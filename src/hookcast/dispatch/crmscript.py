@@ -26,14 +26,14 @@ from ..crmscript import (
     check,
     run_script,
 )
+from ..outcome import AttemptOutcome, ErrorKind
 from ..payload import entity_of
 from ..settings import Settings
 from ..store import scripts as store
 from ..store.database import Database
 from ..store.queue import Claimed
 from .http import HttpSender
-from .plugins import STATE_EVENT, Report
-from .policy import Outcome
+from .plugins import STATE_EVENT
 
 SCRIPT_THREADS = 8  # scripts running at once per process; more wait for a thread
 MAX_STORED_OUTPUT = 64 * 1024  # characters of a run's output kept in the delivery log
@@ -197,17 +197,17 @@ class CrmScriptPlugin:
         self._db = db
         self._runner = ScriptRunner(settings, sender)
 
-    async def deliver(self, item: Claimed) -> Report:
+    async def deliver(self, item: Claimed) -> AttemptOutcome:
         started = time.perf_counter()
         script, includes, hosts = await self._db.run(
             lambda conn: store.script_run_context(conn, item.tenant, include_id=item.target_url)
         )
         if script is None:
-            return Report(
-                outcome=Outcome(ok=False),
-                latency_ms=(time.perf_counter() - started) * 1000.0,
-                error=f"ERROR: IncludeError: there is no CRMScript with IncludeId "
+            return AttemptOutcome.failed(
+                f"ERROR: IncludeError: there is no CRMScript with IncludeId "
                 f"{item.target_url!r} in tenant {item.tenant}",
+                ErrorKind.SCRIPT,
+                (time.perf_counter() - started) * 1000.0,
             )
         result = await self._runner.run(
             script.source,
@@ -216,11 +216,12 @@ class CrmScriptPlugin:
             allow_hosts=hosts,
             name=script.include_id,
         )
-        return Report(
-            outcome=Outcome(ok=result.success),
-            latency_ms=(time.perf_counter() - started) * 1000.0,
+        return AttemptOutcome(
+            ok=result.success,
             error=None if result.success else result.error_line,
-            output=_stored_output(result.output),
+            kind=None if result.success else ErrorKind.SCRIPT,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            excerpt=_stored_output(result.output),
         )
 
     async def close(self) -> None:

@@ -3,7 +3,7 @@
 `HttpSender.send` (deliveries, verification, Webhook/Test) goes over the lean keep-alive
 transport in transport.py; `HttpSender.request` (CRMScript's HTTP class: any method, any
 answer) over a pooled aiohttp client. Both apply the same target guard and TLS rules.
-`send` never raises for network problems; every outcome is an `AttemptResult` whose
+`send` never raises for network problems; every outcome is an `AttemptOutcome` whose
 `error` is a short sentence fit for `LastError`, the delivery log and the API.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import ssl
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from time import perf_counter
@@ -22,24 +21,13 @@ import aiohttp
 
 from ..errors import TargetRefused
 from ..guard import GuardedResolver, TargetGuard, guarded_socket_factory, make_ssl_context
+from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from .transport import Answer, Transport, TransportError
 
-__all__ = ["AttemptResult", "HttpSender", "parse_retry_after"]
+__all__ = ["HttpSender", "parse_retry_after"]
 
 EXCERPT_BODY_BYTES = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    ok: bool  # a 2xx answer
-    status: int | None  # None when no HTTP answer arrived
-    error: str | None  # None when ok
-    latency_ms: float
-    response_excerpt: str = ""  # status line, headers, first 4 KiB of the body; "" without answer
-    retry_after: float | None = None  # seconds a 429/503 asked us to wait
-    gone: bool = False  # 410: the receiver wants no more deliveries
-    body: bytes = b""  # the response body as read (at most max_response_bytes)
 
 
 class HttpSender:
@@ -88,7 +76,7 @@ class HttpSender:
         timeout: float | None = None,
         *,
         excerpt: bool = False,
-    ) -> AttemptResult:
+    ) -> AttemptOutcome:
         """POST once. `excerpt`: also describe the answer (status line, headers, body start),
         which only Webhook/Test shows; deliveries skip that work."""
         seconds = self._settings.attempt_timeout if timeout is None else timeout
@@ -97,14 +85,13 @@ class HttpSender:
             async with asyncio.timeout(seconds):
                 answer = await self._transport.post(url, headers, body)
         except TimeoutError:
-            error = f"timed out after {seconds:g} s"
+            error, kind = f"timed out after {seconds:g} s", ErrorKind.TIMEOUT
         except TransportError as exc:
-            error = exc.message
+            refused = exc.message.startswith("target refused")
+            error, kind = exc.message, ErrorKind.REFUSED if refused else ErrorKind.NETWORK
         else:
             return _answered(answer, (perf_counter() - started) * 1000.0, excerpt)
-        return AttemptResult(
-            ok=False, status=None, error=error, latency_ms=(perf_counter() - started) * 1000.0
-        )
+        return AttemptOutcome.failed(error, kind, (perf_counter() - started) * 1000.0)
 
     async def request(
         self,
@@ -189,18 +176,11 @@ def _excerpt(answer: Answer) -> str:
     )
 
 
-def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptResult:
+def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptOutcome:
     status = answer.status
     excerpt = _excerpt(answer) if with_excerpt else ""
     if 200 <= status < 300:
-        return AttemptResult(
-            ok=True,
-            status=status,
-            error=None,
-            latency_ms=latency_ms,
-            response_excerpt=excerpt,
-            body=answer.body,
-        )
+        return AttemptOutcome(ok=True, status=status, latency_ms=latency_ms, excerpt=excerpt)
     if 300 <= status < 400:
         location = answer.header("Location")
         where = f" to {location}" if location else " without a Location header"
@@ -210,15 +190,15 @@ def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptR
     retry_after = None
     if status in (429, 503) and (value := answer.header("Retry-After")):
         retry_after = parse_retry_after(value)
-    return AttemptResult(
+    return AttemptOutcome(
         ok=False,
         status=status,
         error=error,
-        latency_ms=latency_ms,
-        response_excerpt=excerpt,
+        kind=ErrorKind.STATUS,
         retry_after=retry_after,
+        latency_ms=latency_ms,
+        excerpt=excerpt,
         gone=status == 410,
-        body=answer.body,
     )
 
 

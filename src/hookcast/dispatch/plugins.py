@@ -7,33 +7,21 @@ from __future__ import annotations
 import functools
 import re
 import time
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from ..outcome import AttemptOutcome
 from ..payload import build_body, build_headers, entity_of
 from ..settings import Settings
 from ..store.database import Database
 from ..store.queue import Claimed
 from .http import HttpSender
-from .policy import Outcome
 
 STATE_EVENT = re.compile(r"^webhook\d+\.(started|stopped|errors)$")
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What one attempt came to, whatever carried it out."""
-
-    outcome: Outcome
-    latency_ms: float
-    http_status: int | None = None
-    error: str | None = None
-    output: str | None = None
-
-
 class Plugin(Protocol):
-    async def deliver(self, item: Claimed) -> Report: ...
+    async def deliver(self, item: Claimed) -> AttemptOutcome: ...
 
     async def close(self) -> None: ...
 
@@ -64,7 +52,7 @@ class HttpPlugin:
         self._settings = settings
         self._sender = sender
 
-    async def deliver(self, item: Claimed) -> Report:
+    async def deliver(self, item: Claimed) -> AttemptOutcome:
         body = payload_of(item)
         headers = build_headers(
             event_header=item.event,
@@ -78,13 +66,7 @@ class HttpPlugin:
             user_agent=self._settings.user_agent,
             standard_webhooks=self._settings.standard_webhooks,
         )
-        result = await self._sender.send(item.target_url, body, headers)  # the attempt timeout
-        return Report(
-            outcome=Outcome(ok=result.ok, gone=result.gone, retry_after=result.retry_after),
-            latency_ms=result.latency_ms,
-            http_status=result.status,
-            error=result.error,
-        )
+        return await self._sender.send(item.target_url, body, headers)  # the attempt timeout
 
     async def close(self) -> None:
         pass  # the sender belongs to the Hub, which closes it

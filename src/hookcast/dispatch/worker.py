@@ -16,11 +16,12 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 
 from .. import metrics
+from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
-from .plugins import Plugin, Report
-from .policy import Outcome, RetryPolicy
+from .plugins import Plugin
+from .policy import RetryPolicy
 
 log = logging.getLogger("hookcast.dispatch")
 
@@ -240,32 +241,22 @@ class Dispatcher:
         try:
             plugin = self._plugins.get(item.webhook_type)
             if plugin is None:
-                report = Report(
-                    Outcome(ok=False), 0.0, error=f"no plugin for Type {item.webhook_type!r}"
+                outcome = AttemptOutcome.failed(
+                    f"no plugin for Type {item.webhook_type!r}", ErrorKind.PLUGIN
                 )
             else:
-                report = await plugin.deliver(item)
+                outcome = await plugin.deliver(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a plugin bug is a failed attempt, not a lost delivery
             log.exception("plugin %s failed on delivery %s", item.webhook_type, item.delivery_id)
-            report = Report(
-                Outcome(ok=False), (time.time() - started) * 1000, error=f"plugin error: {exc}"
+            outcome = AttemptOutcome.failed(
+                f"plugin error: {exc}", ErrorKind.PLUGIN, (time.time() - started) * 1000
             )
         finally:
             self._tasks.pop(item.delivery_id, None)
             self._finished(item.webhook_id)
-        self._results.append(
-            queue.Result(
-                claimed=item,
-                outcome=report.outcome,
-                at=started,
-                latency_ms=report.latency_ms,
-                http_status=report.http_status,
-                error=report.error,
-                output=report.output,
-            )
-        )
+        self._results.append(queue.Result(item, outcome, started))
         self.attempts += 1
         self._results_ready.set()
 

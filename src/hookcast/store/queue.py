@@ -16,8 +16,9 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 
 from ..dispatch.mail import errors_mail
-from ..dispatch.policy import CounterDelta, DeliveryStatus, Outcome, RetryPolicy, fold, next_step
+from ..dispatch.policy import CounterDelta, DeliveryStatus, RetryPolicy, fold, next_step
 from ..model import State, format_epoch
+from ..outcome import AttemptOutcome
 from ..payload import format_timestamp
 from .database import RING_AFTER_COMMIT
 from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
@@ -90,12 +91,8 @@ class Result:
     """The outcome of one attempt, as the dispatcher hands it to `record_outcomes`."""
 
     claimed: Claimed
-    outcome: Outcome
+    outcome: AttemptOutcome
     at: float
-    latency_ms: float
-    http_status: int | None = None
-    error: str | None = None
-    output: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,10 +423,10 @@ def record_outcomes(
                 r.claimed.attempt,
                 r.at,
                 int(r.outcome.ok),
-                r.http_status,
-                r.latency_ms,
-                r.error,
-                r.output,
+                r.outcome.status,
+                r.outcome.latency_ms,
+                r.outcome.error,
+                r.outcome.excerpt or None,
             )
             for r in results
         ],
@@ -499,7 +496,7 @@ def _count(
                 delta.had_success,
                 delta.tail_errors,
                 delta.errors,
-                failure.error if failure else None,
+                failure.outcome.error if failure else None,
                 failure.at if failure else None,
                 success.at if success else None,
                 batch[-1].claimed.event_uuid,
