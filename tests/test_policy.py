@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import reduce
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookcast.dispatch.policy import (
+    Attempted,
     CounterDelta,
-    Counters,
-    DeliveryStatus,
+    Decisions,
     RetryPolicy,
     Step,
-    apply,
-    count,
+    decide,
     fold,
-    next_state,
     next_step,
     trips,
 )
 from hookcast.model import State
-from hookcast.outcome import AttemptOutcome
+from hookcast.outcome import AttemptOutcome, ErrorKind
 from hookcast.settings import Settings
+from hookcast.store.rows import Claimed, CounterRow, DeliveryStatus, WebhookCounters
 
 PENDING, DELIVERED, GIVEN_UP = (
     DeliveryStatus.PENDING,
@@ -154,20 +153,51 @@ def test_an_outcome_cannot_be_both_ok_and_gone() -> None:
         AttemptOutcome(ok=True, gone=True)
 
 
-# --- counters: examples --------------------------------------------------------------------
+# --- counters and TooManyErrors: the model and examples ------------------------------------
+#
+# The contract counts attempts one at a time: every attempt is a call, a failure adds to the
+# error run, a success ends it, and the webhook trips when the run reaches the limit or a
+# receiver answers 410. `count` is that reading, the oracle the batched production code
+# (`fold`, `trips`, `decide`) is checked against.
 
 
-def test_count_one_attempt_at_a_time() -> None:
-    counters = Counters(total_calls=10, total_errors=4, consecutive_errors=3)
-    assert count(counters, FAIL) == Counters(11, 5, 4)
-    assert count(counters, GONE) == Counters(11, 5, 4)
-    assert count(counters, OK) == Counters(11, 4, 0)
+@dataclass(frozen=True)
+class Counters:
+    total_calls: int = 0
+    total_errors: int = 0
+    consecutive_errors: int = 0
+
+
+def count(counters: Counters, outcome: AttemptOutcome) -> Counters:
+    if outcome.ok:
+        return Counters(counters.total_calls + 1, counters.total_errors, 0)
+    return Counters(
+        counters.total_calls + 1, counters.total_errors + 1, counters.consecutive_errors + 1
+    )
+
+
+def claimed(delivery_id: int = 1, webhook_id: int = 1, cycle: int = 0, attempt: int = 0) -> Claimed:
+    return Claimed(
+        delivery_id=delivery_id, uid=f"uid-{delivery_id}", cycle=cycle, attempt=attempt,
+        event_uuid=f"event-{delivery_id}-{cycle}", webhook_id=webhook_id, webhook_name="hook",
+        webhook_type="webhook", target_url="https://example.com/", secret=None, headers=None,
+        properties=None, tenant="T", event="contact.changed", primary_key=1, associate_id=0,
+        occurred_at="2026-01-01T00:00:00.0000000Z", changes=[], change_values=None,
+        row_values=None, field_values=None,
+    )  # fmt: skip
+
+
+def decide_one_webhook(
+    outcomes: list[AttemptOutcome], state: State, consecutive: int, policy: RetryPolicy = DEFAULT
+) -> Decisions:
+    batch = [Attempted(claimed(i), o, 1000.0 + i) for i, o in enumerate(outcomes)]
+    return decide(batch, {1: WebhookCounters(state, consecutive)}, policy, 2000.0)
 
 
 def test_fold_of_nothing_changes_nothing() -> None:
     delta = fold([])
     assert delta == CounterDelta(calls=0, errors=0, had_success=False, tail_errors=0, gone=False)
-    assert apply(Counters(5, 3, 2), delta) == Counters(5, 3, 2)
+    assert delta.consecutive_after(2) == 2
 
 
 def test_fold_with_a_success_keeps_only_the_failures_after_it() -> None:
@@ -175,7 +205,7 @@ def test_fold_with_a_success_keeps_only_the_failures_after_it() -> None:
     assert delta == CounterDelta(
         calls=4, errors=3, had_success=True, tail_errors=2, gone=False, head_errors=1, longest_run=2
     )
-    assert apply(Counters(10, 5, 7), delta) == Counters(14, 8, 2)
+    assert delta.consecutive_after(7) == 2
 
 
 def test_fold_without_a_success_extends_the_run() -> None:
@@ -183,42 +213,88 @@ def test_fold_without_a_success_extends_the_run() -> None:
     assert delta == CounterDelta(
         calls=2, errors=2, had_success=False, tail_errors=2, gone=True, head_errors=2, longest_run=2
     )
-    assert apply(Counters(10, 5, 7), delta) == Counters(12, 7, 9)
+    assert delta.consecutive_after(7) == 9
 
 
 def test_fold_remembers_a_gone_before_a_success() -> None:
     assert fold([GONE, OK]).gone
 
 
-# --- next_state: examples ------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
-    ("state", "consecutive", "gone", "expected"),
+    ("state", "consecutive", "outcome", "disabled"),
     [
-        (State.Active, 8, False, None),
-        (State.Active, 9, False, State.TooManyErrors),
-        (State.Active, 12, False, State.TooManyErrors),
-        (State.Active, 0, True, State.TooManyErrors),
-        (1, 9, False, State.TooManyErrors),  # a plain int read back from the database
-        (State.Stopped, 100, True, None),
-        (State.TooManyErrors, 100, True, None),
-        (State.Unknown, 100, True, None),
+        (State.Active, 7, FAIL, False),
+        (State.Active, 8, FAIL, True),
+        (State.Active, 12, FAIL, True),
+        (State.Active, 8, OK, False),
+        (State.Active, 0, GONE, True),
+        (State.Stopped, 100, GONE, False),
+        (State.TooManyErrors, 100, FAIL, False),
+        (State.Unknown, 100, GONE, False),
     ],
 )
-def test_next_state(state: State, consecutive: int, gone: bool, expected: State | None) -> None:
-    counters = Counters(total_calls=100, total_errors=100, consecutive_errors=consecutive)
-    assert next_state(state, counters, gone, DEFAULT) == expected
+def test_decide_disables_only_an_active_webhook_at_the_threshold(
+    state: State, consecutive: int, outcome: AttemptOutcome, disabled: bool
+) -> None:
+    decisions = decide_one_webhook([outcome], state, consecutive)
+    assert decisions.disable == ([1] if disabled else [])
+    [row] = decisions.counters
+    assert (row.calls, row.errors) == (1, 0 if outcome.ok else 1)
+    assert row.consecutive_errors == (0 if outcome.ok else consecutive + 1)
 
 
 def test_a_dead_receiver_trips_the_webhook_on_the_ninth_attempt() -> None:
-    counters, state = Counters(), State.Active
+    state, consecutive = State.Active, 0
     for n, _ in enumerate(EVERY_DEFAULT_ATTEMPT, start=1):
-        counters = count(counters, FAIL)
-        changed = next_state(state, counters, False, DEFAULT)
-        assert (changed is not None) == (n == 9)
-        state = changed or state
+        decisions = decide_one_webhook([FAIL], state, consecutive)
+        assert bool(decisions.disable) == (n == 9)
+        consecutive = decisions.counters[0].consecutive_errors
+        state = State.TooManyErrors if decisions.disable else state
     assert state is State.TooManyErrors
+
+
+def test_decide_writes_every_row_of_a_mixed_batch() -> None:
+    policy = RetryPolicy(retry_delays=(1.0, 4.0), cycles=2, cycle_delay=60.0)
+    ok = AttemptOutcome(ok=True, status=200, latency_ms=5.0)
+    fail = AttemptOutcome(ok=False, status=500, error="HTTP 500", latency_ms=6.0)
+    slow_down = AttemptOutcome(ok=False, status=429, error="HTTP 429", retry_after=30.0)
+    last = AttemptOutcome(ok=False, error="timed out", kind=ErrorKind.TIMEOUT)
+    batch = [
+        Attempted(claimed(1, webhook_id=2), ok, 100.0),
+        Attempted(claimed(2, webhook_id=1), fail, 101.0),
+        Attempted(claimed(3, webhook_id=1, attempt=1), slow_down, 102.0),
+        Attempted(claimed(4, webhook_id=1, attempt=2), last, 103.0),  # a new cycle
+        Attempted(claimed(5, webhook_id=3), fail, 104.0),  # its webhook was deleted
+    ]
+    webhooks = {1: WebhookCounters(State.Active, 0), 2: WebhookCounters(State.Active, 4)}
+    ids = iter(["new-cycle-id"])
+    d = decide(batch, webhooks, policy, 200.0, new_event_id=lambda: next(ids))
+    assert [(r.delivery_id, r.ok, r.http_status, r.error) for r in d.attempts] == [
+        (1, True, 200, None), (2, False, 500, "HTTP 500"), (3, False, 429, "HTTP 429"),
+        (4, False, None, "timed out"), (5, False, 500, "HTTP 500"),
+    ]  # fmt: skip
+    assert d.counters == [
+        CounterRow(1, 3, 3, 3, "timed out", 103.0, None, "event-4-0"),
+        CounterRow(2, 1, 0, 0, None, None, 100.0, "event-1-0"),
+    ]
+    assert [(s.delivery_id, s.status, s.cycle, s.attempt, s.next_at, s.finished_at) for s in d.steps] == [
+        (1, DELIVERED, 0, 0, 200.0, 200.0),
+        (2, PENDING, 0, 1, 201.0, None),
+        (3, PENDING, 0, 2, 230.0, None),  # Retry-After replaced the 4 s delay
+        (4, PENDING, 1, 0, 260.0, None),
+        (5, GIVEN_UP, 0, 1, 201.0, 200.0),  # no Active webhook: kept for Redeliver
+    ]  # fmt: skip
+    assert [s.event_uuid for s in d.steps] == [
+        "event-1-0", "event-2-0", "event-3-0", "new-cycle-id", "event-5-0"
+    ]  # fmt: skip
+    assert d.disable == []
+
+
+def test_a_batch_that_disables_its_webhook_gives_up_its_pending_deliveries() -> None:
+    batch = [Attempted(claimed(i), FAIL, 100.0) for i in range(3)]
+    d = decide(batch, {1: WebhookCounters(State.Active, 7)}, DEFAULT, 200.0)
+    assert d.disable == [1]
+    assert {s.status for s in d.steps} == {GIVEN_UP}
 
 
 # --- properties ----------------------------------------------------------------------------
@@ -239,6 +315,27 @@ outcomes = st.one_of(
     st.builds(AttemptOutcome, ok=st.just(False), gone=st.just(True), retry_after=retry_afters),
 )
 counters = st.builds(Counters, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 30))
+
+
+def decide_in_batches(
+    policy: RetryPolicy, start: Counters, initial: State, batches: list[list[AttemptOutcome]]
+) -> tuple[Counters, State, int | None]:
+    """Run `decide` batch after batch for one webhook, carrying what the store would write:
+    the counters after all batches, the state, and the index of the batch that disabled it."""
+    running, state, tripped_at = start, initial, None
+    for index, outcomes in enumerate(batches):
+        if not outcomes:
+            continue
+        d = decide_one_webhook(outcomes, state, running.consecutive_errors, policy)
+        [row] = d.counters
+        running = Counters(
+            running.total_calls + row.calls, running.total_errors + row.errors,
+            row.consecutive_errors,
+        )  # fmt: skip
+        if d.disable:
+            assert state is State.Active and tripped_at is None  # trips once only
+            state, tripped_at = State.TooManyErrors, index
+    return running, state, tripped_at
 
 
 @FAST
@@ -278,20 +375,10 @@ def test_any_run_follows_the_budget(policy: RetryPolicy, scripted: list[AttemptO
         assert outcome.gone or len(tried) == len(budget)
 
 
-@FAST
-@given(start=counters, sequence=st.lists(outcomes, max_size=40), data=st.data())
-def test_batched_folds_equal_counting_one_by_one(
-    start: Counters, sequence: list[AttemptOutcome], data: st.DataObject
-) -> None:
+def cut(sequence: list[AttemptOutcome], data: st.DataObject) -> list[list[AttemptOutcome]]:
     cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=8)))
     bounds = [0, *cuts, len(sequence)]
-    batches = [sequence[lo:hi] for lo, hi in itertools.pairwise(bounds)]
-
-    one_by_one = reduce(count, sequence, start)
-    assert reduce(lambda c, batch: apply(c, fold(batch)), batches, start) == one_by_one
-    assert any(fold(batch).gone for batch in batches) == any(o.gone for o in sequence)
-    for outcome in sequence:
-        assert apply(start, fold([outcome])) == count(start, outcome)
+    return [sequence[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
 
 @FAST
@@ -300,49 +387,34 @@ def test_batched_folds_equal_counting_one_by_one(
     start=counters,
     initial=st.sampled_from(State),
     sequence=st.lists(outcomes, max_size=40),
+    data=st.data(),
 )
-def test_too_many_errors_trips_once_at_the_first_trigger(
-    policy: RetryPolicy, start: Counters, initial: State, sequence: list[AttemptOutcome]
+def test_batched_decisions_equal_counting_one_by_one(
+    policy: RetryPolicy,
+    start: Counters,
+    initial: State,
+    sequence: list[AttemptOutcome],
+    data: st.DataObject,
 ) -> None:
-    running, trigger = start, None
+    """However the writer cuts the outcomes into batches, the counters are those of counting
+    one attempt at a time, and an Active webhook trips in the batch holding the first
+    attempt where the count reached the threshold (e.g. 9 failures, then a success), and
+    only then."""
+    batches = cut(sequence, data)
+    one_by_one, trigger = start, None
     for i, outcome in enumerate(sequence):
-        running = count(running, outcome)
-        if outcome.gone or running.consecutive_errors >= policy.max_consecutive_errors:
-            trigger = i
-            break
-    expected = trigger if initial is State.Active else None
-
-    state, tripped_at, current = initial, None, start
-    for i, outcome in enumerate(sequence):
-        current = count(current, outcome)
-        changed = next_state(state, current, outcome.gone, policy)
-        if changed is not None:
-            assert changed is State.TooManyErrors and tripped_at is None  # trips once only
-            tripped_at, state = i, changed
-    assert tripped_at == expected
-
-
-@FAST
-@given(policy=policies, start=counters, sequence=st.lists(outcomes, max_size=40), data=st.data())
-def test_a_batch_trips_exactly_when_counting_one_by_one_would(
-    policy: RetryPolicy, start: Counters, sequence: list[AttemptOutcome], data: st.DataObject
-) -> None:
-    """The dispatcher checks the threshold once per written batch; that must not miss a
-    point inside the batch where the count reached it (e.g. 9 failures, then a success)."""
-    cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=8)))
-    bounds = [0, *cuts, len(sequence)]
-    running, tripped_in_batches = start, False
-    for lo, hi in itertools.pairwise(bounds):
-        delta = fold(sequence[lo:hi])
-        tripped_in_batches |= bool(sequence[lo:hi]) and trips(
-            running.consecutive_errors, delta, policy
-        )
-        running = apply(running, delta)
-    one_by_one, tripped = start, False
-    for outcome in sequence:
         one_by_one = count(one_by_one, outcome)
-        tripped |= outcome.gone or one_by_one.consecutive_errors >= policy.max_consecutive_errors
-    assert tripped_in_batches == tripped
+        too_many = one_by_one.consecutive_errors >= policy.max_consecutive_errors
+        if trigger is None and (outcome.gone or too_many):
+            trigger = i
+    counted, state, tripped_at = decide_in_batches(policy, start, initial, batches)
+    assert counted == one_by_one
+    if initial is not State.Active or trigger is None:
+        assert (state, tripped_at) == (initial, None)
+    else:
+        ends = list(itertools.accumulate(len(b) for b in batches))
+        assert tripped_at == next(i for i, end in enumerate(ends) if trigger < end)
+        assert state is State.TooManyErrors
 
 
 def test_nine_failures_then_a_success_in_one_batch_trips() -> None:

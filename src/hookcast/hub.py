@@ -29,6 +29,7 @@ from .dispatch.http import HttpSender
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
 from .dispatch.plugins import load_plugins
+from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
 from .intake import Intake, new_event
 from .settings import Settings
@@ -223,7 +224,7 @@ class Hub:
             if queued:
                 self.dispatcher.wake_for(queued)
 
-    def _on_transitions(self, transitions: list[queue.Transition]) -> None:
+    def _on_transitions(self, transitions: list[Transition]) -> None:
         self.wake()
 
     async def _heartbeat_loop(self) -> None:

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .store.queue import Result
+    from .dispatch.policy import Attempted
 
 registry = CollectorRegistry()
 ATTEMPTS = Counter(
@@ -29,7 +29,7 @@ LATENCY = Histogram(
 SIGNALS = Counter("hookcast_events_signalled", "Events committed by signal().", registry=registry)
 
 
-def record_attempts(results: Sequence[Result]) -> None:
+def record_attempts(results: Sequence[Attempted]) -> None:
     ok = sum(1 for r in results if r.outcome.ok)
     if ok:
         ATTEMPTS.labels("success").inc(ok)

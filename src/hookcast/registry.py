@@ -12,6 +12,7 @@ from typing import Any
 from . import patching
 from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
+from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
 from .model import (
     CRMSCRIPT_TYPE,
@@ -110,7 +111,7 @@ class Registry:
         def write(conn):  # type: ignore[no-untyped-def]
             now = time.time()
             webhook_id = queries.insert_webhook(conn, who.tenant, who.associate_id, now, fields)
-            queue.state_changed(conn, webhook_id, carrier.State, now)
+            state_changed(conn, webhook_id, carrier.State, now)
             return webhook_id
 
         webhook_id = await self.db.run(write)
@@ -151,7 +152,7 @@ class Registry:
                 reset_errors=becomes_active,
             )
             if carrier.State != current.state:
-                queue.state_changed(conn, webhook_id, carrier.State, now)
+                state_changed(conn, webhook_id, carrier.State, now)
             return queries.get_webhook(conn, who.tenant, webhook_id)
 
         hook = await self.db.run(write)

@@ -1,25 +1,42 @@
 """The retry schedule and the state machine of §6, as pure functions without I/O.
 
-The dispatcher asks `next_step` what to do with a delivery after an attempt, folds a batch of
-one webhook's outcomes into a `CounterDelta` it can apply in a single SQL UPDATE, and asks
-`next_state` whether the counters it got back move the webhook to TooManyErrors.
+`decide` turns a batch of attempt outcomes into the rows the store writes: the attempt log,
+each webhook's counters, each delivery's next step (`next_step`), and the webhooks that move
+to TooManyErrors (`trips`). It reads the webhooks' state and error runs as the store found
+them under their row locks, so the decision is the one the store writes.
 """
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Sequence
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hookcast.model import State
+from ..model import State
+from ..outcome import AttemptOutcome
+from ..store.rows import (
+    AttemptRow,
+    Claimed,
+    CounterRow,
+    DeliveryStatus,
+    DeliveryStep,
+    WebhookCounters,
+)
 
-
-class DeliveryStatus(enum.IntEnum):
-    PENDING = 0
-    DELIVERED = 1
-    GIVEN_UP = 2
+__all__ = [
+    "Attempted",
+    "CounterDelta",
+    "Decisions",
+    "RetryPolicy",
+    "Step",
+    "decide",
+    "fold",
+    "next_step",
+    "trips",
+]
 
 
 class _DeliverySettings(Protocol):
@@ -57,16 +74,7 @@ class RetryPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    ok: bool
-    gone: bool = False  # answered 410
-    retry_after: float | None = None  # seconds asked by 429/503 Retry-After
-
-    def __post_init__(self) -> None:
-        # A 410 is a failure; an outcome both ok and gone would count one way and stop another.
-        if self.ok and self.gone:
-            raise ValueError("an outcome cannot be both ok and gone")
+# ----- one delivery: the retry schedule ------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +93,7 @@ def _retry_delay(fixed: float, retry_after: float | None, cap: float) -> float:
     return max(0.0, min(retry_after, cap))
 
 
-def next_step(cycle: int, attempt: int, outcome: Outcome, policy: RetryPolicy) -> Step:
+def next_step(cycle: int, attempt: int, outcome: AttemptOutcome, policy: RetryPolicy) -> Step:
     """What follows attempt `attempt` of cycle `cycle` (both 0-based) that ended in `outcome`."""
     if outcome.ok:
         return Step(DeliveryStatus.DELIVERED, cycle, attempt, None, False)
@@ -101,16 +109,12 @@ def next_step(cycle: int, attempt: int, outcome: Outcome, policy: RetryPolicy) -
     return Step(DeliveryStatus.GIVEN_UP, cycle, attempt, None, False)
 
 
-@dataclass(frozen=True, slots=True)
-class Counters:
-    total_calls: int = 0
-    total_errors: int = 0
-    consecutive_errors: int = 0
+# ----- one webhook: counters and TooManyErrors ------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class CounterDelta:
-    """The effect of an ordered batch of outcomes of ONE webhook, appliable in SQL:
+    """The effect of an ordered batch of outcomes of ONE webhook on its counters:
     total_calls += calls; total_errors += errors;
     consecutive_errors = tail_errors if had_success else consecutive_errors + errors"""
 
@@ -122,8 +126,11 @@ class CounterDelta:
     head_errors: int = 0  # failures before the batch's first success (all, without one)
     longest_run: int = 0  # the longest run of failures inside the batch
 
+    def consecutive_after(self, before: int) -> int:
+        return self.tail_errors if self.had_success else before + self.errors
 
-def fold(outcomes: Sequence[Outcome]) -> CounterDelta:
+
+def fold(outcomes: Sequence[AttemptOutcome]) -> CounterDelta:
     errors = tail_errors = head_errors = longest_run = 0
     had_success = gone = False
     for outcome in outcomes:
@@ -149,32 +156,100 @@ def trips(consecutive_before: int, delta: CounterDelta, policy: RetryPolicy) -> 
     return delta.gone or reached_from_before or delta.longest_run >= limit
 
 
-def apply(counters: Counters, delta: CounterDelta) -> Counters:
-    consecutive = (
-        delta.tail_errors if delta.had_success else counters.consecutive_errors + delta.errors
-    )
-    return Counters(
-        total_calls=counters.total_calls + delta.calls,
-        total_errors=counters.total_errors + delta.errors,
-        consecutive_errors=consecutive,
-    )
+# ----- a batch: everything the store writes ---------------------------------------------------
 
 
-def count(counters: Counters, outcome: Outcome) -> Counters:
-    """The counters after one attempt: every attempt is a call, a success resets the run."""
-    if outcome.ok:
-        return Counters(counters.total_calls + 1, counters.total_errors, 0)
-    return Counters(
-        counters.total_calls + 1, counters.total_errors + 1, counters.consecutive_errors + 1
-    )
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """One finished attempt, as the dispatcher hands it to the outcome writer."""
+
+    claimed: Claimed
+    outcome: AttemptOutcome
+    at: float  # when it started (epoch seconds)
 
 
-def next_state(state: State, counters: Counters, gone: bool, policy: RetryPolicy) -> State | None:
-    """The state the webhook moves to, or None for no change. Only an Active webhook trips:
-    a Stopped one is not delivered to, and TooManyErrors is already there."""
-    # == rather than `is`: a state read back from the database may be a plain int.
-    if state == State.Active and (
-        gone or counters.consecutive_errors >= policy.max_consecutive_errors
-    ):
-        return State.TooManyErrors
-    return None
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    attempts: list[AttemptRow]
+    counters: list[CounterRow]  # in webhook id order
+    steps: list[DeliveryStep]
+    disable: list[int]  # Active webhooks this batch moves to TooManyErrors
+
+
+def decide(
+    batch: Sequence[Attempted],
+    webhooks: Mapping[int, WebhookCounters],
+    policy: RetryPolicy,
+    now: float,
+    new_event_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> Decisions:
+    """The rows a batch of outcomes comes to. `webhooks` holds the state and error run of
+    each webhook in the batch as found under its row lock; a webhook missing from it was
+    deleted meanwhile and gets no counters. A pending delivery of a webhook that is not
+    Active (stopped, disabled, or disabled by this very batch) is given up: kept for
+    Redeliver, not retried."""
+    by_webhook: dict[int, list[Attempted]] = defaultdict(list)
+    for a in batch:
+        by_webhook[a.claimed.webhook_id].append(a)
+    counters, disable, active = [], [], set()
+    for webhook_id in sorted(by_webhook):
+        found = webhooks.get(webhook_id)
+        if found is None:
+            continue
+        attempted = by_webhook[webhook_id]
+        delta = fold([a.outcome for a in attempted])
+        if found.state == State.Active:
+            if trips(found.consecutive_errors, delta, policy):
+                disable.append(webhook_id)
+            else:
+                active.add(webhook_id)
+        failure = next((a for a in reversed(attempted) if not a.outcome.ok), None)
+        success = next((a for a in reversed(attempted) if a.outcome.ok), None)
+        counters.append(
+            CounterRow(
+                webhook_id=webhook_id,
+                calls=delta.calls,
+                errors=delta.errors,
+                consecutive_errors=delta.consecutive_after(found.consecutive_errors),
+                last_error=failure.outcome.error if failure else None,
+                last_error_at=failure.at if failure else None,
+                last_success_at=success.at if success else None,
+                last_event_id=attempted[-1].claimed.event_uuid,
+            )
+        )
+    steps = []
+    for a in batch:
+        c = a.claimed
+        step = next_step(c.cycle, c.attempt, a.outcome, policy)
+        status = step.status
+        if status is DeliveryStatus.PENDING and c.webhook_id not in active:
+            status = DeliveryStatus.GIVEN_UP
+        pending = status is DeliveryStatus.PENDING
+        steps.append(
+            DeliveryStep(
+                delivery_id=c.delivery_id,
+                status=int(status),
+                cycle=step.cycle,
+                attempt=step.attempt,
+                event_uuid=new_event_id() if step.new_cycle else c.event_uuid,
+                next_at=now + (step.delay or 0.0),
+                finished_at=None if pending else now,
+            )
+        )
+    attempts = [
+        AttemptRow(
+            delivery_id=a.claimed.delivery_id,
+            webhook_id=a.claimed.webhook_id,
+            event_uuid=a.claimed.event_uuid,
+            cycle=a.claimed.cycle,
+            attempt=a.claimed.attempt,
+            at=a.at,
+            ok=a.outcome.ok,
+            http_status=a.outcome.status,
+            latency_ms=a.outcome.latency_ms,
+            error=a.outcome.error,
+            output=a.outcome.excerpt or None,
+        )
+        for a in batch
+    ]
+    return Decisions(attempts, counters, steps, disable)

@@ -20,8 +20,10 @@ from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
+from .outcomes import record_outcomes
 from .plugins import Plugin
-from .policy import RetryPolicy
+from .policy import Attempted, RetryPolicy
+from .transitions import Transition
 
 log = logging.getLogger("hookcast.dispatch")
 
@@ -33,7 +35,7 @@ class Dispatcher:
         settings: Settings,
         plugins: dict[str, Plugin],
         *,
-        on_transitions: Callable[[list[queue.Transition]], None] = lambda _: None,
+        on_transitions: Callable[[list[Transition]], None] = lambda _: None,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -56,7 +58,7 @@ class Dispatcher:
         self._holds: dict[int, deque[tuple[float, queue.Claimed]]] = defaultdict(deque)
         self._held_ids: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
-        self._results: list[queue.Result] = []
+        self._results: list[Attempted] = []
         self._results_ready = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
         self.attempts = 0  # attempts finished by this process, for the heartbeat
@@ -256,7 +258,7 @@ class Dispatcher:
         finally:
             self._tasks.pop(item.delivery_id, None)
             self._finished(item.webhook_id)
-        self._results.append(queue.Result(item, outcome, started))
+        self._results.append(Attempted(item, outcome, started))
         self.attempts += 1
         self._results_ready.set()
 
@@ -273,9 +275,7 @@ class Dispatcher:
         while self._results:
             batch = self._results[: self._settings.batch_size]
             try:
-                transitions = await self._db.run(
-                    queue.record_outcomes, batch, self.policy, time.time()
-                )
+                transitions = await self._db.run(record_outcomes, batch, self.policy, time.time())
             except Exception:
                 # Kept: the leases hold the deliveries meanwhile, so nothing is lost.
                 failures += 1

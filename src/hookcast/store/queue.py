@@ -9,26 +9,27 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 
-from ..dispatch.mail import errors_mail
-from ..dispatch.policy import CounterDelta, DeliveryStatus, RetryPolicy, fold, next_step
-from ..model import State, format_epoch
-from ..outcome import AttemptOutcome
-from ..payload import format_timestamp
+from ..model import State
 from .database import RING_AFTER_COMMIT
+from .rows import (
+    AttemptRow,
+    Claimed,
+    CounterRow,
+    DeliveryStatus,
+    DeliveryStep,
+    MailRow,
+    NewEvent,
+    WebhookCounters,
+    WebhookSnapshot,
+)
 from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
 
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
-STATE_EVENT_VERBS = {
-    State.Active: "started",
-    State.Stopped: "stopped",
-    State.TooManyErrors: "errors",
-}
 
 
 def _json(value: Any) -> str | None:
@@ -44,63 +45,6 @@ def _webhook_json(raw: str | None) -> Any:
     """Headers and Properties of a webhook, parsed once rather than once per delivery
     (shared, so never modified)."""
     return None if raw is None else orjson.loads(raw)
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    tenant: str
-    name: str  # lower-case
-    primary_key: int
-    associate_id: int
-    occurred_at: str  # the payload Timestamp
-    changes: list[str]
-    change_values: dict[str, Any] | None = None
-    row_values: dict[str, Any] | None = None
-    field_values: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One delivery attempt to make, with everything needed to make it."""
-
-    delivery_id: int
-    uid: str
-    cycle: int
-    attempt: int
-    event_uuid: str
-    webhook_id: int
-    webhook_name: str
-    webhook_type: str
-    target_url: str
-    secret: str | None
-    headers: dict[str, str] | None
-    properties: dict[str, Any] | None
-    tenant: str
-    event: str
-    primary_key: int
-    associate_id: int
-    occurred_at: str
-    changes: list[str]
-    change_values: dict[str, Any] | None
-    row_values: dict[str, Any] | None
-    field_values: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """The outcome of one attempt, as the dispatcher hands it to `record_outcomes`."""
-
-    claimed: Claimed
-    outcome: AttemptOutcome
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    webhook_id: int
-    tenant: str
-    state: State
-    mail_queued: bool
 
 
 # ----- intake --------------------------------------------------------------------------------
@@ -387,220 +331,130 @@ def next_due(conn: Connection, after: float) -> float | None:
     ).fetchone()[0]
 
 
-# ----- outcomes ----------------------------------------------------------------------------------
+# ----- outcomes (decided by dispatch/policy.py, written here) ----------------------------------
 
 
-def record_outcomes(
-    conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float
-) -> list[Transition]:
-    """Write a batch of attempt outcomes: the attempt log, the webhooks' counters and the
-    TooManyErrors transitions they cause, then each delivery's next step.
-
-    Webhook rows are locked first, in id order, before any delivery row: concurrent
-    writers on PostgreSQL then queue up behind each other instead of deadlocking."""
-    ids = [r.claimed.delivery_id for r in results]
+def pending_of(conn: Connection, delivery_ids: Sequence[int]) -> set[int]:
+    """Which of these deliveries are still pending (not finished, not deleted meanwhile)."""
     # Filtered here, not in SQL: `id IN (...)` alone is answered by the primary key.
-    live = {
-        row[0]
-        for row in _raw(
-            conn, f"SELECT id, status FROM deliveries WHERE id IN ({_marks(len(ids))})", tuple(ids)
-        )
-        if row[1] == PENDING
-    }
-    # Deliveries deleted with their webhook meanwhile leave no trace.
-    results = [r for r in results if r.claimed.delivery_id in live]
-    if not results:
-        return []
-    _raw(
+    rows = _raw(
         conn,
-        _INSERT_ATTEMPT,
-        [
-            (
-                r.claimed.delivery_id,
-                r.claimed.webhook_id,
-                r.claimed.event_uuid,
-                r.claimed.cycle,
-                r.claimed.attempt,
-                r.at,
-                int(r.outcome.ok),
-                r.outcome.status,
-                r.outcome.latency_ms,
-                r.outcome.error,
-                r.outcome.excerpt or None,
-            )
-            for r in results
-        ],
+        f"SELECT id, status FROM deliveries WHERE id IN ({_marks(len(delivery_ids))})",
+        tuple(delivery_ids),
     )
-    tripped = _count(conn, results, policy, now)
-    # Read after the counters' row locks: a transition committed by another writer is seen.
-    webhook_ids = tuple({r.claimed.webhook_id for r in results})
-    active = {
-        row[0]
-        for row in _raw(
-            conn,
-            f"SELECT id FROM webhooks WHERE state = 1 AND id IN ({_marks(len(webhook_ids))})",
-            webhook_ids,
-        )
-    }
-    steps = []
-    for r in results:
-        c = r.claimed
-        step = next_step(c.cycle, c.attempt, r.outcome, policy)
-        status = int(step.status)
-        if status == PENDING and c.webhook_id not in active:
-            status = GIVEN_UP  # disabled or stopped meanwhile: kept for Redeliver, not retried
-        steps.append(
-            (
-                status,
-                step.cycle,
-                step.attempt,
-                str(uuid.uuid4()) if step.new_cycle else c.event_uuid,
-                now + (step.delay or 0.0),
-                None if status == PENDING else now,
-                c.delivery_id,
-            )
-        )
-    _raw(
+    return {row[0] for row in rows if row[1] == PENDING}
+
+
+def lock_webhooks(conn: Connection, webhook_ids: Iterable[int]) -> dict[int, WebhookCounters]:
+    """The state and error run of these webhooks, their rows locked until commit (PostgreSQL;
+    SQLite's writer holds the whole database). Locked in id order, before any delivery row:
+    concurrent outcome writers then queue up behind each other instead of deadlocking, and
+    the counters the policy reads are the ones it overwrites."""
+    ids = sorted(set(webhook_ids))
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    rows = _raw(
         conn,
-        "UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?,"
-        " next_at = ?, finished_at = ? WHERE id = ?",
-        steps,
+        "SELECT id, state, consecutive_errors FROM webhooks"
+        f" WHERE id IN ({_marks(len(ids))}) ORDER BY id{lock}",
+        tuple(ids),
     )
-    return [state_changed(conn, webhook_id, State.TooManyErrors, now) for webhook_id in tripped]
+    return {row[0]: WebhookCounters(State(row[1]), row[2]) for row in rows}
+
+
+def write_outcomes(
+    conn: Connection,
+    attempts: Sequence[AttemptRow],
+    counters: Sequence[CounterRow],
+    steps: Sequence[DeliveryStep],
+) -> None:
+    """The attempt log, the webhooks' counters and the deliveries' next steps of a batch."""
+    _raw(conn, _INSERT_ATTEMPT, [
+        (a.delivery_id, a.webhook_id, a.event_uuid, a.cycle, a.attempt, a.at, int(a.ok),
+         a.http_status, a.latency_ms, a.error, a.output)
+        for a in attempts
+    ])  # fmt: skip
+    if counters:
+        _raw(conn, _COUNT, [
+            (c.calls, c.errors, c.consecutive_errors, c.last_error, c.last_error_at,
+             c.last_success_at, c.last_event_id, c.webhook_id)
+            for c in counters
+        ])  # fmt: skip
+    _raw(conn, _STEP, [
+        (s.status, s.cycle, s.attempt, s.event_uuid, s.next_at, s.finished_at, s.delivery_id)
+        for s in steps
+    ])  # fmt: skip
 
 
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,"
     " http_status, latency_ms, error, output) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-
-def _count(
-    conn: Connection, results: Sequence[Result], policy: RetryPolicy, now: float
-) -> list[int]:
-    """Apply the batch to each webhook's counters; returns the webhooks it disabled."""
-    by_webhook: dict[int, list[Result]] = defaultdict(list)
-    for r in sorted(results, key=lambda r: r.claimed.webhook_id):
-        by_webhook[r.claimed.webhook_id].append(r)
-    rows, transitions = [], []
-    for webhook_id, batch in by_webhook.items():
-        delta = fold([r.outcome for r in batch])
-        if _trip(conn, webhook_id, delta, policy, now):
-            transitions.append(webhook_id)
-        failure = next((r for r in reversed(batch) if not r.outcome.ok), None)
-        success = next((r for r in reversed(batch) if r.outcome.ok), None)
-        rows.append(
-            (
-                delta.calls,
-                delta.errors,
-                delta.had_success,
-                delta.tail_errors,
-                delta.errors,
-                failure.outcome.error if failure else None,
-                failure.at if failure else None,
-                success.at if success else None,
-                batch[-1].claimed.event_uuid,
-                webhook_id,
-            )
-        )
-    _raw(conn, _COUNT, rows)
-    return transitions
-
-
 _COUNT = (
     "UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors + ?,"
-    " consecutive_errors = CASE WHEN ? THEN ? ELSE consecutive_errors + ? END,"
-    " last_error = COALESCE(?, last_error), last_error_at = COALESCE(?, last_error_at),"
+    " consecutive_errors = ?, last_error = COALESCE(?, last_error),"
+    " last_error_at = COALESCE(?, last_error_at),"
     " last_success_at = COALESCE(?, last_success_at), last_event_id = ? WHERE id = ?"
+)
+_STEP = (
+    "UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?,"
+    " next_at = ?, finished_at = ? WHERE id = ?"
 )
 
 
-def _trip(
-    conn: Connection, webhook_id: int, delta: CounterDelta, policy: RetryPolicy, now: float
-) -> bool:
-    """Move an Active webhook to TooManyErrors if this batch reached the threshold (see
-    policy.trips). The conditional UPDATE is the one place the transition happens: however
-    many batches or workers race, only one of them sees the Active row and changes it."""
-    limit = policy.max_consecutive_errors
-    sql = "UPDATE webhooks SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
-    params: tuple[Any, ...] = (int(State.TooManyErrors), now, webhook_id, int(State.Active))
-    if delta.gone or delta.longest_run >= limit:
-        pass
-    elif delta.head_errors:
-        sql += " AND consecutive_errors + ? >= ?"
-        params += (delta.head_errors, limit)
-    else:
-        return False  # the usual case: no failures at the head of the batch, no statement
-    changed = _raw(conn, sql, params)
-    return changed.rowcount == 1
+def disable_if_active(conn: Connection, webhook_id: int, now: float) -> bool:
+    """Move an Active webhook to TooManyErrors. The conditional UPDATE is the one place the
+    transition happens: however many batches or workers race, only one of them sees the
+    Active row and changes it (True)."""
+    changed = _raw(
+        conn,
+        "UPDATE webhooks SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+        (int(State.TooManyErrors), now, webhook_id, int(State.Active)),
+    )
+    return bool(changed.rowcount == 1)
 
 
 # ----- state changes --------------------------------------------------------------------------
 
 
-def state_changed(conn: Connection, webhook_id: int, state: State, now: float) -> Transition:
-    """What follows a webhook's change to `state` (§6), in the same transaction: pending
-    deliveries of a webhook that is no longer Active are given up (kept for Redeliver), the
-    `webhook{id}.started|stopped|errors` event is signalled, and the ErrorsEmail queued."""
+def webhook_snapshot(conn: Connection, webhook_id: int) -> WebhookSnapshot:
     hook = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).one()
-    if state is not State.Active:
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == PENDING)
-            .values(status=GIVEN_UP, finished_at=now)
-        )
-    verb = STATE_EVENT_VERBS[state]
-    insert_events(
-        conn,
-        [
-            NewEvent(
-                tenant=hook.tenant,
-                name=f"webhook{webhook_id}.{verb}",
-                primary_key=webhook_id,
-                associate_id=hook.updated_associate_id,
-                occurred_at=_timestamp(now),
-                changes=[],
-                field_values={
-                    "events": orjson.loads(hook.events),
-                    "registered": format_epoch(hook.registered_at),
-                    "registered_associate_id": hook.registered_associate_id,
-                    "state": int(state),
-                    "updated": format_epoch(hook.updated_at),
-                    "updated_associate_id": hook.updated_associate_id,
-                },
-            )
-        ],
-        now,
+    return WebhookSnapshot(
+        id=webhook_id,
+        tenant=hook.tenant,
+        name=hook.name,
+        target_url=hook.target_url,
+        events=orjson.loads(hook.events),
+        registered_at=hook.registered_at,
+        registered_associate_id=hook.registered_associate_id,
+        updated_at=hook.updated_at,
+        updated_associate_id=hook.updated_associate_id,
+        errors_email=hook.errors_email,
+        last_event_id=hook.last_event_id,
+        last_error=hook.last_error,
+        consecutive_errors=hook.consecutive_errors,
     )
-    mail_queued = False
-    if state is State.TooManyErrors and hook.errors_email:
-        message = errors_mail(
-            to=hook.errors_email,
-            sender="",
-            webhook_name=hook.name,
-            webhook_id=webhook_id,
-            tenant=hook.tenant,
-            target_url=hook.target_url,
-            last_event_id=hook.last_event_id,
-            last_error=hook.last_error,
-            consecutive_errors=hook.consecutive_errors,
-        )
-        conn.execute(
-            insert(mail_outbox).values(
-                webhook_id=webhook_id,
-                recipient=hook.errors_email,
-                subject=message["Subject"],
-                body=message.get_content(),
-                next_at=now,
-                created_at=now,
-            )
-        )
-        mail_queued = True
-    return Transition(webhook_id, hook.tenant, state, mail_queued)
 
 
-def _timestamp(epoch: float) -> str:
-    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
+def give_up_pending(conn: Connection, webhook_id: int, now: float) -> None:
+    """A webhook no longer Active: its pending deliveries are kept for Redeliver, not retried."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == PENDING)
+        .values(status=GIVEN_UP, finished_at=now)
+    )
+
+
+def queue_mail(conn: Connection, mail: MailRow, now: float) -> None:
+    conn.execute(
+        insert(mail_outbox).values(
+            webhook_id=mail.webhook_id,
+            recipient=mail.recipient,
+            subject=mail.subject,
+            body=mail.body,
+            next_at=now,
+            created_at=now,
+        )
+    )
 
 
 def redeliver(conn: Connection, webhook_id: int, now: float) -> int:
