@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
-from ..store.queue import NOTIFY_CHANNEL
+from ..store.dialect import NOTIFY_CHANNEL
 
 log = logging.getLogger("hookcast.dispatch")
 

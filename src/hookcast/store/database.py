@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from .doorbell import Doorbell
 
 T = TypeVar("T")
-# Set by queue.notify on SQLite: ring the doorbell once this transaction has committed, for
+# Set by Dialect.notify on SQLite: ring the doorbell once this transaction has committed, for
 # these webhooks (a set; None: any).
 RING_AFTER_COMMIT = "hookcast_ring"
 _NO_RING = object()

@@ -4,28 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from ..model import ApiKey, Principal, State, Usage, Webhook
+from .codec import from_json, to_datetime, to_json
 from .schema import api_keys, associates, webhook_events, webhooks
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _unjson(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-def _dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
 
 # ----- associates and API keys -----------------------------------------------------------------
 
@@ -114,8 +100,8 @@ def list_keys(conn: Connection, tenant: str | None = None) -> list[ApiKey]:
             associate_id=r.associate_id,
             name=r.name,
             prefix=r.prefix,
-            created=_dt(r.created_at),
-            revoked=_dt(r.revoked_at),  # type: ignore[arg-type]
+            created=to_datetime(r.created_at),
+            revoked=to_datetime(r.revoked_at),  # type: ignore[arg-type]
         )
         for r in conn.execute(query)
     ]
@@ -175,17 +161,17 @@ def _webhook(row: Row[Any]) -> Webhook:
         id=row.id,
         tenant=row.tenant,
         name=row.name,
-        events=orjson.loads(row.events),
+        events=from_json(row.events),
         target_url=row.target_url,
         secret=row.secret,
         state=State(row.state),
         type=row.type,
-        headers=_unjson(row.headers),
-        properties=_unjson(row.properties),
+        headers=from_json(row.headers),
+        properties=from_json(row.properties),
         errors_email=row.errors_email,
-        registered=_dt(row.registered_at),  # type: ignore[arg-type]
+        registered=to_datetime(row.registered_at),  # type: ignore[arg-type]
         registered_associate_id=row.registered_associate_id,
-        updated=_dt(row.updated_at),  # type: ignore[arg-type]
+        updated=to_datetime(row.updated_at),  # type: ignore[arg-type]
         updated_associate_id=row.updated_associate_id,
         registered_associate=_associate(row.registered_associate_id, row.r_name, row.r_full),
         updated_associate=_associate(row.updated_associate_id, row.u_name, row.u_full),
@@ -197,7 +183,7 @@ def _webhook_values(fields: dict[str, Any]) -> dict[str, Any]:
     values = dict(fields)
     for key in ("events", "headers", "properties"):
         if key in values:
-            values[key] = _json(values[key])
+            values[key] = to_json(values[key])
     if "state" in values:
         values["state"] = int(values["state"])
     return values
@@ -314,6 +300,6 @@ def get_usage(conn: Connection, tenant: str, webhook_id: int) -> Usage | None:
         total_errors=row.total_errors,
         consecutive_errors=row.consecutive_errors,
         last_error=row.last_error,
-        last_error_at=_dt(row.last_error_at),
-        last_success_at=_dt(row.last_success_at),
+        last_error_at=to_datetime(row.last_error_at),
+        last_success_at=to_datetime(row.last_success_at),
     )

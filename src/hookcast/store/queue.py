@@ -1,21 +1,22 @@
-"""Every SQL statement of the delivery side: intake, claims, outcomes, state changes,
-redelivery, the mail outbox, visibility and pruning. Each function runs inside the
-transaction its caller opened (`Database.run`)."""
+"""The delivery side of the store: intake, claims, outcomes, state changes, redelivery, the
+mail outbox, visibility and pruning. Each function runs inside the transaction its caller
+opened (`Database.run`) and writes what it is given: the decisions are made above, in
+dispatch/. The hot path runs the named statements of statements.sql; the rest is
+SQLAlchemy Core."""
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from ..model import State
-from .database import RING_AFTER_COMMIT
+from .codec import from_json, shared_json, to_json
+from .dialect import dialect_of
 from .rows import (
     AttemptRow,
     Claimed,
@@ -28,23 +29,9 @@ from .rows import (
     WebhookSnapshot,
 )
 from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
+from .statements import marks, run
 
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _unjson(raw: str | None) -> Any:
-    return None if raw is None else orjson.loads(raw)
-
-
-@functools.lru_cache(maxsize=4096)
-def _webhook_json(raw: str | None) -> Any:
-    """Headers and Properties of a webhook, parsed once rather than once per delivery
-    (shared, so never modified)."""
-    return None if raw is None else orjson.loads(raw)
 
 
 # ----- intake --------------------------------------------------------------------------------
@@ -70,10 +57,11 @@ def insert_events(
     """Store events and one delivery per matching Active webhook. Returns the event ids, the
     deliveries handed to the local dispatcher (stored leased to it, see Room), and the
     webhooks whose new deliveries were queued instead, due at once for any claimer."""
-    event_ids = _allocate_ids(conn, "events", len(batch))
-    _raw(
+    dialect = dialect_of(conn)
+    event_ids = dialect.allocate_ids(conn, "events", len(batch))
+    run(
         conn,
-        _INSERT_EVENT,
+        "insert_event",
         [
             (
                 event_id,
@@ -82,10 +70,10 @@ def insert_events(
                 e.primary_key,
                 e.associate_id,
                 e.occurred_at,
-                _json(e.changes),
-                _json(e.change_values),
-                _json(e.row_values),
-                _json(e.field_values),
+                to_json(e.changes),
+                to_json(e.change_values),
+                to_json(e.row_values),
+                to_json(e.field_values),
                 now,
             )
             for event_id, e in zip(event_ids, batch, strict=True)
@@ -101,7 +89,7 @@ def insert_events(
     left = {w: list(v) for w, v in room.per_webhook.items()} if room else {}
     rows, handed, queued = [], [], set()
     for delivery_id, (event_id, e, hook) in zip(
-        _allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
+        dialect.allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
     ):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
         slots = left.setdefault(hook.id, list(room.default)) if room else [0, 0]
@@ -143,72 +131,10 @@ def insert_events(
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
             queued.add(hook.id)
     if rows:
-        _raw(conn, _INSERT_DELIVERY, rows)
+        run(conn, "insert_delivery", rows)
     if queued:
-        notify(conn, queued)
+        dialect.notify(conn, queued)
     return event_ids, handed, queued
-
-
-_INSERT_EVENT = (
-    "INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, changes,"
-    " change_values, row_values, field_values, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-_INSERT_DELIVERY = (
-    "INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,"
-    " next_at, created_at) VALUES (?,?,?,?,0,0,0,?,?,?)"
-)
-
-
-def _raw(conn: Connection, sql: str, params: Any = ()) -> Any:
-    """A hand-written statement for the hot path, on the driver's own cursor in this
-    transaction: no SQLAlchemy expression or result object per statement (a batch runs
-    several). Written with `?` marks; a list of tuples runs as executemany. Returns the
-    DB-API cursor (iterate it for rows; `rowcount`)."""
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    if isinstance(params, list):
-        cursor.executemany(sql, params)
-    else:
-        cursor.execute(sql, params)
-    return cursor
-
-
-def _marks(count: int) -> str:
-    return ",".join("?" * count)
-
-
-def _allocate_ids(conn: Connection, table: str, count: int) -> list[int]:
-    """Ids for rows about to be inserted, known before the insert (no RETURNING needed)."""
-    if not count:
-        return []
-    if conn.dialect.name == "postgresql":
-        rows = _raw(
-            conn,
-            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?)",
-            (count,),
-        )
-        return [row[0] for row in rows]
-    # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so nobody else
-    # can take these ids before we insert them.
-    base = _raw(conn, f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
-    return list(range(base + 1, base + count + 1))
-
-
-NOTIFY_CHANNEL = "hookcast_deliveries"
-
-
-def notify(conn: Connection, webhook_ids: Iterable[int] | None = None) -> None:
-    """Wake idle dispatchers in other processes when this transaction commits: NOTIFY on
-    PostgreSQL (every machine), the doorbell on SQLite (store/doorbell.py), which also says
-    for which webhooks (None: any), so that a dispatcher whose only busy webhook is a
-    hanging receiver's is not woken for that one's deliveries."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        return
-    ring = conn.info.get(RING_AFTER_COMMIT, set())
-    if ring is not None:
-        conn.info[RING_AFTER_COMMIT] = None if webhook_ids is None else ring | set(webhook_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +157,7 @@ def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, 
         by_tenant[tenant].append(event)
     found: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for tenant, names in by_tenant.items():
-        rows = _raw(
-            conn,
-            "SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers,"
-            " w.properties FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id"
-            f" WHERE we.tenant = ? AND we.event IN ({_marks(len(names))}) AND w.state = 1",
-            (tenant, *names),
-        )
+        rows = run(conn, "match", (tenant, *names), marks=marks(len(names)))
         for event, *hook in rows:
             found[(tenant, event)].append(
                 Target(
@@ -246,8 +166,8 @@ def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, 
                     hook[2],
                     hook[3],
                     hook[4],
-                    _webhook_json(hook[5]),
-                    _webhook_json(hook[6]),
+                    shared_json(hook[5]),
+                    shared_json(hook[6]),
                 )
             )
     return found
@@ -255,30 +175,20 @@ def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, 
 
 # ----- claims ----------------------------------------------------------------------------------
 
-_CLAIMED = (
-    "SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,"
-    " w.target_url, w.secret, w.headers, w.properties, e.tenant, e.name, e.primary_key,"
-    " e.associate_id, e.occurred_at, e.changes, e.change_values, e.row_values, e.field_values"
-    " FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id"
-    " WHERE d.id IN ({}) ORDER BY d.id"
-)
-
 
 def claim(
     conn: Connection, now: float, lease_until: float, limit: int, exclude: Iterable[int] = ()
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries: their next_at moves to the lease's end."""
     exclude = list(exclude)
-    skip = f" AND webhook_id NOT IN ({_marks(len(exclude))})" if exclude else ""
-    # PostgreSQL: concurrent claimers skip each other's rows instead of waiting for them.
-    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
     ids = [
         row[0]
-        for row in _raw(
+        for row in run(
             conn,
-            "UPDATE deliveries SET next_at = ? WHERE id IN (SELECT id FROM deliveries"
-            f" WHERE status = 0 AND next_at <= ?{skip} ORDER BY next_at LIMIT ?{lock}) RETURNING id",
+            "claim",
             (lease_until, now, *exclude, limit),
+            exclude=f" AND webhook_id NOT IN ({marks(len(exclude))})" if exclude else "",
+            skip_locked=dialect_of(conn).skip_locked,
         )
     ]
     if not ids:
@@ -295,19 +205,19 @@ def claim(
             webhook_type=r[7],
             target_url=r[8],
             secret=r[9],
-            headers=_webhook_json(r[10]),
-            properties=_webhook_json(r[11]),
+            headers=shared_json(r[10]),
+            properties=shared_json(r[11]),
             tenant=r[12],
             event=r[13],
             primary_key=r[14],
             associate_id=r[15],
             occurred_at=r[16],
-            changes=_unjson(r[17]) or [],
-            change_values=_unjson(r[18]),
-            row_values=_unjson(r[19]),
-            field_values=_unjson(r[20]),
+            changes=from_json(r[17]) or [],
+            change_values=from_json(r[18]),
+            row_values=from_json(r[19]),
+            field_values=from_json(r[20]),
         )
-        for r in _raw(conn, _CLAIMED.format(_marks(len(ids))), tuple(ids))
+        for r in run(conn, "claimed", tuple(ids), marks=marks(len(ids)))
     ]
 
 
@@ -318,7 +228,7 @@ def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
         conn.execute(
             update(deliveries).where(deliveries.c.id.in_(delivery_ids)).values(next_at=now)
         )
-        notify(conn)
+        dialect_of(conn).notify(conn, None)
 
 
 def next_due(conn: Connection, after: float) -> float | None:
@@ -326,9 +236,8 @@ def next_due(conn: Connection, after: float) -> float | None:
     claim at `after` that found less than it asked for: what is due already then belongs to
     webhooks that claim skipped (saturated), and an index range that starts at `after`
     never visits their backlog."""
-    return _raw(
-        conn, "SELECT MIN(next_at) FROM deliveries WHERE status = 0 AND next_at > ?", (after,)
-    ).fetchone()[0]
+    due: float | None = run(conn, "next_due", (after,)).fetchone()[0]
+    return due
 
 
 # ----- outcomes (decided by dispatch/policy.py, written here) ----------------------------------
@@ -337,27 +246,16 @@ def next_due(conn: Connection, after: float) -> float | None:
 def pending_of(conn: Connection, delivery_ids: Sequence[int]) -> set[int]:
     """Which of these deliveries are still pending (not finished, not deleted meanwhile)."""
     # Filtered here, not in SQL: `id IN (...)` alone is answered by the primary key.
-    rows = _raw(
-        conn,
-        f"SELECT id, status FROM deliveries WHERE id IN ({_marks(len(delivery_ids))})",
-        tuple(delivery_ids),
-    )
+    ids = tuple(delivery_ids)
+    rows = run(conn, "delivery_statuses", ids, marks=marks(len(ids)))
     return {row[0] for row in rows if row[1] == PENDING}
 
 
 def lock_webhooks(conn: Connection, webhook_ids: Iterable[int]) -> dict[int, WebhookCounters]:
-    """The state and error run of these webhooks, their rows locked until commit (PostgreSQL;
-    SQLite's writer holds the whole database). Locked in id order, before any delivery row:
-    concurrent outcome writers then queue up behind each other instead of deadlocking, and
-    the counters the policy reads are the ones it overwrites."""
-    ids = sorted(set(webhook_ids))
-    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
-    rows = _raw(
-        conn,
-        "SELECT id, state, consecutive_errors FROM webhooks"
-        f" WHERE id IN ({_marks(len(ids))}) ORDER BY id{lock}",
-        tuple(ids),
-    )
+    """The state and error run of these webhooks, their rows locked until commit, in id
+    order (see statements.sql)."""
+    ids = tuple(sorted(set(webhook_ids)))
+    rows = run(conn, "lock_webhooks", ids, marks=marks(len(ids)), lock=dialect_of(conn).row_lock)
     return {row[0]: WebhookCounters(State(row[1]), row[2]) for row in rows}
 
 
@@ -368,46 +266,28 @@ def write_outcomes(
     steps: Sequence[DeliveryStep],
 ) -> None:
     """The attempt log, the webhooks' counters and the deliveries' next steps of a batch."""
-    _raw(conn, _INSERT_ATTEMPT, [
+    run(conn, "insert_attempt", [
         (a.delivery_id, a.webhook_id, a.event_uuid, a.cycle, a.attempt, a.at, int(a.ok),
          a.http_status, a.latency_ms, a.error, a.output)
         for a in attempts
     ])  # fmt: skip
     if counters:
-        _raw(conn, _COUNT, [
+        run(conn, "count", [
             (c.calls, c.errors, c.consecutive_errors, c.last_error, c.last_error_at,
              c.last_success_at, c.last_event_id, c.webhook_id)
             for c in counters
         ])  # fmt: skip
-    _raw(conn, _STEP, [
+    run(conn, "step", [
         (s.status, s.cycle, s.attempt, s.event_uuid, s.next_at, s.finished_at, s.delivery_id)
         for s in steps
     ])  # fmt: skip
 
 
-_INSERT_ATTEMPT = (
-    "INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,"
-    " http_status, latency_ms, error, output) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-_COUNT = (
-    "UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors + ?,"
-    " consecutive_errors = ?, last_error = COALESCE(?, last_error),"
-    " last_error_at = COALESCE(?, last_error_at),"
-    " last_success_at = COALESCE(?, last_success_at), last_event_id = ? WHERE id = ?"
-)
-_STEP = (
-    "UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?,"
-    " next_at = ?, finished_at = ? WHERE id = ?"
-)
-
-
 def disable_if_active(conn: Connection, webhook_id: int, now: float) -> bool:
-    """Move an Active webhook to TooManyErrors. The conditional UPDATE is the one place the
-    transition happens: however many batches or workers race, only one of them sees the
-    Active row and changes it (True)."""
-    changed = _raw(
+    """Move an Active webhook to TooManyErrors; True if this call did (see statements.sql)."""
+    changed = run(
         conn,
-        "UPDATE webhooks SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+        "disable_if_active",
         (int(State.TooManyErrors), now, webhook_id, int(State.Active)),
     )
     return bool(changed.rowcount == 1)
@@ -423,7 +303,7 @@ def webhook_snapshot(conn: Connection, webhook_id: int) -> WebhookSnapshot:
         tenant=hook.tenant,
         name=hook.name,
         target_url=hook.target_url,
-        events=orjson.loads(hook.events),
+        events=from_json(hook.events),
         registered_at=hook.registered_at,
         registered_associate_id=hook.registered_associate_id,
         updated_at=hook.updated_at,
@@ -481,7 +361,7 @@ def redeliver(conn: Connection, webhook_id: int, now: float) -> int:
             ),
             [{"b_id": i, "b_uuid": str(uuid.uuid4())} for i in given_up],
         )
-        notify(conn)
+        dialect_of(conn).notify(conn, None)
     return len(given_up)
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
+from .codec import from_json, to_datetime, to_json
 from .schema import scripts, tenant_settings
 
 # `#include "name";` as the interpreter finds it (textually, so a name in a comment counts
@@ -35,10 +35,6 @@ class StoredScript:
     updated_associate_id: int
 
 
-def _dt(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
 def _script(row: Any) -> StoredScript:
     return StoredScript(
         id=row.id,
@@ -48,9 +44,9 @@ def _script(row: Any) -> StoredScript:
         description=row.description,
         include_id=row.include_id,
         source=row.source,
-        registered=_dt(row.registered_at),
+        registered=to_datetime(row.registered_at),
         registered_associate_id=row.registered_associate_id,
-        updated=_dt(row.updated_at),
+        updated=to_datetime(row.updated_at),
         updated_associate_id=row.updated_associate_id,
     )
 
@@ -187,14 +183,14 @@ def get_http_allow_list(conn: Connection, tenant: str) -> list[str]:
     text = conn.execute(
         select(tenant_settings.c.script_http_hosts).where(tenant_settings.c.tenant == tenant)
     ).scalar()
-    return [] if text is None else list(orjson.loads(text))
+    return list(from_json(text) or [])
 
 
 def set_http_allow_list(
     conn: Connection, tenant: str, hosts: list[str], associate_id: int, now: float
 ) -> None:
     values = {
-        "script_http_hosts": orjson.dumps(hosts).decode(),
+        "script_http_hosts": to_json(hosts),
         "updated_at": now,
         "updated_associate_id": associate_id,
     }

@@ -1,0 +1,32 @@
+"""How values are kept in columns: JSON as text, times as epoch seconds."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Any, overload
+
+import orjson
+
+
+def to_json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def from_json(raw: str | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def shared_json(raw: str | None) -> Any:
+    """A webhook's Headers or Properties, parsed once rather than once per delivery (the
+    result is shared, so never modified)."""
+    return None if raw is None else orjson.loads(raw)
+
+
+@overload
+def to_datetime(epoch: float) -> datetime: ...
+@overload
+def to_datetime(epoch: None) -> None: ...
+def to_datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,94 @@
+-- The hand-written statements of the delivery hot path: the intake, claims and outcomes.
+--
+-- Why by hand: each runs once per batch of up to a few hundred rows, on the driver's own
+-- cursor (Dialect.execute), and SQLAlchemy's expression and result layers cost more than
+-- the statement itself at that rate (moving these off them took the end-to-end benchmark
+-- from 0.28 to 0.37 of the bare client). Everything else in store/ (webhooks, keys,
+-- scripts, redelivery, the mail outbox, listings, pruning) uses SQLAlchemy Core.
+--
+-- Format: a `-- name --` line starts a statement; the `--` lines after it say what it does.
+-- Parameters are `?` marks (the dialect rewrites them for PostgreSQL); `{marks}` stands for
+-- as many marks as an IN list needs, `{lock}` / `{skip_locked}` for the dialect's row-lock
+-- clause (empty on SQLite, whose writer holds the whole database), `{exclude}` for an
+-- optional extra condition.
+
+-- insert_event --
+-- One signalled event; its id allocated beforehand (Dialect.allocate_ids), so the
+-- deliveries can name it without RETURNING.
+INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, changes,
+                    change_values, row_values, field_values, created_at)
+VALUES (?,?,?,?,?,?,?,?,?,?,?)
+
+-- insert_delivery --
+-- One delivery of an event to a webhook, attempt 0 of cycle 0, due at next_at: now when
+-- queued for any claimer, the lease's end when handed straight to the local dispatcher.
+INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,
+                        next_at, created_at)
+VALUES (?,?,?,?,0,0,0,?,?,?)
+
+-- match --
+-- The Active webhooks (state 1) of a tenant subscribed to any of these events, through
+-- the (tenant, event) index: never a scan of all webhooks.
+SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers, w.properties
+FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id
+WHERE we.tenant = ? AND we.event IN ({marks}) AND w.state = 1
+
+-- claim --
+-- Lease up to LIMIT due pending deliveries, oldest due first: next_at moves to the
+-- lease's end. {exclude} skips saturated webhooks; {skip_locked} lets concurrent claimers
+-- on PostgreSQL pass each other's rows instead of waiting for them.
+UPDATE deliveries SET next_at = ? WHERE id IN (
+    SELECT id FROM deliveries WHERE status = 0 AND next_at <= ?{exclude}
+    ORDER BY next_at LIMIT ?{skip_locked}
+) RETURNING id
+
+-- claimed --
+-- Everything an attempt needs of the deliveries just claimed, by primary key.
+SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,
+       w.target_url, w.secret, w.headers, w.properties, e.tenant, e.name, e.primary_key,
+       e.associate_id, e.occurred_at, e.changes, e.change_values, e.row_values,
+       e.field_values
+FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id
+WHERE d.id IN ({marks}) ORDER BY d.id
+
+-- next_due --
+-- When the first pending delivery due after a claim falls due. An index range that starts
+-- at the claim's time never visits the due backlog of webhooks the claim skipped.
+SELECT MIN(next_at) FROM deliveries WHERE status = 0 AND next_at > ?
+
+-- delivery_statuses --
+-- The status of deliveries whose outcomes are about to be written (by primary key alone;
+-- the caller keeps the pending ones).
+SELECT id, status FROM deliveries WHERE id IN ({marks})
+
+-- lock_webhooks --
+-- The state and error run of the webhooks of a batch, locked in id order before any
+-- delivery row: concurrent outcome writers queue up instead of deadlocking, and the
+-- counters the policy reads are the ones it overwrites.
+SELECT id, state, consecutive_errors FROM webhooks WHERE id IN ({marks}) ORDER BY id{lock}
+
+-- insert_attempt --
+-- One line of the attempt log.
+INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,
+                      http_status, latency_ms, error, output)
+VALUES (?,?,?,?,?,?,?,?,?,?,?)
+
+-- count --
+-- A webhook's counters after a batch: totals added, the error run set (its row is locked,
+-- see lock_webhooks); the last error and times kept when the batch has none.
+UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors + ?,
+                    consecutive_errors = ?, last_error = COALESCE(?, last_error),
+                    last_error_at = COALESCE(?, last_error_at),
+                    last_success_at = COALESCE(?, last_success_at), last_event_id = ?
+WHERE id = ?
+
+-- step --
+-- A delivery's next step after an attempt: delivered, given up, or pending again.
+UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?, next_at = ?,
+                      finished_at = ?
+WHERE id = ?
+
+-- disable_if_active --
+-- Active (1) -> TooManyErrors (3). The one place this transition happens: however many
+-- batches or workers race, only one of them sees the Active row and changes it.
+UPDATE webhooks SET state = ?, updated_at = ? WHERE id = ? AND state = ?
