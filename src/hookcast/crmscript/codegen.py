@@ -5,26 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
+from .symbols import Fn
 from .values import wrap32, wrap64
 
 _NO = object()
 
+# The marks are attributes set on the closure (function) objects themselves: a function has
+# no declared attributes, hence the targeted ignores (the hot closures stay plain functions).
 
-def mark_const(fn: Callable, value: Any) -> Callable:
-    fn.const = value  # type: ignore[attr-defined]
+
+def mark_const(fn: Fn, value: Any) -> Fn:
+    fn.const = value  # type: ignore[attr-defined]  # function attribute, read by _operand
     return fn
 
 
-def mark_slot(fn: Callable, src: str) -> Callable:
-    fn.slot_src = src  # type: ignore[attr-defined]
+def mark_slot(fn: Fn, src: str) -> Fn:
+    fn.slot_src = src  # type: ignore[attr-defined]  # function attribute, read by _operand
     return fn
 
 
-def _operand(fn: Callable, name: str) -> tuple[str, Any]:
-    if getattr(fn, "const", _NO) is not _NO:
-        return name, fn.const  # type: ignore[attr-defined]
+def _operand(fn: Fn, name: str) -> tuple[str, Any]:
+    const = getattr(fn, "const", _NO)
+    if const is not _NO:
+        return name, const
     src = getattr(fn, "slot_src", None)
     if src is not None:
         return src, None
@@ -32,14 +37,15 @@ def _operand(fn: Callable, name: str) -> tuple[str, Any]:
 
 
 @lru_cache(maxsize=512)
-def _factory(template: str) -> Callable:
+def _factory(template: str) -> Callable[[Any, Any, Callable[[int], int] | None], Fn]:
     src = f"def make(a, b, wrap):\n{template}\n    return op\n"
     env: dict[str, Any] = {}
     exec(compile(src, "<crmscript-op>", "exec"), env)
-    return env["make"]
+    make: Callable[[Any, Any, Callable[[int], int] | None], Fn] = env["make"]
+    return make
 
 
-def expr2(template: str, a: Callable, b: Callable, wrap: Callable | None = None) -> Callable:
+def expr2(template: str, a: Fn, b: Fn, wrap: Callable[[int], int] | None = None) -> Fn:
     """template uses {A} and {B}, e.g. '{A} < {B}'. Builds `lambda f: <template>`."""
     sa, va = _operand(a, "a")
     sb, vb = _operand(b, "b")
@@ -47,7 +53,7 @@ def expr2(template: str, a: Callable, b: Callable, wrap: Callable | None = None)
     return _factory(body)(va, vb, wrap)
 
 
-def int_arith(op: str, a: Callable, b: Callable, long: bool = False) -> Callable:
+def int_arith(op: str, a: Fn, b: Fn, long: bool = False) -> Fn:
     sa, va = _operand(a, "a")
     sb, vb = _operand(b, "b")
     lo, hi = (-(1 << 63), (1 << 63) - 1) if long else (-2147483648, 2147483647)
@@ -60,19 +66,25 @@ def int_arith(op: str, a: Callable, b: Callable, long: bool = False) -> Callable
 
 
 @lru_cache(maxsize=512)
-def _call_factory(template: str) -> Callable:
+def _call_factory(template: str) -> Callable[..., Fn]:
     env: dict[str, Any] = {}
     exec(compile(template, "<crmscript-call>", "exec"), env)
-    return env["make"]
+    make: Callable[..., Fn] = env["make"]
+    return make
 
 
 def builtin_call(
-    impl: Callable, args: list[Callable], use_ctx: bool, fail: Callable, check_string: bool = False
-) -> Callable:
+    impl: Callable[..., Any],
+    args: list[Fn],
+    use_ctx: bool,
+    fail: Callable[[Exception], NoReturn],
+    check_string: bool = False,
+) -> Fn:
     """`impl([ctx,] *args)` with operands inlined; `fail(exc)` re-raises annotated errors.
     With check_string the String result is held to the run's max_string."""
     names = [f"a{i}" for i in range(len(args))]
-    srcs, vals = [], []
+    srcs: list[str] = []
+    vals: list[Any] = []
     for fn, name in zip(args, names, strict=False):
         s, v = _operand(fn, name)
         srcs.append(s)

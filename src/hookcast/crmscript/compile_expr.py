@@ -1,17 +1,22 @@
-"""Expressions: type-checked and turned into closures `f → value` (f is the frame list)."""
+"""Expressions: type-checked and turned into closures `f → value` (f is the frame list).
+
+The closures (`def op(f): ...`, `lambda f: ...`) are left unannotated: `f` is always the frame
+(symbols.Frame) and they are checked as untyped defs (see [tool.mypy] in pyproject.toml)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from . import ast
 from .builtins import CTORS, FUNCS, METHODS, UNSUPPORTED_FUNCS, UNSUPPORTED_METHODS, Sig
 from .codegen import builtin_call as gen_builtin_call
 from .codegen import expr2, int_arith, mark_const, mark_slot
+from .compile_base import CompilerBase
 from .errors import (
     CatchableError,
+    CompileLimitExceeded,
     DivisionByZero,
     ExitScript,
     IndexOutOfRange,
@@ -22,12 +27,14 @@ from .errors import (
     ScriptTypeError,
     UnsupportedFeature,
 )
+from .runtime import Context
 from .struct_ops import struct_from_xml, struct_to_json
-from .symbols import FuncInfo, StructInfo
+from .symbols import Fn, Frame, FuncInfo, StructInfo
 from .types import BOOL, FLOAT, INT, LONG, STRING, VOID, Ty, assignable, is_numeric
 from .values import wrap32, wrap64
 
-Fn = Callable[[list], Any]
+Typed = tuple[Fn, Ty]  # a compiled expression and its static type
+Ref = Callable[[Frame], tuple[Any, Any]]  # f → (container, key) of an assignable place
 I32_MIN, I32_MAX = -2147483648, 2147483647
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -38,7 +45,7 @@ def annotate(e: ScriptError, line: int, where: str) -> None:
         e.where = where
 
 
-def _const(v):
+def _const(v: Any) -> Fn:
     return lambda f: v
 
 
@@ -46,24 +53,34 @@ def _to_float(fn: Fn) -> Fn:
     return lambda f: float(fn(f))
 
 
-class ExprCompiler:
-    """Mixin of Compiler: needs self.cur, self.where, self.structs, self.funcs, lookup()."""
+class _Overload(Protocol):
+    """A candidate of overload resolution: a user function (FuncInfo) or a builtin (Sig)."""
+
+    @property
+    def params(self) -> tuple[Ty, ...]: ...
+
+
+_O = TypeVar("_O", bound=_Overload)
+
+
+class ExprCompiler(CompilerBase):
+    """Expressions; StmtCompiler adds statements."""
 
     # ------------------------------------------------------------------ helpers
-    def coerce(self, fn: Fn, src: Ty, dst: Ty, node, what: str) -> Fn:
+    def coerce(self, fn: Fn, src: Ty, dst: Ty, node: ast.Node, what: str) -> Fn:
         if src == dst:
             return fn
         if assignable(dst, src):
             return _to_float(fn)
         raise ScriptTypeError(f"cannot {what} {src} to {dst}", node.line, node.col)
 
-    def cond(self, node) -> Fn:
+    def cond(self, node: ast.Node) -> Fn:
         fn, ty = self.expr(node)
         if ty != BOOL:
             raise ScriptTypeError(f"condition must be Bool, not {ty}", node.line, node.col)
         return fn
 
-    def resolve(self, cands: list, argtys: list[Ty], what: str, node):
+    def resolve(self, cands: list[_O], argtys: list[Ty], what: str, node: ast.Node) -> _O:
         same = [c for c in cands if len(c.params) == len(argtys)]
         if not same:
             n = len(argtys)
@@ -83,8 +100,9 @@ class ExprCompiler:
             raise ScriptTypeError(f"no overload of {what} accepts ({shown})", node.line, node.col)
         raise ScriptTypeError(f"ambiguous call of {what} with ({shown})", node.line, node.col)
 
-    def args(self, nodes) -> tuple[list[Fn], list[Ty]]:
-        fns, tys = [], []
+    def args(self, nodes: list[ast.Node]) -> tuple[list[Fn], list[Ty]]:
+        fns: list[Fn] = []
+        tys: list[Ty] = []
         for a in nodes:
             fn, ty = self.expr(a)
             if ty == VOID:
@@ -93,41 +111,42 @@ class ExprCompiler:
             tys.append(ty)
         return fns, tys
 
-    def coerce_args(self, fns: list[Fn], tys: list[Ty], params, node) -> list[Fn]:
+    def coerce_args(
+        self, fns: list[Fn], tys: list[Ty], params: tuple[Ty, ...], node: ast.Node
+    ) -> list[Fn]:
         return [
             self.coerce(fn, t, p, node, "pass") for fn, t, p in zip(fns, tys, params, strict=False)
         ]
 
     # ------------------------------------------------------------------ dispatch
-    def expr(self, node) -> tuple[Fn, Ty]:
+    def expr(self, node: ast.Node) -> Typed:
         self.depth += 1
         if self.depth > self.max_nesting:
-            from .errors import CompileLimitExceeded
-
             raise CompileLimitExceeded("expression nested too deeply", node.line, node.col)
         try:
-            return getattr(self, "x_" + type(node).__name__)(node)
+            compile_node: Callable[[ast.Node], Typed] = getattr(self, "x_" + type(node).__name__)
+            return compile_node(node)
         finally:
             self.depth -= 1
 
-    def x_Literal(self, n: ast.Literal):
+    def x_Literal(self, n: ast.Literal) -> Typed:
         return mark_const(_const(n.value), n.value), Ty(n.type)
 
-    def x_Name(self, n: ast.Name):
+    def x_Name(self, n: ast.Name) -> Typed:
         vi = self.lookup(n.name, n)
         slot = vi.slot
         if vi.is_global and not self.cur.is_top:
             return mark_slot(lambda f: f[0][slot], f"f[0][{slot}]"), vi.ty
         return mark_slot(lambda f: f[slot], f"f[{slot}]"), vi.ty
 
-    def x_This(self, n: ast.This):
+    def x_This(self, n: ast.This) -> Typed:
         st = self.cur.struct
         if st is None:
             raise ScriptNameError("'this' is only available inside struct methods", n.line, n.col)
         return (lambda f: f[3]), Ty(st.name)
 
     # ------------------------------------------------------------------ operators
-    def x_Unary(self, n: ast.Unary):
+    def x_Unary(self, n: ast.Unary) -> Typed:
         fn, ty = self.expr(n.operand)
         op = n.op
         if op == "!":
@@ -144,7 +163,7 @@ class ExprCompiler:
             return (lambda f: wrap64(-fn(f))), ty
         return (lambda f: -fn(f)), ty
 
-    def x_Binary(self, n: ast.Binary):
+    def x_Binary(self, n: ast.Binary) -> Typed:
         op = n.op
         a, ta = self.expr(n.left)
         b, tb = self.expr(n.right)
@@ -172,7 +191,7 @@ class ExprCompiler:
             return expr2("{A} %s {B}" % op, a, b), BOOL
         return self.arith(op, a, ta, b, tb, n)
 
-    def arith(self, op: str, a: Fn, ta: Ty, b: Fn, tb: Ty, n) -> tuple[Fn, Ty]:
+    def arith(self, op: str, a: Fn, ta: Ty, b: Fn, tb: Ty, n: ast.Node) -> Typed:
         line, where = n.line, self.where
         if op == "+" and ta == STRING and tb == STRING:
 
@@ -198,7 +217,16 @@ class ExprCompiler:
         return self._int_op(op, a, b, line, where, wrap32, I32_MIN, I32_MAX), INT
 
     @staticmethod
-    def _int_op(op, a, b, line, where, wrap, lo, hi) -> Fn:
+    def _int_op(
+        op: str,
+        a: Fn,
+        b: Fn,
+        line: int,
+        where: str,
+        wrap: Callable[[int], int],
+        lo: int,
+        hi: int,
+    ) -> Fn:
         if op in ("+", "-", "*"):
             return int_arith(op, a, b, long=wrap is wrap64)
         cb = getattr(b, "const", None)
@@ -255,7 +283,7 @@ class ExprCompiler:
         return mod
 
     @staticmethod
-    def _float_op(op, a, b, line, where) -> Fn:
+    def _float_op(op: str, a: Fn, b: Fn, line: int, where: str) -> Fn:
         if op in ("+", "-", "*"):
             return expr2("{A} %s {B}" % op, a, b)
         if op == "/":
@@ -279,7 +307,7 @@ class ExprCompiler:
         return fmod
 
     # ------------------------------------------------------------------ access
-    def checked_index(self, n: ast.Index):
+    def checked_index(self, n: ast.Index) -> tuple[Fn, Fn, Ty]:
         """The array and index closures of `a[i]`, checked: an array, an Integer index."""
         arr, ta = self.expr(n.obj)
         if not ta.is_array:
@@ -291,7 +319,7 @@ class ExprCompiler:
             )
         return arr, ix, ta
 
-    def x_Index(self, n: ast.Index):
+    def x_Index(self, n: ast.Index) -> Typed:
         arr, ix, ta = self.checked_index(n)
         line, where = n.line, self.where
 
@@ -304,7 +332,7 @@ class ExprCompiler:
 
         return index, ta.elem()
 
-    def x_Member(self, n: ast.Member):
+    def x_Member(self, n: ast.Member) -> Typed:
         obj, ty = self.expr(n.obj)
         st = self.struct_of(ty, n)
         if n.name not in st.members:
@@ -312,14 +340,14 @@ class ExprCompiler:
         idx, mty = st.members[n.name]
         return (lambda f: obj(f)[idx]), mty
 
-    def struct_of(self, ty: Ty, n) -> StructInfo:
+    def struct_of(self, ty: Ty, n: ast.Node) -> StructInfo:
         st = self.structs.get(ty.name) if ty.dims == 0 else None
         if st is None:
             raise ScriptTypeError(f"{ty} has no members", n.line, n.col)
         return st
 
     # ------------------------------------------------------------------ lvalues
-    def lvalue(self, n) -> tuple[Callable[[list], tuple[Any, Any]], Ty]:
+    def lvalue(self, n: ast.Node) -> tuple[Ref, Ty]:
         """Returns resolve(f) → (container, key) and the type; read c[k], write c[k] = v."""
         if isinstance(n, ast.Name):
             vi = self.lookup(n.name, n)
@@ -351,11 +379,11 @@ class ExprCompiler:
         raise ScriptTypeError("cannot assign to this expression", n.line, n.col)
 
     @staticmethod
-    def is_lvalue(n) -> bool:
+    def is_lvalue(n: ast.Node) -> bool:
         return isinstance(n, (ast.Name, ast.Index, ast.Member))
 
     # ------------------------------------------------------------------ calls
-    def x_Call(self, n: ast.Call):
+    def x_Call(self, n: ast.Call) -> Typed:
         fns, tys = self.args(n.args)
         user = self.funcs.get(n.name)
         if user:
@@ -375,7 +403,7 @@ class ExprCompiler:
         sig = self.resolve(sigs, tys, f"{n.name}()", n)
         return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
 
-    def x_Ctor(self, n: ast.Ctor):
+    def x_Ctor(self, n: ast.Ctor) -> Typed:
         self.check_type_name(n.type, n)
         if n.type in self.structs:
             raise ScriptTypeError(
@@ -388,7 +416,7 @@ class ExprCompiler:
         sig = self.resolve(sigs, tys, f"{n.type}()", n)
         return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
 
-    def x_MethodCall(self, n: ast.MethodCall):
+    def x_MethodCall(self, n: ast.MethodCall) -> Typed:
         recv, ty = self.expr(n.obj)
         fns, tys = self.args(n.args)
         name = n.name
@@ -413,12 +441,12 @@ class ExprCompiler:
             return self.mutating_call(sig, n.obj, recv, args, n), sig.ret
         return self.builtin_call(sig, recv, args, n), sig.ret
 
-    def builtin_call(self, sig: Sig, recv: Fn | None, args: list[Fn], n) -> Fn:
+    def builtin_call(self, sig: Sig, recv: Fn | None, args: list[Fn], n: ast.Node) -> Fn:
         line, where = n.line, self.where
         name = sig.name
         allf = ([recv] if recv is not None else []) + args
 
-        def fail(e: Exception):
+        def fail(e: Exception) -> NoReturn:
             if isinstance(e, ScriptError):
                 annotate(e, line, where)
                 raise e
@@ -428,7 +456,9 @@ class ExprCompiler:
 
         return gen_builtin_call(sig.impl, allf, sig.ctx, fail, check_string=sig.ret == STRING)
 
-    def mutating_call(self, sig: Sig, obj_node, recv: Fn, args: list[Fn], n) -> Fn:
+    def mutating_call(
+        self, sig: Sig, obj_node: ast.Node, recv: Fn, args: list[Fn], n: ast.Node
+    ) -> Fn:
         """Methods that change a value-type receiver (String.append, Date.addDay, ...)."""
         impl = sig.impl
         use_ctx = sig.ctx
@@ -471,14 +501,14 @@ class ExprCompiler:
 
         return mut
 
-    def user_call(self, fi: FuncInfo, this: Fn | None, args: list[Fn], n) -> Fn:
+    def user_call(self, fi: FuncInfo, this: Fn | None, args: list[Fn], n: ast.Node) -> Fn:
         nargs = len(args)
         if this is not None:
             args = [this, *args]
             nargs += 1
         line, where = n.line, self.where
 
-        def finish(f, nf, ctx):
+        def finish(f: Frame, nf: Frame, ctx: Context) -> Any:
             if ctx.depth >= ctx.max_depth:
                 e = LimitExceeded(f"call depth exceeds {ctx.max_depth}", line, where)
                 raise e
@@ -525,7 +555,9 @@ class ExprCompiler:
         return calln
 
     # ------------------------------------------------------------------ struct methods
-    def struct_method(self, st: StructInfo, recv: Fn, name: str, fns, tys, n):
+    def struct_method(
+        self, st: StructInfo, recv: Fn, name: str, fns: list[Fn], tys: list[Ty], n: ast.Node
+    ) -> Typed:
         methods = st.methods.get(name)
         if methods:
             fi = self.resolve(methods, tys, f"{st.name}.{name}()", n)
@@ -557,12 +589,14 @@ class ExprCompiler:
         raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
 
     # ------------------------------------------------------------------ arrays
-    def array_method(self, recv: Fn, ty: Ty, name: str, fns, tys, n):
+    def array_method(
+        self, recv: Fn, ty: Ty, name: str, fns: list[Fn], tys: list[Ty], n: ast.Node
+    ) -> Typed:
         el = ty.elem()
         line, where = n.line, self.where
         nargs = len(tys)
 
-        def want(*params: Ty):
+        def want(*params: Ty) -> list[Fn]:
             if len(params) != nargs:
                 raise ScriptTypeError(
                     f"{ty}.{name}() takes {len(params)} argument(s)", n.line, n.col
@@ -571,7 +605,7 @@ class ExprCompiler:
                 self.coerce(fn, t, p, n, "pass") for fn, t, p in zip(fns, tys, params, strict=False)
             ]
 
-        def empty_err(what):
+        def empty_err(what: str) -> IndexOutOfRange:
             return IndexOutOfRange(f"{what} on an empty array", line, where)
 
         if name in ("length", "size"):

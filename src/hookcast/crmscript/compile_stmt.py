@@ -1,4 +1,7 @@
-"""Statements: closures `f → signal` where signal is None, BREAK, CONTINUE or RETURN."""
+"""Statements: closures `f → signal` where signal is None, BREAK, CONTINUE or RETURN.
+
+The closures (`def op(f): ...`) are left unannotated: `f` is always the frame (symbols.Frame)
+and they are checked as untyped defs (see [tool.mypy] in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -7,21 +10,23 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ast
+from .compile_expr import ExprCompiler
 from .errors import CatchableError, GeneralException, ScriptSyntaxError, ScriptTypeError
+from .symbols import Fn, Frame
 from .types import FLOAT, INT, LONG, STRING, VOID, Ty, is_numeric
 from .values import wrap32, wrap64
 
 BREAK, CONTINUE, RETURN = 1, 2, 3
-Stmt = Callable[[list], Any]
+Stmt = Fn
 
 
-def binary_fn(op: str, ty: Ty, line: int, where: str):
+def binary_fn(op: str, ty: Ty, line: int, where: str) -> Callable[[Any, Any], Any]:
     """x op y for compound assignment, in the arithmetic of type ty."""
     from .errors import DivisionByZero
 
-    wrap = float if ty == FLOAT else wrap64 if ty == LONG else wrap32
+    wrap: Callable[[Any], Any] = float if ty == FLOAT else wrap64 if ty == LONG else wrap32
 
-    def fn(x, y):
+    def fn(x: Any, y: Any) -> Any:
         if op == "+":
             return wrap(x + y)
         if op == "-":
@@ -41,17 +46,18 @@ def binary_fn(op: str, ty: Ty, line: int, where: str):
     return fn
 
 
-def _nop(f):
+def _nop(f: Frame) -> None:
     return None
 
 
-class StmtCompiler:
-    """Mixin of Compiler."""
+class StmtCompiler(ExprCompiler):
+    """Statements; Compiler adds the top level (functions, structs, includes)."""
 
-    def stmt(self, n) -> Stmt:
-        return getattr(self, "s_" + type(n).__name__)(n)
+    def stmt(self, n: ast.Node) -> Stmt:
+        compile_node: Callable[[ast.Node], Stmt] = getattr(self, "s_" + type(n).__name__)
+        return compile_node(n)
 
-    def stmts_block(self, stmts: list) -> Stmt:
+    def stmts_block(self, stmts: list[ast.Node]) -> Stmt:
         """Compiles a statement list (scope handled by the caller) into a counted block."""
         fns = [self.stmt(s) for s in stmts if not isinstance(s, ast.Empty)]
         count = len(fns) or 1
@@ -97,13 +103,13 @@ class StmtCompiler:
         finally:
             self.pop_scope()
 
-    def s_Empty(self, n) -> Stmt:
+    def s_Empty(self, n: ast.Empty) -> Stmt:
         return _nop
 
     def s_Directive(self, n: ast.Directive) -> Stmt:
         raise ScriptSyntaxError(f"directive {n.name} is only allowed at top level", n.line, n.col)
 
-    def sub(self, n) -> Stmt:
+    def sub(self, n: ast.Node) -> Stmt:
         """A sub-statement of if/while/for: a single statement gets its own scope."""
         if isinstance(n, ast.Block):
             return self.s_Block(n)
@@ -124,7 +130,7 @@ class StmtCompiler:
                 raise ScriptSyntaxError(
                     "a sized array declaration cannot have an initializer", n.line, n.col
                 )
-            dim_fns = []
+            dim_fns: list[Fn] = []
             for d in sized:
                 fn, t = self.expr(d)
                 if t != INT:
@@ -261,7 +267,7 @@ class StmtCompiler:
 
         return if_else
 
-    def loop_body(self, n) -> Stmt:
+    def loop_body(self, n: ast.Node) -> Stmt:
         self.cur.loops += 1
         try:
             return self.sub(n)
@@ -349,12 +355,12 @@ class StmtCompiler:
 
         return foreach
 
-    def s_Break(self, n) -> Stmt:
+    def s_Break(self, n: ast.Break) -> Stmt:
         if not self.cur.loops:
             raise ScriptSyntaxError("break outside a loop", n.line, n.col)
         return lambda f: BREAK
 
-    def s_Continue(self, n) -> Stmt:
+    def s_Continue(self, n: ast.Continue) -> Stmt:
         if not self.cur.loops:
             raise ScriptSyntaxError("continue outside a loop", n.line, n.col)
         return lambda f: CONTINUE
@@ -427,8 +433,8 @@ class StmtCompiler:
         return throw
 
     # definitions are only allowed at top level; the grammar keeps them there
-    def s_FuncDef(self, n) -> Stmt:  # pragma: no cover
+    def s_FuncDef(self, n: ast.FuncDef) -> Stmt:  # pragma: no cover
         raise ScriptSyntaxError("functions can only be defined at top level", n.line, n.col)
 
-    def s_StructDef(self, n) -> Stmt:  # pragma: no cover
+    def s_StructDef(self, n: ast.StructDef) -> Stmt:  # pragma: no cover
         raise ScriptSyntaxError("structs can only be defined at top level", n.line, n.col)

@@ -3,153 +3,36 @@ build the closures that run the script. Nothing runs until the whole text is acc
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from . import ast
 from .builtins import FUNCS
-from .compile_expr import ExprCompiler
+from .compile_base import FIRST_SLOT
 from .compile_stmt import RETURN, StmtCompiler
-from .defaults import default_factory, sized_factory
 from .errors import (
     CompileLimitExceeded,
     CompileProblem,
     IncludeError,
-    IndexOutOfRange,
-    LimitExceeded,
     ScriptNameError,
     ScriptSyntaxError,
     ScriptTypeError,
     UnsupportedFeature,
 )
-from .parser import _NS_TYPE, BUILTIN_TYPES, UNSUPPORTED_TYPES, parse
-from .symbols import FuncCtx, FuncInfo, StructInfo, VarInfo
+from .parser import BUILTIN_TYPES, parse
+from .symbols import Fn, Frame, FuncCtx, FuncInfo, StructInfo
 from .types import VOID, Ty
-
-FIRST_SLOT = 3  # f[0] globals, f[1] context, f[2] return value
 
 
 @dataclass
 class Program:
     """The compiled form of a script: run `body` on a fresh globals frame of `nslots`."""
 
-    body: Callable[[list], Any]
+    body: Fn
     nslots: int
 
 
-def _check_sizes(ctx, sizes: list[int]) -> None:
-    total = 1
-    for n in sizes:
-        if n < 0:
-            raise IndexOutOfRange(f"negative array size {n}")
-        total *= n
-        if total > ctx.max_array:
-            ctx.check_array(total)
-    ctx.mem += total
-    if ctx.mem > ctx.limits.max_memory:
-        raise LimitExceeded("memory budget of the run exceeded")
-
-
-class Compiler(ExprCompiler, StmtCompiler):
-    def __init__(
-        self,
-        sources: dict[str, str],
-        struct_names: set[str],
-        max_include_depth: int,
-        max_nesting: int,
-        main_name: str = "main",
-    ) -> None:
-        self.sources = sources  # include name → text (pre-resolved)
-        self.struct_names = struct_names
-        self.max_include_depth = max_include_depth
-        self.max_nesting = max_nesting
-        self.depth = 0
-        self.where = main_name
-        self.structs: dict[str, StructInfo] = {}
-        self.funcs: dict[str, list[FuncInfo]] = {}
-        self.later_funcs: list[set[str]] = []
-        self.top = FuncCtx(is_top=True, scopes=[{}], nslots=FIRST_SLOT)
-        self.cur = self.top
-        self.included: set[str] = {main_name}  # include-once also covers the script itself
-        self.include_depth = 0
-        self.top_stmts: list[Callable] = []
-
-    # ------------------------------------------------------------------ scopes
-    def push_scope(self) -> None:
-        self.cur.scopes.append({})
-        if len(self.cur.scopes) > self.max_nesting:
-            raise CompileLimitExceeded("blocks nested too deeply", 0, 0)
-
-    def pop_scope(self) -> None:
-        self.cur.scopes.pop()
-
-    def _new_slot(self) -> int:
-        slot = self.cur.nslots
-        self.cur.nslots += 1
-        return slot
-
-    def declare(self, name: ast.DeclName, ty: Ty) -> int:
-        if name.reserved:
-            raise ScriptNameError(f"'{name.name}' is a reserved word", name.line, name.col)
-        scope = self.cur.scopes[-1]
-        if name.name in scope:
-            raise ScriptNameError(
-                f"'{name.name}' is already declared in this scope", name.line, name.col
-            )
-        slot = self._new_slot()
-        is_global = self.cur.is_top and len(self.cur.scopes) == 1
-        scope[name.name] = VarInfo(ty, slot, is_global)
-        return slot
-
-    def declare_implicit(self, name: str, ty: Ty) -> int:
-        slot = self._new_slot()
-        self.cur.scopes[-1][name] = VarInfo(ty, slot, False, readonly=True)
-        return slot
-
-    def lookup(self, name: str, node) -> VarInfo:
-        for scope in reversed(self.cur.scopes):
-            vi = scope.get(name)
-            if vi is not None:
-                return vi
-        if not self.cur.is_top:
-            vi = self.top.scopes[0].get(name)
-            if vi is not None:
-                return vi
-        raise ScriptNameError(f"unknown variable '{name}'", node.line, node.col)
-
-    # ------------------------------------------------------------------ types
-    def check_type_name(self, name: str, node) -> None:
-        if name in BUILTIN_TYPES or name in self.structs:
-            return
-        if name in self.struct_names:
-            raise ScriptNameError(
-                f"struct {name} is used before its definition", node.line, node.col
-            )
-        if name in UNSUPPORTED_TYPES or _NS_TYPE.match(name):
-            raise UnsupportedFeature(
-                f"type {name} is not supported in this sandbox", node.line, node.col
-            )
-        raise ScriptNameError(f"unknown type {name}", node.line, node.col)
-
-    def resolve_type(self, tref: ast.TypeRef, allow_sized: bool = False) -> Ty:
-        self.check_type_name(tref.name, tref)
-        dims = tref.dims
-        if not allow_sized and any(d is not None for d in dims):
-            raise ScriptSyntaxError(
-                "array size is only allowed in a variable declaration", tref.line, tref.col
-            )
-        if dims and any(d is None for d in dims) and any(d is not None for d in dims):
-            raise ScriptSyntaxError("mixed sized and unsized array dimensions", tref.line, tref.col)
-        if tref.name == "Void" and dims:
-            raise ScriptTypeError("there are no Void arrays", tref.line, tref.col)
-        return Ty(tref.name, len(dims))
-
-    def default_of(self, ty: Ty):
-        return default_factory(ty, self.structs)
-
-    def sized_of(self, ty: Ty, dim_fns: list):
-        return sized_factory(ty, dim_fns, self.structs, _check_sizes)
+class Compiler(StmtCompiler):
+    """The whole pass: top-level items, includes, functions and structs."""
 
     # ------------------------------------------------------------------ top level
     def compile_program(self, program: ast.Program) -> Program:
@@ -158,11 +41,11 @@ class Compiler(ExprCompiler, StmtCompiler):
         body = self.stmts_block_top(self.top_stmts)
         return Program(body, self.top.nslots)
 
-    def stmts_block_top(self, fns: list) -> Callable:
+    def stmts_block_top(self, fns: list[Fn]) -> Fn:
         fns_t = tuple(fns)
         count = len(fns_t)
 
-        def top(f):
+        def top(f: Frame) -> int | None:
             ctx = f[1]
             ctx.steps += count
             if ctx.steps > ctx.check_at:
@@ -174,7 +57,7 @@ class Compiler(ExprCompiler, StmtCompiler):
 
         return top
 
-    def items(self, items: list) -> None:
+    def items(self, items: list[ast.Node]) -> None:
         for it in items:
             if isinstance(it, ast.Directive):
                 self.directive(it)
@@ -222,9 +105,9 @@ class Compiler(ExprCompiler, StmtCompiler):
             self.items(program.items)
             self.later_funcs.pop()
         except CompileProblem as e:
-            if not getattr(e, "in_include", False):
+            if not e.in_include:
                 e.message = f'{e.message} (in include "{name}")'
-                e.in_include = True  # type: ignore[attr-defined]
+                e.in_include = True
             raise
         finally:
             self.include_depth -= 1

@@ -10,10 +10,12 @@ from .builtins.http import HttpClient
 from .builtins.jsonbuilder import JSONBuilder
 from .builtins.maps import CMap
 from .builtins.xml import XNode
+from .runtime import Context
+from .symbols import Fn, Frame, StructInfo
 from .types import Ty
 from .values import NULL_FLOAT, NULL_INT, NULL_STR
 
-_CONST = {
+_CONST: dict[str, object] = {
     "Integer": NULL_INT,
     "Float": NULL_FLOAT,
     "String": NULL_STR,
@@ -33,7 +35,7 @@ _FRESH: dict[str, Callable[[], Any]] = {
 }
 
 
-def default_factory(ty: Ty, structs: dict) -> Callable[[list], Any]:
+def default_factory(ty: Ty, structs: dict[str, StructInfo]) -> Fn:
     if ty.dims:
         if ty.dims == 1 and ty.name == "Byte":
             return lambda f: bytearray()
@@ -47,18 +49,23 @@ def default_factory(ty: Ty, structs: dict) -> Callable[[list], Any]:
     info = structs[ty.name]
     inits = info.inits  # filled while the struct is compiled; read at run time
 
-    def make_struct(f):
+    def make_struct(f: Frame) -> list[Any]:
         return [info, *[i(f) for i in inits]]
 
     return make_struct
 
 
-def sized_factory(ty: Ty, dim_fns: list, structs: dict, ctx_check) -> Callable[[list], Any]:
+def sized_factory(
+    ty: Ty,
+    dim_fns: list[Fn],
+    structs: dict[str, StructInfo],
+    ctx_check: Callable[[Context, list[int]], None],
+) -> Fn:
     """`T[n][m] x;`: n, m evaluated at the declaration."""
     leaf = default_factory(Ty(ty.name, 0), structs)
     byte_leaf = ty.name == "Byte"
 
-    def build(f, sizes: list[int], level: int):
+    def build(f: Frame, sizes: list[int], level: int) -> list[Any] | bytearray:
         n = sizes[level]
         if level == len(sizes) - 1:
             if byte_leaf:
@@ -66,7 +73,7 @@ def sized_factory(ty: Ty, dim_fns: list, structs: dict, ctx_check) -> Callable[[
             return [leaf(f) for _ in range(n)]
         return [build(f, sizes, level + 1) for _ in range(n)]
 
-    def make(f):
+    def make(f: Frame) -> list[Any] | bytearray:
         sizes = [d(f) for d in dim_fns]
         ctx_check(f[1], sizes)
         return build(f, sizes, 0)

@@ -33,6 +33,7 @@ class CompileProblem(Exception):
     """Internal: one compile error at a position; collected into a Diagnostic."""
 
     kind = "SyntaxError"
+    in_include = False  # the message already names the include it comes from
 
     def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
         super().__init__(message)

@@ -23,6 +23,7 @@ from .inline import unwrap
 from .limits import Limits
 from .parser import parse, struct_names_in
 from .runtime import Context
+from .symbols import Frame
 from .transport import HttpTransport
 
 IncludeFn = Callable[[str], "str | None"]
@@ -75,7 +76,9 @@ def _resolve_includes(source: str, include: IncludeFn, limits: Limits) -> dict[s
     return found
 
 
-_cache: OrderedDict[tuple, CompiledScript | CompileError] = OrderedDict()
+# source, include texts, max_include_depth, max_nesting, name
+_CacheKey = tuple[str, tuple[tuple[str, str], ...], int, int, str]
+_cache: OrderedDict[_CacheKey, CompiledScript | CompileError] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -115,7 +118,7 @@ def compile_script(
     """Phases 1-3. Raises CompileError; results (and errors) are cached by source and
     include texts. `name` is the script's include name (used in `errorLocation`)."""
     sources = _resolve_includes(source, include, limits)
-    key = (
+    key: _CacheKey = (
         source,
         tuple(sorted(sources.items())),
         limits.max_include_depth,
@@ -153,8 +156,25 @@ def check(
     return []
 
 
-def _failed(output: str, kind: str, message: str, location: str | None = None, **kw) -> RunResult:
-    return RunResult(output, False, kind, message, f"ERROR: {kind}: {message}", location, **kw)
+def _failed(
+    output: str,
+    kind: str,
+    message: str,
+    location: str | None = None,
+    *,
+    exit_message: str | None = None,
+    steps: int = 0,
+) -> RunResult:
+    return RunResult(
+        output,
+        False,
+        kind,
+        message,
+        f"ERROR: {kind}: {message}",
+        location,
+        exit_message=exit_message,
+        steps=steps,
+    )
 
 
 def _ensure_recursion_room(limits: Limits) -> None:
@@ -194,7 +214,7 @@ def run_script(
     ctx = Context(limits, variables, http, http_allow_hosts)
     program = compiled.program
     _ensure_recursion_room(limits)
-    g: list = [None] * program.nslots
+    g: Frame = [None] * program.nslots
     g[0] = g
     g[1] = ctx
     try:

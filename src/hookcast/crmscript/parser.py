@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -116,15 +118,15 @@ def struct_names_in(text: str) -> set[str]:
 class _PostLexer:
     always_accept = ("NAME",)
 
-    def process(self, stream):
-        names = getattr(_tls, "types", frozenset())
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        names: frozenset[str] = getattr(_tls, "types", frozenset())
         prev = None
         for tok in self._convert(stream, names):
             _tls.last = (prev, tok)  # for error messages: `Foo x;` is an unknown type
             prev = tok
             yield tok
 
-    def _convert(self, stream, names):
+    def _convert(self, stream: Iterator[Token], names: frozenset[str]) -> Iterator[Token]:
         in_foreach = False
         for tok in stream:
             if tok.type == "NAME":
@@ -142,7 +144,7 @@ class _PostLexer:
             yield tok
 
 
-def _pos(x) -> tuple[int, int]:
+def _pos(x: object) -> tuple[int, int]:
     if isinstance(x, Token):
         return (x.line or 0, x.column or 0)
     if isinstance(x, ast.Node):
@@ -157,21 +159,21 @@ def unescape(raw: str) -> str:
     return _ESC_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
-class _Builder(Transformer):
+class _Builder(Transformer[Token, Any]):
     """Builds AST nodes while LALR parses (no recursion over the tree)."""
 
     # ---- top level
-    def start(self, c):
+    def start(self, c: list[Any]) -> ast.Program:
         return ast.Program(1, 1, list(c))
 
-    def directive(self, c):
+    def directive(self, c: list[Any]) -> ast.Directive:
         return self._directive(c)
 
-    def misplaced_directive(self, c):
+    def misplaced_directive(self, c: list[Any]) -> NoReturn:
         line, col = _pos(c[0])
         raise ScriptSyntaxError(f"directive {c[0]} is only allowed at top level", line, col)
 
-    def _directive(self, c):
+    def _directive(self, c: list[Any]) -> ast.Directive:
         line, col = _pos(c[0])
         arg = None
         if len(c) > 1:
@@ -179,40 +181,40 @@ class _Builder(Transformer):
             arg = unescape(str(a)) if a.type == "STRING" else int(a)
         return ast.Directive(line, col, str(c[0]), arg)
 
-    def structdef(self, c):
+    def structdef(self, c: list[Any]) -> ast.StructDef:
         line, col = _pos(c[0])
         members = [x for x in c[2:] if isinstance(x, ast.VarDecl)]
         methods = [x for x in c[2:] if isinstance(x, ast.FuncDef)]
         return ast.StructDef(line, col, str(c[1]), members, methods)
 
-    def funcdef(self, c):
+    def funcdef(self, c: list[Any]) -> ast.FuncDef:
         tname, dims, name, params, body = c
         ret = self._typeref(tname, dims)
         return ast.FuncDef(ret.line, ret.col, ret, name, params, body)
 
-    def params(self, c):
+    def params(self, c: list[Any]) -> list[ast.Param]:
         return list(c)
 
-    def param(self, c):
+    def param(self, c: list[Any]) -> ast.Param:
         t = self._typeref(c[0], c[1])
         return ast.Param(t.line, t.col, t, c[2])
 
-    def brackets(self, c):
+    def brackets(self, c: list[Any]) -> list[Any]:
         return list(c)
 
-    def bracket(self, c):
+    def bracket(self, c: list[Any]) -> Any:
         return c[0] if c else None
 
-    def declname(self, c):
+    def declname(self, c: list[Any]) -> ast.DeclName:
         t = c[0]
         line, col = _pos(t)
         return ast.DeclName(line, col, str(t), t.type != "NAME")
 
-    def _typeref(self, tname, dims):
+    def _typeref(self, tname: Token, dims: list[Any]) -> ast.TypeRef:
         line, col = _pos(tname)
         return ast.TypeRef(line, col, str(tname), dims)
 
-    def decl(self, c):
+    def decl(self, c: list[Any]) -> ast.VarDecl:
         t = self._typeref(c[0], c[1])
         init = None
         if len(c) > 3:
@@ -222,49 +224,50 @@ class _Builder(Transformer):
             init = c[4]
         return ast.VarDecl(t.line, t.col, t, c[2], init)
 
-    def decl_stmt(self, c):
-        return c[0]
+    def decl_stmt(self, c: list[Any]) -> ast.VarDecl:
+        decl: ast.VarDecl = c[0]
+        return decl
 
     # ---- statements
-    def block(self, c):
+    def block(self, c: list[Any]) -> ast.Block:
         line, col = _pos(c[0])
         return ast.Block(line, col, list(c[1:]))
 
-    def empty(self, c):
+    def empty(self, c: list[Any]) -> ast.Empty:
         return ast.Empty(0, 0)
 
-    def exprstmt(self, c):
+    def exprstmt(self, c: list[Any]) -> ast.ExprStmt:
         line, col = _pos(c[0])
         return ast.ExprStmt(line, col, c[0])
 
-    def assign(self, c):
+    def assign(self, c: list[Any]) -> ast.Assign:
         line, col = _pos(c[0])
         return ast.Assign(line, col, c[0], str(c[1]), c[2])
 
-    def incdec(self, c):
+    def incdec(self, c: list[Any]) -> ast.IncDec:
         line, col = _pos(c[0])
         return ast.IncDec(line, col, c[0], str(c[1]))
 
-    def preincdec(self, c):
+    def preincdec(self, c: list[Any]) -> ast.IncDec:
         line, col = _pos(c[0])
         return ast.IncDec(line, col, c[1], str(c[0]))
 
-    def if_(self, c):
+    def if_(self, c: list[Any]) -> ast.If:
         line, col = _pos(c[0])
         return ast.If(line, col, c[1], c[2], None)
 
-    def if_else(self, c):
+    def if_else(self, c: list[Any]) -> ast.If:
         line, col = _pos(c[0])
         return ast.If(line, col, c[1], c[2], c[4])
 
-    def while_(self, c):
+    def while_(self, c: list[Any]) -> ast.While:
         line, col = _pos(c[0])
         return ast.While(line, col, c[1], c[2])
 
-    def for_init(self, c):
+    def for_init(self, c: list[Any]) -> Any:
         return c[0] if c else None
 
-    def for_(self, c):
+    def for_(self, c: list[Any]) -> ast.For:
         line, col = _pos(c[0])
         rest = c[1:]
         init = rest[0]
@@ -278,64 +281,64 @@ class _Builder(Transformer):
                 cond = x
         return ast.For(line, col, init, cond, update, body)
 
-    def foreach(self, c):
+    def foreach(self, c: list[Any]) -> ast.Foreach:
         line, col = _pos(c[0])
         t = self._typeref(c[1], c[2])
         return ast.Foreach(line, col, t, c[3], c[5], c[6])
 
-    def break_(self, c):
+    def break_(self, c: list[Any]) -> ast.Break:
         line, col = _pos(c[0])
         return ast.Break(line, col)
 
-    def continue_(self, c):
+    def continue_(self, c: list[Any]) -> ast.Continue:
         line, col = _pos(c[0])
         return ast.Continue(line, col)
 
-    def return_(self, c):
+    def return_(self, c: list[Any]) -> ast.Return:
         line, col = _pos(c[0])
         return ast.Return(line, col, c[1] if len(c) > 1 else None)
 
-    def try_(self, c):
+    def try_(self, c: list[Any]) -> ast.Try:
         line, col = _pos(c[0])
         return ast.Try(line, col, c[1], c[3])
 
-    def throw(self, c):
+    def throw(self, c: list[Any]) -> ast.Throw:
         line, col = _pos(c[0])
         return ast.Throw(line, col, c[1])
 
     # ---- expressions
-    def or_(self, c):
+    def or_(self, c: list[Any]) -> ast.Binary:
         line, col = _pos(c[0])
         return ast.Binary(line, col, "||", c[0], c[1])
 
-    def and_(self, c):
+    def and_(self, c: list[Any]) -> ast.Binary:
         line, col = _pos(c[0])
         return ast.Binary(line, col, "&&", c[0], c[1])
 
-    def binop(self, c):
+    def binop(self, c: list[Any]) -> ast.Binary:
         line, col = _pos(c[0])
         return ast.Binary(line, col, str(c[1]), c[0], c[2])
 
-    def unop(self, c):
+    def unop(self, c: list[Any]) -> ast.Unary:
         line, col = _pos(c[0])
         return ast.Unary(line, col, str(c[0]), c[1])
 
-    def mcall(self, c):
+    def mcall(self, c: list[Any]) -> ast.MethodCall:
         line, col = _pos(c[0])
         return ast.MethodCall(line, col, c[0], str(c[1]), c[2])
 
-    def member(self, c):
+    def member(self, c: list[Any]) -> ast.Member:
         line, col = _pos(c[0])
         return ast.Member(line, col, c[0], str(c[1]))
 
-    def index(self, c):
+    def index(self, c: list[Any]) -> ast.Index:
         line, col = _pos(c[0])
         return ast.Index(line, col, c[0], c[1])
 
-    def args(self, c):
+    def args(self, c: list[Any]) -> list[Any]:
         return list(c)
 
-    def int_lit(self, c):
+    def int_lit(self, c: list[Any]) -> ast.Literal:
         line, col = _pos(c[0])
         text = str(c[0]).lstrip("0") or "0"
         v = int(text) if len(text) <= 12 else 1 << 40
@@ -346,7 +349,7 @@ class _Builder(Transformer):
             )
         return ast.Literal(line, col, "Integer", v)
 
-    def long_lit(self, c):
+    def long_lit(self, c: list[Any]) -> ast.Literal:
         line, col = _pos(c[0])
         text = str(c[0])[:-1].lstrip("0") or "0"
         v = int(text) if len(text) <= 20 else 1 << 70
@@ -354,35 +357,35 @@ class _Builder(Transformer):
             raise ScriptTypeError(f"long literal {str(c[0])[:30]} does not fit 64 bits", line, col)
         return ast.Literal(line, col, "Long", v)
 
-    def float_lit(self, c):
+    def float_lit(self, c: list[Any]) -> ast.Literal:
         line, col = _pos(c[0])
         return ast.Literal(line, col, "Float", float(c[0]))
 
-    def str_lit(self, c):
+    def str_lit(self, c: list[Any]) -> ast.Literal:
         line, col = _pos(c[0])
         return ast.Literal(line, col, "String", unescape(str(c[0])))
 
-    def true_lit(self, c):
+    def true_lit(self, c: list[Any]) -> ast.Literal:
         line, col = _pos(c[0])
         return ast.Literal(line, col, "Bool", True)
 
-    def false_lit(self, c):
+    def false_lit(self, c: list[Any]) -> ast.Literal:
         line, col = _pos(c[0])
         return ast.Literal(line, col, "Bool", False)
 
-    def this(self, c):
+    def this(self, c: list[Any]) -> ast.This:
         line, col = _pos(c[0])
         return ast.This(line, col)
 
-    def var(self, c):
+    def var(self, c: list[Any]) -> ast.Name:
         line, col = _pos(c[0])
         return ast.Name(line, col, str(c[0]))
 
-    def call(self, c):
+    def call(self, c: list[Any]) -> ast.Call:
         line, col = _pos(c[0])
         return ast.Call(line, col, str(c[0]), c[1])
 
-    def ctor(self, c):
+    def ctor(self, c: list[Any]) -> ast.Ctor:
         line, col = _pos(c[0])
         return ast.Ctor(line, col, str(c[0]), c[1])
 
@@ -412,7 +415,8 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
     _tls.types = frozenset(struct_names)
     _tls.last = (None, None)
     try:
-        return _parser.parse(text)
+        # the transformer builds the tree while parsing: the result is what start() returns
+        return cast(ast.Program, _parser.parse(text))
     except UnexpectedToken as e:
         tok = e.token
         line = getattr(tok, "line", None) or e.line or 0
@@ -425,7 +429,8 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
             raise ScriptSyntaxError("unexpected end of text", line, col) from None
         raise ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col) from None
     except UnexpectedCharacters as e:
-        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        pos = e.pos_in_stream
+        ch = text[pos] if pos is not None and 0 <= pos < len(text) else "?"
         msg = "unterminated string literal" if ch in "\"'" else f"unexpected character {ch!r}"
         raise ScriptSyntaxError(msg, e.line, e.column) from None
     except UnexpectedEOF as e:

@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 from .errors import LimitExceeded
 from .limits import Limits
+from .transport import HttpTransport
 
 CHECK_EVERY = 200  # statements between wall-clock checks
 
@@ -39,7 +40,7 @@ class Context:
         self,
         limits: Limits,
         variables: dict[str, str] | None = None,
-        http=None,
+        http: HttpTransport | None = None,
         allow_hosts: Collection[str] = (),
     ) -> None:
         self.limits = limits

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from json.encoder import encode_basestring
+from typing import Any
 
+from .builtins.jsonbuilder import JSONBuilder
+from .builtins.xml import XNode
+from .runtime import Context
+from .symbols import Frame, StructInfo
 from .types import Ty
 from .values import json_float, str_to_float, str_to_int
 
+# A struct instance is a list: [StructInfo, member0, member1, ...] (values.py).
+Instance = list[Any]
 
-def struct_to_json(ctx, inst: list, jb, key: str = "") -> None:
+
+def struct_to_json(ctx: Context, inst: Instance, jb: JSONBuilder, key: str = "") -> None:
     info = inst[0]
     jb.push(ctx, key, True)
     for i, (name, ty) in enumerate(info.order):
@@ -16,7 +24,7 @@ def struct_to_json(ctx, inst: list, jb, key: str = "") -> None:
     jb.pop()
 
 
-def _value_to_json(ctx, jb, key: str, ty: Ty, v) -> None:
+def _value_to_json(ctx: Context, jb: JSONBuilder, key: str, ty: Ty, v: Any) -> None:
     if ty.dims:
         el = ty.elem()
         if not _json_kind(el):
@@ -61,7 +69,7 @@ def _json_kind(ty: Ty) -> str | None:
     return None
 
 
-def struct_from_xml(f, inst: list, node, structs: dict) -> None:
+def struct_from_xml(f: Frame, inst: Instance, node: XNode, structs: dict[str, StructInfo]) -> None:
     info = inst[0]
     children = node.children
     for i, (name, ty) in enumerate(info.order):
@@ -71,7 +79,7 @@ def struct_from_xml(f, inst: list, node, structs: dict) -> None:
         cur = inst[i + 1]
         if ty.dims:
             el = ty.elem()
-            items = []
+            items: list[Any] = []
             for c in child.children:
                 v = _convert(f, el, c, None, structs)
                 if v is _SKIP:
@@ -91,7 +99,7 @@ def struct_from_xml(f, inst: list, node, structs: dict) -> None:
 _SKIP = object()
 
 
-def _convert(f, ty: Ty, node, cur, structs: dict):
+def _convert(f: Frame, ty: Ty, node: XNode, cur: Any, structs: dict[str, StructInfo]) -> Any:
     if ty.dims:
         return _SKIP
     name = ty.name

@@ -11,6 +11,16 @@ from .types import Ty
 # frame layout: f[0] globals frame, f[1] run Context, f[2] return value, f[3] `this` (methods)
 GLOBALS, CTX, RETVAL, THIS = 0, 1, 2, 3
 
+# A frame is a plain list (slots of mixed types, see above); every compiled expression and
+# statement is a closure `f → value` over it.
+Frame = list[Any]
+Fn = Callable[[Frame], Any]
+
+
+def _not_compiled(f: Frame) -> Any:
+    """FuncInfo.body until funcdef() has compiled it (a script never runs before that)."""
+    raise RuntimeError("function body not compiled")
+
 
 @dataclass(slots=True)
 class VarInfo:
@@ -26,11 +36,13 @@ class FuncInfo:
     params: tuple[Ty, ...]
     ret: Ty
     line: int
-    struct: Any = None  # StructInfo for methods
+    struct: StructInfo | None = None  # set for methods
     nslots: int = 0
-    body: Callable[[list], Any] | None = None
-    default: Callable[[list], Any] | None = None  # value returned when falling off the end
-    pad: tuple = ()
+    # set by funcdef() once the body is compiled; calls compiled earlier (recursion) read it
+    # at run time
+    body: Fn = _not_compiled
+    default: Fn | None = None  # value returned when falling off the end
+    pad: tuple[None, ...] = ()
 
 
 @dataclass(slots=True)
@@ -40,7 +52,7 @@ class StructInfo:
         default_factory=dict
     )  # name → (index in instance, type)
     order: list[tuple[str, Ty]] = field(default_factory=list)
-    inits: list[Callable[[list], Any]] = field(default_factory=list)  # per member: f → value
+    inits: list[Fn] = field(default_factory=list)  # per member: f → value
     methods: dict[str, list[FuncInfo]] = field(default_factory=dict)
 
     def __repr__(self) -> str:

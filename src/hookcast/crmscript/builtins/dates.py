@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar, overload
 
 from ..errors import ScriptRuntimeError
 from ..values import NULL_DATE, NULL_DATETIME, NULL_TIME, NullDate, NullDateTime, NullTime, wrap32
 from .registry import ctor, func, method, simple
 
 EPOCH = datetime(1970, 1, 1)
+T_ = TypeVar("T_")
+D_ = TypeVar("D_", bound=date)  # Date or DateTime (datetime is a subclass of date)
 
 
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-def _guard(fn):
-    def wrapped(*a):
+def _guard(fn: Callable[..., T_]) -> Callable[..., T_]:
+    def wrapped(*a: Any) -> T_:
         try:
             return fn(*a)
         except (OverflowError, ValueError) as e:
@@ -27,7 +31,7 @@ def _guard(fn):
     return wrapped
 
 
-def add_months(d, n: int):
+def add_months(d: D_, n: int) -> D_:
     y, m = divmod(d.month - 1 + n, 12)
     y += d.year
     if not 1 <= y <= 9999:
@@ -69,7 +73,8 @@ def parse_datetime(s: str) -> datetime:
     m = _DT_RE.match(s) or _DT_COMPACT.match(s)
     if m:
         try:
-            return datetime(*(int(x or 0) for x in m.groups()))
+            y, mo, d, h, mi, sec = (int(x or 0) for x in m.groups())
+            return datetime(y, mo, d, h, mi, sec)
         except ValueError:
             pass
     return NULL_DATETIME
@@ -85,19 +90,23 @@ simple(D, "toString", "", "String", lambda d: "" if isinstance(d, NullDate) else
 simple(D, "isNull", "", "Bool", lambda d: isinstance(d, NullDate))
 
 
-def _mut(fn):
+def _mut(fn: Callable[..., T_]) -> Callable[..., tuple[T_, T_]]:
     """Mutating method: the new value replaces the receiver and is also returned."""
 
     g = _guard(fn)
 
-    def m(d, *a):
+    def m(d: Any, *a: Any) -> tuple[T_, T_]:
         r = g(d, *a)
         return r, r
 
     return m
 
 
-def _plain(d):
+@overload
+def _plain(d: datetime) -> datetime: ...
+@overload
+def _plain(d: date) -> date: ...
+def _plain(d: date) -> date:
     """Null dates become real (year 1) values once changed."""
     if isinstance(d, NullDateTime):
         return datetime(1, 1, 1)
@@ -134,10 +143,11 @@ simple(T, "getMin", "", "Integer", lambda t: t.minute)
 simple(T, "getSec", "", "Integer", lambda t: t.second)
 
 
-def _tset(field: str):
-    def setter(t, v: int):
+def _tset(field: str) -> Callable[[time, int], time]:
+    def setter(t: time, v: int) -> time:
+        parts = {"hour": t.hour, "minute": t.minute, "second": t.second, field: v}
         try:
-            return time(t.hour, t.minute, t.second).replace(**{field: v})
+            return time(parts["hour"], parts["minute"], parts["second"])
         except ValueError:
             raise ScriptRuntimeError(f"invalid {field} {v}") from None
 
@@ -159,7 +169,7 @@ ctor(DT, "Date")(
 
 
 @ctor(DT, "Integer,Integer,Integer,Integer,Integer,Integer")
-def _dt_parts(y, mo, d, h, mi, s):
+def _dt_parts(y: int, mo: int, d: int, h: int, mi: int, s: int) -> datetime:
     try:
         return datetime(y, mo, d, h, mi, s)
     except (ValueError, OverflowError) as e:
@@ -261,7 +271,7 @@ simple(
 
 
 @method(DT, "toString", "Integer,Integer,Bool", "String")
-def _dt_mode(d, mode: int, lang: int, h24: bool) -> str:
+def _dt_mode(d: datetime, mode: int, lang: int, h24: bool) -> str:
     if mode == 0:
         return d.strftime("%Y-%m-%d")
     hour = f"{d.hour:02d}" if h24 else f"{_h12(d.hour):02d}"
@@ -308,7 +318,7 @@ def _quarter_start(d: datetime) -> datetime:
     return datetime(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
 
 
-_MOVES = {
+_MOVES: dict[str, Callable[[datetime], datetime]] = {
     "moveToDayStart": lambda d: datetime.combine(d.date(), time()),
     "moveToDayEnd": lambda d: datetime.combine(d.date(), time(23, 59, 59)),
     "moveToHourStart": lambda d: d.replace(minute=0, second=0),
@@ -322,8 +332,14 @@ _MOVES = {
     "moveToYearStart": lambda d: datetime(d.year, 1, 1),
     "moveToYearEnd": lambda d: datetime(d.year, 12, 31, 23, 59, 59),
 }
+
+
+def _on_plain(fn: Callable[[datetime], datetime]) -> Callable[[datetime], datetime]:
+    return lambda d: fn(_plain(d))
+
+
 for _name, _fn in _MOVES.items():
-    method(DT, _name, "", DT, mutates=True)(_mut((lambda f: lambda d: f(_plain(d)))(_fn)))
+    method(DT, _name, "", DT, mutates=True)(_mut(_on_plain(_fn)))
 
 # ---- conversions from String and current time
 simple("String", "toDate", "", "Date", parse_date)

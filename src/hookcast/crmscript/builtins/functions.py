@@ -9,6 +9,7 @@ import math
 import random
 
 from ..errors import AssertException, DivisionByZero, ExitScript, ScriptRuntimeError
+from ..runtime import Context
 from ..values import wrap32
 from .maps import CMap
 from .registry import func
@@ -20,7 +21,7 @@ func("getVariables", "", "Map", ctx=True)(lambda ctx: CMap(dict(ctx.vars)))
 
 
 @func("setVariable", "String,String", "Void", ctx=True)
-def _set_variable(ctx, k: str, v: str) -> None:
+def _set_variable(ctx: Context, k: str, v: str) -> None:
     if k not in ctx.vars:
         ctx.check_array(len(ctx.vars) + 1)
     ctx.store(v)
@@ -32,7 +33,7 @@ for _name in ("log", "logMessage", "printDebug"):
 
 
 @func("exitWithMessage", "String", "Void", ctx=True)
-def _exit(ctx, msg: str) -> None:
+def _exit(ctx: Context, msg: str) -> None:
     ctx.exit_message = msg
     raise ExitScript(msg)
 
@@ -67,12 +68,12 @@ func("sleep", "Float", "Void", ctx=True)(lambda ctx, s: ctx.sleep(s))
 
 
 @func("encodeBase64", "Byte[]", "String", ctx=True)
-def _b64(ctx, data) -> str:
+def _b64(ctx: Context, data: bytearray) -> str:
     return ctx.check_string(base64.b64encode(bytes(data)).decode("ascii"))
 
 
 @func("encodeBase64", "Byte[],Bool", "String", ctx=True)
-def _b64_wrap(ctx, data, wrap: bool) -> str:
+def _b64_wrap(ctx: Context, data: bytearray, wrap: bool) -> str:
     s = base64.b64encode(bytes(data)).decode("ascii")
     if wrap:
         s = "".join(s[i : i + 76] + "\n" for i in range(0, len(s), 76))
@@ -106,12 +107,12 @@ def _assert(b: bool) -> None:
         raise AssertException("assertion failed")
 
 
-def _assert_equals(a, b) -> None:
+def _assert_equals(a: object, b: object) -> None:
     if a != b:
         raise AssertException(f"expected {_show(a)} but got {_show(b)}")
 
 
-def _show(v) -> str:
+def _show(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):

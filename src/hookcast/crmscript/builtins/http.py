@@ -8,6 +8,7 @@ import time
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import LimitExceeded
+from ..runtime import Context
 from ..transport import HttpTransportError
 from .maps import CMap
 from .registry import ctor, method, simple
@@ -29,7 +30,7 @@ class HttpClient:
         self.error = message or "request failed"
         return bytearray()
 
-    def request(self, ctx, method: str, url: str) -> bytearray:
+    def request(self, ctx: Context, method: str, url: str) -> bytearray:
         self.error = ""
         self.status = ""
         self.resp_headers = []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring
+from typing import Any
 
 from ..errors import ScriptRuntimeError
+from ..runtime import Context
 from ..values import json_float
 from .registry import ctor, method, simple
 
@@ -15,12 +17,12 @@ class JSONBuilder:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.stack: list[list] = []  # [is_object, count]
+        self.stack: list[list[int]] = []  # [is_object, count]
         self.has_root = False
         self.pretty = 0
         self.size = 0
 
-    def _key(self, ctx, key: str) -> None:
+    def _key(self, ctx: Context, key: str) -> None:
         if not self.stack:
             if self.has_root:
                 raise ScriptRuntimeError("JSONBuilder: the document already has a root value")
@@ -40,18 +42,18 @@ class JSONBuilder:
                 self._put(ctx, ",")
         top[1] += 1
 
-    def _put(self, ctx, s: str) -> None:
+    def _put(self, ctx: Context, s: str) -> None:
         self.size += len(s)
         if self.size > ctx.max_string:
             raise ctx.string_too_long(self.size)
         self.parts.append(s)
 
-    def push(self, ctx, key: str, is_object: bool) -> None:
+    def push(self, ctx: Context, key: str, is_object: bool) -> None:
         self._key(ctx, key)
         self._put(ctx, "{" if is_object else "[")
         self.stack.append([is_object, 0])
 
-    def add(self, ctx, key: str, text: str) -> None:
+    def add(self, ctx: Context, key: str, text: str) -> None:
         self._key(ctx, key)
         self._put(ctx, text)
 
@@ -73,7 +75,7 @@ class JSONBuilder:
         return s
 
 
-class _Ordered(list):
+class _Ordered(list[tuple[str, Any]]):
     pass
 
 
@@ -81,7 +83,7 @@ class _Raw(str):
     pass
 
 
-def _pretty(v, indent: int, level: int = 0) -> str:
+def _pretty(v: Any, indent: int, level: int = 0) -> str:
     pad = " " * (indent * (level + 1))
     end = " " * (indent * level)
     if isinstance(v, _Ordered):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import NoReturn
 
 from ..errors import ScriptRuntimeError
+from ..runtime import Context
 from ..values import fmt_float, str_to_float, str_to_int
 from .registry import ctor, method, simple
 
@@ -24,7 +26,7 @@ class CMap:
             k = self._keys = sorted(self.d)
         return k
 
-    def insert(self, ctx, k: str, v: str) -> CMap:
+    def insert(self, ctx: Context, k: str, v: str) -> CMap:
         if k not in self.d:
             ctx.check_array(len(self.d) + 1)
             self._keys = None
@@ -68,7 +70,7 @@ ctor(M, "")(lambda: CMap())
 
 
 @ctor(M, "String", ctx=True)
-def _from_text(ctx, text: str) -> CMap:
+def _from_text(ctx: Context, text: str) -> CMap:
     d: dict[str, str] = {}
     for line in text.split("\n"):
         k, sep, v = line.partition("=")
@@ -105,13 +107,13 @@ simple(M, "getVal", "", "String", lambda m: m.val())
 
 
 @method(M, "increaseValueForKey", "String,Integer", "Void", ctx=True)
-def _inc_int(ctx, m: CMap, k: str, n: int) -> None:
+def _inc_int(ctx: Context, m: CMap, k: str, n: int) -> None:
     cur = str_to_int(m.d.get(k, ""))
     m.insert(ctx, k, str(cur + n))
 
 
 @method(M, "increaseValueForKey", "String,Float", "Void", ctx=True)
-def _inc_float(ctx, m: CMap, k: str, x: float) -> None:
+def _inc_float(ctx: Context, m: CMap, k: str, x: float) -> None:
     cur = str_to_float(m.d.get(k, ""))
     m.insert(ctx, k, fmt_float(cur + x, 6))
 
@@ -120,7 +122,7 @@ simple(M, "toJson", "", "String", lambda m: m.to_json())
 
 
 @method(M, "fromJson", "String", "Void", ctx=True)
-def _from_json(ctx, m: CMap, text: str) -> None:
+def _from_json(ctx: Context, m: CMap, text: str) -> None:
     try:
         data = json.loads(text, parse_float=str, parse_int=str, parse_constant=_bad_constant)
     except (ValueError, RecursionError) as e:
@@ -134,5 +136,5 @@ def _from_json(ctx, m: CMap, text: str) -> None:
             m.insert(ctx, k, v)
 
 
-def _bad_constant(name: str):
+def _bad_constant(name: str) -> NoReturn:
     raise ValueError(f"unexpected {name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import IndexOutOfRange, ScriptRuntimeError
+from ..runtime import Context
 from ..values import str_to_int
 from .registry import ctor, method, simple
 
@@ -10,33 +11,33 @@ V = "Vector"
 ctor(V, "")(list)
 
 
-def _check(v: list, i: int) -> None:
+def _check(v: list[str], i: int) -> None:
     if not 0 <= i < len(v):
         raise IndexOutOfRange(f"Vector index {i} outside 0..{len(v) - 1}")
 
 
 @method(V, "pushBack", "String", "Void", ctx=True)
-def _push(ctx, v: list, s: str) -> None:
+def _push(ctx: Context, v: list[str], s: str) -> None:
     ctx.check_array(len(v) + 1)
     ctx.store(s)
     v.append(s)
 
 
 @method(V, "get", "Integer", "String")
-def _get(v: list, i: int) -> str:
+def _get(v: list[str], i: int) -> str:
     _check(v, i)
     return v[i]
 
 
 @method(V, "set", "Integer,String", "Void", ctx=True)
-def _set(ctx, v: list, i: int, s: str) -> None:
+def _set(ctx: Context, v: list[str], i: int, s: str) -> None:
     _check(v, i)
     ctx.store(s)
     v[i] = s
 
 
 @method(V, "removeAt", "Integer", "Void")
-def _remove(v: list, i: int) -> None:
+def _remove(v: list[str], i: int) -> None:
     _check(v, i)
     del v[i]
 
@@ -47,7 +48,7 @@ simple(V, "buildString", "String", "String", lambda v, d: d.join(v))
 
 
 @method(V, "parseString", "String,String", "Void", ctx=True)
-def _parse(ctx, v: list, text: str, delim: str) -> None:
+def _parse(ctx: Context, v: list[str], text: str, delim: str) -> None:
     if not delim:
         raise ScriptRuntimeError("parseString delimiter is empty")
     parts = text.split(delim)

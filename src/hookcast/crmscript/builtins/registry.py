@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..types import Ty, parse_ty
+
+# The implementations take and return plain Python values (values.py), their types being
+# given by the CRMScript signature strings; registering returns the function unchanged.
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(slots=True)
@@ -83,8 +87,8 @@ def _params(spec: str) -> tuple[Ty, ...]:
 
 def method(
     tname: str, mname: str, params: str, ret: str, *, ctx: bool = False, mutates: bool = False
-):
-    def deco(fn):
+) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
         METHODS.setdefault(tname, {}).setdefault(mname, []).append(
             Sig(mname, _params(params), parse_ty(ret), fn, ctx, mutates)
         )
@@ -93,16 +97,16 @@ def method(
     return deco
 
 
-def ctor(tname: str, params: str, *, ctx: bool = False):
-    def deco(fn):
+def ctor(tname: str, params: str, *, ctx: bool = False) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
         CTORS.setdefault(tname, []).append(Sig(tname, _params(params), parse_ty(tname), fn, ctx))
         return fn
 
     return deco
 
 
-def func(name: str, params: str, ret: str, *, ctx: bool = False):
-    def deco(fn):
+def func(name: str, params: str, ret: str, *, ctx: bool = False) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
         FUNCS.setdefault(name, []).append(Sig(name, _params(params), parse_ty(ret), fn, ctx))
         return fn
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-try:  # Python ≥ 3.11
-    from re import _constants as _c  # type: ignore[attr-defined]
+if TYPE_CHECKING:  # typeshed describes re._parser and re._constants under their old names
+    import sre_constants as _c
+    import sre_parse as _p
+else:  # the deprecated sre_* aliases warn on import (requires-python >= 3.11)
+    from re import _constants as _c
     from re import _parser as _p
-except ImportError:  # pragma: no cover
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _p  # type: ignore[no-redef]
 
 from ..errors import ScriptRuntimeError
 
@@ -19,8 +20,9 @@ MAX_INPUT = 200_000
 _REPEATS = (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None))
 
 
-def _walk(items, inside_repeat: bool, counter: list[int]) -> None:
-    for op, av in items:
+def _walk(items: _p.SubPattern, inside_repeat: bool, counter: list[int]) -> None:
+    av: Any  # its shape depends on op (a SubPattern, or tuples and lists holding them)
+    for op, av in items.data:
         if op in _REPEATS and op is not None:
             _lo, hi, sub = av
             unbounded = hi is _c.MAXREPEAT or hi > 100
@@ -41,7 +43,7 @@ def _walk(items, inside_repeat: bool, counter: list[int]) -> None:
 
 
 @lru_cache(maxsize=256)
-def _compile(pattern: str):
+def _compile(pattern: str) -> tuple[re.Pattern[str], int]:
     try:
         parsed = _p.parse(pattern, re.IGNORECASE)
         counter = [0]
@@ -53,7 +55,7 @@ def _compile(pattern: str):
         raise ScriptRuntimeError(f"invalid regular expression: {e}") from None
 
 
-def search(pattern: str, text: str):
+def search(pattern: str, text: str) -> re.Match[str] | None:
     rx, unbounded = _compile(pattern)
     limit = MAX_INPUT if unbounded <= 1 else (20_000 if unbounded == 2 else 2_000)
     if len(text) > limit:

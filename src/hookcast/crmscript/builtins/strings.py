@@ -6,6 +6,7 @@ import html
 from urllib.parse import quote, unquote_plus
 
 from ..errors import IndexOutOfRange, ScriptRuntimeError
+from ..runtime import Context
 from ..values import NullInt, NullStr, str_to_float, str_to_int, str_to_long
 from .registry import ctor, method, simple
 from .safe_regex import search as regex_search
@@ -16,7 +17,7 @@ ctor(S, "String")(lambda v: str(v))
 
 
 @ctor(S, "Byte[]", ctx=True)
-def _from_bytes(ctx, b):
+def _from_bytes(ctx: Context, b: bytearray) -> str:
     return ctx.check_string(bytes(b).decode("latin-1"))
 
 
@@ -52,7 +53,7 @@ def _substring(s: str, pos: int, n: int) -> str:
 
 
 @method(S, "substitute", "String,String", S, ctx=True)
-def _substitute(ctx, s: str, old: str, new: str) -> str:
+def _substitute(ctx: Context, s: str, old: str, new: str) -> str:
     if not old:
         return str(s)
     if len(new) > len(old):
@@ -64,7 +65,7 @@ def _substitute(ctx, s: str, old: str, new: str) -> str:
 
 
 @method(S, "split", S, "String[]", ctx=True)
-def _split(ctx, s: str, delim: str) -> list[str]:
+def _split(ctx: Context, s: str, delim: str) -> list[str]:
     if not delim:
         raise ScriptRuntimeError("split delimiter is empty")
     parts = s.split(delim)
@@ -103,7 +104,7 @@ simple(S, "stripLeadingAndTrailing", S, S, lambda s, cs: s.strip(cs) if cs else 
 
 
 @method(S, "append", S, "Void", ctx=True, mutates=True)
-def _append(ctx, s: str, t: str):
+def _append(ctx: Context, s: str, t: str) -> tuple[str, None]:
     r = s + t
     if len(r) > ctx.max_string:
         raise ctx.string_too_long(len(r))

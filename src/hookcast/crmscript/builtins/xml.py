@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from json.encoder import encode_basestring
+from typing import Any, NoReturn
 
 from ..errors import ScriptRuntimeError
+from ..runtime import Context
 from ..values import NULL_STR
 from .registry import ctor, func, method, simple
 
@@ -26,15 +29,15 @@ class _Num(str):
     """A JSON number, kept exactly as written."""
 
 
-def _bad_constant(name: str):
+def _bad_constant(name: str) -> NoReturn:
     raise ValueError(f"unexpected {name}")
 
 
-def _pairs(pairs):
+def _pairs(pairs: list[tuple[str, Any]]) -> tuple[str, list[tuple[str, Any]]]:
     return ("obj", pairs)
 
 
-def _build(name: str, v) -> XNode:
+def _build(name: str, v: Any) -> XNode:
     if isinstance(v, tuple):
         n = XNode(name, "", {"type": "object"})
         n.children = [_build(k, x) for k, x in v[1]]
@@ -86,9 +89,10 @@ def node_from_path(node: XNode, path: str) -> XNode | None:
     if path == "":
         return node
     for seg in path.split("."):
-        node = _child(node, seg)
-        if node is None:
+        child = _child(node, seg)
+        if child is None:
             return None
+        node = child
     return node
 
 
@@ -117,8 +121,8 @@ simple(X, "getText", "", "String", lambda n: n.text)
 simple(X, "getParameter", "String", "String", lambda n, k: n.params.get(k, ""))
 
 
-def _set(attr):
-    def setter(ctx, n: XNode, v: str) -> None:
+def _set(attr: str) -> Callable[[Context, XNode, str], None]:
+    def setter(ctx: Context, n: XNode, v: str) -> None:
         ctx.store(v)
         setattr(n, attr, v)
 
@@ -130,13 +134,13 @@ method(X, "setText", "String", "Void", ctx=True)(_set("text"))
 
 
 @method(X, "setParameter", "String,String", "Void", ctx=True)
-def _set_param(ctx, n: XNode, k: str, v: str) -> None:
+def _set_param(ctx: Context, n: XNode, k: str, v: str) -> None:
     ctx.store(v)
     n.params[k] = v
 
 
 @method(X, "addChild", "XMLNode", "Void", ctx=True)
-def _add_child(ctx, n: XNode, c: XNode) -> None:
+def _add_child(ctx: Context, n: XNode, c: XNode) -> None:
     if c is n:
         raise ScriptRuntimeError("a node cannot be its own child")
     ctx.check_array(len(n.children) + 1)
@@ -151,14 +155,22 @@ def _set_children(n: XNode, cs: list[XNode]) -> None:
     n.children = list(cs)
 
 
-def to_json(node: XNode, indent: int, ctx, top: bool = True) -> str:
+def to_json(node: XNode, indent: int, ctx: Context, top: bool = True) -> str:
     parts: list[str] = []
     size = [0]
     _json(node, max(0, min(indent, 16)), 0, parts, set(), ctx, size)
     return "".join(parts)
 
 
-def _json(node: XNode, indent: int, level: int, out: list[str], seen: set[int], ctx, size) -> None:
+def _json(
+    node: XNode,
+    indent: int,
+    level: int,
+    out: list[str],
+    seen: set[int],
+    ctx: Context,
+    size: list[int],
+) -> None:
     if id(node) in seen:
         raise ScriptRuntimeError("cyclic XMLNode tree")
     size[0] += 1
@@ -216,7 +228,7 @@ def _xml(node: XNode, indent: int, level: int, out: list[str], seen: set[int]) -
 
 
 @method(X, "toString", "Integer", "String", ctx=True)
-def _to_string(ctx, n: XNode, indent: int) -> str:
+def _to_string(ctx: Context, n: XNode, indent: int) -> str:
     out: list[str] = []
     _xml(n, max(0, min(indent, 16)), 0, out, set())
     return ctx.check_string("".join(out))
