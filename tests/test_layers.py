@@ -153,12 +153,23 @@ RULES = [
         "hookcast.store",
         {
             "forbidden": [
-                f"{ROOT}.{p}" for p in ("dispatch", "api", "cli", "cli_crmscript", "hub", "intake")
+                f"{ROOT}.{p}"
+                for p in (
+                    "dispatch",
+                    "api",
+                    "cli",
+                    "cli_crmscript",
+                    "hub",
+                    "intake",
+                    "registry",
+                    "scripts",
+                    "verification",
+                    "net",
+                    "guard",
+                    "payload",
+                )
             ]
         },
-        marks=pytest.mark.xfail(
-            strict=True, reason="store still imports dispatch: issue 10 item 1"
-        ),
         id="store-imports-nothing-above-it",
     ),
     pytest.param(
