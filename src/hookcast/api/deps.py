@@ -2,7 +2,8 @@
 they document, the webhook carrier body, PATCH bodies and `_Links`.
 
 The services are FastAPI dependencies (`reg: RegistryDep`) so a route names what it uses;
-they read `app.state`, which `app.create_app`'s lifespan fills."""
+they read `app.state`, which `app.create_app`'s lifespan fills. They are `async def` on
+purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop per request."""
 
 from __future__ import annotations
 
@@ -29,19 +30,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 Caller = Annotated[Principal, Depends(principal)]
 
 
-def _hub(request: Request) -> Hub:
+async def _hub(request: Request) -> Hub:
     return request.app.state.hub  # type: ignore[no-any-return]
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     return request.app.state.db  # type: ignore[no-any-return]
 
 
-def _registry(request: Request) -> Registry:
+async def _registry(request: Request) -> Registry:
     return request.app.state.registry  # type: ignore[no-any-return]
 
 
-def _scripts(request: Request) -> Scripts:
+async def _scripts(request: Request) -> Scripts:
     return request.app.state.scripts  # type: ignore[no-any-return]
 
 
