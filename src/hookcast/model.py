@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .api.schemas import WebhookIn as WebhookIn
-
 
 class State(enum.IntEnum):
     Unknown = 0
@@ -117,9 +114,10 @@ def format_epoch(epoch: float) -> str:
     return format_date(datetime.fromtimestamp(epoch, UTC))
 
 
-# Names that moved out of this module, still importable from here for existing callers (the
-# test support and the bench import WebhookIn from hookcast.model). Loaded on first use, so
-# importing this module loads no pydantic; type checkers see the import at the top instead.
+# Names that moved out of this module, still importable from here for the callers that import
+# them here today (the test support and the bench: WebhookIn). Loaded on first use, so
+# importing this module loads no pydantic; not under TYPE_CHECKING either, so no import of
+# the domain layer names the API. New code imports WebhookIn from hookcast.api.schemas.
 _MOVED = {"WebhookIn": "hookcast.api.schemas"}
 
 if not TYPE_CHECKING:
