@@ -180,10 +180,6 @@ RULES = [
     pytest.param(
         "hookcast.model",
         {"forbidden": ["pydantic", "aiohttp"], "transitive": True},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="model imports pydantic, and aiohttp through guard: issue 10 item 5",
-        ),
         id="model-holds-domain-types-only",
     ),
 ]

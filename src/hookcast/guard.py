@@ -19,12 +19,12 @@ import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-import yarl
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from .errors import TargetRefused, ValidationError
+from .errors import TargetRefused
+from .targets import check_target_url  # re-exported: the pure URL rule lives in targets
 
 __all__ = [
     "GuardedResolver",
@@ -39,7 +39,6 @@ T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-MAX_URL_LENGTH = 2048
 ALLOW_SETTING = "HOOKCAST_ALLOW_TARGETS"
 
 
@@ -172,32 +171,6 @@ class TargetGuard:
 
     def _allowed_by_setting(self, addr: IPAddress) -> bool:
         return any(addr in net for net in self._allow)
-
-
-def check_target_url(url: str) -> None:
-    """Raise ValidationError unless `url` is a well-formed TargetUrl for Type webhook."""
-    if not isinstance(url, str) or not url:
-        raise ValidationError("TargetUrl is required and must be an https:// URL")
-    if len(url) > MAX_URL_LENGTH:
-        raise ValidationError(
-            f"TargetUrl is {len(url)} characters long; at most {MAX_URL_LENGTH} are allowed"
-        )
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        raise ValidationError("TargetUrl must not contain whitespace or control characters")
-    try:
-        parsed = yarl.URL(url)
-    except ValueError as exc:
-        raise ValidationError(f"TargetUrl is not a valid URL: {exc}") from None
-    if not parsed.scheme:
-        raise ValidationError("TargetUrl must be an absolute https:// URL")
-    if parsed.scheme != "https":
-        raise ValidationError(f"TargetUrl must use https, not {parsed.scheme}")
-    if not parsed.raw_host:
-        raise ValidationError("TargetUrl must name a host (https://host/...)")
-    if parsed.raw_user is not None or parsed.raw_password is not None:
-        raise ValidationError("TargetUrl must not contain user:password credentials")
-    if "#" in url:
-        raise ValidationError("TargetUrl must not contain a fragment (#...)")
 
 
 class GuardedResolver(AbstractResolver):

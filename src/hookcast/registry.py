@@ -10,19 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import patching
+from .api.schemas import WebhookIn, WebhookOut, api_names, field_values, wire_values
 from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
 from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
-from .model import (
-    CRMSCRIPT_TYPE,
-    Principal,
-    State,
-    Usage,
-    Webhook,
-    WebhookIn,
-    webhook_out,
-)
+from .model import CRMSCRIPT_TYPE, Principal, State, Usage, Webhook
+from .rules import check_target
 from .scripts import check_script_target
 from .settings import Settings
 from .store import queries, queue
@@ -30,31 +24,16 @@ from .store.database import Database
 from .validation import parse_body
 from .verification import TestResult, test_target, verify_target
 
-WRITABLE = (
-    "Name",
-    "Events",
-    "TargetUrl",
-    "Secret",
-    "State",
-    "Type",
-    "Headers",
-    "Properties",
-    "ErrorsEmail",
-)
+# A carrier's fields less the id, which the server assigns: what a client writes. Their wire
+# names are the JSON Patch paths and Merge Patch keys; the id may not be patched.
+SERVER_SET = ("webhook_id",)
+WRITABLE = api_names(WebhookIn, exclude=SERVER_SET)
+READ_ONLY = api_names(WebhookIn, only=SERVER_SET)
 
 
 def _fields(carrier: WebhookIn) -> dict[str, Any]:
-    return {
-        "name": carrier.Name,
-        "events": carrier.Events,
-        "target_url": carrier.TargetUrl,
-        "secret": carrier.Secret,
-        "state": carrier.State,
-        "type": carrier.Type,
-        "headers": carrier.Headers,
-        "properties": carrier.Properties,
-        "errors_email": carrier.ErrorsEmail,
-    }
+    """The stored fields of a carrier, by their domain names (name, target_url, ...)."""
+    return field_values(carrier, exclude=SERVER_SET)
 
 
 def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
@@ -63,9 +42,9 @@ def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
 
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
-    document = {k: v for k, v in webhook_out(hook).items() if k in WRITABLE}
+    document = wire_values(WebhookOut.of(hook), WRITABLE)
     return patching.apply_patch(
-        document, body, media_type, writable=WRITABLE, read_only=("WebhookId",), what="webhook"
+        document, body, media_type, writable=WRITABLE, read_only=READ_ONLY, what="webhook"
     )
 
 
@@ -104,14 +83,14 @@ class Registry:
         )
 
     async def create(self, who: Principal, carrier: WebhookIn) -> Webhook:
-        carrier.check_target(plugin_names())
+        check_target(carrier.type, carrier.target_url, plugin_names())
         await self._verify(who, carrier)
         fields = _fields(carrier)
 
         def write(conn):  # type: ignore[no-untyped-def]
             now = time.time()
             webhook_id = queries.insert_webhook(conn, who.tenant, who.associate_id, now, fields)
-            state_changed(conn, webhook_id, carrier.State, now)
+            state_changed(conn, webhook_id, carrier.state, now)
             return webhook_id
 
         webhook_id = await self.db.run(write)
@@ -127,9 +106,9 @@ class Registry:
     ) -> Webhook:
         old = await self.get(who, webhook_id)
         _check_unmodified(old, if_unmodified_since)
-        carrier.check_target(plugin_names())
-        becomes_active = carrier.State is State.Active and old.state is not State.Active
-        if becomes_active or (carrier.TargetUrl, carrier.Secret, carrier.Type) != (
+        check_target(carrier.type, carrier.target_url, plugin_names())
+        becomes_active = carrier.state is State.Active and old.state is not State.Active
+        if becomes_active or (carrier.target_url, carrier.secret, carrier.type) != (
             old.target_url,
             old.secret,
             old.type,
@@ -151,8 +130,8 @@ class Registry:
                 _fields(carrier),
                 reset_errors=becomes_active,
             )
-            if carrier.State != current.state:
-                state_changed(conn, webhook_id, carrier.State, now)
+            if carrier.state != current.state:
+                state_changed(conn, webhook_id, carrier.state, now)
             return queries.get_webhook(conn, who.tenant, webhook_id)
 
         hook = await self.db.run(write)
@@ -217,22 +196,22 @@ class Registry:
     async def test(self, who: Principal, carrier: WebhookIn) -> TestResult:
         """POST /Webhook/Test: send the test event, store nothing."""
         try:
-            carrier.check_target(plugin_names())
+            check_target(carrier.type, carrier.target_url, plugin_names())
         except ValidationError as exc:
             return TestResult(success=False, message=exc.message)
-        if carrier.Type == CRMSCRIPT_TYPE:
+        if carrier.type == CRMSCRIPT_TYPE:
             try:
-                await self._check_script(who, carrier.TargetUrl)
+                await self._check_script(who, carrier.target_url)
             except ValidationError as exc:
                 return TestResult(success=False, message=exc.message)
-            return TestResult(success=True, message=f"script {carrier.TargetUrl!r} compiles")
+            return TestResult(success=True, message=f"script {carrier.target_url!r} compiles")
         return await test_target(self.sender, **self._target_args(who, carrier))
 
     async def _verify(self, who: Principal, carrier: WebhookIn) -> None:
         """§5: a Stopped webhook needs only a well-formed URL; an Active one must answer."""
-        if carrier.Type == CRMSCRIPT_TYPE:
-            await self._check_script(who, carrier.TargetUrl)
-        elif carrier.State is State.Active:
+        if carrier.type == CRMSCRIPT_TYPE:
+            await self._check_script(who, carrier.target_url)
+        elif carrier.state is State.Active:
             await verify_target(self.sender, **self._target_args(who, carrier))
 
     async def _check_script(self, who: Principal, include_id: str) -> None:
@@ -240,11 +219,11 @@ class Registry:
 
     def _target_args(self, who: Principal, carrier: WebhookIn) -> dict[str, Any]:
         return {
-            "url": carrier.TargetUrl,
-            "secret": carrier.Secret,
-            "name": carrier.Name,
-            "headers": carrier.Headers,
-            "properties": carrier.Properties,
+            "url": carrier.target_url,
+            "secret": carrier.secret,
+            "name": carrier.name,
+            "headers": carrier.headers,
+            "properties": carrier.properties,
             "tenant": who.tenant,
             "associate_id": who.associate_id,
             "settings": self.settings,

@@ -12,119 +12,36 @@ reports it like any compile error).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 from sqlalchemy.exc import IntegrityError
 
+from .api.schemas import AllowListIn, ScriptIn, ScriptOut, api_names, field_values, wire_values
 from .crmscript import Diagnostic, Limits, RunResult, check
 from .dispatch.crmscript import ScriptRunner, diagnostic_text
 from .dispatch.http import HttpSender
 from .errors import Conflict, NotFound, ValidationError, VerificationFailed
-from .model import MAX_ID, MIN_DATE, Principal
+from .model import Principal
 from .patching import apply_patch, check_unmodified, next_update_time
+from .rules import normalize_hosts
 from .settings import Settings
 from .store import scripts as store
 from .store.database import Database
 from .store.scripts import StoredScript
 from .validation import parse_body
 
-WRITABLE = ("Name", "Description", "IncludeId", "Source")
-READ_ONLY = (
-    "EjscriptId",
-    "UniqueIdentifier",
-    "Registered",
-    "RegisteredAssociateId",
-    "Updated",
-    "UpdatedAssociateId",
-)
-INCLUDE_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
-MAX_INCLUDE_ID = 255
-MAX_SOURCE_CHARS = 1024 * 1024  # the API body limit (1 MiB) already bounds the bytes
-MAX_DESCRIPTION = 4000
-MAX_ALLOWED_HOSTS = 100
-_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+__all__ = ["AllowListIn", "ScriptIn", "Scripts", "check_script_target", "compile_failure"]
 
-
-def _text_rules(value: str, what: str) -> str:
-    if not value.strip():
-        raise ValueError(f"{what} must not be blank")
-    if any(ord(c) < 32 for c in value):
-        raise ValueError(f"{what} must not contain control characters")
-    return value
-
-
-class ScriptIn(BaseModel):
-    """A script carrier as a client sends it (POST, PUT, and PATCH after patching).
-    EjscriptId, dates and associates are set by the server; UniqueIdentifier is taken on
-    create when given (to keep a script's identity across instances) and read-only after."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    EjscriptId: StrictInt = Field(default=0, ge=0, le=MAX_ID)
-    UniqueIdentifier: uuid.UUID | None = None
-    Name: StrictStr = Field(min_length=1, max_length=255)
-    Description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION)
-    IncludeId: StrictStr = Field(
-        min_length=1,
-        max_length=MAX_INCLUDE_ID,
-        pattern=INCLUDE_ID_PATTERN,
-        description="Unique per tenant: 1-255 of A-Z a-z 0-9 _ . -; `#include` and the "
-        "TargetUrl of crmscript webhooks name it.",
-    )
-    Source: StrictStr = Field(max_length=MAX_SOURCE_CHARS, description="The CRMScript text.")
-
-    @field_validator("Name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _text_rules(value, "Name")
-
-
-class AllowListIn(BaseModel):
-    """The hosts a tenant's scripts may reach over HTTP (exact host names or IP literals)."""
-
-    Hosts: list[StrictStr] = Field(max_length=MAX_ALLOWED_HOSTS)
-
-    @field_validator("Hosts")
-    @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
-        return normalize_hosts(value)
-
-
-def normalize_hosts(hosts: list[str]) -> list[str]:
-    """Lower-cased, de-duplicated, order kept; ValueError names the first bad entry."""
-    if len(hosts) > MAX_ALLOWED_HOSTS:
-        raise ValueError(f"at most {MAX_ALLOWED_HOSTS} hosts are allowed")
-    seen: dict[str, None] = {}
-    for raw in hosts:
-        seen.setdefault(_host(raw), None)
-    return list(seen)
-
-
-def _host(raw: str) -> str:
-    host = raw.strip().lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        return (
-            ipaddress.ip_address(host).compressed
-            if ":" in host
-            else str(ipaddress.ip_address(host))
-        )
-    except ValueError:
-        pass
-    labels = host.split(".")
-    if not (0 < len(host) <= 253) or not all(_HOST_LABEL.match(label) for label in labels):
-        raise ValueError(
-            f"{raw[:100]!r} is not a host name; give the bare host (e.g. chat.example.com or "
-            "203.0.113.7): no scheme, port, path or wildcard, non-ASCII names in punycode"
-        )
-    return host
+# A carrier's fields less those the server sets: what a client writes. Their wire names are
+# the JSON Patch paths and Merge Patch keys; the other fields of a script as answered may
+# not be patched.
+SERVER_SET = ("ejscript_id", "unique_identifier")
+WRITABLE_FIELDS = tuple(name for name in ScriptIn.model_fields if name not in SERVER_SET)
+WRITABLE = api_names(ScriptIn, only=WRITABLE_FIELDS)
+READ_ONLY = api_names(ScriptOut, exclude=WRITABLE_FIELDS)
 
 
 def compile_failure(
@@ -146,37 +63,13 @@ def compile_failure(
 
 
 def _fields(carrier: ScriptIn) -> dict[str, Any]:
-    return {
-        "name": carrier.Name,
-        "description": carrier.Description,
-        "include_id": carrier.IncludeId,
-        "source": carrier.Source,
-    }
+    """The stored fields of a carrier, by their domain names (name, include_id, ...)."""
+    return field_values(carrier, exclude=SERVER_SET)
 
 
 def _document(script: StoredScript) -> dict[str, Any]:
-    return {
-        "Name": script.name,
-        "Description": script.description,
-        "IncludeId": script.include_id,
-        "Source": script.source,
-    }
-
-
-def default_carrier() -> dict[str, Any]:
-    """GET /CRMScript/default: an empty script to fill in."""
-    return {
-        "EjscriptId": 0,
-        "UniqueIdentifier": None,
-        "Name": None,
-        "Description": None,
-        "IncludeId": None,
-        "Source": "",
-        "Registered": MIN_DATE,
-        "RegisteredAssociateId": 0,
-        "Updated": MIN_DATE,
-        "UpdatedAssociateId": 0,
-    }
+    """The writable fields of a stored script by their wire names: what a PATCH applies to."""
+    return wire_values(ScriptOut.of(script), WRITABLE)
 
 
 async def check_script_target(db: Database, tenant: str, include_id: str) -> None:
@@ -227,18 +120,18 @@ class Scripts:
 
     async def create(self, who: Principal, carrier: ScriptIn) -> StoredScript:
         await self._compiles(who, carrier, old_include_id=None)
-        uid = str(carrier.UniqueIdentifier or uuid.uuid4())
-        given_uid = carrier.UniqueIdentifier is not None
+        uid = str(carrier.unique_identifier or uuid.uuid4())
+        given_uid = carrier.unique_identifier is not None
 
         def write(conn):  # type: ignore[no-untyped-def]
-            self._include_id_free(conn, who, carrier.IncludeId, None)
+            self._include_id_free(conn, who, carrier.include_id, None)
             if given_uid and store.uid_taken(conn, who.tenant, uid):
                 raise Conflict(f"A CRMScript with UniqueIdentifier {uid} already exists.")
             return store.insert_script(
                 conn, who.tenant, who.associate_id, time.time(), uid, _fields(carrier)
             )
 
-        script_id = await self._write(write, carrier.IncludeId)
+        script_id = await self._write(write, carrier.include_id)
         return await self.get(who, script_id)
 
     async def replace(
@@ -258,13 +151,13 @@ class Scripts:
             now = next_update_time(
                 current and current.updated, old_updated, f"CRMScript {script_id}"
             )
-            self._include_id_free(conn, who, carrier.IncludeId, script_id)
+            self._include_id_free(conn, who, carrier.include_id, script_id)
             store.update_script(
                 conn, who.tenant, script_id, who.associate_id, now, _fields(carrier)
             )
             return store.get_script(conn, who.tenant, script_id)
 
-        return await self._write(write, carrier.IncludeId)
+        return await self._write(write, carrier.include_id)
 
     async def patch(
         self,
@@ -344,13 +237,13 @@ class Scripts:
         overrides: dict[str, str | None] = {}
         if old_include_id is not None:
             overrides[old_include_id] = None
-        overrides[carrier.IncludeId] = carrier.Source
+        overrides[carrier.include_id] = carrier.source
         includes = await self.db.run(
-            lambda conn: store.resolve_includes(conn, who.tenant, [carrier.Source], overrides)
+            lambda conn: store.resolve_includes(conn, who.tenant, [carrier.source], overrides)
         )
-        diagnostics = await self.runner.check(carrier.Source, includes, carrier.IncludeId)
+        diagnostics = await self.runner.check(carrier.source, includes, carrier.include_id)
         if diagnostics:
-            raise compile_failure(diagnostics, carrier.IncludeId)
+            raise compile_failure(diagnostics, carrier.include_id)
 
     @staticmethod
     def _include_id_free(conn: Any, who: Principal, include_id: str, script_id: int | None) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..errors import HookcastError
+from .schemas import ErrorBody
 
 log = logging.getLogger("hookcast.api")
 
@@ -29,12 +29,6 @@ _STATUS_TYPES = {
 }
 
 
-class ErrorBody(BaseModel):
-    Error: str
-    ErrorType: str
-    Details: list[dict[str, Any]] = []
-
-
 def error_response(
     status: int,
     message: str,
@@ -42,8 +36,8 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {"Error": message, "ErrorType": error_type, "Details": details or []}
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = ErrorBody(error=message, error_type=error_type, details=details or [])
+    return JSONResponse(body.model_dump(by_alias=True), status_code=status, headers=headers)
 
 
 def _describe(err: dict[str, Any]) -> dict[str, Any]:

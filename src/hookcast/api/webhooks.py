@@ -2,71 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
 
-from ..errors import ValidationError
-from ..model import (
-    MAX_ID,
-    Principal,
-    Webhook,
-    WebhookIn,
+from ..model import MAX_ID, format_date, format_epoch
+from .deps import (
+    ERRORS,
+    PATCH_MEDIA_TYPES,
+    Caller,
+    CarrierBody,
+    HubDep,
+    PatchBody,
+    RegistryDep,
+    linked_webhook,
+    patch_request,
+    reject_null_body,
+)
+from .schemas import (
+    STATE_NAMES,
+    DeliveriesPage,
+    DeliveryOut,
+    DeliveryStatus,
+    RedeliverOut,
+    TestResponse,
+    UsageOut,
     WebhookOut,
     WebhookWithLinks,
-    default_carrier,
-    format_date,
-    format_epoch,
-    webhook_out,
 )
-from ..registry import Registry
-from .auth import principal
-from .errors import ErrorBody
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 412, 413)
-}
 router = APIRouter(prefix="/api/v1/Webhook", tags=["Webhook"], responses=ERRORS)
-Caller = Annotated[Principal, Depends(principal)]
 WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The WebhookId")]
-STATE_NAMES = ["Unknown", "Active", "Stopped", "TooManyErrors"]
-CarrierBody = Annotated[WebhookIn, Body(description="A webhook carrier (§1).")]
-
-
-class TestResponse(BaseModel):
-    Success: bool
-    Message: str
-
-
-class UsageOut(BaseModel):
-    total_calls: int
-    total_errors: int
-    consecutive_errors: int
-    last_error: str | None
-    last_error_at: str | None
-    last_success_at: str | None
-
-
-def registry(request: Request) -> Registry:
-    return request.app.state.registry  # type: ignore[no-any-return]
-
-
-def with_links(request: Request, hook: Webhook) -> dict[str, Any]:
-    base = str(request.base_url).rstrip("/") + "/api/v1/Webhook"
-    return {**webhook_out(hook), "_Links": {"Self": f"{base}/{hook.id}", "Archive": base}}
 
 
 @router.get("/default", summary="A pre-filled webhook carrier", response_model=WebhookOut)
-async def get_default(_: Caller) -> dict[str, Any]:
-    return default_carrier()
+async def get_default(_: Caller) -> WebhookOut:
+    return WebhookOut.default()
 
 
 @router.get(
     "", summary="The caller's webhooks, optionally filtered", response_model=list[WebhookOut]
 )
 async def list_webhooks(
-    request: Request,
+    reg: RegistryDep,
     who: Caller,
     nameFilter: Annotated[str | None, Query(description="exact webhook name")] = None,
     eventFilter: Annotated[str | None, Query(description="a subscribed event name")] = None,
@@ -77,30 +55,31 @@ async def list_webhooks(
             json_schema_extra={"enum": ["", *STATE_NAMES, "0", "1", "2", "3"]},
         ),
     ] = None,
-) -> list[dict[str, Any]]:
-    hooks = await registry(request).list(
-        who, name=nameFilter, event=eventFilter, state=statusFilter
-    )
-    return [webhook_out(h) for h in hooks]
+) -> list[WebhookOut]:
+    hooks = await reg.list(who, name=nameFilter, event=eventFilter, state=statusFilter)
+    return [WebhookOut.of(h) for h in hooks]
 
 
 @router.post("", summary="Register a webhook (verified first, §5)", response_model=WebhookWithLinks)
-async def create_webhook(request: Request, who: Caller, body: CarrierBody) -> dict[str, Any]:
-    hook = await registry(request).create(who, body)
-    return with_links(request, hook)
+async def create_webhook(
+    request: Request, reg: RegistryDep, who: Caller, body: CarrierBody
+) -> WebhookWithLinks:
+    return linked_webhook(request, await reg.create(who, body))
 
 
 @router.post(
     "/Test", summary="Send the test event to a carrier; stores nothing", response_model=TestResponse
 )
-async def test_webhook(request: Request, who: Caller, body: CarrierBody) -> TestResponse:
-    result = await registry(request).test(who, body)
-    return TestResponse(Success=result.success, Message=result.message)
+async def test_webhook(reg: RegistryDep, who: Caller, body: CarrierBody) -> TestResponse:
+    result = await reg.test(who, body)
+    return TestResponse(success=result.success, message=result.message)
 
 
 @router.get("/{webhookId:int}", summary="One webhook", response_model=WebhookWithLinks)
-async def get_webhook(request: Request, who: Caller, webhookId: WebhookIdPath) -> dict[str, Any]:
-    return with_links(request, await registry(request).get(who, webhookId))
+async def get_webhook(
+    request: Request, reg: RegistryDep, who: Caller, webhookId: WebhookIdPath
+) -> WebhookWithLinks:
+    return linked_webhook(request, await reg.get(who, webhookId))
 
 
 @router.put(
@@ -108,41 +87,14 @@ async def get_webhook(request: Request, who: Caller, webhookId: WebhookIdPath) -
 )
 async def put_webhook(
     request: Request,
+    reg: RegistryDep,
     who: Caller,
     webhookId: WebhookIdPath,
     body: CarrierBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
-    hook = await registry(request).replace(who, webhookId, body, if_unmodified_since)
-    return with_links(request, hook)
-
-
-class PatchOperation(BaseModel):
-    """One RFC 6902 operation; paths are case-insensitive and may omit the leading slash."""
-
-    model_config = ConfigDict(extra="allow")
-    op: Literal["add", "replace", "remove", "test"]
-    path: str
-    value: Any = None
-
-
-PatchBody = Annotated[
-    list[PatchOperation] | dict[str, Any],
-    Body(description="A JSON Patch array (RFC 6902) or a JSON Merge Patch object (RFC 7396)."),
-]
-PATCH_MEDIA_TYPES = {
-    "requestBody": {
-        "content": {
-            "application/json-patch+json": {
-                "schema": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/PatchOperation"},
-                }
-            },
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-        }
-    }
-}
+) -> WebhookWithLinks:
+    hook = await reg.replace(who, webhookId, body, if_unmodified_since)
+    return linked_webhook(request, hook)
 
 
 @router.patch(
@@ -153,17 +105,15 @@ PATCH_MEDIA_TYPES = {
 )
 async def patch_webhook(
     request: Request,
+    reg: RegistryDep,
     who: Caller,
     webhookId: WebhookIdPath,
     body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
-    media_type = (
-        request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    )
-    patch = [op.model_dump(exclude_unset=True) for op in body] if isinstance(body, list) else body
-    hook = await registry(request).patch(who, webhookId, patch, media_type, if_unmodified_since)
-    return with_links(request, hook)
+) -> WebhookWithLinks:
+    patch, media_type = patch_request(request, body)
+    hook = await reg.patch(who, webhookId, patch, media_type, if_unmodified_since)
+    return linked_webhook(request, hook)
 
 
 @router.delete(
@@ -173,18 +123,18 @@ async def patch_webhook(
     summary="Delete a webhook and drop its pending deliveries",
 )
 async def delete_webhook(
-    request: Request,
+    reg: RegistryDep,
     who: Caller,
     webhookId: WebhookIdPath,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> Response:
-    await registry(request).delete(who, webhookId, if_unmodified_since)
+    await reg.delete(who, webhookId, if_unmodified_since)
     return Response(status_code=204)
 
 
 @router.get("/{webhookId:int}/LastError", summary="The most recent delivery error, or null")
-async def last_error(request: Request, who: Caller, webhookId: WebhookIdPath) -> str | None:
-    return await registry(request).last_error(who, webhookId)
+async def last_error(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> str | None:
+    return await reg.last_error(who, webhookId)
 
 
 @router.get(
@@ -192,8 +142,8 @@ async def last_error(request: Request, who: Caller, webhookId: WebhookIdPath) ->
     summary="hookcast addition: delivery counters",
     response_model=UsageOut,
 )
-async def usage(request: Request, who: Caller, webhookId: WebhookIdPath) -> UsageOut:
-    u = await registry(request).usage(who, webhookId)
+async def usage(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> UsageOut:
+    u = await reg.usage(who, webhookId)
     return UsageOut(
         total_calls=u.total_calls,
         total_errors=u.total_errors,
@@ -204,37 +154,7 @@ async def usage(request: Request, who: Caller, webhookId: WebhookIdPath) -> Usag
     )
 
 
-class DeliveryOut(BaseModel):
-    """One attempt of one delivery (newest first)."""
-
-    AttemptId: int
-    At: str
-    Event: str
-    PrimaryKey: int
-    EventId: str
-    DeliveryId: str  # the webhook-id header: the same for every attempt of one delivery
-    Cycle: int
-    Attempt: int  # X-SuperOffice-Retry of that attempt
-    Outcome: Literal["success", "failure"]
-    Status: Literal["pending", "delivered", "given_up"]  # where the delivery stands now
-    HttpStatus: int | None
-    LatencyMs: float
-    Error: str | None
-    Output: str | None
-
-
-class DeliveriesPage(BaseModel):
-    Total: int
-    Limit: int
-    Offset: int
-    Items: list[DeliveryOut]
-
-
-class RedeliverOut(BaseModel):
-    Queued: int
-
-
-_DELIVERY_STATUS = ("pending", "delivered", "given_up")
+_DELIVERY_STATUS: tuple[DeliveryStatus, ...] = ("pending", "delivered", "given_up")
 
 
 @router.get(
@@ -243,33 +163,33 @@ _DELIVERY_STATUS = ("pending", "delivered", "given_up")
     summary="hookcast addition: the delivery log, newest first, paged",
 )
 async def deliveries(
-    request: Request,
+    reg: RegistryDep,
     who: Caller,
     webhookId: WebhookIdPath,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> DeliveriesPage:
-    total, rows = await registry(request).deliveries(who, webhookId, limit, offset)
+    total, rows = await reg.deliveries(who, webhookId, limit, offset)
     items = [
         DeliveryOut(
-            AttemptId=r["id"],
-            At=format_epoch(r["at"]),
-            Event=r["event"],
-            PrimaryKey=r["primary_key"],
-            EventId=r["event_uuid"],
-            DeliveryId=r["uid"],
-            Cycle=r["cycle"],
-            Attempt=r["attempt"],
-            Outcome="success" if r["ok"] else "failure",
-            Status=_DELIVERY_STATUS[r["status"]],
-            HttpStatus=r["http_status"],
-            LatencyMs=round(r["latency_ms"], 3),
-            Error=r["error"],
-            Output=r["output"],
+            attempt_id=r["id"],
+            at=format_epoch(r["at"]),
+            event=r["event"],
+            primary_key=r["primary_key"],
+            event_id=r["event_uuid"],
+            delivery_id=r["uid"],
+            cycle=r["cycle"],
+            attempt=r["attempt"],
+            outcome="success" if r["ok"] else "failure",
+            status=_DELIVERY_STATUS[r["status"]],
+            http_status=r["http_status"],
+            latency_ms=round(r["latency_ms"], 3),
+            error=r["error"],
+            output=r["output"],
         )
         for r in rows
     ]
-    return DeliveriesPage(Total=total, Limit=limit, Offset=offset, Items=items)
+    return DeliveriesPage(total=total, limit=limit, offset=offset, items=items)
 
 
 @router.post(
@@ -277,20 +197,14 @@ async def deliveries(
     response_model=RedeliverOut,
     summary="hookcast addition: queue the given-up deliveries again",
 )
-async def redeliver(request: Request, who: Caller, webhookId: WebhookIdPath) -> RedeliverOut:
-    return RedeliverOut(Queued=await registry(request).redeliver(who, webhookId))
+async def redeliver(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> RedeliverOut:
+    return RedeliverOut(queued=await reg.redeliver(who, webhookId))
 
 
 SignalBody = Annotated[
     dict[str, Any] | None,
     Body(description="The changed fields and their new values; the names become Changes."),
 ]
-
-
-async def reject_null_body(request: Request) -> None:
-    """An optional body may be absent, but a body of JSON `null` is a mistake, not 'none'."""
-    if (await request.body()).strip() == b"null":
-        raise ValidationError("The body must be a JSON object (or absent), not null.")
 
 
 @router.post(
@@ -302,13 +216,13 @@ async def reject_null_body(request: Request) -> None:
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
 async def signal_event(
-    request: Request,
+    hub: HubDep,
     who: Caller,
     eventName: str,
     primaryKey: Annotated[int, Path(ge=0, le=MAX_ID)],
     body: SignalBody = None,
 ) -> Response:
-    await request.app.state.hub.signal(
+    await hub.signal(
         eventName,
         primaryKey,
         tenant=who.tenant,

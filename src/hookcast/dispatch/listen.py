@@ -19,14 +19,16 @@ def conninfo(url: str) -> str:
     from psycopg.conninfo import make_conninfo
 
     parsed = make_url(url)
-    parts = {
+    parts: dict[str, str | int | None] = {
         "host": parsed.host,
         "port": parsed.port,
         "user": parsed.username,
         "password": parsed.password,
         "dbname": parsed.database,
+        # a query option given twice arrives as a tuple: the last one counts
+        **{k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()},
     }
-    return make_conninfo(**{k: v for k, v in parts.items() if v is not None}, **parsed.query)
+    return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})
 
 
 async def listen(

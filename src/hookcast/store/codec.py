@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 import orjson
+from sqlalchemy import CursorResult
 
 
 def to_json(value: Any) -> str | None:
@@ -30,3 +31,10 @@ def to_datetime(epoch: float) -> datetime: ...
 def to_datetime(epoch: None) -> None: ...
 def to_datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def new_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT just gave its row."""
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])

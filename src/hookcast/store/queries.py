@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from ..model import ApiKey, Principal, State, Usage, Webhook
-from .codec import from_json, to_datetime, to_json
+from .codec import from_json, new_id, to_datetime, to_json
 from .schema import api_keys, associates, webhook_events, webhooks
 
 # ----- associates and API keys -----------------------------------------------------------------
@@ -55,7 +55,7 @@ def insert_key(
             created_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return new_id(result)
 
 
 def principal_for_key(conn: Connection, key_hash: str) -> Principal | None:
@@ -101,7 +101,7 @@ def list_keys(conn: Connection, tenant: str | None = None) -> list[ApiKey]:
             name=r.name,
             prefix=r.prefix,
             created=to_datetime(r.created_at),
-            revoked=to_datetime(r.revoked_at),  # type: ignore[arg-type]
+            revoked=to_datetime(r.revoked_at),
         )
         for r in conn.execute(query)
     ]
@@ -169,9 +169,9 @@ def _webhook(row: Row[Any]) -> Webhook:
         headers=from_json(row.headers),
         properties=from_json(row.properties),
         errors_email=row.errors_email,
-        registered=to_datetime(row.registered_at),  # type: ignore[arg-type]
+        registered=to_datetime(row.registered_at),
         registered_associate_id=row.registered_associate_id,
-        updated=to_datetime(row.updated_at),  # type: ignore[arg-type]
+        updated=to_datetime(row.updated_at),
         updated_associate_id=row.updated_associate_id,
         registered_associate=_associate(row.registered_associate_id, row.r_name, row.r_full),
         updated_associate=_associate(row.updated_associate_id, row.u_name, row.u_full),
@@ -209,7 +209,7 @@ def insert_webhook(
             **_webhook_values(fields),
         )
     )
-    webhook_id = int(result.inserted_primary_key[0])
+    webhook_id = new_id(result)
     _index_events(conn, tenant, webhook_id, fields["events"])
     return webhook_id
 

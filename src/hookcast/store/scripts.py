@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from .codec import from_json, to_datetime, to_json
+from .codec import from_json, new_id, to_datetime, to_json
 from .schema import scripts, tenant_settings
 
 # `#include "name";` as the interpreter finds it (textually, so a name in a comment counts
@@ -69,7 +69,7 @@ def insert_script(
             **fields,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return new_id(result)
 
 
 def get_script(conn: Connection, tenant: str, script_id: int) -> StoredScript | None:

@@ -1,0 +1,49 @@
+"""`hookcast signal`: store an event for a running serve or worker to deliver."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import DbOption, console, settings_for
+
+
+def signal_event(
+    event: Annotated[str, typer.Argument(help="The event name, e.g. contact.changed")],
+    primary_key: Annotated[int, typer.Argument(help="The record's id (0 when unused)")],
+    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier)")],
+    associate_id: Annotated[int, typer.Option("--associate-id", help="Who caused it")] = 0,
+    data: Annotated[
+        str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'')
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Signal an event: store it with its deliveries; a running serve or worker delivers it."""
+    import asyncio
+    import json
+
+    from ..errors import ValidationError
+    from ..hub import Hub
+
+    try:
+        changes = json.loads(data) if data else None
+    except json.JSONDecodeError as exc:
+        console().print(f"[red]--data is not JSON: {exc}[/]")
+        raise typer.Exit(2) from None
+    if changes is not None and not isinstance(changes, dict):
+        console().print("[red]--data must be a JSON object of field names and values[/]")
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        async with Hub(settings_for(db), deliver=False) as hub:
+            return await hub.signal(
+                event, primary_key, tenant=tenant, associate_id=associate_id, changes=changes
+            )
+
+    try:
+        event_id = asyncio.run(run())
+    except ValidationError as exc:
+        console().print(f"[red]{exc.message}[/]")
+        raise typer.Exit(2) from None
+    console().print(f"Stored event {event_id} ({event.lower()} {primary_key}) for tenant {tenant}.")
