@@ -51,7 +51,8 @@ def apply_patch(
                 )
             ops.append({**op, "path": _pointer(op.get("path"), canonical, frozen, what)})
         try:
-            return jsonpatch.apply_patch(document, ops)
+            patched: dict[str, Any] = jsonpatch.apply_patch(document, ops)
+            return patched
         except jsonpatch.JsonPatchTestFailed as exc:
             raise Conflict(f"A JSON Patch test failed: {exc}") from None
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
@@ -60,7 +61,8 @@ def apply_patch(
         patch = {
             canonical[key.lower()]: value for key, value in body.items() if key.lower() in canonical
         }
-        return json_merge_patch.merge(document, patch)
+        merged: dict[str, Any] = json_merge_patch.merge(document, patch)
+        return merged
     raise ValidationError("PATCH needs a JSON Patch array or a JSON Merge Patch object.")
 
 

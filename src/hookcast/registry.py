@@ -4,10 +4,13 @@ module knows about HTTP requests."""
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection
 
 from . import patching
 from .api.schemas import WebhookIn, WebhookOut, api_names, field_values, wire_values
@@ -87,7 +90,7 @@ class Registry:
         await self._verify(who, carrier)
         fields = _fields(carrier)
 
-        def write(conn):  # type: ignore[no-untyped-def]
+        def write(conn: Connection) -> int:
             now = time.time()
             webhook_id = queries.insert_webhook(conn, who.tenant, who.associate_id, now, fields)
             state_changed(conn, webhook_id, carrier.state, now)
@@ -116,11 +119,11 @@ class Registry:
             await self._verify(who, carrier)
         old_updated = old.updated.timestamp()
 
-        def write(conn):  # type: ignore[no-untyped-def]
+        def write(conn: Connection) -> Webhook:
             current = queries.get_webhook(conn, who.tenant, webhook_id)
-            now = patching.next_update_time(
-                current and current.updated, old_updated, f"webhook {webhook_id}"
-            )
+            if current is None:  # deleted meanwhile
+                raise NotFound(f"There is no webhook {webhook_id}.")
+            now = patching.next_update_time(current.updated, old_updated, f"webhook {webhook_id}")
             queries.update_webhook(
                 conn,
                 who.tenant,
@@ -132,7 +135,9 @@ class Registry:
             )
             if carrier.state != current.state:
                 state_changed(conn, webhook_id, carrier.state, now)
-            return queries.get_webhook(conn, who.tenant, webhook_id)
+            updated = queries.get_webhook(conn, who.tenant, webhook_id)
+            assert updated is not None  # written in this transaction
+            return updated
 
         hook = await self.db.run(write)
         self.wake()
@@ -179,7 +184,7 @@ class Registry:
 
     async def deliveries(
         self, who: Principal, webhook_id: int, limit: int, offset: int
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, builtins.list[dict[str, Any]]]:
         await self.get(who, webhook_id)
 
         def read(conn):  # type: ignore[no-untyped-def]

@@ -12,11 +12,14 @@ reports it like any compile error).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from .api.schemas import AllowListIn, ScriptIn, ScriptOut, api_names, field_values, wire_values
@@ -38,6 +41,7 @@ __all__ = ["AllowListIn", "ScriptIn", "Scripts", "check_script_target", "compile
 # A carrier's fields less those the server sets: what a client writes. Their wire names are
 # the JSON Patch paths and Merge Patch keys; the other fields of a script as answered may
 # not be patched.
+T = TypeVar("T")
 SERVER_SET = ("ejscript_id", "unique_identifier")
 WRITABLE_FIELDS = tuple(name for name in ScriptIn.model_fields if name not in SERVER_SET)
 WRITABLE = api_names(ScriptIn, only=WRITABLE_FIELDS)
@@ -123,7 +127,7 @@ class Scripts:
         uid = str(carrier.unique_identifier or uuid.uuid4())
         given_uid = carrier.unique_identifier is not None
 
-        def write(conn):  # type: ignore[no-untyped-def]
+        def write(conn: Connection) -> int:
             self._include_id_free(conn, who, carrier.include_id, None)
             if given_uid and store.uid_taken(conn, who.tenant, uid):
                 raise Conflict(f"A CRMScript with UniqueIdentifier {uid} already exists.")
@@ -146,16 +150,18 @@ class Scripts:
         await self._compiles(who, carrier, old_include_id=old.include_id)
         old_updated = old.updated.timestamp()
 
-        def write(conn):  # type: ignore[no-untyped-def]
+        def write(conn: Connection) -> StoredScript:
             current = store.get_script(conn, who.tenant, script_id)
-            now = next_update_time(
-                current and current.updated, old_updated, f"CRMScript {script_id}"
-            )
+            if current is None:  # deleted meanwhile
+                raise NotFound(f"There is no CRMScript {script_id}.")
+            now = next_update_time(current.updated, old_updated, f"CRMScript {script_id}")
             self._include_id_free(conn, who, carrier.include_id, script_id)
             store.update_script(
                 conn, who.tenant, script_id, who.associate_id, now, _fields(carrier)
             )
-            return store.get_script(conn, who.tenant, script_id)
+            updated = store.get_script(conn, who.tenant, script_id)
+            assert updated is not None  # written in this transaction
+            return updated
 
         return await self._write(write, carrier.include_id)
 
@@ -185,7 +191,7 @@ class Scripts:
 
     # ----- the sandbox ------------------------------------------------------------------------
 
-    async def validate(self, who: Principal, source: str) -> list[Diagnostic]:
+    async def validate(self, who: Principal, source: str) -> builtins.list[Diagnostic]:
         """Compile errors of a text against the tenant's scripts ([] when it compiles)."""
         includes = await self.db.run(store.resolve_includes, who.tenant, [source])
         return await self.runner.check(source, includes)
@@ -207,10 +213,10 @@ class Scripts:
 
     # ----- the tenant's HTTP allow-list ---------------------------------------------------------
 
-    async def allow_list(self, who: Principal) -> list[str]:
+    async def allow_list(self, who: Principal) -> builtins.list[str]:
         return await self.db.run(store.get_http_allow_list, who.tenant)
 
-    async def set_allow_list(self, who: Principal, hosts: list[str]) -> list[str]:
+    async def set_allow_list(self, who: Principal, hosts: builtins.list[str]) -> builtins.list[str]:
         try:
             hosts = normalize_hosts(hosts)
         except ValueError as exc:
@@ -255,7 +261,7 @@ class Scripts:
                 [{"Field": "IncludeId", "Message": "already in use"}],
             )
 
-    async def _write(self, fn: Any, include_id: str) -> Any:
+    async def _write(self, fn: Callable[[Connection], T], include_id: str) -> T:
         try:
             return await self.db.run(fn)
         except IntegrityError:  # a concurrent save took the IncludeId or UniqueIdentifier
