@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import patching
-from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
 from .errors import Conflict, NotFound, ValidationError
 from .model import (
@@ -22,6 +21,7 @@ from .model import (
     WebhookIn,
     webhook_out,
 )
+from .net.sender import HttpSender
 from .scripts import check_script_target
 from .settings import Settings
 from .store import queries, queue

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 from sqlalchemy.exc import IntegrityError
 
 from .crmscript import Diagnostic, Limits, RunResult, check
-from .dispatch.crmscript import ScriptRunner, diagnostic_text
-from .dispatch.http import HttpSender
+from .dispatch.plugins.crmscript import ScriptRunner, diagnostic_text
 from .errors import Conflict, NotFound, ValidationError, VerificationFailed
 from .model import MAX_ID, MIN_DATE, Principal
+from .net.sender import HttpSender
 from .patching import apply_patch, check_unmodified, next_update_time
 from .settings import Settings
 from .store import scripts as store
