@@ -6,8 +6,9 @@
     sender.py       HttpSender: one guarded, timed attempt -> AttemptOutcome
     script_http.py  CRMScript's HTTP class: the aiohttp client and the thread adapter
 
-Only the seam is imported here, so `import hookcast.net` stays light (no aiohttp, no
-httptools); import the implementations from their modules.
+Only the seam is imported here: this package adds neither aiohttp nor httptools to an
+import (`hookcast/__init__.py` itself still loads them until it turns lazy). Import the
+implementations from their modules.
 """
 
 from .mock import MockTransport
