@@ -1,4 +1,4 @@
-"""The `webhook` plugin's sender: one signed POST per attempt, and its `AttemptOutcome`.
+"""The `webhook` plugin's sender: one POST per attempt, and its `AttemptOutcome`.
 
 `HttpSender.send` (deliveries, verification, Webhook/Test) posts through a `Transport`
 (transport.py): the lean keep-alive client in http11.py unless another is given, e.g. a
