@@ -23,8 +23,8 @@ import aiohttp
 from rich.progress import Progress, TaskID
 
 from hookcast import Hub
-from hookcast.dispatch.http import HttpSender
 from hookcast.model import Principal, WebhookIn
+from hookcast.net.sender import HttpSender
 from hookcast.payload import build_body, build_headers, format_timestamp
 from hookcast.registry import Registry
 from hookcast.settings import Settings
@@ -283,7 +283,7 @@ async def ceiling(ctx: Context) -> dict[str, Any]:
 
             runs[str(concurrency)] = await _post_run(ctx, task, n, concurrency, post)
     best = max(runs, key=lambda c: runs[c]["per_s"])
-    # Not the ceiling: hookcast's own sender (HttpSender.send over dispatch/transport.py) on
+    # Not the ceiling: hookcast's own sender (HttpSender.send over net/http11.py) on
     # the same payloads at the best concurrency, to show what the transport costs next to it.
     sender_task = ctx.task(f"hookcast's sender: {best} in flight", n)
     async with HttpSender(ctx.config.settings(ctx.db_path("sender"))) as sender:

@@ -9,9 +9,9 @@ import ssl
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from hookcast.dispatch.http import HttpSender
 from hookcast.errors import TargetRefused, ValidationError
 from hookcast.guard import GuardedResolver, TargetGuard, check_target_url, make_ssl_context
+from hookcast.net.sender import HttpSender
 from hookcast.settings import Settings
 
 ALLOWED = [

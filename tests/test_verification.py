@@ -18,8 +18,8 @@ from standardwebhooks.webhooks import Webhook
 from support.receivers import Receiver
 
 from hookcast import verification
-from hookcast.dispatch.http import HttpSender
 from hookcast.errors import TargetRefused, VerificationFailed
+from hookcast.net.sender import HttpSender
 from hookcast.settings import Settings
 
 SECRET = "hook-secret-Ø"

@@ -25,13 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from . import metrics
-from .dispatch.http import HttpSender
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
 from .dispatch.plugins import load_plugins
 from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
 from .intake import Intake, new_event
+from .net.sender import HttpSender
+from .net.transport import Transport
 from .settings import Settings
 from .store import queue
 from .store.database import Database
@@ -48,14 +49,17 @@ class Hub:
         db: Database | None = None,
         deliver: bool = True,
         kind: str = "embedded",
+        transport: Transport | None = None,
     ) -> None:
+        """`transport`: what deliveries, verification and Webhook/Test post through (default:
+        the keep-alive HTTP/1.1 client; a `hookcast.net.MockTransport` in unit tests)."""
         self.settings = settings or Settings()
         self._own_db = db is None
         self.db = db or Database(
             self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
         )
         self.deliver = deliver
-        self.sender = HttpSender(self.settings)
+        self.sender = HttpSender(self.settings, transport=transport)
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
         self._intake: Intake | None = None

@@ -14,11 +14,11 @@ from sqlalchemy import Connection
 
 from . import patching
 from .api.schemas import WebhookIn, WebhookOut, api_names, field_values, wire_values
-from .dispatch.http import HttpSender
 from .dispatch.plugins import plugin_names
 from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
 from .model import CRMSCRIPT_TYPE, Principal, State, Usage, Webhook
+from .net.sender import HttpSender
 from .rules import check_target
 from .scripts import check_script_target
 from .settings import Settings

@@ -24,10 +24,10 @@ from sqlalchemy.exc import IntegrityError
 
 from .api.schemas import AllowListIn, ScriptIn, ScriptOut, api_names, field_values, wire_values
 from .crmscript import Diagnostic, Limits, RunResult, check
-from .dispatch.crmscript import ScriptRunner, diagnostic_text
-from .dispatch.http import HttpSender
+from .dispatch.plugins.crmscript import ScriptRunner, diagnostic_text
 from .errors import Conflict, NotFound, ValidationError, VerificationFailed
 from .model import Principal
+from .net.sender import HttpSender
 from .patching import apply_patch, check_unmodified, next_update_time
 from .rules import normalize_hosts
 from .settings import Settings

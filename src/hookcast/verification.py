@@ -12,9 +12,9 @@ from typing import Any
 
 import yarl
 
-from .dispatch.http import HttpSender
 from .errors import TargetRefused, ValidationError, VerificationFailed
 from .guard import TargetGuard, check_target_url
+from .net.sender import HttpSender
 from .outcome import AttemptOutcome
 from .payload import build_body, build_headers, format_timestamp
 from .settings import Settings

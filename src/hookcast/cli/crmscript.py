@@ -13,7 +13,7 @@ import orjson
 import typer
 
 from ..crmscript import Limits, check, run_script
-from ..dispatch.crmscript import variable_text
+from ..dispatch.plugins.crmscript import variable_text
 
 crmscript_app = typer.Typer(
     help="Run and check CRMScript files locally (the sandbox of crmscript webhooks).",

@@ -1,11 +1,18 @@
 """The database handle: one SQLAlchemy engine, migrations at start-up, and the hand-off of
 each transaction to a dedicated thread (for SQLite one thread owns the connection, which is
-faster than aiosqlite and keeps writes serialized)."""
+faster than aiosqlite and keeps writes serialized).
+
+`sqlite:///:memory:` (or `sqlite://`) is one private in-memory database per `Database`, for
+unit tests: one connection shared by every thread (a StaticPool; SQLAlchemy's default for
+memory gives each thread its own, empty database), one transaction at a time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 from .doorbell import Doorbell
 
@@ -39,10 +47,14 @@ class Database:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.doorbell: Doorbell | None = None
+        # In memory: the one connection serves one transaction at a time, whatever thread.
+        self._one_at_a_time: threading.Lock | None = None
         if self.is_sqlite:
-            db_path = make_url(self.url).database
-            if db_path and db_path != ":memory:":
-                self.doorbell = Doorbell(db_path)
+            db_file = _sqlite_file(self.url)
+            if db_file is None:
+                self._one_at_a_time = threading.Lock()
+            else:
+                self.doorbell = Doorbell(db_file)
             self.engine = _sqlite_engine(self.url, sqlite_synchronous)
             workers = 1
         else:
@@ -54,14 +66,14 @@ class Database:
         """Bring the schema to the newest revision (idempotent, safe on every start)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self._exclusive(), self.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """Run `fn(conn, *args)` in one transaction on the calling thread. A read-only one
         (`write=False`) does not take SQLite's write lock."""
-        with self.engine.connect() as conn:
+        with self._exclusive(), self.engine.connect() as conn:
             conn.info["hookcast_read_only"] = not write
             conn.info.pop(RING_AFTER_COMMIT, None)  # info outlives the checkout
             with conn.begin():
@@ -85,6 +97,9 @@ class Database:
             self._executor, functools.partial(self.run_sync, fn, *args, write=False)
         )
 
+    def _exclusive(self) -> contextlib.AbstractContextManager[object]:
+        return self._one_at_a_time or contextlib.nullcontext()
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         if self.doorbell is not None:
@@ -92,11 +107,20 @@ class Database:
         self.engine.dispose()
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    path = make_url(url).database
+    return path if path and path != ":memory:" else None
+
+
 def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    db_path = make_url(url).database
-    if db_path and db_path != ":memory:":
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    db_file = _sqlite_file(url)
+    connect_args = {"check_same_thread": False, "timeout": 30}
+    if db_file is None:
+        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+    else:
+        Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -2,9 +2,10 @@
 by the webhook's TargetUrl (an IncludeId) with the event as variables.
 
 Scripts run in a small thread pool (the interpreter is synchronous) under the §14 limits.
-Their HTTP requests go back to the event loop through `GuardedTransport`, which uses the
-delivery sender: the same pool, target guard, TLS rules, timeouts and size limits, and
-only to hosts on the tenant's allow-list (the interpreter checks that list first).
+Their HTTP requests go back to the event loop through `GuardedTransport`
+(net/script_http.py), which uses the Hub's sender: the same target guard, TLS rules,
+timeouts and size limits, and only to hosts on the tenant's allow-list (the interpreter
+checks that list first).
 """
 
 from __future__ import annotations
@@ -17,73 +18,19 @@ from typing import Any
 
 import orjson
 
-from ..crmscript import (
-    Diagnostic,
-    HttpResponse,
-    HttpTransportError,
-    Limits,
-    RunResult,
-    check,
-    run_script,
-)
-from ..outcome import AttemptOutcome, ErrorKind
-from ..payload import entity_of
-from ..settings import Settings
-from ..store import scripts as store
-from ..store.database import Database
-from ..store.queue import Claimed
-from .http import HttpSender
-from .plugins import STATE_EVENT
+from ...crmscript import Diagnostic, Limits, RunResult, check, run_script
+from ...net.script_http import GuardedTransport
+from ...net.sender import HttpSender
+from ...outcome import AttemptOutcome, ErrorKind
+from ...payload import entity_of
+from ...settings import Settings
+from ...store import scripts as store
+from ...store.database import Database
+from ...store.queue import Claimed
+from .base import STATE_EVENT
 
 SCRIPT_THREADS = 8  # scripts running at once per process; more wait for a thread
 MAX_STORED_OUTPUT = 64 * 1024  # characters of a run's output kept in the delivery log
-_TRANSPORT_GRACE = 5.0  # seconds beyond a request's timeout before the thread gives up
-
-
-class GuardedTransport:
-    """The interpreter's `HttpTransport`, called from a script thread: each request runs as
-    `HttpSender.request` on the event loop that owns the sender."""
-
-    def __init__(
-        self, sender: HttpSender, loop: asyncio.AbstractEventLoop, user_agent: str
-    ) -> None:
-        self._sender = sender
-        self._loop = loop
-        self._user_agent = user_agent
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
-        timeout: float,
-        max_bytes: int,
-    ) -> HttpResponse:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:  # waiting here would block the loop the request needs
-            raise HttpTransportError("HTTP from a script must run outside the event loop")
-        if not any(name.lower() == "user-agent" for name, _ in headers):
-            headers = [*headers, ("User-Agent", self._user_agent)]
-        try:
-            future = asyncio.run_coroutine_threadsafe(
-                self._sender.request(method, url, headers, body, timeout, max_bytes), self._loop
-            )
-        except RuntimeError:  # the loop is closed: hookcast is shutting down
-            raise HttpTransportError("hookcast is shutting down") from None
-        try:
-            status, answer, content = future.result(timeout + _TRANSPORT_GRACE)
-        except ConnectionError as exc:
-            raise HttpTransportError(str(exc)) from None
-        except TimeoutError:
-            future.cancel()
-            raise HttpTransportError(f"timed out after {timeout:g} s") from None
-        except Exception as exc:  # cancelled on shutdown, or anything unexpected
-            raise HttpTransportError(f"request failed: {type(exc).__name__}") from None
-        return HttpResponse(status, answer, content)
 
 
 def script_limits(settings: Settings) -> Limits:

@@ -1,14 +1,15 @@
 """The delivery transport: one HTTP/1.1 request per attempt over pooled keep-alive
 connections, on asyncio's Protocol with httptools' response parser (the C parser uvicorn
-uses).
+uses). `Http11Transport` is the `Transport` (transport.py) that production posts through.
 
 Why not aiohttp here: a delivery is one small POST and a short answer, and aiohttp's
 general-purpose client spends about three times the CPU per request on it (bench/README.md,
 "The delivery transport"); on a machine the receivers share, that CPU is the throughput.
 The target guard runs on every address connected to, as in guard.py.
 
-`post` raises `TransportError` (a short sentence fit for LastError) when no complete
-answer arrived; the caller bounds it with the attempt timeout.
+`post` raises `TransportError` (a short sentence fit for LastError; `refused` set when the
+guard refused the target) when no complete answer arrived; the caller bounds it with the
+attempt timeout.
 """
 
 from __future__ import annotations
@@ -27,32 +28,13 @@ import httptools
 import yarl
 
 from .. import guard as target_guard
+from .transport import Answer, TransportError
 
-__all__ = ["Answer", "Transport", "TransportError"]
+__all__ = ["Http11Transport"]
 
 IDLE_SECONDS = 15.0  # a pooled connection idle longer is closed, not reused (as aiohttp does)
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of an answer; more is refused
 CONNECT_SECONDS = 2.0  # per address, when more than one is left to try (no happy eyeballs)
-
-
-class TransportError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    reason: str
-    version: str  # "1.1"
-    headers: list[tuple[str, str]]  # in wire order
-    body: bytes  # at most max_body bytes
-    truncated: bool  # the body was longer than max_body (the connection is then closed)
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +217,7 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_exception(exc)
 
 
-class Transport:
+class Http11Transport:
     """Keep-alive pools per (scheme, host, port), at most `per_host` connections each. Use
     inside one event loop."""
 
@@ -373,7 +355,7 @@ class Transport:
         """The addresses to try, each one passed by the guard."""
         if target.literal:
             if (reason := self._guard.refusal(target.host)) is not None:
-                raise TransportError(f"target refused: {reason}")
+                raise TransportError(f"target refused: {reason}", refused=True)
             family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
             return [(family, target.host)]
         try:
@@ -386,11 +368,13 @@ class Transport:
             ) from None
         except (UnicodeError, ValueError) as exc:  # e.g. a label longer than 63 characters
             raise TransportError(f"could not resolve {target.host}: {exc}") from None
-        found = list(dict.fromkeys((family, sockaddr[0]) for family, _, _, _, sockaddr in infos))
+        found = list(
+            dict.fromkeys((family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos)
+        )
         try:
             return self._guard.keep_allowed(target.host, found, lambda a: a[1])
         except target_guard.TargetRefusedError as exc:
-            raise TransportError(f"target refused: {exc.message}") from None
+            raise TransportError(f"target refused: {exc.message}", refused=True) from None
 
     async def close(self) -> None:
         """Close every connection and wait (briefly) until their sockets are closed."""
