@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ...outcome import AttemptOutcome
 from ...payload import build_body, entity_of
-from ...store.queue import Claimed
+from ...store.rows import Claimed
 
 __all__ = ["ENTRY_POINTS", "STATE_EVENT", "Plugin", "payload_of", "plugin_names"]
 

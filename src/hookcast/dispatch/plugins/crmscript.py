@@ -26,7 +26,7 @@ from ...payload import entity_of
 from ...settings import Settings
 from ...store import scripts as store
 from ...store.database import Database
-from ...store.queue import Claimed
+from ...store.rows import Claimed
 from .base import STATE_EVENT
 
 SCRIPT_THREADS = 8  # scripts running at once per process; more wait for a thread

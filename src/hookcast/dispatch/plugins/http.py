@@ -8,7 +8,7 @@ from ...net.sender import HttpSender
 from ...outcome import AttemptOutcome
 from ...payload import build_headers
 from ...settings import Settings
-from ...store.queue import Claimed
+from ...store.rows import Claimed
 from .base import payload_of
 
 __all__ = ["HttpPlugin"]
