@@ -23,7 +23,8 @@ import aiohttp
 from rich.progress import Progress, TaskID
 
 from hookcast import Hub
-from hookcast.model import Principal, WebhookIn
+from hookcast.api.schemas import WebhookIn
+from hookcast.model import Principal
 from hookcast.net.sender import HttpSender
 from hookcast.payload import build_body, build_headers, format_timestamp
 from hookcast.registry import Registry

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hookcast.cli_crmscript import crmscript_app
+from hookcast.cli.crmscript import crmscript_app
 
 runner = CliRunner()
 

@@ -29,8 +29,8 @@ from support.engine import CALLER, SECRET, TENANT, eventually
 from support.processes import HookcastProcess, deliveries, tail
 from support.receivers import Receiver
 
+from hookcast.api.schemas import WebhookIn
 from hookcast.hub import Hub
-from hookcast.model import WebhookIn
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 from hookcast.store import queue

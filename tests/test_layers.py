@@ -158,7 +158,6 @@ RULES = [
                     "dispatch",
                     "api",
                     "cli",
-                    "cli_crmscript",
                     "hub",
                     "intake",
                     "registry",

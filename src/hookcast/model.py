@@ -11,7 +11,7 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 
 class State(enum.IntEnum):
@@ -112,19 +112,3 @@ def format_date(value: datetime) -> str:
 
 def format_epoch(epoch: float) -> str:
     return format_date(datetime.fromtimestamp(epoch, UTC))
-
-
-# Names that moved out of this module, still importable from here for the callers that import
-# them here today (the test support and the bench: WebhookIn). Loaded on first use, so
-# importing this module loads no pydantic; not under TYPE_CHECKING either, so no import of
-# the domain layer names the API. New code imports WebhookIn from hookcast.api.schemas.
-_MOVED = {"WebhookIn": "hookcast.api.schemas"}
-
-if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        if name in _MOVED:
-            import importlib
-
-            return getattr(importlib.import_module(_MOVED[name]), name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

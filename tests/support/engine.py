@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hookcast.api.schemas import WebhookIn
 from hookcast.hub import Hub
-from hookcast.model import Principal, Webhook, WebhookIn
+from hookcast.model import Principal, Webhook
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 
