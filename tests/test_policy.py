@@ -274,8 +274,8 @@ def test_decide_writes_every_row_of_a_mixed_batch() -> None:
         (4, False, None, "timed out"), (5, False, 500, "HTTP 500"),
     ]  # fmt: skip
     assert d.counters == [
-        CounterRow(1, 3, 3, 3, "timed out", 103.0, None, "event-4-0"),
-        CounterRow(2, 1, 0, 0, None, None, 100.0, "event-1-0"),
+        CounterRow(3, 3, 3, "timed out", 103.0, None, "event-4-0", webhook_id=1),
+        CounterRow(1, 0, 0, None, None, 100.0, "event-1-0", webhook_id=2),
     ]
     assert [(s.delivery_id, s.status, s.cycle, s.attempt, s.next_at, s.finished_at) for s in d.steps] == [
         (1, DELIVERED, 0, 0, 200.0, 200.0),

@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..model import State
 from ..outcome import AttemptOutcome
@@ -159,13 +159,15 @@ def trips(consecutive_before: int, delta: CounterDelta, policy: RetryPolicy) -> 
 # ----- a batch: everything the store writes ---------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Attempted:
+class Attempted(NamedTuple):
     """One finished attempt, as the dispatcher hands it to the outcome writer."""
 
     claimed: Claimed
     outcome: AttemptOutcome
     at: float  # when it started (epoch seconds)
+
+
+_PENDING, _GIVEN_UP = int(DeliveryStatus.PENDING), int(DeliveryStatus.GIVEN_UP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,6 @@ def decide(
         success = next((a for a in reversed(attempted) if a.outcome.ok), None)
         counters.append(
             CounterRow(
-                webhook_id=webhook_id,
                 calls=delta.calls,
                 errors=delta.errors,
                 consecutive_errors=delta.consecutive_after(found.consecutive_errors),
@@ -215,41 +216,40 @@ def decide(
                 last_error_at=failure.at if failure else None,
                 last_success_at=success.at if success else None,
                 last_event_id=attempted[-1].claimed.event_uuid,
+                webhook_id=webhook_id,
             )
         )
     steps = []
-    for a in batch:
-        c = a.claimed
-        step = next_step(c.cycle, c.attempt, a.outcome, policy)
-        status = step.status
-        if status is DeliveryStatus.PENDING and c.webhook_id not in active:
-            status = DeliveryStatus.GIVEN_UP
-        pending = status is DeliveryStatus.PENDING
+    for c, outcome, _ in batch:
+        step = next_step(c.cycle, c.attempt, outcome, policy)
+        status = int(step.status)
+        if status == _PENDING and c.webhook_id not in active:
+            status = _GIVEN_UP
         steps.append(
             DeliveryStep(
-                delivery_id=c.delivery_id,
-                status=int(status),
-                cycle=step.cycle,
-                attempt=step.attempt,
-                event_uuid=new_event_id() if step.new_cycle else c.event_uuid,
-                next_at=now + (step.delay or 0.0),
-                finished_at=None if pending else now,
+                status,
+                step.cycle,
+                step.attempt,
+                new_event_id() if step.new_cycle else c.event_uuid,
+                now + (step.delay or 0.0),
+                None if status == _PENDING else now,
+                c.delivery_id,
             )
         )
     attempts = [
         AttemptRow(
-            delivery_id=a.claimed.delivery_id,
-            webhook_id=a.claimed.webhook_id,
-            event_uuid=a.claimed.event_uuid,
-            cycle=a.claimed.cycle,
-            attempt=a.claimed.attempt,
-            at=a.at,
-            ok=a.outcome.ok,
-            http_status=a.outcome.status,
-            latency_ms=a.outcome.latency_ms,
-            error=a.outcome.error,
-            output=a.outcome.excerpt or None,
+            c.delivery_id,
+            c.webhook_id,
+            c.event_uuid,
+            c.cycle,
+            c.attempt,
+            at,
+            int(outcome.ok),
+            outcome.status,
+            outcome.latency_ms,
+            outcome.error,
+            outcome.excerpt or None,
         )
-        for a in batch
+        for c, outcome, at in batch
     ]
     return Decisions(attempts, counters, steps, disable)

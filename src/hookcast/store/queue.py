@@ -266,21 +266,10 @@ def write_outcomes(
     steps: Sequence[DeliveryStep],
 ) -> None:
     """The attempt log, the webhooks' counters and the deliveries' next steps of a batch."""
-    run(conn, "insert_attempt", [
-        (a.delivery_id, a.webhook_id, a.event_uuid, a.cycle, a.attempt, a.at, int(a.ok),
-         a.http_status, a.latency_ms, a.error, a.output)
-        for a in attempts
-    ])  # fmt: skip
+    run(conn, "insert_attempt", list(attempts))
     if counters:
-        run(conn, "count", [
-            (c.calls, c.errors, c.consecutive_errors, c.last_error, c.last_error_at,
-             c.last_success_at, c.last_event_id, c.webhook_id)
-            for c in counters
-        ])  # fmt: skip
-    run(conn, "step", [
-        (s.status, s.cycle, s.attempt, s.event_uuid, s.next_at, s.finished_at, s.delivery_id)
-        for s in steps
-    ])  # fmt: skip
+        run(conn, "count", list(counters))
+    run(conn, "step", list(steps))
 
 
 def disable_if_active(conn: Connection, webhook_id: int, now: float) -> bool:

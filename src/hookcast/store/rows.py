@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model import State
 
@@ -67,9 +67,12 @@ class WebhookCounters:
     consecutive_errors: int
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    """One line of the attempt log."""
+# The rows below are written with executemany: NamedTuples whose field order is the order of
+# their statement's parameters (statements.sql), so they are passed as they are.
+
+
+class AttemptRow(NamedTuple):
+    """One line of the attempt log (statement insert_attempt)."""
 
     delivery_id: int
     webhook_id: int
@@ -77,19 +80,18 @@ class AttemptRow:
     cycle: int
     attempt: int
     at: float
-    ok: bool
+    ok: int  # 1 or 0
     http_status: int | None
     latency_ms: float
     error: str | None
     output: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class CounterRow:
-    """A webhook's usage counters after a batch: totals are added, the error run is set
-    (its row is locked, so the value the policy computed is the current one)."""
+class CounterRow(NamedTuple):
+    """A webhook's usage counters after a batch (statement count): totals are added, the
+    error run is set (its row is locked, so the value the policy computed is the current
+    one)."""
 
-    webhook_id: int
     calls: int
     errors: int
     consecutive_errors: int
@@ -97,19 +99,19 @@ class CounterRow:
     last_error_at: float | None
     last_success_at: float | None
     last_event_id: str
+    webhook_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryStep:
-    """A delivery's row after an attempt: what happens to it next."""
+class DeliveryStep(NamedTuple):
+    """A delivery's row after an attempt (statement step): what happens to it next."""
 
-    delivery_id: int
     status: int
     cycle: int
     attempt: int
     event_uuid: str
     next_at: float
     finished_at: float | None
+    delivery_id: int
 
 
 @dataclass(frozen=True, slots=True)
