@@ -101,7 +101,7 @@ class Hub:
             self.db,
             on_commit=self._committed,
             max_batch=self.settings.batch_size * 10,
-            room=self.dispatcher.room if self.dispatcher else (lambda: None),
+            handover=self.dispatcher.handover if self.dispatcher else (lambda: None),
         )
         self._intake.start()
         return self

@@ -99,15 +99,16 @@ class Intake:
         db: Database,
         *,
         on_commit: Callable[[list[queue.Claimed], set[int]], None],
-        room: Callable[[], queue.Room | None] = lambda: None,
+        handover: Callable[[], queue.Handover | None] = lambda: None,
         max_batch: int = 1000,
     ) -> None:
-        """`room` says how many new deliveries the local dispatcher takes directly;
-        `on_commit` gets them (already leased to it) after each commit, with the webhooks
-        whose new deliveries were queued for any claimer instead."""
+        """`handover` gives, per commit, the local dispatcher's decisions on which new
+        deliveries it takes directly; `on_commit` gets them (already leased to it) after
+        each commit, with the webhooks whose new deliveries were queued for any claimer
+        instead."""
         self._db = db
         self._on_commit = on_commit
-        self._room = room
+        self._handover = handover
         self._max_batch = max_batch
         self._pending: list[tuple[queue.NewEvent, asyncio.Future[int]]] = []
         self._ready = asyncio.Event()
@@ -136,7 +137,7 @@ class Intake:
     async def _commit(self, batch: list[tuple[queue.NewEvent, asyncio.Future[int]]]) -> None:
         try:
             ids, handed, queued = await self._db.run(
-                queue.insert_events, [e for e, _ in batch], time.time(), self._room()
+                queue.insert_events, [e for e, _ in batch], time.time(), self._handover()
             )
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others that shared its commit
