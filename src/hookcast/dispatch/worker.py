@@ -107,6 +107,30 @@ class Dispatcher:
         for plugin in self._plugins.values():
             await plugin.close()
 
+    async def drain(self) -> int:
+        """Burst mode, in the manner of arq's `Worker.run_check`: claim and run deliveries
+        until none is due and none is in flight, write every outcome, then return how many
+        attempts were made. Retries scheduled for later stay queued. For tests and one-off
+        runs that need to know when delivery is done; instead of start(), not beside it."""
+        if self._claimer is not None:
+            raise RuntimeError("drain() is for a dispatcher that was not started")
+        made = self.attempts
+        batch = self._settings.batch_size
+        while True:
+            stale = self._slots.stale(time.monotonic())
+            if stale:
+                await self._db.run(queue.release, stale, time.time())
+            limit = self._slots.claim_limit(len(self._results))
+            claimed = (
+                await self._claim(limit, self._slots.saturated(), time.time()) if limit else []
+            )
+            if len(self._results) >= batch or (self._results and not self._tasks):
+                await self._flush()  # a failure may be due again at once: claim again
+            elif self._tasks:
+                await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+            elif not claimed:
+                return self.attempts - made
+
     # ----- claiming ----------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
