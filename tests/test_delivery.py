@@ -13,12 +13,25 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
-from support.engine import CALLER, SECRET, TENANT, eventually, running_engine
+from support.engine import (
+    CALLER,
+    SECRET,
+    TENANT,
+    Engine,
+    delivery_settings,
+    eventually,
+    running_engine,
+)
 
 from hookcast import State, ValidationError, verify_signature
+from hookcast.dispatch.plugins import load_plugins
+from hookcast.dispatch.worker import Dispatcher
+from hookcast.hub import Hub
 from hookcast.model import Principal
+from hookcast.registry import Registry
 from hookcast.store import queue
 from hookcast.store.database import Database
+from hookcast.store.rows import NewEvent
 
 OCCURRED = datetime(2018, 4, 24, 7, 50, 50, 681213, tzinfo=UTC)
 
@@ -300,6 +313,41 @@ async def test_a_slow_receiver_does_not_hold_up_a_healthy_one(
         slow.stop()  # releases the held requests, so shutting down need not wait for them
 
 
+async def test_drain_attempts_everything_due_writes_the_outcomes_then_returns(
+    tmp_path, ca_bundle_path, receiver_factory
+) -> None:
+    # Burst mode: no polling for the outcome, drain() returns when delivery is done. Small
+    # caps, so that it goes through held deliveries and more than one claim and write.
+    settings = delivery_settings(
+        tmp_path,
+        ca_bundle_path,
+        concurrency=3,
+        per_webhook_concurrency=2,
+        batch_size=4,
+        retry_delays=[60.0],
+        max_consecutive_errors=50,
+    )
+    async with Hub(settings, deliver=False) as hub:  # intake only: every delivery is queued
+        engine = Engine(hub, Registry(hub.db, settings, hub.sender, wake=hub.wake), settings)
+        ok, failing = receiver_factory(), receiver_factory()
+        await engine.create(ok.url, ["contact.changed"])
+        await engine.create(failing.url, ["contact.changed"])
+        failing.respond(status=500)
+        for pk in range(10):
+            await hub.signal("contact.changed", pk, tenant=TENANT)
+        dispatcher = Dispatcher(hub.db, settings, load_plugins(settings, hub.sender, hub.db))
+        try:
+            assert await dispatcher.drain() == 20
+            assert dispatcher.in_flight == 0
+            assert len(deliveries_of(ok)) == len(deliveries_of(failing)) == 10
+            # Every outcome is written; the failed ones are retried in a minute, not now.
+            depth = await hub.db.run(queue.queue_depth)
+            assert depth == {"pending": 10, "delivered": 10, "given_up": 0}
+            assert await dispatcher.drain() == 0  # nothing due
+        finally:
+            await dispatcher.stop()
+
+
 async def test_signal_validation(engine) -> None:
     for bad in (
         dict(event="contact changed", primary_key=1),
@@ -369,7 +417,7 @@ async def test_work_queued_unannounced_is_found_while_deliveries_keep_flowing(
     producer = asyncio.create_task(stream())
     try:
         await wait_deliveries(receiver, 5)
-        event = queue.NewEvent(
+        event = NewEvent(
             tenant=TENANT,
             name="contact.changed",
             primary_key=424242,

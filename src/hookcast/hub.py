@@ -36,6 +36,7 @@ from .net.transport import Transport
 from .settings import Settings
 from .store import queue
 from .store.database import Database
+from .store.rows import Claimed
 
 log = logging.getLogger("hookcast")
 HEARTBEAT_SECONDS = 5.0
@@ -106,7 +107,7 @@ class Hub:
             self.db,
             on_commit=self._committed,
             max_batch=self.settings.batch_size * 10,
-            room=self.dispatcher.room if self.dispatcher else (lambda: None),
+            handover=self.dispatcher.handover if self.dispatcher else (lambda: None),
         )
         self._intake.start()
         return self
@@ -219,7 +220,7 @@ class Hub:
         elif self.dispatcher:
             self.dispatcher.wake_for(webhook_ids)
 
-    def _committed(self, handed: list[queue.Claimed], queued: set[int]) -> None:
+    def _committed(self, handed: list[Claimed], queued: set[int]) -> None:
         """Signals were stored: run the deliveries handed to us; the queued ones may wake the
         claimer."""
         if self.dispatcher:

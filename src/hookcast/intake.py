@@ -18,6 +18,7 @@ from .model import EVENT_NAME
 from .payload import format_timestamp
 from .store import queue
 from .store.database import Database
+from .store.rows import Claimed, NewEvent
 
 MAX_PRIMARY_KEY = 2**63 - 1
 
@@ -32,7 +33,7 @@ def new_event(
     values: Mapping[str, Any] | None = None,
     field_values: Mapping[str, Any] | None = None,
     occurred_at: datetime | None = None,
-) -> queue.NewEvent:
+) -> NewEvent:
     """Check a signal's arguments (§3) and build the event to store."""
     if not isinstance(event, str) or not event or len(event) > 128 or not EVENT_NAME.match(event):
         raise ValidationError(
@@ -78,7 +79,7 @@ def new_event(
     when = occurred_at or datetime.now(UTC)
     if when.tzinfo is None:
         raise ValidationError("occurred_at must be timezone-aware (e.g. datetime.now(UTC)).")
-    return queue.NewEvent(
+    return NewEvent(
         tenant=tenant,
         name=name,
         primary_key=primary_key,
@@ -98,18 +99,19 @@ class Intake:
         self,
         db: Database,
         *,
-        on_commit: Callable[[list[queue.Claimed], set[int]], None],
-        room: Callable[[], queue.Room | None] = lambda: None,
+        on_commit: Callable[[list[Claimed], set[int]], None],
+        handover: Callable[[], queue.Handover | None] = lambda: None,
         max_batch: int = 1000,
     ) -> None:
-        """`room` says how many new deliveries the local dispatcher takes directly;
-        `on_commit` gets them (already leased to it) after each commit, with the webhooks
-        whose new deliveries were queued for any claimer instead."""
+        """`handover` gives, per commit, the local dispatcher's decisions on which new
+        deliveries it takes directly; `on_commit` gets them (already leased to it) after
+        each commit, with the webhooks whose new deliveries were queued for any claimer
+        instead."""
         self._db = db
         self._on_commit = on_commit
-        self._room = room
+        self._handover = handover
         self._max_batch = max_batch
-        self._pending: list[tuple[queue.NewEvent, asyncio.Future[int]]] = []
+        self._pending: list[tuple[NewEvent, asyncio.Future[int]]] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -117,7 +119,7 @@ class Intake:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hookcast-intake")
 
-    async def submit(self, event: queue.NewEvent) -> int:
+    async def submit(self, event: NewEvent) -> int:
         if self._task is None or self._closing:
             raise RuntimeError("the intake is not running; start the Hub first")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -133,10 +135,10 @@ class Intake:
         self._ready.set()
         await self._task
 
-    async def _commit(self, batch: list[tuple[queue.NewEvent, asyncio.Future[int]]]) -> None:
+    async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[int]]]) -> None:
         try:
             ids, handed, queued = await self._db.run(
-                queue.insert_events, [e for e, _ in batch], time.time(), self._room()
+                queue.insert_events, [e for e, _ in batch], time.time(), self._handover()
             )
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others that shared its commit

@@ -3,8 +3,9 @@ plugin, and writes the outcomes in batches.
 
 Two loops share one event loop. The claim loop keeps up to `concurrency` attempts in
 flight, at most `per_webhook_concurrency` for any one webhook, so a slow or dead receiver
-can hold only its own slots. The writer commits outcomes while new attempts run: one
-transaction per batch, never one per delivery.
+can hold only its own slots (the accounting, and why each rule exists: slots.py). The
+writer commits outcomes while new attempts run: one transaction per batch, never one per
+delivery.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 
 from .. import metrics
@@ -20,9 +20,11 @@ from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
+from ..store.rows import Claimed
 from .outcomes import record_outcomes
 from .plugins import Plugin
 from .policy import Attempted, RetryPolicy
+from .slots import Admit, Handover, SlotLedger
 from .transitions import Transition
 
 log = logging.getLogger("hookcast.dispatch")
@@ -53,10 +55,13 @@ class Dispatcher:
         self._stopping = False
         self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
-        self._per_webhook: dict[int, int] = defaultdict(int)  # attempts running, by webhook
-        # Claimed while their webhook had no free slot: (when held, delivery), oldest first.
-        self._holds: dict[int, deque[tuple[float, queue.Claimed]]] = defaultdict(deque)
-        self._held_ids: set[int] = set()
+        # Running and held deliveries by webhook, the caps on them (times: time.monotonic()).
+        self._slots: SlotLedger[Claimed] = SlotLedger(
+            concurrency=settings.concurrency,
+            per_webhook=settings.per_webhook_concurrency,
+            batch_size=settings.batch_size,
+            lease=settings.lease,
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._results: list[Attempted] = []
         self._results_ready = asyncio.Event()
@@ -83,6 +88,7 @@ class Dispatcher:
         """Stop claiming, let attempts in flight finish (up to the attempt timeout), hand
         back what did not, and write every outcome."""
         self._stopping = True
+        self._slots.stop()
         self._wake.set()
         if self._claimer:
             await self._claimer
@@ -90,9 +96,7 @@ class Dispatcher:
             await asyncio.wait(
                 list(self._tasks.values()), timeout=self._settings.attempt_timeout + 1
             )
-        unfinished = list(self._tasks) + list(self._held_ids)
-        self._holds.clear()
-        self._held_ids.clear()
+        unfinished = list(self._tasks) + self._slots.release_held()
         for task in self._tasks.values():
             task.cancel()
         if unfinished:
@@ -106,6 +110,30 @@ class Dispatcher:
         for plugin in self._plugins.values():
             await plugin.close()
 
+    async def drain(self) -> int:
+        """Burst mode, in the manner of arq's `Worker.run_check`: claim and run deliveries
+        until none is due and none is in flight, write every outcome, then return how many
+        attempts were made. Retries scheduled for later stay queued. For tests and one-off
+        runs that need to know when delivery is done; instead of start(), not beside it."""
+        if self._claimer is not None:
+            raise RuntimeError("drain() is for a dispatcher that was not started")
+        made = self.attempts
+        batch = self._settings.batch_size
+        while True:
+            stale = self._slots.stale(time.monotonic())
+            if stale:
+                await self._db.run(queue.release, stale, time.time())
+            limit = self._slots.claim_limit(len(self._results))
+            claimed = (
+                await self._claim(limit, self._slots.saturated(), time.time()) if limit else []
+            )
+            if len(self._results) >= batch or (self._results and not self._tasks):
+                await self._flush()  # a failure may be due again at once: claim again
+            elif self._tasks:
+                await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+            elif not claimed:
+                return self.attempts - made
+
     # ----- claiming ----------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
@@ -114,17 +142,12 @@ class Dispatcher:
             # Cleared before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
             self._release_stale_holds()
-            # Outcomes not yet written count against the slots too. Held deliveries do not:
-            # each starts only in place of an attempt of its own webhook that ended, so they
-            # never add to the attempts in flight, and each webhook's are bounded (claims
-            # stop at saturated(), the intake hands at most a batch more, see room()); so a
-            # hanging receiver's held deliveries take no slot from a healthy one.
-            backlog = max(0, len(self._results) - settings.batch_size)
-            free = settings.concurrency - len(self._tasks) - backlog
-            if free > 0 and self._claim_at <= time.time():
-                saturated = self.saturated()
+            # Outcomes not yet written count against the slots too; held deliveries do not
+            # (each starts in place of an attempt that ended), see SlotLedger.
+            limit = self._slots.claim_limit(len(self._results))
+            if limit > 0 and self._claim_at <= time.time():
+                saturated = self._slots.saturated()
                 wakes = self._wakes
-                limit = min(free, settings.batch_size)
                 now = time.time()
                 try:
                     if len(await self._claim(limit, saturated, now)) == limit:
@@ -140,7 +163,7 @@ class Dispatcher:
                     poll_at = now + settings.poll_interval
                     self._claim_at = poll_at if due is None else min(due, poll_at)
             timeout = settings.poll_interval
-            if free > 0:
+            if limit > 0:
                 timeout = min(timeout, max(0.0, self._claim_at - time.time()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -150,95 +173,53 @@ class Dispatcher:
     def wake_for(self, webhook_ids: set[int]) -> None:
         """New deliveries were queued for these webhooks: wake the claimer unless every one
         of them is saturated (e.g. a hanging receiver: that would be a claim for nothing)."""
-        if not webhook_ids <= set(self.saturated()):
+        if not webhook_ids <= set(self._slots.saturated()):
             self.wake()
 
-    def saturated(self) -> list[int]:
-        """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
-        cap = 2 * self._settings.per_webhook_concurrency
-        return [w for w, n in self._per_webhook.items() if n + len(self._holds.get(w, ())) >= cap]
-
-    async def _claim(self, limit: int, saturated: list[int], now: float) -> list[queue.Claimed]:
+    async def _claim(self, limit: int, saturated: list[int], now: float) -> list[Claimed]:
         claimed = await self._db.run(queue.claim, now, now + self._settings.lease, limit, saturated)
         self.admit(claimed)
         return claimed
 
-    def admit(self, items: list[queue.Claimed]) -> None:
-        """Run deliveries leased to this process (claimed, or handed over by the intake)."""
-        limit = self._settings.per_webhook_concurrency
+    def admit(self, items: list[Claimed]) -> None:
+        """Run deliveries leased to this process (claimed, or handed over by the intake);
+        those that cannot start yet are held (SlotLedger.admit)."""
+        now = time.monotonic()
+        admit = self._slots.admit
         for item in items:
-            if item.delivery_id in self._tasks or item.delivery_id in self._held_ids:
-                continue  # ours already: its lease ran out while it ran or waited
-            if self._per_webhook[item.webhook_id] < limit and not self._stopping:
+            if admit(item, now) is Admit.START:
                 self._start(item)
-            else:  # leased to us; it starts when one of its webhook's attempts ends
-                self._holds[item.webhook_id].append((time.monotonic(), item))
-                self._held_ids.add(item.delivery_id)
 
-    def room(self) -> queue.Room | None:
-        """Slots for deliveries straight from the intake (see queue.Room)."""
-        if self._stopping:
-            return None
-        run = self._settings.per_webhook_concurrency
-        # A batch more than claims would hold: under load new deliveries then come straight
-        # from the intake instead of through the queue (a claim each, which also has to skip
-        # the due backlog of any saturated webhook, e.g. a hanging receiver's).
-        hold = run + self._settings.batch_size
-        backlog = max(0, len(self._results) - self._settings.batch_size)
-        busy = {
-            w: (run - n, hold - len(self._holds.get(w, ()))) for w, n in self._per_webhook.items()
-        }
-        return queue.Room(
-            total=self._settings.concurrency - len(self._tasks) - backlog,
-            default=(run, hold),
-            per_webhook=busy,
-            lease_until=time.time() + self._settings.lease,
-        )
+    def handover(self) -> Handover | None:
+        """Which new deliveries the intake hands straight to us (queue.insert_events)."""
+        return self._slots.handover(len(self._results), time.time() + self._settings.lease)
 
     def _release_stale_holds(self) -> None:
         """Hand back held deliveries before their lease runs out (their webhook is slow), so
         no process attempts them twice."""
-        cutoff = time.monotonic() - self._settings.lease / 2
-        stale = []
-        for webhook_id, held in list(self._holds.items()):
-            while held and held[0][0] < cutoff:
-                stale.append(held.popleft()[1].delivery_id)
-            if not held:
-                del self._holds[webhook_id]
+        stale = self._slots.stale(time.monotonic())
         if stale:
-            self._held_ids.difference_update(stale)
             task = asyncio.create_task(self._db.run(queue.release, stale, time.time()))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             task.add_done_callback(lambda _: self.wake())  # due again, and their webhooks less busy
 
-    def _start(self, item: queue.Claimed) -> None:
-        self._per_webhook[item.webhook_id] += 1
-        task = asyncio.create_task(self._attempt(item))
-        self._tasks[item.delivery_id] = task
+    def _start(self, item: Claimed) -> None:
+        """Run an attempt the ledger counts as running."""
+        self._tasks[item.delivery_id] = asyncio.create_task(self._attempt(item))
 
-    def _finished(self, webhook_id: int) -> None:
-        """An attempt ended: start the next held delivery of that webhook, if any; else a
-        slot is free for the claimer."""
-        self._per_webhook[webhook_id] -= 1
-        held = self._holds.get(webhook_id)
-        if held and not self._stopping:
-            _, item = held.popleft()
-            if not held:
-                del self._holds[webhook_id]
-            self._held_ids.discard(item.delivery_id)
-            self._start(item)
-            if (
-                self._per_webhook[webhook_id] + len(held)
-                == 2 * self._settings.per_webhook_concurrency - 1
-            ):
-                self.wake()  # no longer saturated: its due deliveries may be claimed again
-        else:
-            if not self._per_webhook[webhook_id]:
-                del self._per_webhook[webhook_id]
+    def _finished(self, delivery_id: int) -> None:
+        """An attempt ended: start the held delivery the ledger puts in its place, if any;
+        else a slot is free for the claimer."""
+        start, unsaturated = self._slots.finished(delivery_id)
+        if start is not None:
+            self._start(start)
+        if unsaturated:
+            self.wake()  # no longer saturated: its due deliveries may be claimed again
+        elif start is None:
             self._wake.set()  # a slot came free
 
-    async def _attempt(self, item: queue.Claimed) -> None:
+    async def _attempt(self, item: Claimed) -> None:
         started = time.time()
         try:
             plugin = self._plugins.get(item.webhook_type)
@@ -257,7 +238,7 @@ class Dispatcher:
             )
         finally:
             self._tasks.pop(item.delivery_id, None)
-            self._finished(item.webhook_id)
+            self._finished(item.delivery_id)
         self._results.append(Attempted(item, outcome, started))
         self.attempts += 1
         self._results_ready.set()

@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
@@ -37,25 +37,23 @@ PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
 # ----- intake --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Room:
-    """How many new deliveries the local dispatcher takes straight from the intake, so they
-    need no claim: per webhook, how many more it can start now (`total` bounds those over all
-    webhooks) and, once it runs all it may, how many more it holds until a slot of that
-    webhook frees up. Webhooks not in `per_webhook` get `default`. Handed-over deliveries
-    are stored leased until `lease_until`."""
+class Handover(Protocol):
+    """The local dispatcher's decision, per new delivery, whether it takes it straight from
+    the intake, so it needs no claim (dispatch/slots.py decides). Asked once per matched
+    delivery, in order, inside the insert's transaction; a taken delivery is stored leased
+    until `lease_until`."""
 
-    total: int
-    default: tuple[int, int]  # (can start, can hold)
-    per_webhook: dict[int, tuple[int, int]]
-    lease_until: float
+    @property
+    def lease_until(self) -> float: ...
+
+    def take(self, webhook_id: int) -> bool: ...
 
 
 def insert_events(
-    conn: Connection, batch: Sequence[NewEvent], now: float, room: Room | None = None
+    conn: Connection, batch: Sequence[NewEvent], now: float, handover: Handover | None = None
 ) -> tuple[list[int], list[Claimed], set[int]]:
     """Store events and one delivery per matching Active webhook. Returns the event ids, the
-    deliveries handed to the local dispatcher (stored leased to it, see Room), and the
+    deliveries handed to the local dispatcher (stored leased to it, see Handover), and the
     webhooks whose new deliveries were queued instead, due at once for any claimer."""
     dialect = dialect_of(conn)
     event_ids = dialect.allocate_ids(conn, "events", len(batch))
@@ -85,23 +83,14 @@ def insert_events(
         for event_id, e in zip(event_ids, batch, strict=True)
         for hook in targets.get((e.tenant, e.name), ())
     ]
-    total = room.total if room else 0
-    left = {w: list(v) for w, v in room.per_webhook.items()} if room else {}
+    take, lease_until = (handover.take, handover.lease_until) if handover else (None, 0.0)
     rows, handed, queued = [], [], set()
     for delivery_id, (event_id, e, hook) in zip(
         dialect.allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
     ):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-        slots = left.setdefault(hook.id, list(room.default)) if room else [0, 0]
-        if slots[0] > 0 and total > 0:  # starts at once
-            slots[0] -= 1
-            total -= 1
-        elif slots[0] <= 0 and slots[1] > 0:  # held: starts when one of its attempts ends
-            slots[1] -= 1
-        else:
-            slots = None
-        if slots is not None:
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, room.lease_until, now))
+        if take is not None and take(hook.id):
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, lease_until, now))
             handed.append(
                 Claimed(
                     delivery_id=delivery_id,

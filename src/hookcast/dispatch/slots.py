@@ -1,0 +1,250 @@
+"""The slot ledger: which leased deliveries run now, which wait, and how many more to take.
+
+Pure bookkeeping, no I/O, no clock and no asyncio: the dispatcher asks it and does what it
+says (starts the attempts, hands deliveries back, wakes the claimer). The rules:
+
+- At most `concurrency` attempts run at once, at most `per_webhook` of any one webhook, so a
+  slow or dead receiver can hold only its own slots.
+- A delivery leased to us that cannot start is *held*. One held because its webhook runs all
+  it may starts only in place of an ended attempt of that same webhook: a hanging receiver's
+  held deliveries never take a slot from a healthy one. (One held only because every slot
+  was busy, its webhook being below its cap, starts in the next slot that comes free.)
+- Outcomes not yet written count against the free slots too (beyond one batch, which the
+  writer is committing): a database that falls behind slows claiming down.
+- A webhook with `2 * per_webhook` running and held is *saturated*: claims skip its due
+  deliveries (a hanging receiver's backlog) until one of its attempts ends.
+- The intake hands a webhook up to a batch more than claims would hold (`handover_hold`,
+  `per_webhook + batch_size`): under load new deliveries then come straight from the intake,
+  already leased, instead of through the queue, a claim each.
+- Held deliveries go back to the queue after half a lease (their webhook is slow), before
+  their lease runs out and another process could attempt them too.
+
+The times passed in (`admit`, `stale`) only need to come from one clock, e.g.
+`time.monotonic()`; the lease end given to `handover` is stored with the deliveries, so it
+is epoch seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Generic, NamedTuple, Protocol, TypeVar
+
+
+class Leased(Protocol):
+    """A delivery leased to this process (store.rows.Claimed)."""
+
+    @property
+    def delivery_id(self) -> int: ...
+
+    @property
+    def webhook_id(self) -> int: ...
+
+
+D = TypeVar("D", bound=Leased)
+
+
+class Admit(enum.Enum):
+    START = "start"  # start its attempt now (counted as running)
+    HOLD = "hold"  # leased to us; it starts later, see SlotLedger.finished
+    SKIP = "skip"  # ours already (running or held): its lease ran out while it ran or waited
+
+
+class Finished(NamedTuple, Generic[D]):
+    """What an ended attempt frees: a held delivery to start in its place (None: the slot
+    is free for the claimer), and whether its webhook just stopped being saturated (its due
+    deliveries may be claimed again)."""
+
+    start: D | None
+    unsaturated: bool
+
+
+class Handover:
+    """The local dispatcher's decisions on new deliveries, made by the intake's insert (in
+    its transaction, one `take` per matched delivery, in order): take it (stored leased to
+    us until `lease_until`, then admitted) or leave it queued for any claimer.
+
+    Per webhook it takes up to as many as can start now (`total` bounds those over all
+    webhooks), then, once the webhook runs all it may, up to as many as it holds until a
+    slot of that webhook frees up. A snapshot: it does not see the ledger change after it
+    was made, so it can be used on the database thread."""
+
+    __slots__ = ("_default", "_left", "_total", "lease_until")
+
+    def __init__(
+        self,
+        total: int,
+        default: tuple[int, int],
+        per_webhook: dict[int, list[int]],
+        lease_until: float,
+    ) -> None:
+        self._total = total
+        self._default = default  # (can start, can hold) of a webhook with nothing running
+        self._left = per_webhook  # webhook -> [can start, can hold], used up by take()
+        self.lease_until = lease_until
+
+    def take(self, webhook_id: int) -> bool:
+        left = self._left.get(webhook_id)
+        if left is None:
+            left = self._left[webhook_id] = list(self._default)
+        if left[0] > 0 and self._total > 0:  # starts at once
+            left[0] -= 1
+            self._total -= 1
+            return True
+        if left[0] <= 0 and left[1] > 0:  # held: starts when one of its attempts ends
+            left[1] -= 1
+            return True
+        return False
+
+
+class SlotLedger(Generic[D]):
+    """Running and held deliveries of one dispatcher, and the caps on them."""
+
+    def __init__(self, *, concurrency: int, per_webhook: int, batch_size: int, lease: float):
+        self.concurrency = concurrency  # attempts running at once
+        self.per_webhook = per_webhook  # of them for one webhook
+        self.batch_size = batch_size  # deliveries per claim, outcomes per write
+        self.saturation = 2 * per_webhook  # running + held of a webhook that claims skip
+        self.handover_hold = per_webhook + batch_size  # held of a webhook, from the intake
+        self.lease = lease
+        self.stopping = False
+        self._running: dict[int, int] = {}  # delivery id -> webhook id
+        self._by_webhook: dict[int, int] = {}  # webhook id -> attempts running (> 0)
+        # Leased to us but not started, oldest first, with when they were held.
+        self._held: dict[int, deque[tuple[float, D]]] = {}  # webhook id -> (held at, delivery)
+        self._held_ids: set[int] = set()
+        # Webhooks whose held deliveries wait for any slot (it runs fewer than per_webhook),
+        # in the order they take the next free ones.
+        self._waiting: dict[int, None] = {}
+
+    # ----- questions -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def running_for(self, webhook_id: int) -> int:
+        return self._by_webhook.get(webhook_id, 0)
+
+    def held_for(self, webhook_id: int) -> int:
+        return len(self._held.get(webhook_id, ()))
+
+    @property
+    def held(self) -> int:
+        return len(self._held_ids)
+
+    def free(self, unwritten: int) -> int:
+        """Slots for new attempts, `unwritten` being the outcomes not yet written. Held
+        deliveries do not count: each starts only in place of an attempt that ended."""
+        return self.concurrency - len(self._running) - max(0, unwritten - self.batch_size)
+
+    def claim_limit(self, unwritten: int) -> int:
+        """How many due deliveries to claim now (at most a batch; 0: none)."""
+        return max(0, min(self.free(unwritten), self.batch_size))
+
+    def saturated(self) -> list[int]:
+        """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
+        cap, held, running = self.saturation, self._held, self._by_webhook
+        found = [w for w, n in running.items() if n + len(held.get(w, ())) >= cap]
+        # Held with nothing running: waiting for any slot, or we are stopping.
+        found += [w for w, items in held.items() if w not in running and len(items) >= cap]
+        return found
+
+    def handover(self, unwritten: int, lease_until: float) -> Handover | None:
+        """How many new deliveries the intake hands over (None: none, we are stopping)."""
+        if self.stopping:
+            return None
+        run, hold, held = self.per_webhook, self.handover_hold, self._held
+        busy = {w: [run - n, hold - len(held.get(w, ()))] for w, n in self._by_webhook.items()}
+        for w, items in held.items():  # held with nothing running: waiting for any slot
+            if w not in busy:
+                busy[w] = [run, hold - len(items)]
+        return Handover(self.free(unwritten), (run, hold), busy, lease_until)
+
+    # ----- changes ---------------------------------------------------------------------------
+
+    def admit(self, item: D, now: float) -> Admit:
+        """A delivery leased to us (claimed, or handed over by the intake): START it (the
+        ledger counts it running from now), HOLD it, or SKIP it (ours already)."""
+        delivery_id = item.delivery_id
+        if delivery_id in self._running or delivery_id in self._held_ids:
+            return Admit.SKIP
+        webhook_id = item.webhook_id
+        n = self._by_webhook.get(webhook_id, 0)
+        if not self.stopping and n < self.per_webhook:
+            if len(self._running) < self.concurrency:
+                self._running[delivery_id] = webhook_id
+                self._by_webhook[webhook_id] = n + 1
+                return Admit.START
+            # Every slot is busy (a claim and the intake's hand-over were decided on the
+            # same free slots): it takes the next one that comes free.
+            self._waiting[webhook_id] = None
+        held = self._held.get(webhook_id)
+        if held is None:
+            held = self._held[webhook_id] = deque()
+        held.append((now, item))
+        self._held_ids.add(delivery_id)
+        return Admit.HOLD
+
+    def finished(self, delivery_id: int) -> Finished[D]:
+        """An attempt ended. Returns the held delivery to start in its place (counted as
+        running already): the next of the same webhook, else one waiting for any slot."""
+        webhook_id = self._running.pop(delivery_id)
+        n = self._by_webhook[webhook_id] - 1
+        if n:
+            self._by_webhook[webhook_id] = n
+        else:
+            del self._by_webhook[webhook_id]
+        if self.stopping:
+            return Finished(None, False)
+        if webhook_id in self._held:
+            # Was it saturated? Its count of running and held drops by one now.
+            unsaturated = n + 1 + len(self._held[webhook_id]) == self.saturation
+            return Finished(self._start_held(webhook_id), unsaturated)
+        while self._waiting:
+            waiting = next(iter(self._waiting))
+            del self._waiting[waiting]
+            if waiting in self._held and self._by_webhook.get(waiting, 0) < self.per_webhook:
+                item = self._start_held(waiting)
+                if waiting in self._held and self._by_webhook[waiting] < self.per_webhook:
+                    self._waiting[waiting] = None  # still waiting, behind the others
+                return Finished(item, False)
+        return Finished(None, False)
+
+    def stale(self, now: float) -> list[int]:
+        """Held deliveries to hand back: held for half a lease or longer, as of `now`
+        (their webhook is slow), before the lease runs out and another process could
+        attempt them too. They are no longer ours."""
+        cutoff = now - self.lease / 2
+        released = []
+        for webhook_id, held in list(self._held.items()):
+            while held and held[0][0] < cutoff:
+                released.append(held.popleft()[1].delivery_id)
+            if not held:
+                del self._held[webhook_id]
+                self._waiting.pop(webhook_id, None)
+        self._held_ids.difference_update(released)
+        return released
+
+    def stop(self) -> None:
+        """Start nothing more: admitted deliveries are held, ended attempts free their slot
+        and the intake hands nothing over."""
+        self.stopping = True
+
+    def release_held(self) -> list[int]:
+        """Every held delivery, to hand back; they are no longer ours."""
+        released = list(self._held_ids)
+        self._held.clear()
+        self._held_ids.clear()
+        self._waiting.clear()
+        return released
+
+    def _start_held(self, webhook_id: int) -> D:
+        held = self._held[webhook_id]
+        item = held.popleft()[1]
+        if not held:
+            del self._held[webhook_id]
+        self._held_ids.discard(item.delivery_id)
+        self._running[item.delivery_id] = webhook_id
+        self._by_webhook[webhook_id] = self._by_webhook.get(webhook_id, 0) + 1
+        return item
