@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## run hookcast serve on the embedded SQLite default (./hookcast.db)
 	$(VENV)/bin/hookcast serve
 
-test: $(STAMP)  ## the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
+lint: $(STAMP)  ## the quality gates: ruff (lint, formatting) and mypy (strict, config in pyproject.toml)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+test: lint  ## the gates, then the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
 	env -u HOOKCAST_TEST_POSTGRES_URL $(VENV)/bin/python -m pytest -n 2 -q
 	@if [ -n "$$HOOKCAST_TEST_POSTGRES_URL" ]; then \
 	  echo "== the suite again on PostgreSQL ($$HOOKCAST_TEST_POSTGRES_URL)"; \
