@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import ssl
-from typing import Protocol
 
 import aiohttp
 
@@ -24,24 +23,9 @@ from ..errors import TargetRefused
 from ..guard import GuardedResolver, TargetGuard, guarded_socket_factory
 from ..settings import Settings
 
-__all__ = ["GuardedTransport", "Requester", "ScriptHttpClient", "describe_error"]
+__all__ = ["GuardedTransport", "ScriptHttpClient", "describe_error"]
 
 _TRANSPORT_GRACE = 5.0  # seconds beyond a request's timeout before the thread gives up
-
-
-class Requester(Protocol):
-    """What `GuardedTransport` needs on the loop: `ScriptHttpClient.request`, or
-    `HttpSender.request`, which delegates to it."""
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
-        timeout: float,
-        max_bytes: int,
-    ) -> tuple[int, list[tuple[str, str]], bytes]: ...
 
 
 class ScriptHttpClient:
@@ -121,12 +105,12 @@ class ScriptHttpClient:
 
 class GuardedTransport:
     """The interpreter's `HttpTransport`, called from a script thread: each request runs as
-    `requester.request` on the event loop that owns the requester."""
+    `client.request` on the event loop that owns the client."""
 
     def __init__(
-        self, requester: Requester, loop: asyncio.AbstractEventLoop, user_agent: str
+        self, client: ScriptHttpClient, loop: asyncio.AbstractEventLoop, user_agent: str
     ) -> None:
-        self._requester = requester
+        self._client = client
         self._loop = loop
         self._user_agent = user_agent
 
@@ -149,7 +133,7 @@ class GuardedTransport:
             headers = [*headers, ("User-Agent", self._user_agent)]
         try:
             future = asyncio.run_coroutine_threadsafe(
-                self._requester.request(method, url, headers, body, timeout, max_bytes),
+                self._client.request(method, url, headers, body, timeout, max_bytes),
                 self._loop,
             )
         except RuntimeError:  # the loop is closed: hookcast is shutting down

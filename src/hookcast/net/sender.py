@@ -2,7 +2,7 @@
 
 `HttpSender.send` (deliveries, verification, Webhook/Test) posts through a `Transport`
 (transport.py): the lean keep-alive client in http11.py unless another is given, e.g. a
-`MockTransport` in unit tests. `HttpSender.request` (CRMScript's HTTP class: any method, any
+`MockTransport` in unit tests. `HttpSender.script_http` (CRMScript's HTTP class: any method, any
 answer) goes over the pooled aiohttp client in script_http.py. Both apply the same target
 guard and TLS rules. `send` never raises for network problems; every outcome is an
 `AttemptOutcome` whose `error` is a short sentence fit for `LastError`, the delivery log and
@@ -73,21 +73,10 @@ class HttpSender:
             return _answered(answer, (perf_counter() - started) * 1000.0, excerpt)
         return AttemptOutcome.failed(error, kind, (perf_counter() - started) * 1000.0)
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
-        timeout: float,
-        max_bytes: int,
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Any request, for CRMScript's HTTP class (`ScriptHttpClient.request`: aiohttp's pool,
-        the same target guard and TLS rules as deliveries): (status, response headers in wire
-        order, body). Redirects are not followed. Raises ConnectionError with a short
-        sentence when no answer arrived (DNS, connect, guard, TLS, timeout) or the body is
-        longer than `max_bytes`."""
-        return await self._script_http.request(method, url, headers, body, timeout, max_bytes)
+    @property
+    def script_http(self) -> ScriptHttpClient:
+        """CRMScript's HTTP client: any method, any answer, the same guard and TLS rules."""
+        return self._script_http
 
     async def close(self) -> None:
         await self._transport.close()

@@ -76,7 +76,7 @@ class ScriptRunner:
         loop = asyncio.get_running_loop()
         transport = None
         if self._sender is not None and allow_hosts:
-            transport = GuardedTransport(self._sender, loop, self._settings.user_agent)
+            transport = GuardedTransport(self._sender.script_http, loop, self._settings.user_agent)
         includes = dict(includes)
 
         def work() -> RunResult:
