@@ -37,6 +37,7 @@ from hookcast.store import queue
 from hookcast.store.doorbell import Doorbell
 
 pytestmark = [
+    pytest.mark.slow,  # sockets between processes, and a real worker process
     pytest.mark.skipif(
         ON_POSTGRES, reason="the doorbell is SQLite-only; PostgreSQL uses LISTEN/NOTIFY"
     ),

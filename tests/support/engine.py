@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hookcast.dispatch.worker import Dispatcher
 from hookcast.hub import Hub
 from hookcast.model import Principal, Webhook, WebhookIn
 from hookcast.registry import Registry
@@ -52,10 +53,19 @@ class Engine:
         return await self.registry.usage(who, webhook_id)
 
 
+POLL_INTERVAL = 0.02  # how often `eventually` looks again
+
+
 async def eventually(
-    check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+    check: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    *,
+    interval: float = POLL_INTERVAL,
 ) -> Any:
-    """Poll an (a)sync check until it returns something truthy, or fail at the deadline."""
+    """Poll an (a)sync check until it returns something truthy, and return that; fail at the
+    deadline. The deadline only bounds a wait for something that should happen: a test
+    never asserts how long it took."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -65,7 +75,22 @@ async def eventually(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
+
+
+def dispatcher_idle(dispatcher: Dispatcher | None) -> bool:
+    """The dispatcher is idle: no attempt in flight, no wake-up pending, and its claimer has
+    put its next claim in the future, which it does only after a claim and a look at the
+    next due time that found nothing more to do. From then until a wake-up (a local commit,
+    a NOTIFY, a doorbell ring) or that time, it claims nothing: a delivery that arrives
+    sooner was woken for. The one place in the tests that reads the dispatcher's private
+    state: keep it in step with dispatch/worker.py."""
+    assert dispatcher is not None, "the hub does not deliver"
+    return (
+        dispatcher.in_flight == 0
+        and not dispatcher._wake.is_set()
+        and dispatcher._claim_at > time.time()
+    )
 
 
 def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Settings:
