@@ -53,15 +53,8 @@ class Engine:
         return await self.registry.usage(who, webhook_id)
 
 
-POLL_INTERVAL = 0.02  # how often `eventually` looks again
-
-
 async def eventually(
-    check: Callable[[], Any],
-    timeout: float = 10.0,
-    what: str = "condition",
-    *,
-    interval: float = POLL_INTERVAL,
+    check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
 ) -> Any:
     """Poll an (a)sync check until it returns something truthy, and return that; fail at the
     deadline. The deadline only bounds a wait for something that should happen: a test
@@ -75,16 +68,16 @@ async def eventually(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(0.02)
 
 
 def dispatcher_idle(dispatcher: Dispatcher | None) -> bool:
     """The dispatcher is idle: no attempt in flight, no wake-up pending, and its claimer has
-    put its next claim in the future, which it does only after a claim and a look at the
-    next due time that found nothing more to do. From then until a wake-up (a local commit,
-    a NOTIFY, a doorbell ring) or that time, it claims nothing: a delivery that arrives
-    sooner was woken for. The one place in the tests that reads the dispatcher's private
-    state: keep it in step with dispatch/worker.py."""
+    put its next claim in the future, which it does only after a claim that took all that
+    was due, with no wake-up meanwhile. From then until a wake-up (a local commit, a NOTIFY,
+    a doorbell ring) or that time (the next due retry, at the latest a poll interval), it
+    claims nothing. The one place in the tests that reads the dispatcher's private state:
+    keep it in step with dispatch/worker.py."""
     assert dispatcher is not None, "the hub does not deliver"
     return (
         dispatcher.in_flight == 0
