@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench clean
+.PHONY: run test unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)  ## the whole test suite: on SQLite, then on PostgreSQL when HOOK
 	else \
 	  echo "PostgreSQL run skipped: set HOOKCAST_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test to run it too"; \
 	fi
+
+unit: $(STAMP)  ## the fast inner loop: every test not marked slow, on SQLite
+	env -u HOOKCAST_TEST_POSTGRES_URL -u HOOKCAST_TEST_BACKEND $(VENV)/bin/python -m pytest -n 2 -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
