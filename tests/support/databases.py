@@ -5,6 +5,9 @@ every test gets a fresh database on the server named by HOOKCAST_TEST_POSTGRES_U
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -15,6 +18,7 @@ POSTGRES_URL = os.environ.get("HOOKCAST_TEST_POSTGRES_URL", "")
 BACKEND = os.environ.get("HOOKCAST_TEST_BACKEND", "sqlite")
 ON_POSTGRES = BACKEND == "postgres"
 _created: list[str] = []
+_sqlite_template: Path | None = None  # a database at the newest revision, made once
 
 if ON_POSTGRES and not POSTGRES_URL:
     raise RuntimeError("HOOKCAST_TEST_BACKEND=postgres needs HOOKCAST_TEST_POSTGRES_URL")
@@ -55,7 +59,39 @@ def database_url(tmp_path: Path, name: str = "hookcast") -> str:
     return f"sqlite:///{tmp_path / name}.db"
 
 
+def migrated_database_url(tmp_path: Path, name: str = "hookcast") -> str:
+    """Like `database_url`, for tests that do not test migrating: on SQLite a copy of a
+    database this worker migrated once, so `Database.migrate()` on it finds nothing to do
+    (a fresh migration is most of what starting an API or a Hub costs in a test). On
+    PostgreSQL a fresh, empty database, as `database_url` gives."""
+    if ON_POSTGRES:
+        return new_postgres_url()
+    global _sqlite_template
+    if _sqlite_template is None:
+        from hookcast.store.database import Database
+
+        template = Path(tempfile.mkdtemp(prefix="hookcast-template-")) / "template.db"
+        db = Database(f"sqlite:///{template}")
+        try:
+            db.migrate()
+        finally:
+            db.close()
+        _sqlite_template = template
+    path = tmp_path / f"{name}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)  # as Database does for a new file
+    source, copy = sqlite3.connect(_sqlite_template), sqlite3.connect(path)
+    try:
+        source.backup(copy)  # a consistent copy, WAL or not
+    finally:
+        source.close()
+        copy.close()
+    return f"sqlite:///{path}"
+
+
 def drop_created() -> None:
+    """Remove what this worker made: its PostgreSQL databases, its SQLite template."""
+    if _sqlite_template is not None:
+        shutil.rmtree(_sqlite_template.parent, ignore_errors=True)
     if not _created:
         return
     with _admin() as conn:

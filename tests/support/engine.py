@@ -17,7 +17,7 @@ from hookcast.model import Principal, Webhook, WebhookIn
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 
-from .databases import database_url
+from .databases import migrated_database_url
 
 TENANT = "Cust1234"
 CALLER = Principal(tenant=TENANT, associate_id=316, name="tony", full_name="Tony Ng")
@@ -88,7 +88,7 @@ def dispatcher_idle(dispatcher: Dispatcher | None) -> bool:
 
 def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url(tmp_path),
+        "database_url": migrated_database_url(tmp_path),
         "ca_bundle": ca_bundle,
         "allow_targets": ["127.0.0.0/8"],
         "retry_delays": [0.05, 0.1],
