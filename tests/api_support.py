@@ -47,8 +47,7 @@ class Api:
 @contextmanager
 def running_api(tmp_path: Path, **settings: Any) -> Iterator[Api]:
     config = Settings(database_url=migrated_database_url(tmp_path), **settings)
-    db = Database(config.database_url)
-    db.migrate()
+    db = Database(config.database_url)  # migrated already
     _, key_a = create_key(db, tenant="Cust1234", associate_id=5, name="tony", full_name="Tony Ng")
     _, key_b = create_key(db, tenant="Cust9999", associate_id=7, name="eve")
     try:
