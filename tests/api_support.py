@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from support.databases import database_url
+from support.databases import migrated_database_url
 
 from hookcast.api.app import create_app
 from hookcast.keys import create_key
@@ -46,9 +46,8 @@ class Api:
 
 @contextmanager
 def running_api(tmp_path: Path, **settings: Any) -> Iterator[Api]:
-    config = Settings(database_url=database_url(tmp_path), **settings)
-    db = Database(config.database_url)
-    db.migrate()
+    config = Settings(database_url=migrated_database_url(tmp_path), **settings)
+    db = Database(config.database_url)  # migrated already
     _, key_a = create_key(db, tenant="Cust1234", associate_id=5, name="tony", full_name="Tony Ng")
     _, key_b = create_key(db, tenant="Cust9999", associate_id=7, name="eve")
     try:

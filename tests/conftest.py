@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -75,6 +77,49 @@ def processes() -> Iterator[dict[str, HookcastProcess]]:
     yield started
     for process in started.values():
         process.close()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """When the marker expression leaves slow tests out (`make unit`), a module that is slow
+    as a whole is not even imported: importing schemathesis and building the fuzz schema
+    alone take seconds in every xdist worker."""
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return True if _leaves_out_slow(config) and _wholly_slow(collection_path) else None
+
+
+def _leaves_out_slow(config: pytest.Config) -> bool:
+    """The -m expression is false for a test marked slow, both when that is its only mark and
+    when it has every other mark too: so no test of a wholly slow module would be selected."""
+    expression = config.getoption("markexpr")
+    if not expression:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        compiled = Expression.compile(expression)
+        only_slow = compiled.evaluate(lambda name, **_: name == "slow")
+        every_mark = compiled.evaluate(lambda name, **_: True)
+        return not only_slow and not every_mark
+    except Exception:  # a newer pytest's internals, or an expression pytest will reject
+        return False
+
+
+def _wholly_slow(path: Path) -> bool:
+    """The module's `pytestmark` is, or lists, `pytest.mark.slow` (read, not imported)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False  # let pytest report it
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            marks = (
+                node.value.elts if isinstance(node.value, ast.List | ast.Tuple) else [node.value]
+            )
+            return any(ast.unparse(mark) == "pytest.mark.slow" for mark in marks)
+    return False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

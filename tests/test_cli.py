@@ -79,6 +79,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # starts a real `hookcast serve` process
 def test_serve_prints_a_first_key_once_and_serves_with_it(tmp_path: Path, db_url: str) -> None:
     port = _free_port()
     env = {**os.environ, "HOOKCAST_DATABASE_URL": db_url}

@@ -38,7 +38,10 @@ from support.processes import (
 )
 from support.receivers import Receiver, RecordedRequest
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and POSIX signals")
+pytestmark = [
+    pytest.mark.slow,  # real processes, kill -9 and a restart
+    pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and POSIX signals"),
+]
 
 EVENTS = 1000
 EVENT = "contact.changed"

@@ -37,6 +37,7 @@ from hookcast.store import queue
 from hookcast.store.doorbell import Doorbell
 
 pytestmark = [
+    pytest.mark.slow,  # sockets between processes, and a real worker process
     pytest.mark.skipif(
         ON_POSTGRES, reason="the doorbell is SQLite-only; PostgreSQL uses LISTEN/NOTIFY"
     ),
@@ -47,15 +48,17 @@ pytestmark = [
 
 # A ring is one sendto() on a Unix datagram socket: by the time ring() returns, the byte is
 # queued at every listener, so its callback runs within a few loop iterations. Positive
-# waits are bounded generously; "nobody was woken" is checked for this long.
+# waits are bounded generously. "Nobody was woken" is shown with a barrier ring (see
+# Bell.stays_quiet), not by waiting; only a listener that is gone has no socket to send a
+# barrier to, and there nothing arriving is checked for this long.
 WAKE_DEADLINE = 5.0
-QUIET = 0.2
+CLOSED_QUIET = 0.1
+BARRIER = 424242  # the webhook id a barrier ring names; no test rings it otherwise
 
 # Integration test deadlines (seconds). Nothing sleeps for a fixed long time; all poll.
 START_DEADLINE = 30
 DELIVERY_DEADLINE = 15  # far below the worker's 60 s poll interval
 STOP_DEADLINE = 15
-IDLE_GRACE = 0.3  # after the worker is up, let its claimer settle into its (60 s) wait
 EVENT = "contact.changed"
 WORKER_AGENT = "hookcast-doorbell/worker"
 
@@ -73,11 +76,31 @@ class Bell:
         self.webhooks.append(webhooks)
         self.rung.set()
 
+    def reset(self) -> None:
+        self.calls = 0
+        self.webhooks.clear()
+        self.rung.clear()
+
     async def wait(self) -> None:
         await asyncio.wait_for(self.rung.wait(), WAKE_DEADLINE)
 
-    async def stays_quiet(self) -> None:
-        await asyncio.sleep(QUIET)
+    async def stays_quiet(self, barrier: Doorbell) -> None:
+        """No ring sent before this call reached this bell. `barrier` (a doorbell whose
+        rings reach this bell's listener) rings now, naming BARRIER: a ring is queued at
+        the listener's socket when ring() returns, a datagram socket keeps its queue in
+        order, and the listener reads all that is queued in one go; so any earlier ring
+        would have come before the barrier's or with it (making the ids None or more)."""
+        assert self.calls == 0, f"rung before the barrier: {self.webhooks}"
+        barrier.ring({BARRIER})
+        await self.wait()
+        assert self.webhooks == [{BARRIER}], "an earlier ring came before the barrier"
+        self.reset()
+
+    async def stays_quiet_closed(self) -> None:
+        """No ring reaches the callback of a listener that has closed. A bounded wait: its
+        socket is gone, so there is nothing a barrier ring could queue behind; and a
+        datagram that did arrive would be read within a loop iteration of this sleep."""
+        await asyncio.sleep(CLOSED_QUIET)
         assert self.calls == 0 and not self.rung.is_set()
 
 
@@ -123,13 +146,12 @@ async def test_ring_wakes_listeners_of_the_same_database_only(doorbells) -> None
 
     ringer.ring()
     await woken.wait()
-    await other_woken.stays_quiet()  # a ring for a.db never reaches b.db's worker
+    await other_woken.stays_quiet(other_ringer)  # a ring for a.db never reaches b.db's worker
 
-    woken.rung.clear()
-    woken.calls = 0
+    woken.reset()
     other_ringer.ring()
     await other_woken.wait()
-    await woken.stays_quiet()
+    await woken.stays_quiet(ringer)
 
 
 async def test_a_ring_names_the_webhooks_or_says_any(doorbells) -> None:
@@ -157,7 +179,7 @@ async def test_ring_skips_the_listener_of_the_same_instance(doorbells) -> None:
 
     listener.ring()
     await witnessed.wait()  # the ring did go out, to the other listener...
-    await own.stays_quiet()  # ...but not to the ringer's own socket
+    await own.stays_quiet(witness)  # ...but not to the ringer's own socket
 
 
 async def test_ring_removes_the_socket_of_a_process_that_is_gone(doorbells) -> None:
@@ -196,7 +218,7 @@ async def test_close_removes_the_listeners_socket(doorbells) -> None:
 
     assert _sockets(listener.directory) == []
     ringer.ring()  # nothing left to ring, no error
-    await woken.stays_quiet()
+    await woken.stays_quiet_closed()
     listener.close()  # a second close is harmless
 
 
@@ -323,15 +345,20 @@ async def test_a_signal_from_another_process_wakes_an_idle_worker(
                     }
                 ),
             )
-            # The worker's first heartbeat is written once its loops run; then a short grace
-            # so that its claimer sits in its 60 s wait when the event comes.
+            # Its claimer must be past its first claim, so that only a wake-up can make it
+            # claim again within 60 s. Its first heartbeat shows that: the claim loop starts
+            # before the heartbeat loop and SQLite has one database thread, so the worker
+            # commits its first claim before its first heartbeat. (The look at the next due
+            # time that follows the claim is queued behind the heartbeat: in the moment
+            # between the two a signal could be found without the ring. That can only let
+            # this test pass without the doorbell, never fail it, and no signal commits
+            # that soon after the heartbeat becomes visible here.)
             await _until(
                 lambda: app.db.read(queue.list_workers),
                 START_DEADLINE,
                 "the worker's heartbeat",
                 worker,
             )
-            await asyncio.sleep(IDLE_GRACE)
             assert deliveries(receiver) == []
 
             signalled = time.monotonic()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
 import socket
 import ssl
-import time
+import sys
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -16,10 +17,13 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from support.engine import eventually
 
+from hookcast.dispatch import mail
 from hookcast.dispatch.mail import Mailer, errors_mail
 from hookcast.settings import Settings
 
+HANG_DEADLINE = 30.0  # fail instead of hanging if a timeout were not applied
 PASSWORD = "s3cret-pa55word"
 USER = "hookcast-mailer"
 
@@ -125,6 +129,32 @@ def settings_for(controller: Controller | None = None, **overrides: Any) -> Sett
     return Settings(**values)
 
 
+@pytest.fixture
+def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits the mail module asks asyncio.sleep for (the backoffs between attempts),
+    recorded as they are asked for; they still sleep."""
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    def sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        if sys._getframe(1).f_globals.get("__name__") == mail.__name__:
+            asked.append(delay)
+        return real_sleep(delay, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return asked
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """The peer has closed this connection (EOF or reset); False while it is still open."""
+    try:
+        return connection.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
 def test_errors_mail_content() -> None:
     message = sample_mail(webhook_name="Evil\r\nBcc: victim@example.com")
     assert message["Subject"] == (
@@ -227,16 +257,14 @@ async def test_retries_until_delivered(smtp_server: StartServer) -> None:
 
 
 async def test_dead_server_gives_up_without_leaking_password(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, backoffs: list[float]
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="hookcast.mail")
     port = free_port()  # bound then closed: nothing listens there
     settings = settings_for(smtp_port=port, smtp_user=USER, smtp_password=PASSWORD)
     mailer = Mailer(settings, attempts=3, backoff=0.05, timeout=1)
-    started = time.monotonic()
     assert await mailer.send(sample_mail()) is False
-    elapsed = time.monotonic() - started
-    assert 0.15 <= elapsed < 1.0  # two backoffs (0.05 + 0.1), no more
+    assert backoffs == [0.05, 0.1]  # two backoffs, doubling, none after the last attempt
     failures = [r for r in caplog.records if "failed (attempt" in r.getMessage()]
     assert [r.getMessage().split("attempt ")[1][:6] for r in failures] == [
         "1 of 3",
@@ -271,16 +299,30 @@ async def test_wrong_password_is_not_logged(
     assert "SMTPAuthenticationError" in caplog.text
 
 
-async def test_silent_server_times_out() -> None:
+async def test_silent_server_times_out(caplog: pytest.LogCaptureFixture) -> None:
     # Accepts TCP (kernel backlog) but never greets: only the timeout ends each attempt.
+    caplog.set_level(logging.DEBUG, logger="hookcast.mail")
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
+        listener.setblocking(False)
         settings = settings_for(smtp_port=listener.getsockname()[1])
         mailer = Mailer(settings, attempts=2, backoff=0.01, timeout=0.2)
-        started = time.monotonic()
-        assert await mailer.send(sample_mail()) is False
-        assert time.monotonic() - started < 1.5
+        assert await asyncio.wait_for(mailer.send(sample_mail()), HANG_DEADLINE) is False
+        # Each attempt ended in a timeout while the server was still silent: its two
+        # connections wait unaccepted in the backlog, and the client has hung up on both.
+        failures = [r.getMessage() for r in caplog.records if "failed (attempt" in r.getMessage()]
+        assert len(failures) == 2 and all("TimeoutError" in m for m in failures), failures
+        connections = [listener.accept()[0] for _ in range(2)]
+        try:
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # no third attempt
+            for connection in connections:
+                connection.setblocking(False)
+                await eventually(lambda c=connection: _hung_up(c), 5, "the client to hang up")
+        finally:
+            for connection in connections:
+                connection.close()
 
 
 async def test_disabled_without_host() -> None:

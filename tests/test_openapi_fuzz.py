@@ -19,6 +19,8 @@ from hookcast.keys import create_key
 from hookcast.settings import Settings
 from hookcast.store.database import Database
 
+pytestmark = pytest.mark.slow  # schemathesis and hypothesis: hundreds of requests
+
 # Every URL a generated body carries is pointed at a private IP literal: the target guard
 # refuses it before any packet leaves, so no DNS lookup or connection leaves loopback.
 SAFE_URL = "https://10.9.9.9/hook"

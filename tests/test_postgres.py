@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from support.databases import needs_postgres, new_postgres_url
-from support.engine import CALLER, TENANT, delivery_settings, eventually, running_engine
+from support.engine import (
+    CALLER,
+    TENANT,
+    delivery_settings,
+    dispatcher_idle,
+    eventually,
+    running_engine,
+)
 
 from hookcast.hub import Hub
 from hookcast.model import State
@@ -24,7 +31,8 @@ async def test_notify_wakes_an_idle_dispatcher_at_once(tmp_path, ca_bundle_path,
         tmp_path, ca_bundle_path, database_url=url, poll_interval=60.0
     ) as engine:
         await engine.create(receiver.url, ["contact.changed"])
-        await asyncio.sleep(0.1)  # let the dispatcher go idle on its long poll
+        # Idle on its long poll: listening, and nothing to do until a wake-up or in 60 s.
+        await eventually(lambda: _idle_and_listening(engine), what="an idle, listening hub")
         async with Hub(engine.settings, deliver=False) as other_process:
             await other_process.signal("contact.changed", 5, tenant=TENANT)
         await eventually(
@@ -88,6 +96,25 @@ async def test_concurrent_dispatchers_disable_a_webhook_exactly_once(
         assert usage.total_calls == usage.total_errors >= 9
         depth = await engine.hub.db.run(queue.queue_depth)
         assert depth["pending"] == 0
+
+
+async def _idle_and_listening(engine) -> bool:
+    """The hub's LISTEN connection is up and waiting (pg_stat_activity shows it idle after
+    its LISTEN), and then its dispatcher is idle. In this order because the listener wakes
+    the dispatcher once right after its LISTEN is answered (for anything committed before):
+    once this query has seen that answer sent, that wake-up is at most a loop iteration
+    away, and the empty claim it may cause is over long before another process has started
+    and committed a signal."""
+
+    def listening(conn) -> int:  # type: ignore[no-untyped-def]
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                f"AND state = 'idle' AND query = 'LISTEN {queue.NOTIFY_CHANNEL}'"
+            )
+        ).scalar_one()
+
+    return await engine.hub.db.read(listening) == 1 and dispatcher_idle(engine.hub.dispatcher)
 
 
 async def _state(engine, webhook_id: int) -> bool:

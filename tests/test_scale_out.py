@@ -45,6 +45,7 @@ from support.processes import (
 from support.receivers import Receiver, RecordedRequest
 
 pytestmark = [
+    pytest.mark.slow,  # 5,000 events through four real processes
     needs_postgres,
     pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and POSIX signals"),
 ]

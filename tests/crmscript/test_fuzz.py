@@ -15,7 +15,10 @@ from hookcast.crmscript import Limits, RunResult, check, run_script
 from .fakes import ALLOWED, FakeTransport
 
 # run_script raises the recursion limit when needed; hypothesis warns about that
-pytestmark = pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")
+pytestmark = [
+    pytest.mark.slow,  # hypothesis fuzz: the whole module is outside the unit tier
+    pytest.mark.filterwarnings("ignore:The recursion limit will not be reset"),
+]
 
 KINDS = {
     "SyntaxError",

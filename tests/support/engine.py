@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from hookcast.api.schemas import WebhookIn
+from hookcast.dispatch.worker import Dispatcher
 from hookcast.hub import Hub
 from hookcast.model import Principal, Webhook
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 
-from .databases import database_url
+from .databases import migrated_database_url
 
 TENANT = "Cust1234"
 CALLER = Principal(tenant=TENANT, associate_id=316, name="tony", full_name="Tony Ng")
@@ -56,7 +57,9 @@ class Engine:
 async def eventually(
     check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
 ) -> Any:
-    """Poll an (a)sync check until it returns something truthy, or fail at the deadline."""
+    """Poll an (a)sync check until it returns something truthy, and return that; fail at the
+    deadline. The deadline only bounds a wait for something that should happen: a test
+    never asserts how long it took."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -69,9 +72,24 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+def dispatcher_idle(dispatcher: Dispatcher | None) -> bool:
+    """The dispatcher is idle: no attempt in flight, no wake-up pending, and its claimer has
+    put its next claim in the future, which it does only after a claim that took all that
+    was due, with no wake-up meanwhile. From then until a wake-up (a local commit, a NOTIFY,
+    a doorbell ring) or that time (the next due retry, at the latest a poll interval), it
+    claims nothing. The one place in the tests that reads the dispatcher's private state:
+    keep it in step with dispatch/worker.py."""
+    assert dispatcher is not None, "the hub does not deliver"
+    return (
+        dispatcher.in_flight == 0
+        and not dispatcher._wake.is_set()
+        and dispatcher._claim_at > time.time()
+    )
+
+
 def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url(tmp_path),
+        "database_url": migrated_database_url(tmp_path),
         "ca_bundle": ca_bundle,
         "allow_targets": ["127.0.0.0/8"],
         "retry_delays": [0.05, 0.1],

@@ -56,6 +56,7 @@ class Receiver:
         self.port = 0
         self.behaviour = Behaviour()
         self._requests: list[RecordedRequest] = []
+        self._answered = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -125,6 +126,13 @@ class Receiver:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def answered(self) -> int:
+        """How many requests got their answer so far: fewer than `requests` while some are
+        still held in their `delay`."""
+        with self._lock:
+            return self._answered
+
     def wait_for(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Block until `count` requests arrived (for synchronous tests)."""
         deadline = time.monotonic() + timeout
@@ -168,4 +176,6 @@ class Receiver:
         headers = dict(behaviour.headers)
         if behaviour.location is not None:
             headers["Location"] = behaviour.location
+        with self._lock:
+            self._answered += 1
         return web.Response(status=status, body=behaviour.body, headers=headers)
