@@ -9,15 +9,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hookcast.dispatch.worker import Dispatcher
 from hookcast.hub import Hub
 from hookcast.model import Principal, Webhook, WebhookIn
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 
 from .databases import migrated_database_url
+
+if TYPE_CHECKING:
+    from hookcast.dispatch.worker import Dispatcher
 
 TENANT = "Cust1234"
 CALLER = Principal(tenant=TENANT, associate_id=316, name="tony", full_name="Tony Ng")
