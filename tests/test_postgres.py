@@ -19,6 +19,7 @@ from support.engine import (
 from hookcast.hub import Hub
 from hookcast.model import State
 from hookcast.store import queue
+from hookcast.store.dialect import NOTIFY_CHANNEL
 from hookcast.store.schema import deliveries, events, mail_outbox
 
 pytestmark = needs_postgres
@@ -110,7 +111,7 @@ async def _idle_and_listening(engine) -> bool:
         return conn.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                f"AND state = 'idle' AND query = 'LISTEN {queue.NOTIFY_CHANNEL}'"
+                f"AND state = 'idle' AND query = 'LISTEN {NOTIFY_CHANNEL}'"
             )
         ).scalar_one()
 

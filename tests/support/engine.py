@@ -9,16 +9,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookcast.api.schemas import WebhookIn
-from hookcast.dispatch.worker import Dispatcher
 from hookcast.hub import Hub
 from hookcast.model import Principal, Webhook
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 
 from .databases import migrated_database_url
+
+if TYPE_CHECKING:
+    from hookcast.dispatch.worker import Dispatcher
 
 TENANT = "Cust1234"
 CALLER = Principal(tenant=TENANT, associate_id=316, name="tony", full_name="Tony Ng")
@@ -73,18 +75,8 @@ async def eventually(
 
 
 def dispatcher_idle(dispatcher: Dispatcher | None) -> bool:
-    """The dispatcher is idle: no attempt in flight, no wake-up pending, and its claimer has
-    put its next claim in the future, which it does only after a claim that took all that
-    was due, with no wake-up meanwhile. From then until a wake-up (a local commit, a NOTIFY,
-    a doorbell ring) or that time (the next due retry, at the latest a poll interval), it
-    claims nothing. The one place in the tests that reads the dispatcher's private state:
-    keep it in step with dispatch/worker.py."""
     assert dispatcher is not None, "the hub does not deliver"
-    return (
-        dispatcher.in_flight == 0
-        and not dispatcher._wake.is_set()
-        and dispatcher._claim_at > time.time()
-    )
+    return dispatcher.idle
 
 
 def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Settings:

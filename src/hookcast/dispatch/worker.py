@@ -73,6 +73,14 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    @property
+    def idle(self) -> bool:
+        """No attempt in flight, no wake-up pending, and the next claim put in the future
+        (done only after a claim that took all that was due, with no wake-up meanwhile):
+        until a wake-up or that time (the next due retry, at the latest a poll interval
+        away), it claims nothing."""
+        return not self._tasks and not self._wake.is_set() and self._claim_at > time.time()
+
     def wake(self) -> None:
         """Something may be due: new deliveries were committed, retries were scheduled or a
         webhook is no longer saturated."""
