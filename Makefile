@@ -32,7 +32,8 @@ test: lint  ## the gates, then the whole test suite: on SQLite, then on PostgreS
 # The schemathesis plugin serves only the fuzz tests, which are slow: not loading it saves
 # about a second of start-up in each of the three pytest processes.
 unit: $(STAMP)  ## the fast inner loop: every test not marked slow, on SQLite
-	env -u HOOKCAST_TEST_POSTGRES_URL -u HOOKCAST_TEST_BACKEND $(VENV)/bin/python -m pytest -n 2 -q -m "not slow" -p no:schemathesis
+	env -u HOOKCAST_TEST_POSTGRES_URL -u HOOKCAST_TEST_BACKEND HOOKCAST_HYPOTHESIS_PROFILE=unit \
+	  $(VENV)/bin/python -m pytest -n 2 -q -m "not slow" -p no:schemathesis
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import settings as hypothesis_settings
 from support.databases import drop_created
 from support.processes import HookcastProcess
 from support.receivers import Receiver
+
+# Property tests draw 200 examples in the whole suite (`make test`); the inner loop
+# (`make unit`) draws 50 of each, enough to catch a broken rule, to stay fast.
+hypothesis_settings.register_profile("suite", max_examples=200, deadline=None)
+hypothesis_settings.register_profile("unit", max_examples=50, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HOOKCAST_HYPOTHESIS_PROFILE", "suite"))
 
 CERT_HOSTS = ("localhost", "127.0.0.1")
 

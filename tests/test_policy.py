@@ -299,7 +299,7 @@ def test_a_batch_that_disables_its_webhook_gives_up_its_pending_deliveries() -> 
 
 # --- properties ----------------------------------------------------------------------------
 
-FAST = settings(max_examples=200, deadline=None)
+FAST = settings()  # examples and deadline: the profile (conftest.py)
 
 policies = st.builds(
     RetryPolicy,

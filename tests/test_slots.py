@@ -427,7 +427,7 @@ class DispatchInTurn(Dispatch):
     overlap = False
 
 
-SETTINGS = settings(max_examples=200, stateful_step_count=40, deadline=None)
+SETTINGS = settings(stateful_step_count=40)  # examples: the profile (conftest.py)
 TestDispatch = Dispatch.TestCase
 TestDispatch.settings = SETTINGS
 TestDispatchInTurn = DispatchInTurn.TestCase
