@@ -18,9 +18,8 @@ from hookcast.model import State
 from hookcast.outcome import AttemptOutcome, ErrorKind
 from hookcast.store import queries, queue
 from hookcast.store.database import Database
-from hookcast.store.rows import Claimed, DeliveryStatus, NewEvent
+from hookcast.store.rows import DELIVERED, GIVEN_UP, PENDING, Claimed, NewEvent
 
-PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
 POLICY = RetryPolicy(retry_delays=(1.0, 4.0), cycles=3, cycle_delay=60.0, max_consecutive_errors=3)
 
 

@@ -18,6 +18,8 @@ from typing import NamedTuple, Protocol
 from ..model import State
 from ..outcome import AttemptOutcome
 from ..store.rows import (
+    GIVEN_UP,
+    PENDING,
     AttemptRow,
     Claimed,
     CounterRow,
@@ -167,9 +169,6 @@ class Attempted(NamedTuple):
     at: float  # when it started (epoch seconds)
 
 
-_PENDING, _GIVEN_UP = int(DeliveryStatus.PENDING), int(DeliveryStatus.GIVEN_UP)
-
-
 @dataclass(frozen=True, slots=True)
 class Decisions:
     attempts: list[AttemptRow]
@@ -223,8 +222,8 @@ def decide(
     for c, outcome, _ in batch:
         step = next_step(c.cycle, c.attempt, outcome, policy)
         status = int(step.status)
-        if status == _PENDING and c.webhook_id not in active:
-            status = _GIVEN_UP
+        if status == PENDING and c.webhook_id not in active:
+            status = GIVEN_UP
         steps.append(
             DeliveryStep(
                 status,
@@ -232,7 +231,7 @@ def decide(
                 step.attempt,
                 new_event_id() if step.new_cycle else c.event_uuid,
                 now + (step.delay or 0.0),
-                None if status == _PENDING else now,
+                None if status == PENDING else now,
                 c.delivery_id,
             )
         )

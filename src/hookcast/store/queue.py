@@ -18,10 +18,12 @@ from ..model import State
 from .codec import from_json, shared_json, to_json
 from .dialect import dialect_of
 from .rows import (
+    DELIVERED,
+    GIVEN_UP,
+    PENDING,
     AttemptRow,
     Claimed,
     CounterRow,
-    DeliveryStatus,
     DeliveryStep,
     MailRow,
     NewEvent,
@@ -30,9 +32,6 @@ from .rows import (
 )
 from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
 from .statements import marks, run
-
-PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
-
 
 # ----- intake --------------------------------------------------------------------------------
 

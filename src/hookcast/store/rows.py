@@ -16,6 +16,10 @@ class DeliveryStatus(enum.IntEnum):
     GIVEN_UP = 2
 
 
+# The same as plain ints, for loops over every delivery of a batch.
+PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     tenant: str
