@@ -66,9 +66,27 @@ class Database:
         """Bring the schema to the newest revision (idempotent, safe on every start)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self._exclusive(), self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with self._exclusive(), self.engine.connect() as conn:
+            if not self.is_sqlite:
+                with conn.begin():
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                return
+            # SQLite changes a table by rebuilding it, and dropping the old one would
+            # cascade-delete its children's rows while foreign keys are on. The pragma only
+            # takes effect outside a transaction: set on the driver's connection directly.
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:  # rolls the migration back
+                        raise RuntimeError(f"migration left broken references: {broken[:5]}")
+            finally:
+                driver.execute("PRAGMA foreign_keys=ON")
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """Run `fn(conn, *args)` in one transaction on the calling thread. A read-only one

@@ -24,6 +24,9 @@ metadata = MetaData()
 
 # Auto-increment ids that are BIGINT on PostgreSQL but INTEGER (rowid alias) on SQLite.
 Id = BigInteger().with_variant(Integer, "sqlite")
+# The ids clients see (WebhookId, a script's id, a key's id) are never handed out twice:
+# those tables take SQLite's AUTOINCREMENT (sqlite_autoincrement) instead of max(rowid) + 1;
+# PostgreSQL's sequences never reuse one.
 
 associates = Table(
     "associates",
@@ -45,6 +48,7 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    sqlite_autoincrement=True,
 )
 
 webhooks = Table(
@@ -73,6 +77,7 @@ webhooks = Table(
     Column("last_error_at", Float),
     Column("last_success_at", Float),
     Column("last_event_id", String(36)),
+    sqlite_autoincrement=True,
 )
 
 # The matching index (§6): (tenant, event) -> webhook ids, never a scan of all webhooks.
@@ -180,6 +185,7 @@ scripts = Table(
     Column("updated_associate_id", Integer, nullable=False),
     Index("uq_scripts_tenant_include_id", "tenant", "include_id", unique=True),
     Index("uq_scripts_tenant_uid", "tenant", "uid", unique=True),
+    sqlite_autoincrement=True,
 )
 
 # Per-tenant settings; for now the hosts that scripts may reach over HTTP (crmscript.md §11.9).
