@@ -373,6 +373,8 @@ BAD_BODIES = [
     ("two emails", stopped_hook(ErrorsEmail="a@example.com, b@example.com"), "ErrorsEmail"),
     ("long secret", stopped_hook(Secret="s" * 257), "Secret"),
     ("secret type", stopped_hook(Secret=5), "Secret"),
+    ("whsec not base64", stopped_hook(Secret="whsec_not*base64"), "base64"),
+    ("whsec too short", stopped_hook(Secret="whsec_" + "QUJD" * 4), "24 bytes"),
 ]
 
 

@@ -30,6 +30,7 @@ EXPORTED = [
     "VerificationFailed",
     "Webhook",
     "__version__",
+    "standard_webhooks_secret",
     "verify_signature",
 ]
 

@@ -21,7 +21,7 @@ from .errors import (
 )
 from .model import State, Webhook
 from .outcome import AttemptOutcome, ErrorKind
-from .payload import verify_signature
+from .payload import standard_webhooks_secret, verify_signature
 
 if _typing.TYPE_CHECKING:
     from .hub import Hub
@@ -44,6 +44,7 @@ __all__ = [
     "VerificationFailed",
     "Webhook",
     "__version__",
+    "standard_webhooks_secret",
     "verify_signature",
 ]
 

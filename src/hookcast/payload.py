@@ -105,10 +105,42 @@ def sign(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.digest(secret.encode(), body, "sha256")).decode("ascii")
 
 
+STANDARD_PREFIX = "whsec_"
+MIN_STANDARD_KEY_BYTES = 24  # the Standard Webhooks libraries' lower bound is 24 bytes
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """The HMAC key of `webhook-signature`, by the Standard Webhooks rule: a `whsec_<base64>`
+    Secret signs with the decoded bytes, any other with its UTF-8 bytes. Raises ValueError
+    for a `whsec_` Secret that is not base64 or decodes to fewer than 24 bytes."""
+    if not secret.startswith(STANDARD_PREFIX):
+        return secret.encode()
+    try:
+        key = base64.b64decode(secret[len(STANDARD_PREFIX) :], validate=True)
+    except ValueError:
+        raise ValueError("a Secret starting with whsec_ must be base64 after the prefix") from None
+    if len(key) < MIN_STANDARD_KEY_BYTES:
+        raise ValueError(
+            f"a whsec_ Secret must decode to at least {MIN_STANDARD_KEY_BYTES} bytes "
+            f"(this one has {len(key)})"
+        )
+    return key
+
+
+def standard_webhooks_secret(secret: str) -> str:
+    """The form a Standard Webhooks library (`standardwebhooks`, `svix`) takes to verify the
+    deliveries of a webhook with this Secret: the Secret itself when it is `whsec_…`,
+    else `whsec_` + base64 of its UTF-8 bytes."""
+    if secret.startswith(STANDARD_PREFIX):
+        standard_webhooks_key(secret)  # refuses a malformed one
+        return secret
+    return STANDARD_PREFIX + base64.b64encode(secret.encode()).decode("ascii")
+
+
 def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The Standard Webhooks `webhook-signature` value (v1) over `id.timestamp.body`."""
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    digest = hmac.digest(secret.encode(), signed, "sha256")
+    digest = hmac.digest(standard_webhooks_key(secret), signed, "sha256")
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 

@@ -18,7 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from .errors import ValidationError
 from .model import EVENT_NAME, WEBHOOK_TYPE, State
-from .payload import PAYLOAD_FIELDS
+from .payload import PAYLOAD_FIELDS, standard_webhooks_key
 from .targets import check_target_url
 
 # ----- webhooks ------------------------------------------------------------------------------
@@ -115,6 +115,13 @@ def check_properties(value: dict[str, Any] | None) -> dict[str, Any] | None:
         raise ValueError(f"Properties cannot be stored as JSON: {exc}") from None
     if size > MAX_PROPERTIES_BYTES:
         raise ValueError("Properties are over 16 KiB when serialized")
+    return value
+
+
+def check_secret(value: str | None) -> str | None:
+    """A `whsec_` Secret must be what Standard Webhooks libraries accept (payload.py)."""
+    if value is not None:
+        standard_webhooks_key(value)
     return value
 
 

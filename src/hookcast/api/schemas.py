@@ -131,6 +131,11 @@ class WebhookIn(ApiIn):
     def _name(cls, value: str) -> str:
         return rules.check_name(value)
 
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return rules.check_secret(value)
+
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
