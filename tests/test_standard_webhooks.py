@@ -58,3 +58,16 @@ async def test_real_deliveries_verify_with_the_library(
         headers = dict(sent.headers)
         assert library.verify(sent.body, headers) == orjson.loads(sent.body)
     assert any(r.header("X-Hook-Test") for r in receiver.requests)  # the registration test too
+
+
+def test_a_malformed_whsec_secret_stored_earlier_still_signs_as_before() -> None:
+    """Secrets were not checked before this rule: such a webhook keeps being delivered,
+    signed with the Secret's UTF-8 bytes as it was."""
+    body, stored = b"{}", "whsec_not*base64"
+    headers = build_headers(
+        event_header="contact.changed", event_id="e", retry=0, body=body, secret=stored,
+        delivery_id="msg_1", timestamp=int(time.time()), custom=None,
+        user_agent="hookcast/test", standard_webhooks=True,
+    )  # fmt: skip
+    as_before = "whsec_" + base64.b64encode(stored.encode()).decode()
+    assert StandardWebhook(as_before).verify(body, headers) == {}
