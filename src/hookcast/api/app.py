@@ -13,7 +13,7 @@ from ..registry import Registry
 from ..scripts import Scripts
 from ..settings import Settings
 from ..store.database import Database
-from . import agents, crmscript, errors, webhooks
+from . import agents, binding, crmscript, errors, webhooks
 from . import metrics as metrics_route
 from .limits import RequestLimits
 
@@ -50,4 +50,5 @@ def create_app(
     app.include_router(crmscript.router)
     app.include_router(metrics_route.router)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    binding.install(app)
     return app
