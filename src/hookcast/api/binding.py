@@ -23,13 +23,12 @@ class AspNetPaths:
 
     def _literal_segments(self) -> dict[str, str]:
         if self._segments is None:
+            # The document has every API route; /docs and /openapi.json are only app routes.
+            paths = [*self._fastapi.openapi().get("paths", {})]
+            paths += [str(getattr(route, "path", "")) for route in self._fastapi.routes]
             found: dict[str, str] = {}
-            for path in self._fastapi.openapi().get("paths", {}):
+            for path in paths:
                 for part in path.split("/"):
-                    if part and not part.startswith("{"):
-                        found.setdefault(part.lower(), part)
-            for route in self._fastapi.routes:  # /docs, /openapi.json: not in the document
-                for part in str(getattr(route, "path", "")).split("/"):
                     if part and not part.startswith("{"):
                         found.setdefault(part.lower(), part)
             self._segments = found
