@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The Node clients and verifiers the tests drive, pinned by the lock file (npm ci).
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cat $(NODE_DIR)/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint unit bench clean
 
@@ -12,6 +15,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 run: $(STAMP)  ## run hookcast serve on the embedded SQLite default (./hookcast.db)
 	$(VENV)/bin/hookcast serve
 
@@ -20,7 +27,7 @@ lint: $(STAMP)  ## the quality gates: ruff (lint, formatting) and mypy (strict, 
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-test: lint  ## the gates, then the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
+test: lint $(NODE_STAMP)  ## the gates, then the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
 	env -u HOOKCAST_TEST_POSTGRES_URL $(VENV)/bin/python -m pytest -n 2 -q
 	@if [ -n "$$HOOKCAST_TEST_POSTGRES_URL" ]; then \
 	  echo "== the suite again on PostgreSQL ($$HOOKCAST_TEST_POSTGRES_URL)"; \
@@ -31,9 +38,9 @@ test: lint  ## the gates, then the whole test suite: on SQLite, then on PostgreS
 
 # The schemathesis plugin serves only the fuzz tests, which are slow: not loading it saves
 # about a second of start-up in each of the three pytest processes.
-unit: $(STAMP)  ## the fast inner loop: every test not marked slow, on SQLite
+unit: $(STAMP) $(NODE_STAMP)  ## the fast inner loop: every test not marked slow, on SQLite
 	env -u HOOKCAST_TEST_POSTGRES_URL -u HOOKCAST_TEST_BACKEND HOOKCAST_HYPOTHESIS_PROFILE=unit \
 	  $(VENV)/bin/python -m pytest -n 2 -q -m "not slow" -p no:schemathesis
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis $(NODE_DIR)/node_modules
