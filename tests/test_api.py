@@ -12,6 +12,7 @@ from email.utils import format_datetime
 import pytest
 from api_support import Api, running_api, stopped_hook
 
+from hookcast import standard_webhooks_secret
 from hookcast.store import queries
 
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -32,9 +33,11 @@ def create(api: Api, key: str | None = None, **overrides) -> dict:
 def assert_error(response, status: int, error_type: str, fragment: str = "") -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"Error", "ErrorType", "Details"}
+    # SuperOffice's REST error shape (§8), Details only when there are per-field problems
+    assert body["Error"] is True and body["ErrorSource"] == "hookcast"
+    assert set(body) - {"Details"} == {"Error", "ErrorType", "ErrorMessage", "ErrorSource"}
     assert body["ErrorType"] == error_type
-    assert fragment.lower() in body["Error"].lower(), body["Error"]
+    assert fragment.lower() in body["ErrorMessage"].lower(), body["ErrorMessage"]
 
 
 def test_default_carrier(api: Api) -> None:
@@ -46,6 +49,7 @@ def test_default_carrier(api: Api) -> None:
         "Events": ["contact.created", "contact.deleted"],
         "TargetUrl": None,
         "Secret": None,
+        "StandardWebhooksSecret": None,
         "State": "Active",
         "Type": "webhook",
         "Headers": None,
@@ -73,6 +77,7 @@ def test_create_returns_the_contract_shape(api: Api) -> None:
         "Events",
         "TargetUrl",
         "Secret",
+        "StandardWebhooksSecret",
         "State",
         "Type",
         "Headers",
@@ -85,6 +90,7 @@ def test_create_returns_the_contract_shape(api: Api) -> None:
         "_Links",
     ]
     assert body["WebhookId"] >= 1
+    assert body["StandardWebhooksSecret"] == standard_webhooks_secret(body["Secret"])
     assert body["Events"] == ["contact.created", "contact.changed"]  # lower-cased, de-duplicated
     assert body["State"] == "Stopped" and body["Type"] == "webhook"
     assert body["Headers"] == {"X-Tenant": "a"} and body["Properties"] == {"customer": 42}
@@ -360,6 +366,7 @@ BAD_BODIES = [
     ("fragment", stopped_hook(TargetUrl="https://example.com/x#frag"), "fragment"),
     ("reserved header", stopped_hook(Headers={"X-SuperOffice-Event": "x"}), "reserved"),
     ("webhook- header", stopped_hook(Headers={"webhook-id": "x"}), "reserved"),
+    ("svix- header", stopped_hook(Headers={"Svix-Id": "x"}), "reserved"),
     ("host header", stopped_hook(Headers={"Host": "x"}), "reserved"),
     ("bad header name", stopped_hook(Headers={"Bad Name": "x"}), "token"),
     ("crlf header", stopped_hook(Headers={"X-A": "a\r\nX-B: b"}), "CR"),

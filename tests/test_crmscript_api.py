@@ -45,8 +45,8 @@ def listing(api, key=None) -> list[dict]:
 def assert_error(response, status: int, error_type: str) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
-    assert body["ErrorType"] == error_type and body["Error"]
-    assert isinstance(body["Details"], list)
+    assert body["ErrorType"] == error_type and body["ErrorMessage"]
+    assert body["Error"] is True and isinstance(body.get("Details", []), list)
     return body
 
 
@@ -112,9 +112,9 @@ def test_unique_identifier_may_be_given_once_per_tenant(api) -> None:
 def test_a_script_that_does_not_compile_is_refused_with_line_and_column(api) -> None:
     response = api.post(BASE, json=script("broken", 'printLine("ok");\nInteger x = "text";'))
     body = assert_error(response, 400, "ValidationError")
-    assert body["Error"] == (
+    assert body["ErrorMessage"] == (
         "CRMScript 'broken' does not compile: TypeError at line 2, "
-        "column 13: cannot assign String to Integer"
+        "column 13: cannot assign String to Integer."
     )
     assert body["Details"] == [
         {
@@ -173,7 +173,7 @@ def test_include_id_rules(api) -> None:
 def test_duplicate_include_id_is_a_conflict(api) -> None:
     first = create(api)
     body = assert_error(api.post(BASE, json=script(Name="copy")), 409, "Conflict")
-    assert f"already used by CRMScript {first['EjscriptId']}" in body["Error"]
+    assert f"already used by CRMScript {first['EjscriptId']}" in body["ErrorMessage"]
     second = create(api, include_id="second")
     moved = api.put(f"{BASE}/{second['EjscriptId']}", json=script("greetings"))
     assert_error(moved, 409, "Conflict")
@@ -487,7 +487,7 @@ def test_crmscript_webhooks_name_a_stored_script(api) -> None:
         "Type": "CRMScript",
     }
     missing = assert_error(api.post("/api/v1/Webhook", json=hook), 400, "VerificationFailed")
-    assert "There is no CRMScript with IncludeId 'main'" in missing["Error"]
+    assert "There is no CRMScript with IncludeId 'main'" in missing["ErrorMessage"]
     create(api)
     create(api, include_id="main", source=MAIN)
     registered = api.post("/api/v1/Webhook", json=hook)

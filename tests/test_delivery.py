@@ -113,13 +113,13 @@ async def test_delete_event_carries_values_and_field_values(engine, receiver) ->
         "EventId",
         "Timestamp",
         "Changes",
+        "Values",  # right after Changes, as in SuperOffice's delete payloads (§3)
         "Event",
         "PrimaryKey",
         "Entity",
         "ContextIdentifier",
         "ChangedByAssociateId",
         "WebhookName",
-        "Values",
         "FieldValues",
     ]
     assert body["Values"] == {"sale_id": 994863, "contact_id": 43}

@@ -105,23 +105,83 @@ def test_bad_signals_are_4xx(api: Api) -> None:
         api.post("/api/v1/Webhook/contact..changed/1"), 400, "ValidationError", "malformed"
     )
     assert_error(api.post("/api/v1/Webhook/contact.changed/1", json=[1, 2]), 400, "ValidationError")
-    assert_error(
-        api.post(
-            "/api/v1/Webhook/contact.changed/1",
-            content=b"null",
-            headers={"Content-Type": "application/json"},
-        ),
-        400,
-        "ValidationError",
-        "null",
-    )
-    assert_error(api.post("/api/v1/Webhook/contact.deleted/-1"), 404, "NotFound")
+    # PrimaryKey is 0 .. 2^53-1 on every route (§3)
+    for key in (-1, 2**53):
+        assert_error(api.post(f"/api/v1/Webhook/contact.deleted/{key}"), 400, "ValidationError")
+        assert_error(
+            api.post(
+                "/api/v1/Agents/Webhook/SignalEvent", json={"EventName": "a", "PrimaryKey": key}
+            ),
+            400,
+            "ValidationError",
+            "PrimaryKey",
+        )
     assert_error(api.client.post("/api/v1/Webhook/contact.changed/1"), 401, "Unauthorized")
     assert_error(
         api.post("/api/v1/Agents/Webhook/SignalEvent", json={"EventName": "x y", "PrimaryKey": 1}),
         400,
         "ValidationError",
     )
+    structured = [
+        ({"Changes": "name"}, "Changes must be"),
+        ({"FieldValues": [1]}, "FieldValues must be"),
+        ({"Values": {"id": 1}}, "only for *.deleted"),
+    ]
+    for body, says in structured:
+        assert_error(
+            api.post("/api/v1/Webhook/contact.changed/1", json=body), 400, "ValidationError", says
+        )
+
+
+def test_primary_key_range_in_the_python_api(tmp_path) -> None:
+    from hookcast.intake import new_event
+
+    assert new_event("a.b", 2**53 - 1, tenant="T").primary_key == 2**53 - 1
+    for key in (-1, 2**53, True, 1.0):
+        with pytest.raises(ValueError, match="PrimaryKey must be an integer from 0 to"):
+            new_event("a.b", key, tenant="T")  # type: ignore[arg-type]
+
+
+SIGNALS = [
+    # (event, body, Changes, Values, FieldValues) -- §3 "Event data"
+    ("contact.changed", None, [], None, None),
+    ("contact.changed", {"name": "Ada", "n": 2}, ["name", "n"], None, {"name": "Ada", "n": 2}),
+    ("sale.deleted", {"sale_id": 7, "contact_id": 43}, [], {"sale_id": 7, "contact_id": 43}, None),
+    (
+        "contact.changed",
+        {"changes": {"name": "Ada"}, "FIELDVALUES": {"name": "Ada", "city": "Oslo"}},
+        ["name"],
+        None,
+        {"name": "Ada", "city": "Oslo"},
+    ),
+    ("contact.changed", {"Changes": ["name"]}, ["name"], None, None),
+    ("sale.deleted", {"Values": {"sale_id": 8}}, [], {"sale_id": 8}, None),
+]
+
+
+@pytest.mark.parametrize("route", ["rest", "agents"])
+def test_event_data_from_every_signal_route(api: Api, receiver, route: str) -> None:
+    register(api, receiver.url, ["contact.changed", "sale.deleted"])
+    for key, (event, body, *_) in enumerate(SIGNALS, start=1):
+        if route == "rest":
+            response = api.post(f"/api/v1/webhook/{event}/{key}/", json=body)
+        else:  # camelCase, as SuperOffice's own client sends it
+            response = api.post(
+                "/api/v1/agents/webhook/signalEvent",
+                json={"eventName": event, "primaryKey": key, "data": body},
+            )
+        assert response.status_code == 204, response.text
+    got = wait_until(
+        lambda: len(deliveries_of(receiver)) >= len(SIGNALS) and deliveries_of(receiver)
+    )
+    bodies = {b["PrimaryKey"]: b for b in (orjson.loads(r.body) for r in got)}
+    for key, (event, _, changes, values, field_values) in enumerate(SIGNALS, start=1):
+        body = bodies[key]
+        assert (body["Event"], body["Changes"]) == (event, changes)
+        assert (body.get("Values"), body.get("FieldValues")) == (values, field_values), key
+        order = list(body)
+        if values is not None:  # Values right after Changes
+            assert order[order.index("Changes") + 1] == "Values"
 
 
 def test_delivery_log_usage_last_error_and_metrics(api: Api, receiver) -> None:

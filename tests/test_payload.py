@@ -98,9 +98,9 @@ def test_body_of_a_delete_carries_values() -> None:
     )
     assert body == (
         b'{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
-        b'"Changes":[],"Event":"sale.deleted","PrimaryKey":1,"Entity":"sale",'
-        b'"ContextIdentifier":"Cust1234","ChangedByAssociateId":5,"WebhookName":"My hook",'
-        b'"Values":{"sale_id":1,"contact_id":43}}'
+        b'"Changes":[],"Values":{"sale_id":1,"contact_id":43},"Event":"sale.deleted",'
+        b'"PrimaryKey":1,"Entity":"sale",'
+        b'"ContextIdentifier":"Cust1234","ChangedByAssociateId":5,"WebhookName":"My hook"}'
     )
 
 
@@ -118,9 +118,10 @@ def test_body_with_field_values_and_properties_in_order_utf8() -> None:
         body
         == (
             '{"EventId":"8d5fcd4c-0ba8-4c3b-9bd0-3cae1c9c4c0f","Timestamp":"2018-04-24T07:50:50.6812130Z",'
-            '"Changes":["name"],"Event":"contact.changed","PrimaryKey":994863,"Entity":"contact",'
+            '"Changes":["name"],"Values":{"contact_id":994863},"Event":"contact.changed",'
+            '"PrimaryKey":994863,"Entity":"contact",'
             '"ContextIdentifier":"Cust1234","ChangedByAssociateId":5,"WebhookName":"Kunde ÆØÅ",'
-            '"Values":{"contact_id":994863},"FieldValues":{"name":"Bjørn","n":null},'
+            '"FieldValues":{"name":"Bjørn","n":null},'
             '"zeta":1,"alpha":{"nested":[true,2.5]}}'
         ).encode()
     )

@@ -114,7 +114,8 @@ def test_failed_verification_is_400_and_stores_nothing(
         "VerificationFailed",
         "TargetRefused",
     )
-    assert fragment.lower() in response.json()["Error"].lower(), response.json()["Error"]
+    message = response.json()["ErrorMessage"]
+    assert fragment.lower() in message.lower(), message
     assert api.get("/api/v1/Webhook").json() == []
     if outcome == "redirect":
         assert len(receiver.requests) == 1  # the redirect was not followed

@@ -16,7 +16,9 @@ class HookcastError(Exception):
         self.details = details or []
 
 
-class ValidationError(HookcastError):
+class ValidationError(HookcastError, ValueError):
+    """Bad input (400). Also a ValueError, which is what Python callers of `signal` expect."""
+
     status_code = 400
     error_type = "ValidationError"
 

@@ -11,16 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ValidationError
-from .model import EVENT_NAME
+from .model import EVENT_NAME, MAX_PRIMARY_KEY
 from .payload import format_timestamp
 from .store import queue
 from .store.database import Database
 from .store.rows import Claimed, NewEvent
-
-MAX_PRIMARY_KEY = 2**63 - 1
 
 
 def new_event(
@@ -45,7 +43,9 @@ def new_event(
         or not isinstance(primary_key, int)
         or not 0 <= primary_key <= MAX_PRIMARY_KEY
     ):
-        raise ValidationError(f"PrimaryKey must be an integer from 0 to {MAX_PRIMARY_KEY}.")
+        raise ValidationError(
+            f"PrimaryKey must be an integer from 0 to {MAX_PRIMARY_KEY} (2^53-1), not {primary_key!r}."
+        )
     if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 255 or "\0" in tenant:
         raise ValidationError(
             "The tenant (ContextIdentifier) must be a non-empty string without NUL."
@@ -90,6 +90,43 @@ def new_event(
         row_values=dict(values) if values is not None else None,
         field_values=dict(field_values) if field_values is not None else None,
     )
+
+
+class EventData(NamedTuple):
+    """What a REST or Agents signal body says, as `new_event` takes it."""
+
+    changes: dict[str, Any] | list[str] | None = None
+    values: dict[str, Any] | None = None
+    field_values: dict[str, Any] | None = None
+
+
+_STRUCTURED = {"changes": "changes", "values": "values", "fieldvalues": "field_values"}
+
+
+def read_event_data(event: str, data: Any) -> EventData:
+    """A signal body (§3 "Event data"): structured, an object whose keys (any case) are only
+    among Changes, Values and FieldValues; or flat, an object of fields, which is a deleted
+    row's Values for a `*.deleted` event and otherwise both Changes and FieldValues, so that
+    receivers get the new values as SuperOffice's current payloads carry them."""
+    if data is None:
+        return EventData()
+    if not isinstance(data, dict):
+        raise ValidationError("The event data must be a JSON object (or absent).")
+    if not data:
+        return EventData()
+    if all(str(key).lower() in _STRUCTURED for key in data):
+        parts: dict[str, Any] = {}
+        for key, value in data.items():
+            part = _STRUCTURED[key.lower()]
+            allowed = (dict, list) if part == "changes" else (dict,)
+            if value is not None and not isinstance(value, allowed):
+                kind = "an object (or a list of names)" if part == "changes" else "an object"
+                raise ValidationError(f"{key} must be {kind}, not {type(value).__name__}.")
+            parts[part] = value
+        return EventData(**parts)
+    if event.lower().endswith(".deleted"):
+        return EventData(values=data)
+    return EventData(changes=data, field_values=data)
 
 
 class Intake:

@@ -5,6 +5,7 @@ Also the If-Unmodified-Since check. Nothing here knows about HTTP requests."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -54,7 +55,9 @@ def apply_patch(
             patched: dict[str, Any] = jsonpatch.apply_patch(document, ops)
             return patched
         except jsonpatch.JsonPatchTestFailed as exc:
-            raise Conflict(f"A JSON Patch test failed: {exc}") from None
+            # jsonpatch names the Python types of both values; a client needs only the values.
+            said = re.sub(r" \(<class '\w+'>\)", "", str(exc))
+            raise Conflict(f"A JSON Patch test failed: {said}") from None
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
             raise ValidationError(f"The JSON Patch cannot be applied: {exc}") from None
     if isinstance(body, dict):

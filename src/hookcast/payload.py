@@ -79,16 +79,16 @@ def build_body(
         "EventId": event_id,
         "Timestamp": timestamp,
         "Changes": changes,
-        "Event": event,
-        "PrimaryKey": primary_key,
     }
+    if values is not None:
+        body["Values"] = values  # right after Changes, as in SuperOffice's delete payloads
+    body["Event"] = event
+    body["PrimaryKey"] = primary_key
     if entity is not None:
         body["Entity"] = entity
     body["ContextIdentifier"] = tenant
     body["ChangedByAssociateId"] = associate_id
     body["WebhookName"] = webhook_name
-    if values is not None:
-        body["Values"] = values
     if field_values is not None:
         body["FieldValues"] = field_values
     if properties:
@@ -137,14 +137,27 @@ def standard_webhooks_secret(secret: str) -> str:
     return STANDARD_PREFIX + base64.b64encode(secret.encode()).decode("ascii")
 
 
+def _signing_key(secret: str) -> bytes:
+    """The key `webhook-signature` is made with for a stored Secret."""
+    try:
+        return standard_webhooks_key(secret)
+    except ValueError:  # a malformed whsec_ Secret stored before they were refused: as before
+        return secret.encode()
+
+
+def stored_standard_webhooks_secret(secret: str) -> str:
+    """`standard_webhooks_secret` of a stored Secret (the API's StandardWebhooksSecret), which
+    is also right for a malformed `whsec_` Secret stored before they were refused."""
+    try:
+        return standard_webhooks_secret(secret)
+    except ValueError:
+        return STANDARD_PREFIX + base64.b64encode(_signing_key(secret)).decode("ascii")
+
+
 def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The Standard Webhooks `webhook-signature` value (v1) over `id.timestamp.body`."""
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    try:
-        key = standard_webhooks_key(secret)
-    except ValueError:  # a malformed whsec_ Secret stored before they were refused: as before
-        key = secret.encode()
-    digest = hmac.digest(key, signed, "sha256")
+    digest = hmac.digest(_signing_key(secret), signed, "sha256")
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 

@@ -28,7 +28,8 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token
 RESERVED_HEADERS = frozenset(
     {"host", "content-type", "content-length", "transfer-encoding", "connection", "user-agent"}
 )
-RESERVED_HEADER_PREFIXES = ("x-superoffice-", "webhook-")
+# svix- too: the svix libraries read svix-id/-timestamp/-signature before webhook-*.
+RESERVED_HEADER_PREFIXES = ("x-superoffice-", "webhook-", "svix-")
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 4096
 MAX_PROPERTIES_BYTES = 16 * 1024

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from ..errors import ValidationError
+from ..intake import read_event_data
 from ..model import MAX_ID
 from .deps import (
     ERRORS,
     Caller,
-    CarrierBody,
     HubDep,
     RegistryDep,
     linked_webhook,
-    reject_null_body,
 )
 from .schemas import (
+    AgentsCarrier,
     Filters,
     SignalEventBody,
     TestResponse,
@@ -39,6 +39,9 @@ def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:
 
 WebhookIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 OptionalIdBody = Annotated[WebhookIdBody | None, Body()]
+AgentsBody = Annotated[
+    AgentsCarrier, Body(description='A webhook carrier (§1), bare or as {"Webhook": {...}}.')
+]
 
 
 @router.post(
@@ -54,7 +57,7 @@ async def create_default(_: Caller) -> WebhookOut:
     response_model=WebhookWithLinks,
 )
 async def save_webhook(
-    request: Request, reg: RegistryDep, who: Caller, body: CarrierBody
+    request: Request, reg: RegistryDep, who: Caller, body: AgentsBody
 ) -> WebhookWithLinks:
     hook = await (
         reg.create(who, body) if body.webhook_id == 0 else reg.replace(who, body.webhook_id, body)
@@ -64,7 +67,6 @@ async def save_webhook(
 
 @router.post(
     "/GetWebhook",
-    dependencies=[Depends(reject_null_body)],
     summary="One webhook",
     response_model=WebhookWithLinks,
 )
@@ -80,7 +82,6 @@ async def get_webhook(
 
 @router.post(
     "/DeleteWebhook",
-    dependencies=[Depends(reject_null_body)],
     status_code=204,
     response_class=Response,
     summary="Delete a webhook",
@@ -98,8 +99,9 @@ async def delete_webhook(
     response_model=list[WebhookOut],
 )
 async def get_all(
-    reg: RegistryDep, who: Caller, body: Annotated[Filters, Body()]
+    reg: RegistryDep, who: Caller, body: Annotated[Filters | None, Body()] = None
 ) -> list[WebhookOut]:
+    body = body or Filters()
     hooks = await reg.list(
         who, name=body.name_filter, event=body.event_filter, state=body.status_filter
     )
@@ -107,14 +109,13 @@ async def get_all(
 
 
 @router.post("/TestWebhook", response_model=TestResponse, summary="Send the test event")
-async def test_webhook(reg: RegistryDep, who: Caller, body: CarrierBody) -> TestResponse:
+async def test_webhook(reg: RegistryDep, who: Caller, body: AgentsBody) -> TestResponse:
     result = await reg.test(who, body)
     return TestResponse(success=result.success, message=result.message)
 
 
 @router.post(
     "/GetLastError",
-    dependencies=[Depends(reject_null_body)],
     summary="The most recent delivery error, or null",
 )
 async def get_last_error(
@@ -130,11 +131,14 @@ async def get_last_error(
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
 async def signal_event(hub: HubDep, who: Caller, body: SignalEventBody) -> Response:
+    data = read_event_data(body.event_name, body.data)
     await hub.signal(
         body.event_name,
         body.primary_key,
         tenant=who.tenant,
         associate_id=who.associate_id,
-        changes=body.data or None,
+        changes=data.changes,
+        values=data.values,
+        field_values=data.field_values,
     )
     return Response(status_code=204)

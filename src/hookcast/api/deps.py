@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, Request
 
-from ..errors import ValidationError
 from ..hub import Hub
 from ..model import Principal, Webhook
 from ..registry import Registry
@@ -54,12 +53,6 @@ ScriptsDep = Annotated[Scripts, Depends(_scripts)]
 # ----- bodies ------------------------------------------------------------------------------
 
 CarrierBody = Annotated[WebhookIn, Body(description="A webhook carrier (§1).")]
-
-
-async def reject_null_body(request: Request) -> None:
-    """An optional body may be absent, but a body of JSON `null` is a mistake, not 'none'."""
-    if (await request.body()).strip() == b"null":
-        raise ValidationError("The body must be a JSON object (or absent), not null.")
 
 
 PatchBody = Annotated[

@@ -1,4 +1,5 @@
-"""The one place where errors become the §8 body: {"Error", "ErrorType", "Details"}."""
+"""The one place where errors become the §8 body, SuperOffice's REST error shape:
+{"Error": true, "ErrorType", "ErrorMessage", "ErrorSource", "Details" (when there are)}."""
 
 from __future__ import annotations
 
@@ -36,8 +37,18 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = ErrorBody(error=message, error_type=error_type, details=details or [])
-    return JSONResponse(body.model_dump(by_alias=True), status_code=status, headers=headers)
+    body = ErrorBody(
+        error_type=error_type, error_message=_sentence(message), details=details or None
+    )
+    return JSONResponse(
+        body.model_dump(by_alias=True, exclude_none=True), status_code=status, headers=headers
+    )
+
+
+def _sentence(message: str) -> str:
+    """ErrorMessage is a sentence (§8), whichever library phrased it."""
+    message = message.strip()
+    return message if message.endswith((".", "!", "?")) else message + "."
 
 
 def _describe(err: dict[str, Any]) -> dict[str, Any]:
@@ -49,10 +60,17 @@ def _describe(err: dict[str, Any]) -> dict[str, Any]:
 
 
 def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's 405 names none of them)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "__none__"})
-        if match is not Match.NONE:
+    scope = {**request.scope, "method": "__none__"}
+    routes = list(request.app.router.routes)
+    while routes:
+        route = routes.pop()
+        # FastAPI keeps included routers whole; their routes carry the full path.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            routes.extend(included.routes)
+        elif route.matches(scope)[0] is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
 

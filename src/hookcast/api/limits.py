@@ -1,5 +1,6 @@
 """Request checks before any route runs: bodies over the limit get 413 (§7), and text with
-NUL characters gets 400 (no database stores them in text, and no name needs them)."""
+NUL characters gets 400 (no database stores them in text, and no name needs them). A body
+of JSON `null` goes on as no body (§2)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class RequestLimits:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if body.strip() == b"null":
+            body = b""  # §2: a JSON null body, an empty body and no body are the same
         if any(mark in body for mark in _NUL):
             await _refuse(scope, receive, send, _Nul())
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -26,11 +27,22 @@ from pydantic import (
     StrictStr,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_pascal
 
 from .. import rules
-from ..model import DEFAULT_EVENTS, EVENT_NAME, MAX_ID, WEBHOOK_TYPE, State, Webhook, format_date
+from ..payload import stored_standard_webhooks_secret
+from ..model import (
+    DEFAULT_EVENTS,
+    EVENT_NAME,
+    MAX_ID,
+    MAX_PRIMARY_KEY,
+    WEBHOOK_TYPE,
+    State,
+    Webhook,
+    format_date,
+)
 
 if TYPE_CHECKING:
     from ..crmscript import Diagnostic
@@ -71,12 +83,29 @@ def wire_values(shape: BaseModel, names: Collection[str]) -> dict[str, Any]:
 
 
 class ApiIn(BaseModel):
-    """Base of the request shapes: PascalCase wire names, accepted by those names only.
+    """Base of the request shapes: PascalCase wire names, matched in any case, as
+    SuperOffice's ASP.NET service binds them (`targetUrl`, `TARGETURL`; §2). Only the
+    shape's own names are matched so: the keys of Headers or Properties are left alone.
 
     Build one from a body with `model_validate` (what FastAPI and `validation.parse_body`
     do); keyword arguments are wire names too, which type checkers do not know."""
 
     model_config = ConfigDict(alias_generator=api_name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_in_any_case(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        names = _wire_names(cls)
+        # As in ASP.NET, when two keys name one field the later one wins.
+        return {names.get(str(key).lower(), key): value for key, value in data.items()}
+
+
+@cache
+def _wire_names(shape: type[BaseModel]) -> dict[str, str]:
+    """A shape's wire names by their lower-case spelling."""
+    return {name.lower(): name for name in api_names(shape)}
 
 
 class ApiOut(BaseModel):
@@ -162,6 +191,23 @@ class WebhookIn(ApiIn):
         return rules.normalize_email(value)
 
 
+class AgentsCarrier(WebhookIn):
+    """The carrier of Agents SaveWebhook and TestWebhook: bare, or wrapped as
+    `{"Webhook": {...}}`, SuperOffice's documented form (§2)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            wrapper = [key for key in data if str(key).lower() == "webhook"]
+            if wrapper:
+                inner = data[wrapper[-1]]
+                if not isinstance(inner, dict):
+                    raise ValueError("Webhook must be an object: the webhook carrier.")
+                return {**inner}
+        return data
+
+
 class WebhookIdBody(ApiIn):
     model_config = ConfigDict(extra="ignore")
     webhook_id: int | None = Field(default=None, ge=1, le=MAX_ID)
@@ -179,8 +225,12 @@ class Filters(ApiIn):
 class SignalEventBody(ApiIn):
     model_config = ConfigDict(extra="ignore")
     event_name: StrictStr
-    primary_key: StrictInt = Field(ge=0, le=MAX_ID)
-    data: dict[str, Any] | None = None
+    primary_key: StrictInt = Field(ge=0, le=MAX_PRIMARY_KEY)
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="Event data (§3): {Changes, Values, FieldValues}, or a flat object of "
+        "fields (Values of a *.deleted event, else Changes and FieldValues).",
+    )
 
 
 class PatchOperation(BaseModel):
@@ -211,6 +261,11 @@ class WebhookOut(ApiOut):
     events: list[str]
     target_url: str | None
     secret: str | None
+    standard_webhooks_secret: str | None = Field(
+        default=None,
+        description="Read-only: the Secret in the form the Standard Webhooks libraries "
+        "(standardwebhooks, svix) take to verify webhook-signature (§3).",
+    )
     state: str
     type: str
     headers: dict[str, str] | None
@@ -270,6 +325,9 @@ def _webhook_values(hook: Webhook) -> dict[str, Any]:
         "events": hook.events,
         "target_url": hook.target_url,
         "secret": hook.secret,
+        "standard_webhooks_secret": (
+            stored_standard_webhooks_secret(hook.secret) if hook.secret else None
+        ),
         "state": hook.state.name,
         "type": hook.type,
         "headers": hook.headers,
@@ -491,6 +549,10 @@ class HealthOut(ApiOut):
 
 
 class ErrorBody(ApiOut):
-    error: str
+    """SuperOffice's REST error shape (§8); `Details` lists per-field problems when there are."""
+
+    error: Literal[True] = True
     error_type: str
-    details: list[dict[str, Any]] = []
+    error_message: str
+    error_source: str = "hookcast"
+    details: list[dict[str, Any]] | None = None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 
-from ..model import MAX_ID, format_date, format_epoch
+from ..intake import read_event_data
+from ..model import MAX_ID, MAX_PRIMARY_KEY, format_date, format_epoch
 from .deps import (
     ERRORS,
     PATCH_MEDIA_TYPES,
@@ -17,7 +19,6 @@ from .deps import (
     RegistryDep,
     linked_webhook,
     patch_request,
-    reject_null_body,
 )
 from .schemas import (
     STATE_NAMES,
@@ -201,17 +202,34 @@ async def redeliver(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> 
     return RedeliverOut(queued=await reg.redeliver(who, webhookId))
 
 
+class _SignedInt(Convertor[int]):
+    """An integer path segment, negative too, so that /contact.changed/-1 is a 400 that names
+    the range (§3) rather than a 404 for a route that does not exist."""
+
+    regex = "-?[0-9]+"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("signed_int", _SignedInt())
+
 SignalBody = Annotated[
     dict[str, Any] | None,
-    Body(description="The changed fields and their new values; the names become Changes."),
+    Body(
+        description="Event data (§3): {Changes, Values, FieldValues}, or a flat object of "
+        "fields (Values of a *.deleted event, else Changes and FieldValues)."
+    ),
 ]
 
 
 @router.post(
-    "/{eventName}/{primaryKey:int}",
+    "/{eventName}/{primaryKey:signed_int}",
     status_code=204,
     response_class=Response,
-    dependencies=[Depends(reject_null_body)],
     openapi_extra={"requestBody": {"required": False}},
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
@@ -219,14 +237,17 @@ async def signal_event(
     hub: HubDep,
     who: Caller,
     eventName: str,
-    primaryKey: Annotated[int, Path(ge=0, le=MAX_ID)],
+    primaryKey: Annotated[int, Path(ge=0, le=MAX_PRIMARY_KEY)],
     body: SignalBody = None,
 ) -> Response:
+    data = read_event_data(eventName, body)
     await hub.signal(
         eventName,
         primaryKey,
         tenant=who.tenant,
         associate_id=who.associate_id,
-        changes=body or None,
+        changes=data.changes,
+        values=data.values,
+        field_values=data.field_values,
     )
     return Response(status_code=204)
