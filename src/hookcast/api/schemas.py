@@ -32,7 +32,6 @@ from pydantic import (
 from pydantic.alias_generators import to_pascal
 
 from .. import rules
-from ..payload import stored_standard_webhooks_secret
 from ..model import (
     DEFAULT_EVENTS,
     EVENT_NAME,
@@ -43,6 +42,7 @@ from ..model import (
     Webhook,
     format_date,
 )
+from ..payload import stored_standard_webhooks_secret
 
 if TYPE_CHECKING:
     from ..crmscript import Diagnostic
