@@ -326,7 +326,6 @@ def webhook_fields(
         "type": "webhook",
         "headers": None,
         "properties": None,
-        "errors_email": None,
     }
 
 

@@ -139,7 +139,6 @@ def test_webhooks_list_shows_a_table(db_url: str, tmp_path: Path) -> None:
             "type": "webhook",
             "headers": None,
             "properties": None,
-            "errors_email": None,
         },
     )
     db.close()

@@ -189,7 +189,7 @@ def test_delivery_log_usage_last_error_and_metrics(api: Api, receiver) -> None:
     receiver.respond(statuses=(500,), body=b"oops")
     api.post("/api/v1/Webhook/contact.changed/1")
     wait_until(
-        lambda: api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()["total_calls"] >= 2
+        lambda: api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()["TotalCalls"] >= 2
     )
     page = api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Deliveries", params={"limit": 10}).json()
     assert page["Total"] == 2 and page["Limit"] == 10 and page["Offset"] == 0
@@ -210,7 +210,14 @@ def test_delivery_log_usage_last_error_and_metrics(api: Api, receiver) -> None:
     assert [i["AttemptId"] for i in second["Items"]] == [oldest["AttemptId"]]
     assert api.get(f"/api/v1/Webhook/{hook['WebhookId']}/LastError").json() == oldest["Error"]
     usage = api.get(f"/api/v1/Webhook/{hook['WebhookId']}/Usage").json()
-    assert (usage["total_calls"], usage["total_errors"], usage["consecutive_errors"]) == (2, 1, 0)
+    assert (usage["TotalCalls"], usage["TotalErrors"], usage["ConsecutiveErrors"]) == (2, 1, 0)
+    # the webhook itself carries the same read-only counters (§1)
+    hook_now = api.get(f"/api/v1/Webhook/{hook['WebhookId']}").json()
+    assert (hook_now["TotalCalls"], hook_now["TotalErrors"], hook_now["LastError"]) == (
+        2,
+        1,
+        oldest["Error"],
+    )
     metrics = api.client.get("/metrics").text
     assert 'hookcast_attempts_total{outcome="success"}' in metrics
     assert 'hookcast_deliveries{status="delivered"} 1.0' in metrics
@@ -241,7 +248,7 @@ def test_errors_email_is_sent_once_on_too_many_errors(api: Api, receiver, smtp) 
         key=lambda i: i["AttemptId"],
     )["EventId"]
     assert "handler" in text and f"WebhookId:           {hook['WebhookId']}" in text
-    assert last_event_id in text and "HTTP 500" in text and usage["last_error"] in text
+    assert last_event_id in text and "HTTP 500" in text and usage["LastError"] in text
     assert "s3cret" not in text
     receiver.respond(status=200)
     assert (

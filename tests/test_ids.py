@@ -37,7 +37,7 @@ def add_webhook(conn: Connection, name: str) -> int:
     return queries.insert_webhook(conn, "T", 7, time.time(), {
         "name": name, "events": ["contact.changed"], "target_url": f"https://{name}.example/",
         "secret": None, "state": State.Active, "type": "webhook", "headers": None,
-        "properties": None, "errors_email": None,
+        "properties": None,
     })  # fmt: skip
 
 

@@ -20,7 +20,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from support.engine import eventually
 
 from hookcast.dispatch import mail
-from hookcast.dispatch.mail import Mailer, errors_mail
+from hookcast.dispatch.mail import Mailer, notice_mail
+from hookcast.model import NotifyWhen
 from hookcast.settings import Settings
 
 HANG_DEADLINE = 30.0  # fail instead of hanging if a timeout were not applied
@@ -107,6 +108,7 @@ def client_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
 
 def sample_mail(**overrides: Any) -> EmailMessage:
     fields: dict[str, Any] = dict(
+        kind=NotifyWhen.Disabling,
         to="ops@example.com",
         sender="hookcast@example.org",
         webhook_name="Orders to ERP",
@@ -118,7 +120,7 @@ def sample_mail(**overrides: Any) -> EmailMessage:
         consecutive_errors=9,
     )
     fields.update(overrides)
-    return errors_mail(**fields)
+    return notice_mail(**fields)
 
 
 def settings_for(controller: Controller | None = None, **overrides: Any) -> Settings:

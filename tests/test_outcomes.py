@@ -14,7 +14,7 @@ from support.databases import needs_postgres, new_postgres_url
 
 from hookcast.dispatch.outcomes import record_outcomes
 from hookcast.dispatch.policy import Attempted, RetryPolicy
-from hookcast.model import State
+from hookcast.model import NotifyVia, State
 from hookcast.outcome import AttemptOutcome, ErrorKind
 from hookcast.store import queries, queue
 from hookcast.store.database import Database
@@ -41,7 +41,8 @@ def add_webhook(conn: Any, name: str, errors_email: str | None = None) -> int:
     return queries.insert_webhook(conn, "T", 7, time.time(), {
         "name": name, "events": ["contact.changed"], "target_url": f"https://{name}.example/",
         "secret": None, "state": State.Active, "type": "webhook", "headers": None,
-        "properties": None, "errors_email": errors_email,
+        "properties": None, "error_emails": [errors_email] if errors_email else [],
+        "notify_via": NotifyVia.Email if errors_email else NotifyVia.NONE,
     })  # fmt: skip
 
 

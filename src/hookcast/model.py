@@ -43,6 +43,22 @@ class State(enum.IntEnum):
         raise ValueError("State must be a name or an integer")
 
 
+class NotifyVia(enum.IntFlag):
+    """How a webhook's owners are told (SuperOffice 12's WebhookNotifyVia, §1)."""
+
+    NONE = 0  # SuperOffice's name for it is None
+    Email = 1
+    InApp = 2
+
+
+class NotifyWhen(enum.IntFlag):
+    """When a webhook's owners are told (SuperOffice 12's WebhookNotifyWhen, §6)."""
+
+    NONE = 0
+    FirstFailure = 1  # the first failed attempt after a success, once per failure streak
+    Disabling = 2  # the webhook goes to TooManyErrors
+
+
 WEBHOOK_TYPE = "webhook"
 CRMSCRIPT_TYPE = "crmscript"
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
@@ -76,13 +92,23 @@ class Webhook:
     type: str
     headers: dict[str, str] | None
     properties: dict[str, Any] | None
-    errors_email: str | None
+    error_emails: list[str]
+    error_associates: list[dict[str, Any]]  # [{"Id": int, "Name": str}]
+    description: str | None
+    notify_via: NotifyVia
+    notify_when: NotifyWhen
     registered: datetime
     registered_associate_id: int
     updated: datetime
     updated_associate_id: int
     registered_associate: dict[str, Any] | None = None
     updated_associate: dict[str, Any] | None = None
+    usage: Usage | None = None  # read-only counters, when read with the webhook
+
+    @property
+    def errors_email(self) -> str | None:
+        """SuperOffice's obsolete single address: the first of ErrorEmails."""
+        return self.error_emails[0] if self.error_emails else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,14 @@ from .verification import TestResult, test_target, verify_target
 SERVER_SET = ("webhook_id",)
 WRITABLE = api_names(WebhookIn, exclude=SERVER_SET)
 READ_ONLY = api_names(WebhookIn, only=SERVER_SET)
+OBSOLETE = ("errors_email",)  # written through to ErrorEmails, not stored itself
 
 
 def _fields(carrier: WebhookIn) -> dict[str, Any]:
     """The stored fields of a carrier, by their domain names (name, target_url, ...)."""
-    return field_values(carrier, exclude=SERVER_SET)
+    fields = field_values(carrier, exclude=(*SERVER_SET, *OBSOLETE))
+    fields["error_associates"] = [{"Id": a.id, "Name": a.name} for a in carrier.error_associates]
+    return fields
 
 
 def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
@@ -46,9 +49,15 @@ def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
     document = wire_values(WebhookOut.of(hook), WRITABLE)
-    return patching.apply_patch(
+    patched = patching.apply_patch(
         document, body, media_type, writable=WRITABLE, read_only=READ_ONLY, what="webhook"
     )
+    # A patch of the obsolete ErrorsEmail alone writes ErrorEmails, as a PUT of it does.
+    if patched.get("ErrorsEmail") != document.get("ErrorsEmail") and patched.get(
+        "ErrorEmails"
+    ) == document.get("ErrorEmails"):
+        del patched["ErrorEmails"]
+    return patched
 
 
 @dataclass
@@ -194,6 +203,14 @@ class Registry:
             )
 
         return await self.db.read(read)
+
+    async def notifications(
+        self, who: Principal, associate_id: int | None, limit: int, offset: int
+    ) -> tuple[int, builtins.list[dict[str, Any]]]:
+        """The caller's tenant's InApp notifications (§6), newest first."""
+        return await self.db.read(
+            queries.list_notifications, who.tenant, associate_id, limit, offset
+        )
 
     async def last_error(self, who: Principal, webhook_id: int) -> str | None:
         return (await self.usage(who, webhook_id)).last_error

@@ -17,7 +17,7 @@ import orjson
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import ValidationError
-from .model import EVENT_NAME, WEBHOOK_TYPE, State
+from .model import EVENT_NAME, WEBHOOK_TYPE, NotifyVia, NotifyWhen, State
 from .payload import PAYLOAD_FIELDS, standard_webhooks_key
 from .targets import check_target_url
 
@@ -126,7 +126,7 @@ def check_secret(value: str | None) -> str | None:
     return value
 
 
-def normalize_email(value: str | None) -> str | None:
+def normalize_email(value: str | None, what: str = "ErrorsEmail") -> str | None:
     """One e-mail address, normalized; None (or "") for none."""
     if value is None or value == "":
         return None
@@ -135,7 +135,55 @@ def normalize_email(value: str | None) -> str | None:
             value, check_deliverability=False, globally_deliverable=False
         ).normalized
     except EmailNotValidError as exc:
-        raise ValueError(f"ErrorsEmail is not one valid e-mail address: {exc}") from None
+        raise ValueError(f"{what} has {value!r}, not one valid e-mail address: {exc}") from None
+
+
+MAX_ERROR_EMAILS = 10
+MAX_ERROR_ASSOCIATES = 100
+MAX_WEBHOOK_DESCRIPTION = 2000
+
+
+def check_error_emails(value: list[str]) -> list[str]:
+    """ErrorEmails: up to 10 addresses, normalized, each once."""
+    found: list[str] = []
+    for raw in value:
+        address = normalize_email(raw, "ErrorEmails")
+        if address and address not in found:
+            found.append(address)
+    if len(found) > MAX_ERROR_EMAILS:
+        raise ValueError(f"at most {MAX_ERROR_EMAILS} addresses, not {len(found)}")
+    return found
+
+
+def parse_flags(kind: type[NotifyVia] | type[NotifyWhen], value: Any) -> Any:
+    """NotifyVia / NotifyWhen: the integer, or names in any case, as a .NET flags enum
+    writes them ("Email, InApp") or as a list; "None" is 0."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer or names, not a boolean")
+    if isinstance(value, int):
+        if not 0 <= value <= sum(kind):
+            raise ValueError(f"{value} is not a combination of {_flag_names(kind)}")
+        return kind(value)
+    names = (
+        value
+        if isinstance(value, list)
+        else str(value).split(",")
+        if isinstance(value, str)
+        else None
+    )
+    if names is None:
+        raise ValueError(f"must be an integer or names among {_flag_names(kind)}")
+    flags = kind(0)
+    by_name = {"none": kind(0), **{m.name.lower(): m for m in kind if m.name}}
+    for name in names:
+        if not isinstance(name, str) or name.strip().lower() not in by_name:
+            raise ValueError(f"{name!r} is not one of {_flag_names(kind)}")
+        flags |= by_name[name.strip().lower()]
+    return flags
+
+
+def _flag_names(kind: type[NotifyVia] | type[NotifyWhen]) -> str:
+    return ", ".join(["None", *(m.name for m in kind if m and m.name)])
 
 
 def check_target(type_: str, target_url: str, known_types: frozenset[str]) -> None:

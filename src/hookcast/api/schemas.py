@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -38,6 +38,8 @@ from ..model import (
     MAX_ID,
     MAX_PRIMARY_KEY,
     WEBHOOK_TYPE,
+    NotifyVia,
+    NotifyWhen,
     State,
     Webhook,
     format_date,
@@ -55,8 +57,7 @@ def api_name(field: str) -> str:
     """The wire name of a field: `target_url` -> `TargetUrl`, `errors_email` -> `ErrorsEmail`.
 
     A field whose wire name does not follow the rule gives it with `Field(alias=...)`
-    (`_Links`); shapes whose wire names are the field names (UsageOut, PatchOperation) do
-    not use the generator at all."""
+    (`_Links`); PatchOperation, whose wire names are RFC 6902's, does not use it."""
     return to_pascal(field)
 
 
@@ -128,6 +129,24 @@ EventName = Annotated[
 ]
 
 
+def _flags_schema(kind: type[NotifyVia] | type[NotifyWhen]) -> dict[str, Any]:
+    names = ["None", *(m.name for m in kind if m.name)]
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": sum(kind)},
+            {"type": "string", "description": "names, comma-separated: " + ", ".join(names)},
+        ]
+    }
+
+
+class AssociateItem(ApiIn):
+    """An entry of ErrorAssociates: SuperOffice's MDOListItem, of which Id and Name count."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: StrictInt = Field(ge=1, le=MAX_ID)
+    name: StrictStr = Field(default="", max_length=255)
+
+
 class WebhookIn(ApiIn):
     """The webhook carrier as a client sends it (POST, PUT, SaveWebhook, Test)."""
 
@@ -153,7 +172,40 @@ class WebhookIn(ApiIn):
     type: Annotated[StrictStr, BeforeValidator(rules.normalize_type)] = WEBHOOK_TYPE
     headers: dict[str, StrictStr] | None = None
     properties: dict[str, Any] | None = None
-    errors_email: StrictStr | None = None
+    errors_email: StrictStr | None = Field(
+        default=None,
+        description="Obsolete (SuperOffice 12): sets ErrorEmails to this one address.",
+    )
+    error_emails: list[StrictStr] = Field(default_factory=list, max_length=100)
+    error_associates: list[AssociateItem] = Field(
+        default_factory=list, max_length=rules.MAX_ERROR_ASSOCIATES
+    )
+    description: StrictStr | None = Field(default=None, max_length=rules.MAX_WEBHOOK_DESCRIPTION)
+    notify_via: Annotated[
+        NotifyVia,
+        BeforeValidator(partial(rules.parse_flags, NotifyVia)),
+        WithJsonSchema(_flags_schema(NotifyVia)),
+    ] = NotifyVia.NONE
+    notify_when: Annotated[
+        NotifyWhen,
+        BeforeValidator(partial(rules.parse_flags, NotifyWhen)),
+        WithJsonSchema(_flags_schema(NotifyWhen)),
+    ] = NotifyWhen.Disabling
+
+    @model_validator(mode="after")
+    def _obsolete_errors_email(self) -> Self:
+        given = self.model_fields_set
+        if "errors_email" in given and "error_emails" not in given:
+            self.error_emails = [self.errors_email] if self.errors_email else []
+        if "notify_via" not in given:  # §1: Email when an address is set
+            self.notify_via = NotifyVia.Email if self.error_emails else NotifyVia.NONE
+        self.errors_email = self.error_emails[0] if self.error_emails else None
+        return self
+
+    @field_validator("error_emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        return rules.check_error_emails(value)
 
     @field_validator("name")
     @classmethod
@@ -246,6 +298,17 @@ class PatchOperation(BaseModel):
 # ----- webhooks: output --------------------------------------------------------------------
 
 
+class AssociateItemOut(ApiOut):
+    id: int
+    name: str
+
+
+def flag_names(flags: NotifyVia | NotifyWhen) -> str:
+    """A flags value as .NET writes it, which SuperOffice's clients parse: "Email, InApp",
+    or "None"."""
+    return ", ".join(m.name for m in type(flags) if m.name and m in flags) or "None"
+
+
 class AssociateOut(ApiOut):
     associate_id: int
     name: str
@@ -271,6 +334,15 @@ class WebhookOut(ApiOut):
     headers: dict[str, str] | None
     properties: dict[str, Any] | None
     errors_email: str | None = None
+    error_emails: list[str] = []
+    error_associates: list[AssociateItemOut] = []
+    description: str | None = None
+    notify_via: str = "None"
+    notify_when: str = "Disabling"
+    total_calls: int = 0
+    total_errors: int = 0
+    consecutive_errors: int = 0
+    last_error: str | None = None
     registered: str
     registered_associate: AssociateOut | None
     updated: str
@@ -333,6 +405,21 @@ def _webhook_values(hook: Webhook) -> dict[str, Any]:
         "headers": hook.headers,
         "properties": hook.properties,
         "errors_email": hook.errors_email,
+        "error_emails": hook.error_emails,
+        "error_associates": hook.error_associates,
+        "description": hook.description,
+        "notify_via": flag_names(hook.notify_via),
+        "notify_when": flag_names(hook.notify_when),
+        **(
+            {
+                "total_calls": hook.usage.total_calls,
+                "total_errors": hook.usage.total_errors,
+                "consecutive_errors": hook.usage.consecutive_errors,
+                "last_error": hook.usage.last_error,
+            }
+            if hook.usage
+            else {}
+        ),
         "registered": format_date(hook.registered),
         "registered_associate": hook.registered_associate,
         "updated": format_date(hook.updated),
@@ -345,8 +432,7 @@ class TestResponse(ApiOut):
     message: str
 
 
-class UsageOut(BaseModel):
-    # A hookcast addition whose wire names are in snake_case: no alias generator here.
+class UsageOut(ApiOut):
     total_calls: int
     total_errors: int
     consecutive_errors: int
@@ -382,6 +468,28 @@ class DeliveriesPage(ApiOut):
     limit: int
     offset: int
     items: list[DeliveryOut]
+
+
+class NotificationOut(ApiOut):
+    """One InApp notification (§6): a FirstFailure or Disabling of a webhook, for one of
+    its ErrorAssociates."""
+
+    notification_id: int
+    associate_id: int
+    associate_name: str
+    webhook_id: int
+    webhook_name: str
+    kind: Literal["FirstFailure", "Disabling"]
+    message: str
+    event_id: str | None
+    created: str
+
+
+class NotificationsPage(ApiOut):
+    total: int
+    limit: int
+    offset: int
+    items: list[NotificationOut]
 
 
 class RedeliverOut(ApiOut):

@@ -25,6 +25,8 @@ from .schemas import (
     DeliveriesPage,
     DeliveryOut,
     DeliveryStatus,
+    NotificationOut,
+    NotificationsPage,
     RedeliverOut,
     TestResponse,
     UsageOut,
@@ -74,6 +76,38 @@ async def create_webhook(
 async def test_webhook(reg: RegistryDep, who: Caller, body: CarrierBody) -> TestResponse:
     result = await reg.test(who, body)
     return TestResponse(success=result.success, message=result.message)
+
+
+@router.get(
+    "/Notifications",
+    response_model=NotificationsPage,
+    summary="hookcast addition: InApp notifications (FirstFailure, Disabling), newest first",
+)
+async def notifications(
+    reg: RegistryDep,
+    who: Caller,
+    associateId: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="only this associate's")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> NotificationsPage:
+    total, rows = await reg.notifications(who, associateId, limit, offset)
+    items = [
+        NotificationOut(
+            notification_id=r["id"],
+            associate_id=r["associate_id"],
+            associate_name=r["associate_name"],
+            webhook_id=r["webhook_id"],
+            webhook_name=r["webhook_name"],
+            kind=r["kind"],
+            message=r["message"],
+            event_id=r["event_id"],
+            created=format_epoch(r["created_at"]),
+        )
+        for r in rows
+    ]
+    return NotificationsPage(total=total, limit=limit, offset=offset, items=items)
 
 
 @router.get("/{webhookId:int}", summary="One webhook", response_model=WebhookWithLinks)

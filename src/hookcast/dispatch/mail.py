@@ -1,7 +1,8 @@
-"""ErrorsEmail (§6): the one mail sent when a webhook becomes TooManyErrors.
+"""Notification mail (§6): the FirstFailure and Disabling notices to ErrorEmails.
 
-`errors_mail` builds the message; `Mailer.send` delivers it over SMTP with a few retries and
-never raises for SMTP or network problems, so the dispatcher can fire it in a background task.
+`notice_mail` builds the message (`in_app_text` the InApp line); `Mailer.send` delivers it
+over SMTP and never raises for SMTP or network problems, so the outbox can run it in the
+background.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from email.utils import formatdate, make_msgid
 import aiosmtplib
 
 from ..guard import make_ssl_context
+from ..model import NotifyWhen
 from ..settings import Settings
 
-__all__ = ["Mailer", "errors_mail"]
+__all__ = ["Mailer", "in_app_text", "notice_mail"]
 
 logger = logging.getLogger("hookcast.mail")
 
@@ -30,8 +32,9 @@ def _one_line(value: str) -> str:
     return _CONTROL.sub(" ", value).strip()
 
 
-def errors_mail(
+def notice_mail(
     *,
+    kind: NotifyWhen,
     to: str,
     sender: str,
     webhook_name: str,
@@ -42,13 +45,15 @@ def errors_mail(
     last_error: str | None,
     consecutive_errors: int,
 ) -> EmailMessage:
-    """The plain-text notice that a webhook was disabled; it never carries the Secret."""
+    """The plain-text notice of a FirstFailure or a Disabling (§6); never carries the Secret."""
     name = _one_line(webhook_name)
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
-    message["Subject"] = (
-        f'hookcast: webhook "{name}" (id {webhook_id}) was disabled after too many errors'
+    message["Subject"] = f'hookcast: webhook "{name}" (id {webhook_id}) ' + (
+        "was disabled after too many errors"
+        if kind is NotifyWhen.Disabling
+        else "failed to deliver"
     )
     message["Date"] = formatdate(usegmt=True)
     # An explicit domain: make_msgid() would otherwise ask DNS for our FQDN, synchronously.
@@ -56,12 +61,7 @@ def errors_mail(
     message["Message-ID"] = make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     base = f"/api/v1/Webhook/{webhook_id}"
-    message.set_content(
-        f"""\
-hookcast stopped delivering to one of your webhooks: its State is now
-TooManyErrors because its deliveries kept failing (or the receiver
-answered 410 Gone).
-
+    facts = f"""\
   Webhook:             {name}
   WebhookId:           {webhook_id}
   Tenant:              {tenant}
@@ -69,7 +69,14 @@ answered 410 Gone).
   Last EventId:        {last_event_id or "(none)"}
   Last error:          {last_error or "(none recorded)"}
   Consecutive errors:  {consecutive_errors}
+"""
+    if kind is NotifyWhen.Disabling:
+        text = f"""\
+hookcast stopped delivering to one of your webhooks: its State is now
+TooManyErrors because its deliveries kept failing (or the receiver
+answered 410 Gone).
 
+{facts}
 Events that could not be delivered are kept as given up; none are lost.
 
 What to do:
@@ -80,11 +87,34 @@ What to do:
      or PUT {base} with "State": "Active".
   3. Queue the given-up deliveries again:
        POST {base}/Redeliver
-
-This message was sent automatically to the ErrorsEmail address of the webhook.
 """
+    else:
+        text = f"""\
+A delivery to one of your webhooks failed, after earlier ones had
+succeeded. hookcast keeps retrying; if the failures go on, the webhook
+is disabled (State TooManyErrors) and you hear from it again.
+
+{facts}
+What to do:
+  1. Check the receiver at the TargetUrl: it must answer 2xx in time.
+  2. The attempts and their errors: GET {base}/Deliveries
+"""
+    message.set_content(
+        text + "\nThis message was sent automatically to the ErrorEmails addresses of the "
+        "webhook\n(NotifyVia Email).\n"
     )
     return message
+
+
+def in_app_text(
+    kind: NotifyWhen, webhook_name: str, webhook_id: int, last_error: str | None
+) -> str:
+    """The one line an InApp notification shows."""
+    what = "was disabled after too many errors" if kind is NotifyWhen.Disabling else "failed"
+    error = _one_line((last_error or "").split("\n", 1)[0])[:200]
+    return f'Webhook "{_one_line(webhook_name)}" (id {webhook_id}) {what}' + (
+        f": {error}" if error else "."
+    )
 
 
 class Mailer:

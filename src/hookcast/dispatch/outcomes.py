@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from ..model import State
 from ..store import queue
 from .policy import Attempted, RetryPolicy, decide
-from .transitions import Transition, state_changed
+from .transitions import Transition, failure_streak_started, state_changed
 
 
 def record_outcomes(
@@ -28,6 +28,8 @@ def record_outcomes(
     webhooks = queue.lock_webhooks(conn, (a.claimed.webhook_id for a in batch))
     decisions = decide(batch, webhooks, policy, now)
     queue.write_outcomes(conn, decisions.attempts, decisions.counters, decisions.steps)
+    for webhook_id in decisions.first_failures:
+        failure_streak_started(conn, webhook_id, now)
     return [
         state_changed(conn, webhook_id, State.TooManyErrors, now)
         for webhook_id in decisions.disable

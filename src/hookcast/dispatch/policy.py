@@ -12,7 +12,7 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from ..model import State
@@ -158,6 +158,13 @@ def trips(consecutive_before: int, delta: CounterDelta, policy: RetryPolicy) -> 
     return delta.gone or reached_from_before or delta.longest_run >= limit
 
 
+def starts_failure_streak(consecutive_before: int, delta: CounterDelta) -> bool:
+    """Whether a batch holds the first failed attempt after a success (NotifyWhen
+    FirstFailure, §6): a failure with no error run before it, or one after a success of
+    the batch. Once per streak, since the run is only 0 again after a success."""
+    return (consecutive_before == 0 and delta.head_errors > 0) or delta.errors > delta.head_errors
+
+
 # ----- a batch: everything the store writes ---------------------------------------------------
 
 
@@ -175,6 +182,7 @@ class Decisions:
     counters: list[CounterRow]  # in webhook id order
     steps: list[DeliveryStep]
     disable: list[int]  # Active webhooks this batch moves to TooManyErrors
+    first_failures: list[int] = field(default_factory=list)  # Active ones starting an error run
 
 
 def decide(
@@ -192,7 +200,7 @@ def decide(
     by_webhook: dict[int, list[Attempted]] = defaultdict(list)
     for a in batch:
         by_webhook[a.claimed.webhook_id].append(a)
-    counters, disable, active = [], [], set()
+    counters, disable, first_failures, active = [], [], [], set()
     for webhook_id in sorted(by_webhook):
         found = webhooks.get(webhook_id)
         if found is None:
@@ -201,9 +209,11 @@ def decide(
         delta = fold([a.outcome for a in attempted])
         if found.state == State.Active:
             if trips(found.consecutive_errors, delta, policy):
-                disable.append(webhook_id)
+                disable.append(webhook_id)  # its Disabling notice says it all
             else:
                 active.add(webhook_id)
+                if starts_failure_streak(found.consecutive_errors, delta):
+                    first_failures.append(webhook_id)
         failure = next((a for a in reversed(attempted) if not a.outcome.ok), None)
         success = next((a for a in reversed(attempted) if a.outcome.ok), None)
         counters.append(
@@ -251,4 +261,4 @@ def decide(
         )
         for c, outcome, at in batch
     ]
-    return Decisions(attempts, counters, steps, disable)
+    return Decisions(attempts, counters, steps, disable, first_failures)

@@ -1,7 +1,8 @@
 """What follows a webhook's change of state (§6), decided here and written by the store in
 the caller's transaction: pending deliveries of a webhook that is no longer Active are given
 up (kept for Redeliver), the `webhook{id}.started|stopped|errors` event is signalled, and on
-TooManyErrors the ErrorsEmail is queued in the mail outbox."""
+TooManyErrors the Disabling notices (mail outbox, InApp) are written. The FirstFailure
+notices of a new error run are written here too."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from ..model import State, format_epoch
+from ..model import NotifyVia, NotifyWhen, State, format_epoch
 from ..payload import format_timestamp
 from ..store import queue
-from ..store.rows import MailRow, NewEvent, WebhookSnapshot
-from .mail import errors_mail
+from ..store.rows import MailRow, NewEvent, NoticeRow, WebhookSnapshot
+from .mail import in_app_text, notice_mail
 
 STATE_EVENT_VERBS = {
     State.Active: "started",
@@ -32,10 +33,57 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class Notices:
+    mails: list[MailRow]
+    in_app: list[NoticeRow]
+
+
+@dataclass(frozen=True, slots=True)
 class FollowUps:
     give_up_pending: bool
     event: NewEvent
-    mail: MailRow | None
+    notices: Notices
+
+
+def notices(hook: WebhookSnapshot, kind: NotifyWhen) -> Notices:
+    """Who hears of a FirstFailure or a Disabling, and what (pure, §6): one mail for each
+    ErrorEmails address with NotifyVia Email, one InApp notification for each
+    ErrorAssociates entry with NotifyVia InApp; nothing unless NotifyWhen has `kind`."""
+    if kind not in hook.notify_when:
+        return Notices([], [])
+    mails = []
+    if NotifyVia.Email in hook.notify_via:
+        for address in hook.error_emails:
+            message = notice_mail(
+                kind=kind,
+                to=address,
+                sender="",
+                webhook_name=hook.name,
+                webhook_id=hook.id,
+                tenant=hook.tenant,
+                target_url=hook.target_url,
+                last_event_id=hook.last_event_id,
+                last_error=hook.last_error,
+                consecutive_errors=hook.consecutive_errors,
+            )
+            mails.append(MailRow(hook.id, address, message["Subject"], message.get_content()))
+    in_app = []
+    if NotifyVia.InApp in hook.notify_via:
+        text = in_app_text(kind, hook.name, hook.id, hook.last_error)
+        in_app = [
+            NoticeRow(
+                tenant=hook.tenant,
+                associate_id=associate["Id"],
+                associate_name=associate.get("Name") or "",
+                webhook_id=hook.id,
+                webhook_name=hook.name,
+                kind=str(kind.name),
+                message=text,
+                event_id=hook.last_event_id,
+            )
+            for associate in hook.error_associates
+        ]
+    return Notices(mails, in_app)
 
 
 def follow_ups(hook: WebhookSnapshot, state: State, now: float) -> FollowUps:
@@ -56,21 +104,15 @@ def follow_ups(hook: WebhookSnapshot, state: State, now: float) -> FollowUps:
             "updated_associate_id": hook.updated_associate_id,
         },
     )
-    mail = None
-    if state is State.TooManyErrors and hook.errors_email:
-        message = errors_mail(
-            to=hook.errors_email,
-            sender="",
-            webhook_name=hook.name,
-            webhook_id=hook.id,
-            tenant=hook.tenant,
-            target_url=hook.target_url,
-            last_event_id=hook.last_event_id,
-            last_error=hook.last_error,
-            consecutive_errors=hook.consecutive_errors,
-        )
-        mail = MailRow(hook.id, hook.errors_email, message["Subject"], message.get_content())
-    return FollowUps(state is not State.Active, event, mail)
+    told = notices(hook, NotifyWhen.Disabling) if state is State.TooManyErrors else Notices([], [])
+    return FollowUps(state is not State.Active, event, told)
+
+
+def _send(conn: Connection, told: Notices, now: float) -> bool:
+    for mail in told.mails:
+        queue.queue_mail(conn, mail, now)
+    queue.insert_notices(conn, told.in_app, now)
+    return bool(told.mails)
 
 
 def state_changed(conn: Connection, webhook_id: int, state: State, now: float) -> Transition:
@@ -79,6 +121,13 @@ def state_changed(conn: Connection, webhook_id: int, state: State, now: float) -
     if effects.give_up_pending:
         queue.give_up_pending(conn, webhook_id, now)
     queue.insert_events(conn, [effects.event], now)
-    if effects.mail is not None:
-        queue.queue_mail(conn, effects.mail, now)
-    return Transition(webhook_id, effects.event.tenant, state, effects.mail is not None)
+    mailed = _send(conn, effects.notices, now)
+    return Transition(webhook_id, effects.event.tenant, state, mailed)
+
+
+def failure_streak_started(conn: Connection, webhook_id: int, now: float) -> bool:
+    """Write the FirstFailure notices of a webhook whose counters the caller has just
+    written, in its transaction; whether a mail was queued."""
+    return _send(
+        conn, notices(queue.webhook_snapshot(conn, webhook_id), NotifyWhen.FirstFailure), now
+    )

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
-from ..model import ApiKey, Principal, State, Usage, Webhook
+from ..model import ApiKey, NotifyVia, NotifyWhen, Principal, State, Usage, Webhook
 from .codec import from_json, new_id, to_datetime, to_json
-from .schema import api_keys, associates, webhook_events, webhooks
+from .schema import api_keys, associates, notifications, webhook_events, webhooks
 
 # ----- associates and API keys -----------------------------------------------------------------
 
@@ -168,24 +168,30 @@ def _webhook(row: Row[Any]) -> Webhook:
         type=row.type,
         headers=from_json(row.headers),
         properties=from_json(row.properties),
-        errors_email=row.errors_email,
+        error_emails=from_json(row.error_emails),
+        error_associates=from_json(row.error_associates),
+        description=row.description,
+        notify_via=NotifyVia(row.notify_via),
+        notify_when=NotifyWhen(row.notify_when),
         registered=to_datetime(row.registered_at),
         registered_associate_id=row.registered_associate_id,
         updated=to_datetime(row.updated_at),
         updated_associate_id=row.updated_associate_id,
         registered_associate=_associate(row.registered_associate_id, row.r_name, row.r_full),
         updated_associate=_associate(row.updated_associate_id, row.u_name, row.u_full),
+        usage=_usage(row),
     )
 
 
 def _webhook_values(fields: dict[str, Any]) -> dict[str, Any]:
     """Model-level field values to column values."""
     values = dict(fields)
-    for key in ("events", "headers", "properties"):
+    for key in ("events", "headers", "properties", "error_emails", "error_associates"):
         if key in values:
             values[key] = to_json(values[key])
-    if "state" in values:
-        values["state"] = int(values["state"])
+    for key in ("state", "notify_via", "notify_when"):
+        if key in values:
+            values[key] = int(values[key])
     return values
 
 
@@ -293,8 +299,10 @@ def get_usage(conn: Connection, tenant: str, webhook_id: int) -> Usage | None:
             webhooks.c.last_success_at,
         ).where(webhooks.c.tenant == tenant, webhooks.c.id == webhook_id)
     ).first()
-    if row is None:
-        return None
+    return None if row is None else _usage(row)
+
+
+def _usage(row: Any) -> Usage:
     return Usage(
         total_calls=row.total_calls,
         total_errors=row.total_errors,
@@ -303,3 +311,24 @@ def get_usage(conn: Connection, tenant: str, webhook_id: int) -> Usage | None:
         last_error_at=to_datetime(row.last_error_at),
         last_success_at=to_datetime(row.last_success_at),
     )
+
+
+# ----- InApp notifications ---------------------------------------------------------------------
+
+
+def list_notifications(
+    conn: Connection, tenant: str, associate_id: int | None, limit: int, offset: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """A tenant's InApp notifications (for one associate, if given), newest first."""
+    where = [notifications.c.tenant == tenant]
+    if associate_id is not None:
+        where.append(notifications.c.associate_id == associate_id)
+    total = conn.execute(select(func.count()).select_from(notifications).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(notifications)
+        .where(*where)
+        .order_by(notifications.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    return int(total), [dict(row) for row in rows]

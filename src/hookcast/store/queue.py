@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
-from ..model import State
+from ..model import NotifyVia, NotifyWhen, State
 from .codec import from_json, shared_json, to_json
 from .dialect import dialect_of
 from .rows import (
@@ -27,10 +27,11 @@ from .rows import (
     DeliveryStep,
     MailRow,
     NewEvent,
+    NoticeRow,
     WebhookCounters,
     WebhookSnapshot,
 )
-from .schema import attempts, deliveries, events, mail_outbox, webhooks, workers
+from .schema import attempts, deliveries, events, mail_outbox, notifications, webhooks, workers
 from .statements import marks, run
 
 # ----- intake --------------------------------------------------------------------------------
@@ -285,7 +286,10 @@ def webhook_snapshot(conn: Connection, webhook_id: int) -> WebhookSnapshot:
         registered_associate_id=hook.registered_associate_id,
         updated_at=hook.updated_at,
         updated_associate_id=hook.updated_associate_id,
-        errors_email=hook.errors_email,
+        error_emails=from_json(hook.error_emails),
+        error_associates=from_json(hook.error_associates),
+        notify_via=NotifyVia(hook.notify_via),
+        notify_when=NotifyWhen(hook.notify_when),
         last_event_id=hook.last_event_id,
         last_error=hook.last_error,
         consecutive_errors=hook.consecutive_errors,
@@ -299,6 +303,27 @@ def give_up_pending(conn: Connection, webhook_id: int, now: float) -> None:
         .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == PENDING)
         .values(status=GIVEN_UP, finished_at=now)
     )
+
+
+def insert_notices(conn: Connection, notices: Sequence[NoticeRow], now: float) -> None:
+    if notices:
+        conn.execute(
+            insert(notifications),
+            [
+                {
+                    "tenant": n.tenant,
+                    "associate_id": n.associate_id,
+                    "associate_name": n.associate_name,
+                    "webhook_id": n.webhook_id,
+                    "webhook_name": n.webhook_name,
+                    "kind": n.kind,
+                    "message": n.message,
+                    "event_id": n.event_id,
+                    "created_at": now,
+                }
+                for n in notices
+            ],
+        )
 
 
 def queue_mail(conn: Connection, mail: MailRow, now: float) -> None:

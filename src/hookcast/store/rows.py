@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..model import State
+from ..model import NotifyVia, NotifyWhen, State
 
 
 class DeliveryStatus(enum.IntEnum):
@@ -120,7 +120,7 @@ class DeliveryStep(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class WebhookSnapshot:
-    """What a state change's follow-ups (the state event, the ErrorsEmail) need of a webhook."""
+    """What a state change's follow-ups (the state event, notifications) need of a webhook."""
 
     id: int
     tenant: str
@@ -131,7 +131,10 @@ class WebhookSnapshot:
     registered_associate_id: int
     updated_at: float
     updated_associate_id: int
-    errors_email: str | None
+    error_emails: list[str]
+    error_associates: list[dict[str, Any]]
+    notify_via: NotifyVia
+    notify_when: NotifyWhen
     last_event_id: str | None
     last_error: str | None
     consecutive_errors: int
@@ -143,3 +146,17 @@ class MailRow:
     recipient: str
     subject: str
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRow:
+    """One InApp notification (§6) for one associate."""
+
+    tenant: str
+    associate_id: int
+    associate_name: str
+    webhook_id: int
+    webhook_name: str
+    kind: str  # FirstFailure | Disabling
+    message: str
+    event_id: str | None

@@ -64,7 +64,12 @@ webhooks = Table(
     Column("type", String(64), nullable=False),
     Column("headers", Text),  # JSON object or NULL
     Column("properties", Text),  # JSON object or NULL
-    Column("errors_email", String(320)),
+    # SuperOffice 12's notification fields (§1, §6); ErrorsEmail is the first of ErrorEmails.
+    Column("error_emails", Text, nullable=False, server_default="[]"),  # JSON array
+    Column("error_associates", Text, nullable=False, server_default="[]"),  # [{Id, Name}]
+    Column("description", Text),
+    Column("notify_via", SmallInteger, nullable=False, server_default="0"),
+    Column("notify_when", SmallInteger, nullable=False, server_default="2"),
     Column("registered_at", Float, nullable=False),
     Column("registered_associate_id", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -157,14 +162,33 @@ mail_outbox = Table(
     Column("recipient", String(320), nullable=False),
     Column("subject", Text, nullable=False),
     Column("body", Text, nullable=False),
-    Column(
-        "status", SmallInteger, nullable=False, server_default="0"
-    ),  # 0 queued, 1 sent, 2 failed
+    # 0 queued, 1 sent, 2 failed (refused, or out of retries), 3 being sent
+    Column("status", SmallInteger, nullable=False, server_default="0"),
+    Column("tries", SmallInteger, nullable=False, server_default="0"),
     Column("next_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),
     Column("error", Text),
     Index("ix_mail_outbox_due", "status", "next_at"),
+)
+
+# InApp notifications (§6): one row per ErrorAssociates entry of a webhook at FirstFailure
+# or Disabling, listed newest first. Kept when the webhook is deleted: it is history.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(255), nullable=False),
+    Column("associate_id", Integer, nullable=False),
+    Column("associate_name", String(255), nullable=False),
+    Column("webhook_id", Id, nullable=False),
+    Column("webhook_name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # FirstFailure | Disabling
+    Column("message", Text, nullable=False),
+    Column("event_id", String(36)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_notifications_tenant", "tenant", "id"),
+    sqlite_autoincrement=True,
 )
 
 # CRMScript scripts (crmscript.md §1, §7.4): a tenant's scripts, found by IncludeId for
