@@ -49,13 +49,12 @@ def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
     document = wire_values(WebhookOut.of(hook), WRITABLE)
+    before = (document["ErrorsEmail"], list(document["ErrorEmails"]))
     patched = patching.apply_patch(
         document, body, media_type, writable=WRITABLE, read_only=READ_ONLY, what="webhook"
     )
     # A patch of the obsolete ErrorsEmail alone writes ErrorEmails, as a PUT of it does.
-    if patched.get("ErrorsEmail") != document.get("ErrorsEmail") and patched.get(
-        "ErrorEmails"
-    ) == document.get("ErrorEmails"):
+    if patched.get("ErrorsEmail") != before[0] and patched.get("ErrorEmails") == before[1]:
         del patched["ErrorEmails"]
     return patched
 

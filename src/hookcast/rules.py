@@ -144,11 +144,11 @@ MAX_WEBHOOK_DESCRIPTION = 2000
 
 
 def check_error_emails(value: list[str]) -> list[str]:
-    """ErrorEmails: up to 10 addresses, normalized, each once."""
+    """ErrorEmails: up to 10 addresses, normalized, each once (in any case: one mailbox)."""
     found: list[str] = []
     for raw in value:
         address = normalize_email(raw, "ErrorEmails")
-        if address and address not in found:
+        if address and address.lower() not in {f.lower() for f in found}:
             found.append(address)
     if len(found) > MAX_ERROR_EMAILS:
         raise ValueError(f"at most {MAX_ERROR_EMAILS} addresses, not {len(found)}")
