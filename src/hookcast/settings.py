@@ -74,13 +74,18 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    # The waits before each retry of a mail after a temporary SMTP failure; once they are
+    # used up the mail is given up (one try plus one per delay).
+    mail_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [30.0, 120.0, 600.0, 1800.0, 3600.0], max_length=100
+    )
 
     @field_validator("allow_targets", mode="before")
     @classmethod
     def _parse_networks(cls, value: Any) -> Any:
         return [ipaddress.ip_network(v, strict=False) for v in _split(value)]
 
-    @field_validator("retry_delays", mode="before")
+    @field_validator("retry_delays", "mail_retry_delays", mode="before")
     @classmethod
     def _parse_delays(cls, value: Any) -> Any:
         delays = [float(v) for v in _split(value)]

@@ -1,18 +1,22 @@
 """Notification mail (§6): the FirstFailure and Disabling notices to ErrorEmails.
 
-`notice_mail` builds the message (`in_app_text` the InApp line); `Mailer.send` delivers it
-over SMTP and never raises for SMTP or network problems, so the outbox can run it in the
-background.
+`notice_mail` builds the message (`in_app_text` the InApp line); `Mailer.send` makes one
+SMTP attempt and never raises for SMTP or network problems: it says whether the mail was
+sent, may be retried, was refused for good, or may have arrived (`classify`), and the outbox
+decides from that.
 """
 
 from __future__ import annotations
 
-import asyncio
+import enum
 import logging
 import re
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -20,7 +24,15 @@ from ..guard import make_ssl_context
 from ..model import NotifyWhen
 from ..settings import Settings
 
-__all__ = ["Mailer", "in_app_text", "notice_mail"]
+__all__ = [
+    "MailOutcome",
+    "MailResult",
+    "Mailer",
+    "classify",
+    "in_app_text",
+    "message_id",
+    "notice_mail",
+]
 
 logger = logging.getLogger("hookcast.mail")
 
@@ -117,24 +129,87 @@ def in_app_text(
     )
 
 
+_DOMAIN_JUNK = re.compile(r"[^A-Za-z0-9.\-]+")  # what may not go into a Message-ID's domain
+_MAX_REASON = 1000  # characters of an error kept in the outbox row and the log
+
+
+class MailResult(enum.Enum):
+    """How one SMTP attempt ended, and so what the outbox does with the mail."""
+
+    SENT = "sent"  # the server took responsibility for it (250 to the message)
+    RETRY = "retry"  # a temporary failure, nothing delivered: safe to try again later
+    REFUSED = "refused"  # a permanent refusal (5xx) or a mail that cannot be sent: never again
+    # The connection broke after the message was handed over (DATA), before the server's
+    # verdict: it may have been delivered, so it must not be sent again.
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True, slots=True)
+class MailOutcome:
+    result: MailResult
+    reason: str | None = None  # redacted: never carries the SMTP password
+
+
+def _reply_result(code: int, handed_over: bool) -> MailResult:
+    if 400 <= code <= 499:
+        return MailResult.RETRY
+    if 500 <= code <= 599:
+        return MailResult.REFUSED
+    # Not a reply code SMTP defines (aiosmtplib's -1: unparsable): the server misbehaved.
+    return MailResult.UNCERTAIN if handed_over else MailResult.RETRY
+
+
+def classify(exc: BaseException, *, handed_over: bool) -> MailResult:
+    """What a failed attempt means. `handed_over`: the DATA command had been started, so the
+    message may have reached the server. A reply code decides whenever there is one (a
+    negative reply means the server did not take the mail, whenever it came); a broken
+    connection or a timeout is temporary before the handover and uncertain after it."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):  # every recipient was refused
+        codes = [refused.code for refused in exc.recipients]
+        return (
+            MailResult.RETRY
+            if codes and all(400 <= code <= 499 for code in codes)
+            else MailResult.REFUSED
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _reply_result(exc.code, handed_over)
+    if isinstance(exc, TimeoutError | OSError):  # incl. disconnects, TLS errors, refused connects
+        return MailResult.UNCERTAIN if handed_over else MailResult.RETRY
+    # The rest cannot get better by waiting: the server lacks what the settings need
+    # (STARTTLS, AUTH, SMTPUTF8), an address aiosmtplib cannot send to, or a bug.
+    return MailResult.UNCERTAIN if handed_over else MailResult.REFUSED
+
+
+class _Client(aiosmtplib.SMTP):
+    """Tells how far a conversation got: nothing of the message reaches the server before
+    `data()`, and the server has accepted it once `data()` returns."""
+
+    handed_over = False
+    accepted = False
+    on_handover: Callable[[], None] | None = None
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.handed_over = True
+        if self.on_handover is not None:
+            self.on_handover()
+        response = await super().data(*args, **kwargs)
+        self.accepted = True  # data() returns only on 250
+        return response
+
+
 class Mailer:
-    """Sends mail with the SMTP settings; `send` retries with exponential backoff."""
+    """Sends mail with the SMTP settings, one attempt per `send`; the outbox decides about
+    retries from the result."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        attempts: int = 3,
-        backoff: float = 1.0,
         timeout: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
         self._settings = settings
-        self._attempts = attempts
-        self._backoff = backoff
-        self._timeout = timeout
+        self.timeout = timeout  # per SMTP command and for connecting
         # Only STARTTLS needs a context; built now so a broken CA bundle fails at start-up.
         if tls_context is None and settings.smtp_starttls:
             tls_context = make_ssl_context(settings.ca_bundle)
@@ -144,47 +219,68 @@ class Mailer:
     def enabled(self) -> bool:
         return bool(self._settings.smtp_host)
 
-    async def send(self, message: EmailMessage) -> bool:
-        """True once the server accepted the mail; False when disabled or given up."""
+    async def send(
+        self, message: EmailMessage, *, on_handover: Callable[[], None] | None = None
+    ) -> MailOutcome:
+        """One attempt; never raises for SMTP, network or address problems. `on_handover` is
+        called when the message starts going to the server (the DATA command): from then on
+        a cancelled attempt may have delivered it."""
         s = self._settings
         to = message.get("To", "?")
         if not s.smtp_host:
             logger.warning("not sending mail to %s: no SMTP host is configured", to)
-            return False
-        for attempt in range(1, self._attempts + 1):
-            try:
-                await aiosmtplib.send(
-                    message,
-                    hostname=s.smtp_host,
-                    port=s.smtp_port,
-                    # Explicit: aiosmtplib's default (None) would try STARTTLS opportunistically.
-                    start_tls=s.smtp_starttls,
-                    tls_context=self._tls_context if s.smtp_starttls else None,
-                    username=s.smtp_user or None,
-                    password=s.smtp_password if s.smtp_user else None,
-                    timeout=self._timeout,
-                )
-            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                # No exc_info and a redacted message: the password must never reach a log.
-                logger.warning(
-                    "mail to %s via %s:%s failed (attempt %d of %d): %s",
-                    to,
-                    s.smtp_host,
-                    s.smtp_port,
-                    attempt,
-                    self._attempts,
-                    self._redact(exc),
-                )
-                if attempt < self._attempts:
-                    await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
-                continue
-            logger.info("mail to %s sent via %s:%s", to, s.smtp_host, s.smtp_port)
-            return True
-        logger.error("gave up sending mail to %s after %d attempts", to, self._attempts)
-        return False
+            return MailOutcome(MailResult.RETRY, "no SMTP host is configured")
+        client = _Client(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            # Explicit: aiosmtplib's default (None) would try STARTTLS opportunistically.
+            start_tls=s.smtp_starttls,
+            tls_context=self._tls_context if s.smtp_starttls else None,
+            username=s.smtp_user or None,
+            password=s.smtp_password if s.smtp_user else None,
+            timeout=self.timeout,
+        )
+        client.on_handover = on_handover
+        try:
+            await client.connect()  # with STARTTLS and the login, as configured
+            await client.send_message(message)
+        except Exception as exc:
+            reason = self._redact(exc)
+            result = classify(exc, handed_over=client.handed_over)
+            # No exc_info and a redacted message: the password must never reach a log.
+            logger.warning(
+                "mail to %s via %s:%s failed (%s): %s",
+                to,
+                s.smtp_host,
+                s.smtp_port,
+                result.value,
+                reason,
+            )
+            return MailOutcome(result, reason)
+        finally:
+            if not client.accepted:  # also when cancelled: drop it, no polite QUIT to wait for
+                client.close()
+        logger.info("mail to %s sent via %s:%s", to, s.smtp_host, s.smtp_port)
+        try:
+            await client.quit()
+        except Exception:
+            pass  # sent is sent, whatever the QUIT gets
+        finally:
+            client.close()
+        return MailOutcome(MailResult.SENT)
 
     def _redact(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
         if self._settings.smtp_password:
             text = text.replace(self._settings.smtp_password, "***")
-        return text
+        return text[:_MAX_REASON]
+
+
+def message_id(mail_id: int, created_at: float, sender: str) -> str:
+    """The Message-ID of an outbox mail: the same on every try, so a copy that arrives twice
+    is recognisable downstream. The creation time (ms) keeps the ids of a new database from
+    repeating those of an old one that counted from 1 too."""
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    domain = _DOMAIN_JUNK.sub("", domain) if at else ""
+    domain = domain or "hookcast.localhost"
+    return f"<hookcast.mail.{mail_id}.{round(created_at * 1000)}@{domain}>"

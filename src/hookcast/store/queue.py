@@ -20,6 +20,10 @@ from .dialect import dialect_of
 from .rows import (
     DELIVERED,
     GIVEN_UP,
+    MAIL_FAILED,
+    MAIL_QUEUED,
+    MAIL_SENDING,
+    MAIL_SENT,
     PENDING,
     AttemptRow,
     Claimed,
@@ -376,31 +380,90 @@ class Mail:
     recipient: str
     subject: str
     body: str
+    created_at: float
+    tries: int  # the attempts made so far, this one included
 
 
-def claim_mail(conn: Connection, now: float, lease_until: float) -> list[Mail]:
+def claim_mail(conn: Connection, now: float, lease_until: float, limit: int = 1) -> list[Mail]:
+    """Take up to `limit` due mails for an attempt each: they move to SENDING (until
+    `lease_until`) and count the try, in this transaction, so a mail whose sender dies
+    before `finish_mail` stays SENDING and is never sent again automatically."""
     rows = conn.execute(
-        select(mail_outbox.c.id, mail_outbox.c.recipient, mail_outbox.c.subject, mail_outbox.c.body)
-        .where(mail_outbox.c.status == 0, mail_outbox.c.next_at <= now)
+        select(
+            mail_outbox.c.id,
+            mail_outbox.c.recipient,
+            mail_outbox.c.subject,
+            mail_outbox.c.body,
+            mail_outbox.c.created_at,
+            mail_outbox.c.tries,
+        )
+        .where(mail_outbox.c.status == MAIL_QUEUED, mail_outbox.c.next_at <= now)
+        .order_by(mail_outbox.c.next_at, mail_outbox.c.id)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
     if rows:
         conn.execute(
             update(mail_outbox)
             .where(mail_outbox.c.id.in_([r.id for r in rows]))
-            .values(next_at=lease_until)
+            .values(status=MAIL_SENDING, tries=mail_outbox.c.tries + 1, next_at=lease_until)
         )
-    return [Mail(r.id, r.recipient, r.subject, r.body) for r in rows]
+    return [Mail(r.id, r.recipient, r.subject, r.body, r.created_at, r.tries + 1) for r in rows]
 
 
 def finish_mail(
     conn: Connection, mail_id: int, sent: bool, now: float, error: str | None = None
 ) -> None:
+    """The end of a mail: SENT, or FAILED with the error. Only a mail being sent changes."""
     conn.execute(
         update(mail_outbox)
-        .where(mail_outbox.c.id == mail_id)
-        .values(status=1 if sent else 2, sent_at=now if sent else None, error=error)
+        .where(mail_outbox.c.id == mail_id, mail_outbox.c.status == MAIL_SENDING)
+        .values(
+            status=MAIL_SENT if sent else MAIL_FAILED,
+            sent_at=now if sent else None,
+            error=error,
+        )
     )
+
+
+def reschedule_mail(
+    conn: Connection,
+    mail_id: int,
+    next_at: float,
+    error: str | None = None,
+    untry: bool = False,
+) -> None:
+    """Queue a mail being sent again, due at `next_at`, with the error of its try (None:
+    the error stays). `untry`: the try never reached the server (cancelled before the
+    message was handed over), so it does not count."""
+    values: dict[str, Any] = {"status": MAIL_QUEUED, "next_at": next_at}
+    if error is not None:
+        values["error"] = error
+    if untry:
+        values["tries"] = mail_outbox.c.tries - 1
+    conn.execute(
+        update(mail_outbox)
+        .where(mail_outbox.c.id == mail_id, mail_outbox.c.status == MAIL_SENDING)
+        .values(**values)
+    )
+
+
+def stuck_mail(conn: Connection, now: float) -> list[tuple[int, str, float]]:
+    """(id, recipient, lease end) of the mails still SENDING after their lease ran out."""
+    rows = conn.execute(
+        select(mail_outbox.c.id, mail_outbox.c.recipient, mail_outbox.c.next_at)
+        .where(mail_outbox.c.status == MAIL_SENDING, mail_outbox.c.next_at < now)
+        .order_by(mail_outbox.c.id)
+    )
+    return [(r.id, r.recipient, r.next_at) for r in rows]
+
+
+def next_mail_due(conn: Connection) -> float | None:
+    """When the first queued mail falls due (None: none is queued)."""
+    due: float | None = conn.execute(
+        select(func.min(mail_outbox.c.next_at)).where(mail_outbox.c.status == MAIL_QUEUED)
+    ).scalar_one()
+    return due
 
 
 # ----- visibility and housekeeping ------------------------------------------------------------

@@ -20,6 +20,18 @@ class DeliveryStatus(enum.IntEnum):
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
 
 
+class MailStatus(enum.IntEnum):
+    """mail_outbox.status."""
+
+    QUEUED = 0
+    SENT = 1
+    FAILED = 2  # refused, or out of retries
+    SENDING = 3  # claimed for an attempt; left so by a crash: it may or may not have been sent
+
+
+MAIL_QUEUED, MAIL_SENT, MAIL_FAILED, MAIL_SENDING = (int(s) for s in MailStatus)
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     tenant: str
