@@ -140,6 +140,9 @@ def test_primary_key_range_in_the_python_api(tmp_path) -> None:
     for key in (-1, 2**53, True, 1.0):
         with pytest.raises(ValueError, match="PrimaryKey must be an integer from 0 to"):
             new_event("a.b", key, tenant="T")  # type: ignore[arg-type]
+    for associate in (-1, 2**31, True):
+        with pytest.raises(ValueError, match="associate_id must be an integer from 0 to"):
+            new_event("a.b", 1, tenant="T", associate_id=associate)
 
 
 SIGNALS = [

@@ -125,6 +125,7 @@ BAD = [
     ({"ErrorsEmail": "nope"}, "ErrorsEmail"),
     ({"ErrorAssociates": [{"Name": "no id"}]}, "ErrorAssociates.0.Id"),
     ({"ErrorAssociates": [{"Id": "5"}]}, "ErrorAssociates.0.Id"),
+    ({"ErrorAssociates": [{"Id": 2**31}]}, "ErrorAssociates.0.Id"),  # 32-bit, as SuperOffice
     ({"NotifyVia": 4}, "NotifyVia"),
     ({"NotifyVia": "Email, Pigeon"}, "NotifyVia"),
     ({"NotifyWhen": True}, "NotifyWhen"),

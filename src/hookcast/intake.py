@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .errors import ValidationError
-from .model import EVENT_NAME, MAX_PRIMARY_KEY
+from .model import EVENT_NAME, MAX_ASSOCIATE_ID, MAX_PRIMARY_KEY
 from .payload import format_timestamp
 from .store import queue
 from .store.database import Database
@@ -50,8 +50,12 @@ def new_event(
         raise ValidationError(
             "The tenant (ContextIdentifier) must be a non-empty string without NUL."
         )
-    if isinstance(associate_id, bool) or not isinstance(associate_id, int):
-        raise ValidationError("associate_id must be an integer.")
+    if (
+        isinstance(associate_id, bool)
+        or not isinstance(associate_id, int)
+        or not 0 <= associate_id <= MAX_ASSOCIATE_ID
+    ):
+        raise ValidationError(f"associate_id must be an integer from 0 to {MAX_ASSOCIATE_ID}.")
     change_values: dict[str, Any] | None = None
     if changes is None:
         names: list[str] = []

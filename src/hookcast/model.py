@@ -65,6 +65,7 @@ EVENT_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 DEFAULT_EVENTS = ["contact.created", "contact.deleted"]
 MAX_ID = 2**53 - 1  # ids stay exact in every JSON client (JavaScript numbers)
 MAX_PRIMARY_KEY = MAX_ID  # §3: the same bound for PrimaryKey, on every route
+MAX_ASSOCIATE_ID = 2**31 - 1  # SuperOffice's associate ids are 32-bit, and so are the columns
 
 
 @dataclass(frozen=True, slots=True)

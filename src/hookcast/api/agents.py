@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from ..errors import ValidationError
-from ..intake import read_event_data
 from ..model import MAX_ID
 from .deps import (
     ERRORS,
@@ -16,6 +15,7 @@ from .deps import (
     HubDep,
     RegistryDep,
     linked_webhook,
+    signal_event,
 )
 from .schemas import (
     AgentsCarrier,
@@ -130,15 +130,6 @@ async def get_last_error(
     response_class=Response,
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
-async def signal_event(hub: HubDep, who: Caller, body: SignalEventBody) -> Response:
-    data = read_event_data(body.event_name, body.data)
-    await hub.signal(
-        body.event_name,
-        body.primary_key,
-        tenant=who.tenant,
-        associate_id=who.associate_id,
-        changes=data.changes,
-        values=data.values,
-        field_values=data.field_values,
-    )
+async def signal(hub: HubDep, who: Caller, body: SignalEventBody) -> Response:
+    await signal_event(hub, who, body.event_name, body.primary_key, body.data)
     return Response(status_code=204)

@@ -35,6 +35,7 @@ from .. import rules
 from ..model import (
     DEFAULT_EVENTS,
     EVENT_NAME,
+    MAX_ASSOCIATE_ID,
     MAX_ID,
     MAX_PRIMARY_KEY,
     WEBHOOK_TYPE,
@@ -143,7 +144,7 @@ class AssociateItem(ApiIn):
     """An entry of ErrorAssociates: SuperOffice's MDOListItem, of which Id and Name count."""
 
     model_config = ConfigDict(extra="ignore")
-    id: StrictInt = Field(ge=1, le=MAX_ID)
+    id: StrictInt = Field(ge=1, le=MAX_ASSOCIATE_ID)
     name: StrictStr = Field(default="", max_length=255)
 
 

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
-from ..intake import read_event_data
-from ..model import MAX_ID, MAX_PRIMARY_KEY, format_date, format_epoch
+from ..model import MAX_ASSOCIATE_ID, MAX_ID, MAX_PRIMARY_KEY, format_date, format_epoch
 from .deps import (
     ERRORS,
     PATCH_MEDIA_TYPES,
@@ -19,6 +18,7 @@ from .deps import (
     RegistryDep,
     linked_webhook,
     patch_request,
+    signal_event,
 )
 from .schemas import (
     STATE_NAMES,
@@ -87,7 +87,7 @@ async def notifications(
     reg: RegistryDep,
     who: Caller,
     associateId: Annotated[
-        int | None, Query(ge=0, le=MAX_ID, description="only this associate's")
+        int | None, Query(ge=0, le=MAX_ASSOCIATE_ID, description="only this associate's")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -267,21 +267,12 @@ SignalBody = Annotated[
     openapi_extra={"requestBody": {"required": False}},
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
-async def signal_event(
+async def signal(
     hub: HubDep,
     who: Caller,
     eventName: str,
     primaryKey: Annotated[int, Path(ge=0, le=MAX_PRIMARY_KEY)],
     body: SignalBody = None,
 ) -> Response:
-    data = read_event_data(eventName, body)
-    await hub.signal(
-        eventName,
-        primaryKey,
-        tenant=who.tenant,
-        associate_id=who.associate_id,
-        changes=data.changes,
-        values=data.values,
-        field_values=data.field_values,
-    )
+    await signal_event(hub, who, eventName, primaryKey, body)
     return Response(status_code=204)

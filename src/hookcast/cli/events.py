@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..model import MAX_ASSOCIATE_ID
 from .common import DbOption, console, settings_for
 
 
@@ -13,7 +14,9 @@ def signal_event(
     event: Annotated[str, typer.Argument(help="The event name, e.g. contact.changed")],
     primary_key: Annotated[int, typer.Argument(help="The record's id (0 when unused)")],
     tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier)")],
-    associate_id: Annotated[int, typer.Option("--associate-id", help="Who caused it")] = 0,
+    associate_id: Annotated[
+        int, typer.Option("--associate-id", min=0, max=MAX_ASSOCIATE_ID, help="Who caused it")
+    ] = 0,
     data: Annotated[
         str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'')
     ] = None,

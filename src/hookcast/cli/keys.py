@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..keys import create_key
-from ..model import format_date
+from ..model import MAX_ASSOCIATE_ID, format_date
 from ..store import queries
 from .common import DbOption, console, open_database, settings_for
 
@@ -19,7 +19,10 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 def keys_create(
     tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier), e.g. Cust1234")],
     associate_id: Annotated[
-        int, typer.Option("--associate-id", help="The associate the key acts as")
+        int,
+        typer.Option(
+            "--associate-id", min=0, max=MAX_ASSOCIATE_ID, help="The associate the key acts as"
+        ),
     ],
     name: Annotated[
         str, typer.Option(help="The associate's name, shown as RegisteredAssociate")
