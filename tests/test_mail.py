@@ -34,8 +34,9 @@ from hookcast.dispatch.mail import (
     Mailer,
     MailResult,
     classify,
+    mail_message,
     message_id,
-    notice_mail,
+    notice_text,
 )
 from hookcast.dispatch.outbox import Outbox, retry_delay
 from hookcast.model import NotifyWhen
@@ -178,11 +179,8 @@ def client_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-def sample_mail(**overrides: Any) -> EmailMessage:
+def sample_mail(kind: NotifyWhen = NotifyWhen.Disabling, **overrides: Any) -> EmailMessage:
     fields: dict[str, Any] = dict(
-        kind=NotifyWhen.Disabling,
-        to="ops@example.com",
-        sender=SENDER,
         webhook_name="Orders to ERP",
         webhook_id=12,
         tenant="Cust1234",
@@ -192,7 +190,10 @@ def sample_mail(**overrides: Any) -> EmailMessage:
         consecutive_errors=9,
     )
     fields.update(overrides)
-    return notice_mail(**fields)
+    notice = notice_text(kind, **fields)
+    return mail_message(
+        sender=SENDER, to="ops@example.com", notice=notice, mail_id=1, created_at=1_700_000_000.0
+    )
 
 
 def settings_for(controller: Controller | None = None, **overrides: Any) -> Settings:
@@ -237,6 +238,10 @@ def test_errors_mail_content() -> None:
         assert text in body
     none = sample_mail(last_event_id=None, last_error=None).get_content()
     assert "(none)" in none and "(none recorded)" in none
+    first = sample_mail(NotifyWhen.FirstFailure)
+    assert first["Subject"] == 'hookcast: webhook "Orders to ERP" (id 12) failed to deliver'
+    assert "/api/v1/Webhook/12/Deliveries" in first.get_content()
+    assert first["Message-ID"] == message_id(1, 1_700_000_000.0, SENDER)
 
 
 # ----- what a failed attempt means (pure) ------------------------------------------------

@@ -88,7 +88,7 @@ def test_a_mixed_batch_writes_every_row(db: Database) -> None:
         *(Attempted(c, timeout, now + i) for i, c in enumerate(claimed[dying])),
     ]
     written_at = now + 2
-    transitions = db.run_sync(record_outcomes, batch, POLICY, written_at)
+    transitions = db.run_sync(record_outcomes, batch, POLICY, written_at).disabled
 
     assert sorted((t.webhook_id, t.state, t.mail_queued) for t in transitions) == sorted([
         (gone, State.TooManyErrors, False), (dying, State.TooManyErrors, True),
@@ -152,10 +152,11 @@ def test_a_batch_for_a_webhook_disabled_meanwhile_does_not_disable_it_twice(db: 
     fail = AttemptOutcome(ok=False, status=500, error="HTTP 500", kind=ErrorKind.STATUS)
     first = db.run_sync(
         record_outcomes, [Attempted(c, fail, now) for c in claimed[:3]], POLICY, now
-    )
+    ).disabled
     assert [(t.webhook_id, t.state) for t in first] == [(hook, State.TooManyErrors)]
     # The fourth was given up with the webhook: its late outcome leaves no trace.
-    assert db.run_sync(record_outcomes, [Attempted(claimed[3], fail, now)], POLICY, now) == []
+    late = db.run_sync(record_outcomes, [Attempted(claimed[3], fail, now)], POLICY, now)
+    assert late == ([], False)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM mail_outbox")).scalar_one() == 1
         assert conn.execute(text("SELECT count(*) FROM attempts")).scalar_one() == 3

@@ -17,8 +17,10 @@ from hookcast.dispatch.policy import (
     RetryPolicy,
     Step,
     decide,
+    failed_since_success_after,
     fold,
     next_step,
+    starts_failure_streak,
     trips,
 )
 from hookcast.model import State
@@ -274,8 +276,8 @@ def test_decide_writes_every_row_of_a_mixed_batch() -> None:
         (4, False, None, "timed out"), (5, False, 500, "HTTP 500"),
     ]  # fmt: skip
     assert d.counters == [
-        CounterRow(3, 3, 3, "timed out", 103.0, None, "event-4-0", webhook_id=1),
-        CounterRow(1, 0, 0, None, None, 100.0, "event-1-0", webhook_id=2),
+        CounterRow(3, 3, 3, 1, "timed out", 103.0, None, "event-4-0", webhook_id=1),
+        CounterRow(1, 0, 0, 0, None, None, 100.0, "event-1-0", webhook_id=2),
     ]
     assert [(s.delivery_id, s.status, s.cycle, s.attempt, s.next_at, s.finished_at) for s in d.steps] == [
         (1, DELIVERED, 0, 0, 200.0, 200.0),
@@ -424,3 +426,40 @@ def test_nine_failures_then_a_success_in_one_batch_trips() -> None:
         0, fold([AttemptOutcome(ok=False)] * 8 + [AttemptOutcome(ok=True)]), RetryPolicy()
     )
     assert trips(5, fold([AttemptOutcome(ok=False)] * 4 + [AttemptOutcome(ok=True)]), RetryPolicy())
+
+
+# ----- FirstFailure: once per run of errors (§6) ----------------------------------------------
+
+OK, FAIL = AttemptOutcome(ok=True, status=200), AttemptOutcome(ok=False, status=500)
+
+
+@pytest.mark.parametrize(
+    ("failed_before", "outcomes", "starts", "failed_after"),
+    [
+        (False, [FAIL], True, True),  # the first failure after a success (or ever)
+        (True, [FAIL], False, True),  # the same run goes on: told already
+        (True, [OK, FAIL], True, True),  # a success ended the run, a new one starts
+        (False, [FAIL, OK], True, False),  # a run that started and ended in the batch
+        (True, [FAIL, OK], False, False),
+        (False, [OK, OK], False, False),
+        (True, [], False, True),
+    ],
+)
+def test_first_failure_once_per_run(
+    failed_before: bool, outcomes: list[AttemptOutcome], starts: bool, failed_after: bool
+) -> None:
+    delta = fold(outcomes)
+    assert starts_failure_streak(failed_before, delta) is starts
+    assert failed_since_success_after(failed_before, delta) is failed_after
+
+
+def test_first_failure_also_in_the_batch_that_disables() -> None:
+    policy = RetryPolicy(max_consecutive_errors=9, retry_delays=(1.0,), cycles=1, cycle_delay=1.0)
+    gone = AttemptOutcome(ok=False, status=410, gone=True)
+    one = claimed()
+    d = decide([Attempted(one, gone, 1.0)], {1: WebhookCounters(State.Active, 0)}, policy, 2.0)
+    assert (d.disable, d.first_failures) == ([1], [1])
+    # a webhook set Active again after TooManyErrors has consecutive_errors 0 but no success
+    again = {1: WebhookCounters(State.Active, 0, failed_since_success=True)}
+    d = decide([Attempted(one, FAIL, 3.0)], again, policy, 4.0)
+    assert d.first_failures == []

@@ -118,6 +118,44 @@ def test_the_fields_round_trip_through_every_write_route(api: Api) -> None:
     assert fields(got) == STORED
 
 
+def test_what_clients_send_back_keeps_notifications_on(api: Api) -> None:
+    # the default carrier's 12.x fields are null (§2); filled in, NotifyVia takes its default
+    default = api.get(f"{W}/default").json()
+    assert [default[k] for k in ("ErrorEmails", "NotifyVia", "NotifyWhen", "TotalCalls")] == [
+        None, None, None, None,
+    ]  # fmt: skip
+    carrier = {**default, **stopped_hook(), "ErrorEmails": ["ops@example.com"]}
+    created = api.post(W, json=carrier).json()
+    assert (created["NotifyVia"], created["NotifyWhen"]) == ("Email", "Disabling")
+    hook_id = created["WebhookId"]
+    # a GET, ErrorsEmail changed, sent back whole: PUT and SaveWebhook write it through
+    got = api.get(f"{W}/{hook_id}").json()
+    put = api.put(f"{W}/{hook_id}", json={**got, "ErrorsEmail": "new@example.com"}).json()
+    assert (put["ErrorsEmail"], put["ErrorEmails"]) == ("new@example.com", ["new@example.com"])
+    saved = api.post(
+        "/api/v1/Agents/Webhook/SaveWebhook", json={**put, "ErrorsEmail": "again@example.com"}
+    ).json()
+    assert saved["ErrorEmails"] == ["again@example.com"]
+    # ErrorsEmail null beside an unchanged ErrorEmails (what a client that knows only the new
+    # field sends) clears nothing
+    kept = api.put(f"{W}/{hook_id}", json={**saved, "ErrorsEmail": None}).json()
+    assert kept["ErrorEmails"] == ["again@example.com"]
+    # the first address of a webhook that had none turns Email on, whichever route
+    bare = api.post(W, json=stopped_hook()).json()
+    assert bare["NotifyVia"] == "None"
+    patched = api.patch(f"{W}/{bare['WebhookId']}", json={"ErrorsEmail": "ops@example.com"})
+    assert (patched.json()["ErrorEmails"], patched.json()["NotifyVia"]) == (
+        ["ops@example.com"], "Email",
+    )  # fmt: skip
+    # explicit values win; numbers as digits are read as .NET reads them; associates once
+    explicit = api.post(W, json=stopped_hook(
+        ErrorEmails=["a@example.com"], NotifyVia="0", NotifyWhen=" 1 ",
+        ErrorAssociates=[{"id": 5}, {"Id": 5, "Name": "again"}, {"Id": 6}],
+    )).json()  # fmt: skip
+    assert (explicit["NotifyVia"], explicit["NotifyWhen"]) == ("None", "FirstFailure")
+    assert [a["Id"] for a in explicit["ErrorAssociates"]] == [5, 6]
+
+
 BAD = [
     ({"ErrorEmails": ["not an address"]}, "ErrorEmails"),
     ({"ErrorEmails": [f"u{i}@example.com" for i in range(11)]}, "ErrorEmails"),
@@ -207,6 +245,23 @@ def test_first_failure_and_disabling_by_mail_and_in_app(api: Api, receiver, smtp
     wait_until(lambda: len(mailbox.envelopes) >= 6, what="the second run's FirstFailure mails")
 
 
+def test_first_failure_only_once_per_run_and_also_when_gone(api: Api, receiver) -> None:
+    # FirstFailure alone: a 410 disables at once, and the owner still hears of it
+    hook = register(api, receiver.url, **{**SO12, "NotifyWhen": "FirstFailure", "NotifyVia": 2})
+    hook_id = hook["WebhookId"]
+    receiver.respond(status=410)
+    api.post(f"{W}/contact.changed/1")
+    wait_until(lambda: api.get(f"{W}/{hook_id}").json()["State"] == "TooManyErrors")
+    wait_until(lambda: len(notices(api)) == 2, what="the FirstFailure notices")
+    # Active again, but failing on: the same run of errors (no success between), no new notice
+    receiver.respond(status=200)
+    assert api.patch(f"{W}/{hook_id}", json={"State": "Active"}).status_code == 200
+    receiver.respond(status=500)
+    api.post(f"{W}/contact.changed/2")
+    wait_until(lambda: api.get(f"{W}/{hook_id}").json()["State"] == "TooManyErrors")
+    assert [n["Kind"] for n in notices(api)] == ["FirstFailure"] * 2
+
+
 def test_no_notice_unless_asked(api: Api, receiver, smtp) -> None:  # noqa: F811
     _, mailbox = smtp
     # NotifyWhen Disabling only, NotifyVia InApp only: no FirstFailure, no mail at all
@@ -231,13 +286,14 @@ def test_the_migration_carries_errors_email_over(tmp_path: Path) -> None:
         command.upgrade(config, "0004")
     old.close()
     with sqlite3.connect(path) as conn:
-        for name, email in (("with", '"Quoted"@example.com'), ("without", None)):
+        for name, email in (("with", '"Quoted"@example.com'), ("without", None), ("gone", None)):
             conn.execute(
                 "INSERT INTO webhooks (tenant, name, events, target_url, state, type, errors_email,"
                 " registered_at, registered_associate_id, updated_at, updated_associate_id)"
                 " VALUES ('T', ?, '[\"a.b\"]', 'https://x.example/', 2, 'webhook', ?, 1, 1, 1, 1)",
                 (name, email),
             )
+        conn.execute("DELETE FROM webhooks WHERE name = 'gone'")  # id 3, the highest
     db = Database(f"sqlite:///{path}")
     db.migrate()
     db.close()
@@ -251,3 +307,10 @@ def test_the_migration_carries_errors_email_over(tmp_path: Path) -> None:
         ("without", [], 0, 2),
     ]
     assert "errors_email" not in columns
+    with sqlite3.connect(path) as conn:  # the table was rebuilt; id 3 stays retired (§1)
+        conn.execute(
+            "INSERT INTO webhooks (tenant, name, events, target_url, state, type, registered_at,"
+            " registered_associate_id, updated_at, updated_associate_id)"
+            " VALUES ('T', 'next', '[]', 'https://x.example/', 2, 'webhook', 1, 1, 1, 1)"
+        )
+        assert conn.execute("SELECT max(id) FROM webhooks").fetchone()[0] == 4

@@ -17,7 +17,7 @@ from .api.schemas import WebhookIn, WebhookOut, api_names, field_values, wire_va
 from .dispatch.plugins import plugin_names
 from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
-from .model import CRMSCRIPT_TYPE, Principal, State, Usage, Webhook
+from .model import CRMSCRIPT_TYPE, NotifyVia, NotifyWhen, Principal, State, Usage, Webhook
 from .net.sender import HttpSender
 from .rules import check_target
 from .scripts import check_script_target
@@ -35,11 +35,40 @@ READ_ONLY = api_names(WebhookIn, only=SERVER_SET)
 OBSOLETE = ("errors_email",)  # written through to ErrorEmails, not stored itself
 
 
-def _fields(carrier: WebhookIn) -> dict[str, Any]:
-    """The stored fields of a carrier, by their domain names (name, target_url, ...)."""
+def _fields(carrier: WebhookIn, old: Webhook | None) -> dict[str, Any]:
+    """The stored fields of a carrier, by their domain names (name, target_url, ...), with
+    the notification fields settled against the stored webhook (`old`, None on create)."""
     fields = field_values(carrier, exclude=(*SERVER_SET, *OBSOLETE))
-    fields["error_associates"] = [{"Id": a.id, "Name": a.name} for a in carrier.error_associates]
+    fields.update(notification_fields(carrier, old))
     return fields
+
+
+def notification_fields(carrier: WebhookIn, old: Webhook | None) -> dict[str, Any]:
+    """§1's rules for the SuperOffice 12 fields, which depend on what was stored, for
+    POST, PUT, SaveWebhook and PATCH alike:
+
+    - the obsolete ErrorsEmail, written (changed from the stored first address), sets
+      ErrorEmails to that one address, unless ErrorEmails changed too; a null ErrorsEmail
+      clears them only when ErrorEmails is not sent (clients send both, the old one null);
+    - NotifyVia null or absent: Email when there is an address, else None; a webhook that
+      gets its first address with NotifyVia left at None gets Email too;
+    - NotifyWhen null or absent: Disabling."""
+    given = carrier.model_fields_set
+    stored = old.error_emails if old else []
+    emails = list(carrier.error_emails or [])
+    alias = carrier.errors_email
+    written = "errors_email" in given and alias != (old.errors_email if old else None)
+    if written and ("error_emails" not in given or (emails == stored and alias is not None)):
+        emails = [alias] if alias else []
+    via = carrier.notify_via
+    if via is None or (old and not stored and emails and via == old.notify_via == NotifyVia.NONE):
+        via = NotifyVia.Email if emails else NotifyVia.NONE
+    return {
+        "error_emails": emails,
+        "error_associates": [{"Id": a.id, "Name": a.name} for a in carrier.error_associates or []],
+        "notify_via": via,
+        "notify_when": NotifyWhen.Disabling if carrier.notify_when is None else carrier.notify_when,
+    }
 
 
 def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
@@ -49,14 +78,9 @@ def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
     document = wire_values(WebhookOut.of(hook), WRITABLE)
-    before = (document["ErrorsEmail"], list(document["ErrorEmails"]))
-    patched = patching.apply_patch(
+    return patching.apply_patch(
         document, body, media_type, writable=WRITABLE, read_only=READ_ONLY, what="webhook"
     )
-    # A patch of the obsolete ErrorsEmail alone writes ErrorEmails, as a PUT of it does.
-    if patched.get("ErrorsEmail") != before[0] and patched.get("ErrorEmails") == before[1]:
-        del patched["ErrorEmails"]
-    return patched
 
 
 @dataclass
@@ -96,7 +120,7 @@ class Registry:
     async def create(self, who: Principal, carrier: WebhookIn) -> Webhook:
         check_target(carrier.type, carrier.target_url, plugin_names())
         await self._verify(who, carrier)
-        fields = _fields(carrier)
+        fields = _fields(carrier, None)
 
         def write(conn: Connection) -> int:
             now = time.time()
@@ -138,7 +162,7 @@ class Registry:
                 webhook_id,
                 who.associate_id,
                 now,
-                _fields(carrier),
+                _fields(carrier, current),
                 reset_errors=becomes_active,
             )
             if carrier.state != current.state:

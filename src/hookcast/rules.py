@@ -155,35 +155,57 @@ def check_error_emails(value: list[str]) -> list[str]:
     return found
 
 
-def parse_flags(kind: type[NotifyVia] | type[NotifyWhen], value: Any) -> Any:
-    """NotifyVia / NotifyWhen: the integer, or names in any case, as a .NET flags enum
-    writes them ("Email, InApp") or as a list; "None" is 0."""
+Flags = type[NotifyVia] | type[NotifyWhen]
+
+
+def _names(kind: Flags) -> dict[str, Any]:
+    """A flags enum's names as .NET spells them ("None" for 0), by their lower-case form."""
+    return {"none": kind(0), **{str(m.name).lower(): m for m in kind}}
+
+
+def flag_names(flags: NotifyVia | NotifyWhen) -> str:
+    """A flags value as .NET writes it, which SuperOffice's clients parse: "Email, InApp",
+    or "None"."""
+    return ", ".join(str(m.name) for m in type(flags) if m in flags) or "None"
+
+
+def flags_schema(kind: Flags) -> dict[str, Any]:
+    names = ", ".join(flag_names(m) for m in _names(kind).values())
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": sum(kind)},
+            {"type": "string", "description": f"names, comma-separated: {names}"},
+            {"type": "null"},
+        ]
+    }
+
+
+def parse_flags(kind: Flags, value: Any) -> Any:
+    """NotifyVia / NotifyWhen: the integer (also as digits), or names in any case, as a
+    .NET flags enum writes them ("Email, InApp") or as a list; "None" is 0; null is null."""
+    if value is None:
+        return None
     if isinstance(value, bool):
         raise ValueError("must be an integer or names, not a boolean")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    names = _names(kind)
+    known = ", ".join(flag_names(m) for m in names.values())
     if isinstance(value, int):
         if not 0 <= value <= sum(kind):
-            raise ValueError(f"{value} is not a combination of {_flag_names(kind)}")
+            raise ValueError(f"{value} is not a combination of {known}")
         return kind(value)
-    names = (
-        value
-        if isinstance(value, list)
-        else str(value).split(",")
-        if isinstance(value, str)
-        else None
+    items = (
+        value if isinstance(value, list) else value.split(",") if isinstance(value, str) else None
     )
-    if names is None:
-        raise ValueError(f"must be an integer or names among {_flag_names(kind)}")
+    if items is None:
+        raise ValueError(f"must be an integer or names among {known}")
     flags = kind(0)
-    by_name = {"none": kind(0), **{m.name.lower(): m for m in kind if m.name}}
-    for name in names:
-        if not isinstance(name, str) or name.strip().lower() not in by_name:
-            raise ValueError(f"{name!r} is not one of {_flag_names(kind)}")
-        flags |= by_name[name.strip().lower()]
+    for name in items:
+        if not isinstance(name, str) or name.strip().lower() not in names:
+            raise ValueError(f"{name!r} is not one of {known}")
+        flags |= names[name.strip().lower()]
     return flags
-
-
-def _flag_names(kind: type[NotifyVia] | type[NotifyWhen]) -> str:
-    return ", ".join(["None", *(m.name for m in kind if m and m.name)])
 
 
 def check_target(type_: str, target_url: str, known_types: frozenset[str]) -> None:

@@ -18,6 +18,7 @@ shapes themselves (`schemas.ApiIn`), which know which keys are field names.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
@@ -79,7 +80,7 @@ class AspNetBinding:
         if len(parts) > 2 and parts[1] and parts[2].lower() == "api":
             tenant, parts = parts[1], ["", *parts[2:]]
         segments = self._spellings()[0]
-        return "/".join(segments.get(part.lower(), part) for part in parts), tenant
+        return "/".join(segments.get(part.lower(), _bounded(part)) for part in parts), tenant
 
     def canonical_query(self, query: bytes) -> bytes:
         if not query:
@@ -91,6 +92,17 @@ class AspNetBinding:
             spelled = names.get(unquote_plus(name.decode("latin-1")).lower())
             items.append(quote(spelled).encode() + equals + value if spelled else item)
         return b"&".join(items)
+
+
+_HUGE = re.compile(r"-?[0-9]{20,}")
+
+
+def _bounded(part: str) -> str:
+    """A number of 20 digits or more as 20 nines: out of every id's range (a 400 that says
+    so), where Python's int() would refuse one of thousands of digits (a 500)."""
+    if not _HUGE.fullmatch(part):
+        return part
+    return ("-" if part.startswith("-") else "") + "9" * 20
 
 
 def install(app: FastAPI) -> None:

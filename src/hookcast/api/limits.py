@@ -25,7 +25,8 @@ class RequestLimits:
                 await _refuse(scope, receive, send, _TooLarge(self.max_bytes))
                 return
         raw_path = scope.get("raw_path") or b""
-        if b"%00" in scope.get("query_string", b"") or b"%00" in raw_path:
+        nul_in_path = "\0" in scope.get("path", "") or b"%00" in raw_path
+        if b"%00" in scope.get("query_string", b"") or nul_in_path:
             await _refuse(scope, receive, send, _Nul())
             return
         # Read the whole body first (it is at most max_bytes) so a refusal is answered here,

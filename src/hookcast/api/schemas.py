@@ -130,16 +130,6 @@ EventName = Annotated[
 ]
 
 
-def _flags_schema(kind: type[NotifyVia] | type[NotifyWhen]) -> dict[str, Any]:
-    names = ["None", *(m.name for m in kind if m.name)]
-    return {
-        "anyOf": [
-            {"type": "integer", "minimum": 0, "maximum": sum(kind)},
-            {"type": "string", "description": "names, comma-separated: " + ", ".join(names)},
-        ]
-    }
-
-
 class AssociateItem(ApiIn):
     """An entry of ErrorAssociates: SuperOffice's MDOListItem, of which Id and Name count."""
 
@@ -173,40 +163,40 @@ class WebhookIn(ApiIn):
     type: Annotated[StrictStr, BeforeValidator(rules.normalize_type)] = WEBHOOK_TYPE
     headers: dict[str, StrictStr] | None = None
     properties: dict[str, Any] | None = None
+    # The SuperOffice 12 fields take null as "none" / "the default", as the default carrier
+    # shows them; `registry.notification_fields` settles them against what was stored.
     errors_email: StrictStr | None = Field(
         default=None,
-        description="Obsolete (SuperOffice 12): sets ErrorEmails to this one address.",
+        description="Obsolete (SuperOffice 12): writing it sets ErrorEmails to this address.",
     )
-    error_emails: list[StrictStr] = Field(default_factory=list, max_length=100)
-    error_associates: list[AssociateItem] = Field(
-        default_factory=list, max_length=rules.MAX_ERROR_ASSOCIATES
+    error_emails: list[StrictStr] | None = Field(default=None, max_length=100)
+    error_associates: list[AssociateItem] | None = Field(
+        default=None, max_length=rules.MAX_ERROR_ASSOCIATES
     )
     description: StrictStr | None = Field(default=None, max_length=rules.MAX_WEBHOOK_DESCRIPTION)
     notify_via: Annotated[
-        NotifyVia,
+        NotifyVia | None,
         BeforeValidator(partial(rules.parse_flags, NotifyVia)),
-        WithJsonSchema(_flags_schema(NotifyVia)),
-    ] = NotifyVia.NONE
+        WithJsonSchema(rules.flags_schema(NotifyVia)),
+    ] = Field(default=None, description="null: Email when ErrorEmails has an address, else None")
     notify_when: Annotated[
-        NotifyWhen,
+        NotifyWhen | None,
         BeforeValidator(partial(rules.parse_flags, NotifyWhen)),
-        WithJsonSchema(_flags_schema(NotifyWhen)),
-    ] = NotifyWhen.Disabling
-
-    @model_validator(mode="after")
-    def _obsolete_errors_email(self) -> Self:
-        given = self.model_fields_set
-        if "errors_email" in given and "error_emails" not in given:
-            self.error_emails = [self.errors_email] if self.errors_email else []
-        if "notify_via" not in given:  # §1: Email when an address is set
-            self.notify_via = NotifyVia.Email if self.error_emails else NotifyVia.NONE
-        self.errors_email = self.error_emails[0] if self.error_emails else None
-        return self
+        WithJsonSchema(rules.flags_schema(NotifyWhen)),
+    ] = Field(default=None, description="null: Disabling")
 
     @field_validator("error_emails")
     @classmethod
-    def _emails(cls, value: list[str]) -> list[str]:
-        return rules.check_error_emails(value)
+    def _emails(cls, value: list[str] | None) -> list[str]:
+        return rules.check_error_emails(value or [])
+
+    @field_validator("error_associates")
+    @classmethod
+    def _associates(cls, value: list[AssociateItem] | None) -> list[AssociateItem]:
+        once: dict[int, AssociateItem] = {}
+        for associate in value or []:
+            once.setdefault(associate.id, associate)  # each associate is told once
+        return list(once.values())
 
     @field_validator("name")
     @classmethod
@@ -275,15 +265,17 @@ class Filters(ApiIn):
     )
 
 
+EVENT_DATA = (
+    "Event data (§3): {Changes, Values, FieldValues}, or a flat object of fields (Values of a "
+    "*.deleted event, else Changes and FieldValues)."
+)
+
+
 class SignalEventBody(ApiIn):
     model_config = ConfigDict(extra="ignore")
     event_name: StrictStr
     primary_key: StrictInt = Field(ge=0, le=MAX_PRIMARY_KEY)
-    data: dict[str, Any] | None = Field(
-        default=None,
-        description="Event data (§3): {Changes, Values, FieldValues}, or a flat object of "
-        "fields (Values of a *.deleted event, else Changes and FieldValues).",
-    )
+    data: dict[str, Any] | None = Field(default=None, description=EVENT_DATA)
 
 
 class PatchOperation(BaseModel):
@@ -302,12 +294,6 @@ class PatchOperation(BaseModel):
 class AssociateItemOut(ApiOut):
     id: int
     name: str
-
-
-def flag_names(flags: NotifyVia | NotifyWhen) -> str:
-    """A flags value as .NET writes it, which SuperOffice's clients parse: "Email, InApp",
-    or "None"."""
-    return ", ".join(m.name for m in type(flags) if m.name and m in flags) or "None"
 
 
 class AssociateOut(ApiOut):
@@ -335,14 +321,15 @@ class WebhookOut(ApiOut):
     headers: dict[str, str] | None
     properties: dict[str, Any] | None
     errors_email: str | None = None
-    error_emails: list[str] = []
-    error_associates: list[AssociateItemOut] = []
+    # null only in the default carrier (§2: "other fields null")
+    error_emails: list[str] | None = None
+    error_associates: list[AssociateItemOut] | None = None
     description: str | None = None
-    notify_via: str = "None"
-    notify_when: str = "Disabling"
-    total_calls: int = 0
-    total_errors: int = 0
-    consecutive_errors: int = 0
+    notify_via: str | None = None
+    notify_when: str | None = None
+    total_calls: int | None = None
+    total_errors: int | None = None
+    consecutive_errors: int | None = None
     last_error: str | None = None
     registered: str
     registered_associate: AssociateOut | None
@@ -409,8 +396,8 @@ def _webhook_values(hook: Webhook) -> dict[str, Any]:
         "error_emails": hook.error_emails,
         "error_associates": hook.error_associates,
         "description": hook.description,
-        "notify_via": flag_names(hook.notify_via),
-        "notify_when": flag_names(hook.notify_when),
+        "notify_via": rules.flag_names(hook.notify_via),
+        "notify_when": rules.flag_names(hook.notify_when),
         **(
             {
                 "total_calls": hook.usage.total_calls,

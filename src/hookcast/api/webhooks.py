@@ -21,6 +21,7 @@ from .deps import (
     signal_event,
 )
 from .schemas import (
+    EVENT_DATA,
     STATE_NAMES,
     DeliveriesPage,
     DeliveryOut,
@@ -253,10 +254,7 @@ register_url_convertor("signed_int", _SignedInt())
 
 SignalBody = Annotated[
     dict[str, Any] | None,
-    Body(
-        description="Event data (§3): {Changes, Values, FieldValues}, or a flat object of "
-        "fields (Values of a *.deleted event, else Changes and FieldValues)."
-    ),
+    Body(description=EVENT_DATA),
 ]
 
 

@@ -1,6 +1,7 @@
 """Notification mail (§6): the FirstFailure and Disabling notices to ErrorEmails.
 
-`notice_mail` builds the message (`in_app_text` the InApp line); `Mailer.send` makes one
+`notice_text` writes a notice and `mail_message` makes the mail of it (`in_app_text` the
+InApp line); `Mailer.send` makes one
 SMTP attempt and never raises for SMTP or network problems: it says whether the mail was
 sent, may be retried, was refused for good, or may have arrived (`classify`), and the outbox
 decides from that.
@@ -15,8 +16,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
-from typing import Any
+from email.utils import formatdate, parseaddr
+from typing import Any, NamedTuple
 
 import aiosmtplib
 
@@ -28,10 +29,12 @@ __all__ = [
     "MailOutcome",
     "MailResult",
     "Mailer",
+    "Notice",
     "classify",
     "in_app_text",
+    "mail_message",
     "message_id",
-    "notice_mail",
+    "notice_text",
 ]
 
 logger = logging.getLogger("hookcast.mail")
@@ -44,11 +47,18 @@ def _one_line(value: str) -> str:
     return _CONTROL.sub(" ", value).strip()
 
 
-def notice_mail(
-    *,
+def _what(kind: NotifyWhen) -> str:
+    return "was disabled after too many errors" if kind is NotifyWhen.Disabling else "failed"
+
+
+class Notice(NamedTuple):
+    subject: str
+    body: str
+
+
+def notice_text(
     kind: NotifyWhen,
-    to: str,
-    sender: str,
+    *,
     webhook_name: str,
     webhook_id: int,
     tenant: str,
@@ -56,22 +66,10 @@ def notice_mail(
     last_event_id: str | None,
     last_error: str | None,
     consecutive_errors: int,
-) -> EmailMessage:
-    """The plain-text notice of a FirstFailure or a Disabling (§6); never carries the Secret."""
+) -> Notice:
+    """The plain-text notice of a FirstFailure or a Disabling (§6), as the outbox keeps it;
+    never carries the Secret."""
     name = _one_line(webhook_name)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = f'hookcast: webhook "{name}" (id {webhook_id}) ' + (
-        "was disabled after too many errors"
-        if kind is NotifyWhen.Disabling
-        else "failed to deliver"
-    )
-    message["Date"] = formatdate(usegmt=True)
-    # An explicit domain: make_msgid() would otherwise ask DNS for our FQDN, synchronously.
-    domain = sender.rpartition("@")[2].strip(" >") or "hookcast.localhost"
-    message["Message-ID"] = make_msgid(domain=domain)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     base = f"/api/v1/Webhook/{webhook_id}"
     facts = f"""\
   Webhook:             {name}
@@ -111,10 +109,29 @@ What to do:
   1. Check the receiver at the TargetUrl: it must answer 2xx in time.
   2. The attempts and their errors: GET {base}/Deliveries
 """
-    message.set_content(
-        text + "\nThis message was sent automatically to the ErrorEmails addresses of the "
+    subject = f'hookcast: webhook "{name}" (id {webhook_id}) ' + (
+        _what(kind) if kind is NotifyWhen.Disabling else "failed to deliver"
+    )
+    body = text + (
+        "\nThis message was sent automatically to the ErrorEmails addresses of the "
         "webhook\n(NotifyVia Email).\n"
     )
+    return Notice(subject, body)
+
+
+def mail_message(
+    *, sender: str, to: str, notice: Notice, mail_id: int, created_at: float
+) -> EmailMessage:
+    """An outbox mail as sent: the same Date and Message-ID on every try, so a copy that
+    arrives twice is recognisable downstream."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = _one_line(notice.subject)
+    message["Date"] = formatdate(created_at, usegmt=True)
+    message["Message-ID"] = message_id(mail_id, created_at, sender)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    message.set_content(notice.body)
     return message
 
 
@@ -122,9 +139,8 @@ def in_app_text(
     kind: NotifyWhen, webhook_name: str, webhook_id: int, last_error: str | None
 ) -> str:
     """The one line an InApp notification shows."""
-    what = "was disabled after too many errors" if kind is NotifyWhen.Disabling else "failed"
     error = _one_line((last_error or "").split("\n", 1)[0])[:200]
-    return f'Webhook "{_one_line(webhook_name)}" (id {webhook_id}) {what}' + (
+    return f'Webhook "{_one_line(webhook_name)}" (id {webhook_id}) {_what(kind)}' + (
         f": {error}" if error else "."
     )
 

@@ -15,13 +15,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
-from email.utils import formatdate
 from typing import Any
 
 from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
-from .mail import Mailer, MailOutcome, MailResult, message_id
+from .mail import Mailer, MailOutcome, MailResult, Notice, mail_message
 
 log = logging.getLogger("hookcast.mail")
 
@@ -119,17 +118,13 @@ class Outbox:
                 )
 
     def _message(self, mail: queue.Mail) -> EmailMessage:
-        sender = self._settings.smtp_from
-        message = EmailMessage()
-        message["From"] = sender
-        message["To"] = mail.recipient
-        message["Subject"] = mail.subject
-        # The same Date and Message-ID on every try: a duplicate is recognisable downstream.
-        message["Date"] = formatdate(mail.created_at, usegmt=True)
-        message["Message-ID"] = message_id(mail.id, mail.created_at, sender)
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
-        message.set_content(mail.body)
-        return message
+        return mail_message(
+            sender=self._settings.smtp_from,
+            to=mail.recipient,
+            notice=Notice(mail.subject, mail.body),
+            mail_id=mail.id,
+            created_at=mail.created_at,
+        )
 
     async def _send(self, mail: queue.Mail) -> None:
         handed_over = False

@@ -3,35 +3,46 @@
 One transaction per batch: the pending deliveries and the webhooks' error runs are read
 (webhook rows locked in id order), `policy.decide` computes every row, the store writes
 them, and each webhook the batch disables goes to TooManyErrors through the conditional
-UPDATE, with its follow-ups (transitions.py)."""
+UPDATE, with its follow-ups (transitions.py); a batch that starts a webhook's run of errors
+writes its FirstFailure notices."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
 from ..model import State
 from ..store import queue
 from .policy import Attempted, RetryPolicy, decide
-from .transitions import Transition, failure_streak_started, state_changed
+from .transitions import Transition, failure_run_started, state_changed
+
+
+class Recorded(NamedTuple):
+    disabled: list[Transition]  # the webhooks this batch moved to TooManyErrors
+    mail_queued: bool  # notices went to the outbox
 
 
 def record_outcomes(
     conn: Connection, batch: Sequence[Attempted], policy: RetryPolicy, now: float
-) -> list[Transition]:
+) -> Recorded:
     live = queue.pending_of(conn, [a.claimed.delivery_id for a in batch])
     # Deliveries finished or deleted with their webhook meanwhile leave no trace.
     batch = [a for a in batch if a.claimed.delivery_id in live]
     if not batch:
-        return []
+        return Recorded([], False)
     webhooks = queue.lock_webhooks(conn, (a.claimed.webhook_id for a in batch))
     decisions = decide(batch, webhooks, policy, now)
     queue.write_outcomes(conn, decisions.attempts, decisions.counters, decisions.steps)
-    for webhook_id in decisions.first_failures:
-        failure_streak_started(conn, webhook_id, now)
-    return [
+    disabled = [
         state_changed(conn, webhook_id, State.TooManyErrors, now)
         for webhook_id in decisions.disable
         if queue.disable_if_active(conn, webhook_id, now)
     ]
+    disabled_ids = {t.webhook_id for t in disabled}
+    mailed = [
+        failure_run_started(conn, webhook_id, webhook_id in disabled_ids, now)
+        for webhook_id in decisions.first_failures
+    ]
+    return Recorded(disabled, any(mailed) or any(t.mail_queued for t in disabled))

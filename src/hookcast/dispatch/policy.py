@@ -158,11 +158,15 @@ def trips(consecutive_before: int, delta: CounterDelta, policy: RetryPolicy) -> 
     return delta.gone or reached_from_before or delta.longest_run >= limit
 
 
-def starts_failure_streak(consecutive_before: int, delta: CounterDelta) -> bool:
+def starts_failure_streak(failed_before: bool, delta: CounterDelta) -> bool:
     """Whether a batch holds the first failed attempt after a success (NotifyWhen
-    FirstFailure, §6): a failure with no error run before it, or one after a success of
-    the batch. Once per streak, since the run is only 0 again after a success."""
-    return (consecutive_before == 0 and delta.head_errors > 0) or delta.errors > delta.head_errors
+    FirstFailure, §6): a failure while none had happened since the last success, or one
+    after a success of the batch."""
+    return (not failed_before and delta.head_errors > 0) or delta.errors > delta.head_errors
+
+
+def failed_since_success_after(failed_before: bool, delta: CounterDelta) -> bool:
+    return delta.tail_errors > 0 if delta.had_success else failed_before or delta.errors > 0
 
 
 # ----- a batch: everything the store writes ---------------------------------------------------
@@ -182,7 +186,9 @@ class Decisions:
     counters: list[CounterRow]  # in webhook id order
     steps: list[DeliveryStep]
     disable: list[int]  # Active webhooks this batch moves to TooManyErrors
-    first_failures: list[int] = field(default_factory=list)  # Active ones starting an error run
+    # Active webhooks whose batch holds the first failure after a success (also when the
+    # same batch disables them)
+    first_failures: list[int] = field(default_factory=list)
 
 
 def decide(
@@ -209,11 +215,11 @@ def decide(
         delta = fold([a.outcome for a in attempted])
         if found.state == State.Active:
             if trips(found.consecutive_errors, delta, policy):
-                disable.append(webhook_id)  # its Disabling notice says it all
+                disable.append(webhook_id)
             else:
                 active.add(webhook_id)
-                if starts_failure_streak(found.consecutive_errors, delta):
-                    first_failures.append(webhook_id)
+            if starts_failure_streak(found.failed_since_success, delta):
+                first_failures.append(webhook_id)
         failure = next((a for a in reversed(attempted) if not a.outcome.ok), None)
         success = next((a for a in reversed(attempted) if a.outcome.ok), None)
         counters.append(
@@ -221,6 +227,9 @@ def decide(
                 calls=delta.calls,
                 errors=delta.errors,
                 consecutive_errors=delta.consecutive_after(found.consecutive_errors),
+                failed_since_success=int(
+                    failed_since_success_after(found.failed_since_success, delta)
+                ),
                 last_error=failure.outcome.error if failure else None,
                 last_error_at=failure.at if failure else None,
                 last_success_at=success.at if success else None,

@@ -15,7 +15,7 @@ from ..model import NotifyVia, NotifyWhen, State, format_epoch
 from ..payload import format_timestamp
 from ..store import queue
 from ..store.rows import MailRow, NewEvent, NoticeRow, WebhookSnapshot
-from .mail import in_app_text, notice_mail
+from .mail import in_app_text, notice_text
 
 STATE_EVENT_VERBS = {
     State.Active: "started",
@@ -51,22 +51,19 @@ def notices(hook: WebhookSnapshot, kind: NotifyWhen) -> Notices:
     ErrorAssociates entry with NotifyVia InApp; nothing unless NotifyWhen has `kind`."""
     if kind not in hook.notify_when:
         return Notices([], [])
-    mails = []
+    mails: list[MailRow] = []
     if NotifyVia.Email in hook.notify_via:
-        for address in hook.error_emails:
-            message = notice_mail(
-                kind=kind,
-                to=address,
-                sender="",
-                webhook_name=hook.name,
-                webhook_id=hook.id,
-                tenant=hook.tenant,
-                target_url=hook.target_url,
-                last_event_id=hook.last_event_id,
-                last_error=hook.last_error,
-                consecutive_errors=hook.consecutive_errors,
-            )
-            mails.append(MailRow(hook.id, address, message["Subject"], message.get_content()))
+        notice = notice_text(
+            kind,
+            webhook_name=hook.name,
+            webhook_id=hook.id,
+            tenant=hook.tenant,
+            target_url=hook.target_url,
+            last_event_id=hook.last_event_id,
+            last_error=hook.last_error,
+            consecutive_errors=hook.consecutive_errors,
+        )
+        mails = [MailRow(hook.id, a, notice.subject, notice.body) for a in hook.error_emails]
     in_app = []
     if NotifyVia.InApp in hook.notify_via:
         text = in_app_text(kind, hook.name, hook.id, hook.last_error)
@@ -125,9 +122,11 @@ def state_changed(conn: Connection, webhook_id: int, state: State, now: float) -
     return Transition(webhook_id, effects.event.tenant, state, mailed)
 
 
-def failure_streak_started(conn: Connection, webhook_id: int, now: float) -> bool:
+def failure_run_started(conn: Connection, webhook_id: int, disabled: bool, now: float) -> bool:
     """Write the FirstFailure notices of a webhook whose counters the caller has just
-    written, in its transaction; whether a mail was queued."""
-    return _send(
-        conn, notices(queue.webhook_snapshot(conn, webhook_id), NotifyWhen.FirstFailure), now
-    )
+    written, in its transaction; whether a mail was queued. When the same batch disabled
+    it, its Disabling notice says it all, if it asked for one."""
+    hook = queue.webhook_snapshot(conn, webhook_id)
+    if disabled and NotifyWhen.Disabling in hook.notify_when:
+        return False
+    return _send(conn, notices(hook, NotifyWhen.FirstFailure), now)

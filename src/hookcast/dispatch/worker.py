@@ -264,7 +264,7 @@ class Dispatcher:
         while self._results:
             batch = self._results[: self._settings.batch_size]
             try:
-                transitions = await self._db.run(record_outcomes, batch, self.policy, time.time())
+                recorded = await self._db.run(record_outcomes, batch, self.policy, time.time())
             except Exception:
                 # Kept: the leases hold the deliveries meanwhile, so nothing is lost.
                 failures += 1
@@ -277,12 +277,12 @@ class Dispatcher:
             # Removed only once committed (attempts append behind, never in front).
             del self._results[: len(batch)]
             metrics.record_attempts(batch)
-            for t in transitions:
+            for t in recorded.disabled:
                 log.warning(
                     "webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant
                 )
-            if transitions:
-                self._on_transitions(transitions)
+            if recorded.disabled or recorded.mail_queued:
+                self._on_transitions(recorded.disabled)  # new events, mail for the outbox
             if any(not r.outcome.ok for r in batch):
                 self.wake()  # retries may now be due sooner than the claimer thought
             else:

@@ -249,7 +249,7 @@ def lock_webhooks(conn: Connection, webhook_ids: Iterable[int]) -> dict[int, Web
     order (see statements.sql)."""
     ids = tuple(sorted(set(webhook_ids)))
     rows = run(conn, "lock_webhooks", ids, marks=marks(len(ids)), lock=dialect_of(conn).row_lock)
-    return {row[0]: WebhookCounters(State(row[1]), row[2]) for row in rows}
+    return {row[0]: WebhookCounters(State(row[1]), row[2], bool(row[3])) for row in rows}
 
 
 def write_outcomes(
@@ -529,7 +529,14 @@ def webhooks_by_state(conn: Connection) -> dict[str, int]:
 
 def prune(conn: Connection, before: float) -> int:
     """Drop finished deliveries (and their attempts) older than `before`, then events that
-    no longer have deliveries."""
+    no longer have deliveries; InApp notifications and mail sent or failed before it go too
+    (a mail still queued or being sent stays)."""
+    conn.execute(delete(notifications).where(notifications.c.created_at < before))
+    conn.execute(
+        delete(mail_outbox).where(
+            mail_outbox.c.status.in_((MAIL_SENT, MAIL_FAILED)), mail_outbox.c.created_at < before
+        )
+    )
     old = select(deliveries.c.id).where(
         deliveries.c.status != PENDING, deliveries.c.finished_at < before
     )

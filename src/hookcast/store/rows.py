@@ -81,6 +81,7 @@ class WebhookCounters:
 
     state: State
     consecutive_errors: int
+    failed_since_success: bool = False
 
 
 # The rows below are written with executemany: NamedTuples whose field order is the order of
@@ -111,6 +112,7 @@ class CounterRow(NamedTuple):
     calls: int
     errors: int
     consecutive_errors: int
+    failed_since_success: int
     last_error: str | None  # None: unchanged (likewise the times below)
     last_error_at: float | None
     last_success_at: float | None

@@ -70,6 +70,9 @@ webhooks = Table(
     Column("description", Text),
     Column("notify_via", SmallInteger, nullable=False, server_default="0"),
     Column("notify_when", SmallInteger, nullable=False, server_default="2"),
+    # 1 from a failed attempt until the next success: FirstFailure is told once per error
+    # run (an Active again after TooManyErrors resets consecutive_errors, not this).
+    Column("failed_since_success", SmallInteger, nullable=False, server_default="0"),
     Column("registered_at", Float, nullable=False),
     Column("registered_associate_id", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),

@@ -65,7 +65,8 @@ SELECT id, status FROM deliveries WHERE id IN ({marks})
 -- The state and error run of the webhooks of a batch, locked in id order before any
 -- delivery row: concurrent outcome writers queue up instead of deadlocking, and the
 -- counters the policy reads are the ones it overwrites.
-SELECT id, state, consecutive_errors FROM webhooks WHERE id IN ({marks}) ORDER BY id{lock}
+SELECT id, state, consecutive_errors, failed_since_success FROM webhooks
+WHERE id IN ({marks}) ORDER BY id{lock}
 
 -- insert_attempt --
 -- One line of the attempt log.
@@ -77,7 +78,8 @@ VALUES (?,?,?,?,?,?,?,?,?,?,?)
 -- A webhook's counters after a batch: totals added, the error run set (its row is locked,
 -- see lock_webhooks); the last error and times kept when the batch has none.
 UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors + ?,
-                    consecutive_errors = ?, last_error = COALESCE(?, last_error),
+                    consecutive_errors = ?, failed_since_success = ?,
+                    last_error = COALESCE(?, last_error),
                     last_error_at = COALESCE(?, last_error_at),
                     last_success_at = COALESCE(?, last_success_at), last_event_id = ?
 WHERE id = ?

@@ -2,7 +2,11 @@
 
 webhooks gain ErrorEmails, ErrorAssociates, Description, NotifyVia and NotifyWhen; the
 obsolete ErrorsEmail column goes, its address carried over as the one entry of ErrorEmails
-with NotifyVia Email (the default when an address is set). mail_outbox counts its tries.
+with NotifyVia Email (the default when an address is set); `failed_since_success` keeps
+FirstFailure to once per error run. mail_outbox counts its tries.
+
+SQLite rebuilds the table to drop the column; its AUTOINCREMENT counter is carried over, or
+the ids of deleted webhooks above the highest kept one would be handed out again.
 
 Revision ID: 0005
 Revises: 0004
@@ -19,6 +23,21 @@ branch_labels = None
 depends_on = None
 
 
+def _sqlite_sequence(conn: sa.Connection) -> int | None:
+    if conn.dialect.name != "sqlite":
+        return None
+    row = conn.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'webhooks'")).first()
+    return None if row is None else int(row[0])
+
+
+def _restore_sqlite_sequence(conn: sa.Connection, seq: int | None) -> None:
+    if seq is not None:
+        conn.execute(
+            sa.text("UPDATE sqlite_sequence SET seq = max(seq, :seq) WHERE name = 'webhooks'"),
+            {"seq": seq},
+        )
+
+
 def upgrade() -> None:
     with op.batch_alter_table("webhooks") as batch:
         batch.add_column(sa.Column("error_emails", sa.Text(), server_default="[]", nullable=False))
@@ -32,7 +51,11 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("notify_when", sa.SmallInteger(), server_default="2", nullable=False)
         )
+        batch.add_column(
+            sa.Column("failed_since_success", sa.SmallInteger(), server_default="0", nullable=False)
+        )
     conn = op.get_bind()
+    seq = _sqlite_sequence(conn)
     hooks = sa.table(
         "webhooks",
         sa.column("id", sa.BigInteger),
@@ -52,6 +75,7 @@ def upgrade() -> None:
     # recreate: SQLite cannot drop a column that an older table definition might index
     with op.batch_alter_table("webhooks", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("errors_email")
+    _restore_sqlite_sequence(conn, seq)
     with op.batch_alter_table("mail_outbox") as batch:
         batch.add_column(sa.Column("tries", sa.SmallInteger(), server_default="0", nullable=False))
     op.create_table(
@@ -79,9 +103,10 @@ def downgrade() -> None:
     op.drop_table("notifications")
     with op.batch_alter_table("mail_outbox") as batch:
         batch.drop_column("tries")
+    conn = op.get_bind()
+    seq = _sqlite_sequence(conn)
     with op.batch_alter_table("webhooks", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("errors_email", sa.String(length=320), nullable=True))
-    conn = op.get_bind()
     hooks = sa.table(
         "webhooks",
         sa.column("id", sa.BigInteger),
@@ -93,6 +118,7 @@ def downgrade() -> None:
         conn.execute(hooks.update().where(hooks.c.id == row.id).values(errors_email=first))
     with op.batch_alter_table("webhooks", table_kwargs={"sqlite_autoincrement": True}) as batch:
         for name in (
+            "failed_since_success",
             "notify_when",
             "notify_via",
             "description",
@@ -100,3 +126,4 @@ def downgrade() -> None:
             "error_emails",
         ):
             batch.drop_column(name)
+    _restore_sqlite_sequence(conn, seq)
