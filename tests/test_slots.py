@@ -26,6 +26,10 @@ class Item:
     delivery_id: int
     webhook_id: int
 
+    @property
+    def endpoint(self) -> str:
+        return f"https://w{self.webhook_id}.example:443"
+
 
 def ledger(
     concurrency: int = 8, per_webhook: int = 2, batch_size: int = 3, lease: float = LEASE
@@ -61,12 +65,12 @@ def test_a_held_delivery_starts_in_place_of_an_attempt_of_its_own_webhook() -> N
     slots = ledger(per_webhook=1)
     admit_all(slots, [Item(1, 7), Item(2, 7), Item(3, 8)])
     # Webhook 8's attempt ends: its slot is free, webhook 7's held one does not take it.
-    assert slots.finished(3) == Finished(None, False)
+    assert slots.finished(3) == Finished([], False)
     assert slots.held_for(7) == 1
     # (1 running and 1 held were all webhook 7 may have: saturated until now.)
-    assert slots.finished(1) == Finished(Item(2, 7), True)
+    assert slots.finished(1) == Finished([Item(2, 7)], True)
     assert (slots.running_for(7), slots.held_for(7)) == (1, 0)
-    assert slots.finished(2) == Finished(None, False)
+    assert slots.finished(2) == Finished([], False)
     assert slots.running == 0
 
 
@@ -76,7 +80,8 @@ def test_held_deliveries_start_oldest_first() -> None:
     started = []
     running = 1
     while True:
-        start, _ = slots.finished(running)
+        starts, _ = slots.finished(running)
+        start = starts[0] if starts else None
         if start is None:
             break
         started.append(start.delivery_id)
@@ -91,25 +96,25 @@ def test_never_more_than_the_global_cap_the_next_free_slot_goes_to_a_waiting_one
     assert got == [Admit.START, Admit.START, Admit.HOLD]
     assert slots.running == 2
     # Webhook 9 runs nothing, so the next slot that comes free, of any webhook, is its.
-    assert slots.finished(1) == Finished(Item(3, 9), False)
+    assert slots.finished(1) == Finished([Item(3, 9)], False)
     assert (slots.running, slots.running_for(9), slots.held) == (2, 1, 0)
 
 
 def test_waiting_webhooks_take_free_slots_in_turn() -> None:
     slots = ledger(concurrency=2, per_webhook=2)
     admit_all(slots, [Item(1, 1), Item(2, 1), Item(3, 8), Item(4, 8), Item(5, 9)])
-    assert slots.finished(1).start == Item(3, 8)
-    assert slots.finished(2).start == Item(5, 9)  # webhook 8 had its turn
-    assert slots.finished(3).start == Item(4, 8)
-    assert slots.finished(4) == Finished(None, False)
+    assert slots.finished(1).start == [Item(3, 8)]
+    assert slots.finished(2).start == [Item(5, 9)]  # webhook 8 had its turn
+    assert slots.finished(3).start == [Item(4, 8)]
+    assert slots.finished(4) == Finished([], False)
 
 
 def test_a_waiting_webhook_that_reaches_its_cap_waits_for_its_own_attempts() -> None:
     slots = ledger(concurrency=2, per_webhook=1)
     admit_all(slots, [Item(1, 1), Item(2, 2), Item(3, 8), Item(4, 8)])
-    assert slots.finished(1).start == Item(3, 8)  # webhook 8 now runs all it may
-    assert slots.finished(2) == Finished(None, False)  # so its next one does not take this
-    assert slots.finished(3).start == Item(4, 8)
+    assert slots.finished(1).start == [Item(3, 8)]  # webhook 8 now runs all it may
+    assert slots.finished(2) == Finished([], False)  # so its next one does not take this
+    assert slots.finished(3).start == [Item(4, 8)]
 
 
 def test_saturated_means_every_slot_busy_and_as_many_held() -> None:
@@ -119,9 +124,9 @@ def test_saturated_means_every_slot_busy_and_as_many_held() -> None:
     slots.admit(Item(4, 7), 0.0)
     assert slots.saturated() == [7]
     # One ends, a held one starts in its place: one held fewer, no longer saturated.
-    assert slots.finished(1) == Finished(Item(3, 7), True)
+    assert slots.finished(1) == Finished([Item(3, 7)], True)
     assert slots.saturated() == []
-    assert slots.finished(2) == Finished(Item(4, 7), False)
+    assert slots.finished(2) == Finished([Item(4, 7)], False)
 
 
 def test_free_slots_count_the_outcomes_not_yet_written_beyond_a_batch() -> None:
@@ -145,14 +150,14 @@ def test_held_deliveries_go_back_after_half_a_lease() -> None:
     assert slots.stale(6.5) == [2]
     assert slots.stale(100.0) == [3]
     assert (slots.held, slots.running) == (0, 2)
-    assert slots.finished(1) == Finished(None, False)
+    assert slots.finished(1) == Finished([], False)
 
 
 def test_stale_waiting_deliveries_go_back_too() -> None:
     slots = ledger(concurrency=1, per_webhook=1, lease=10.0)
     admit_all(slots, [Item(1, 1), Item(2, 2)])
     assert slots.stale(6.0) == [2]
-    assert slots.finished(1) == Finished(None, False)
+    assert slots.finished(1) == Finished([], False)
 
 
 def test_stopping_starts_nothing_and_hands_back_what_is_held() -> None:
@@ -161,7 +166,7 @@ def test_stopping_starts_nothing_and_hands_back_what_is_held() -> None:
     slots.stop()
     assert slots.handover(0, 99.0) is None
     assert slots.admit(Item(3, 8), 0.0) is Admit.HOLD
-    assert slots.finished(1) == Finished(None, False)
+    assert slots.finished(1) == Finished([], False)
     assert sorted(slots.release_held()) == [2, 3]
     assert (slots.running, slots.held) == (0, 0)
 
@@ -311,7 +316,9 @@ class Dispatch(RuleBasedStateMachine):
             # handover_hold are held (counting those it held already).
             taken = sum(item.webhook_id == w for item in self.handing)
             room = max(0, self.slots.per_webhook - self.slots.running_for(w))
-            assert taken <= room + max(0, self.slots.handover_hold - self.slots.held_for(w))
+            assert taken <= room + max(
+                0, (self.slots.cap(w) + self.slots.batch_size) - self.slots.held_for(w)
+            )
         if not self.overlap:
             self.admit_handover()
 
@@ -332,7 +339,9 @@ class Dispatch(RuleBasedStateMachine):
         own_held = [d for d, (w, _) in self.held.items() if w == webhook_id]
         was_saturated = webhook_id in self.slots.saturated()
         before = {w: self.slots.running_for(w) for w in range(4)}
-        start, unsaturated = self.slots.finished(delivery_id)
+        starts, unsaturated = self.slots.finished(delivery_id)
+        assert len(starts) <= 1  # fixed caps: one ended attempt frees one slot
+        start = starts[0] if starts else None
         if own_held:
             # No webhook starved: its oldest held one starts in place of the ended attempt.
             assert start is not None and start.delivery_id == own_held[0]
@@ -398,10 +407,10 @@ class Dispatch(RuleBasedStateMachine):
             if self.overlap:
                 # A claim decided before a hand-over was admitted adds at most its batch.
                 assert s.running_for(w) + s.held_for(w) <= (
-                    s.per_webhook + s.handover_hold + s.batch_size
+                    s.per_webhook + (s.cap(w) + s.batch_size) + s.batch_size
                 )
             else:
-                assert s.held_for(w) <= s.handover_hold
+                assert s.held_for(w) <= (s.cap(w) + s.batch_size)
 
     @invariant()
     def held_ones_wait_only_while_no_slot_can_take_them(self) -> None:
@@ -414,10 +423,10 @@ class Dispatch(RuleBasedStateMachine):
     def a_webhook_with_a_free_slot_is_never_saturated(self) -> None:
         s = self.slots
         for w in s.saturated():
-            assert s.running_for(w) + s.held_for(w) >= s.saturation
+            assert s.running_for(w) + s.held_for(w) >= 2 * s.cap(w)
             assert s.running_for(w) == s.per_webhook or s.running == s.concurrency
         for w in range(4):
-            if s.running_for(w) + s.held_for(w) >= s.saturation:
+            if s.running_for(w) + s.held_for(w) >= 2 * s.cap(w):
                 assert w in s.saturated()
 
 
@@ -442,7 +451,8 @@ def test_unsaturated_is_reported_exactly_when_it_stops(per_webhook: int) -> None
     flags = []
     running = [i.delivery_id for i in items[:per_webhook]]
     while running:
-        start, unsaturated = slots.finished(running.pop(0))
+        starts, unsaturated = slots.finished(running.pop(0))
+        start = starts[0] if starts else None
         flags.append(unsaturated)
         if start is not None:
             running.append(start.delivery_id)

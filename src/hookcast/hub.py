@@ -213,6 +213,11 @@ class Hub:
         if self.outbox:
             self.outbox.wake()
 
+    def halt(self, webhook_id: int) -> None:
+        """A webhook was stopped or deleted here: deliver nothing more of it (§6, issue 12)."""
+        if self.dispatcher:
+            self.dispatcher.drop_webhooks([webhook_id])
+
     def _rung(self, webhook_ids: set[int] | None) -> None:
         """Another process committed new deliveries (for these webhooks; None: anything)."""
         if webhook_ids is None:

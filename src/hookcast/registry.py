@@ -89,6 +89,8 @@ class Registry:
     settings: Settings
     sender: HttpSender
     wake: Callable[[], None] = lambda: None  # state events were committed: deliver them
+    # A webhook stopped or deleted: this process's dispatcher drops it at once (issue 12).
+    halt: Callable[[int], None] = lambda _: None
 
     async def get(self, who: Principal, webhook_id: int) -> Webhook:
         hook = await self.db.read(queries.get_webhook, who.tenant, webhook_id)
@@ -172,6 +174,8 @@ class Registry:
             return updated
 
         hook = await self.db.run(write)
+        if hook.state is not State.Active:
+            self.halt(webhook_id)
         self.wake()
         return hook
 
@@ -195,6 +199,7 @@ class Registry:
             _check_unmodified(await self.get(who, webhook_id), if_unmodified_since)
         if not await self.db.run(queries.delete_webhook, who.tenant, webhook_id):
             raise NotFound(f"There is no webhook {webhook_id}.")
+        self.halt(webhook_id)
 
     async def usage(self, who: Principal, webhook_id: int) -> Usage:
         usage = await self.db.read(queries.get_usage, who.tenant, webhook_id)

@@ -54,8 +54,15 @@ class Settings(BaseSettings):
     user_agent: str = f"hookcast/{__version__}"
     max_response_bytes: int = 64 * 1024
     max_connections_per_host: int = Field(default=32, ge=1)
-    concurrency: int = Field(default=64, ge=1)  # attempts in flight per process
+    # Attempts in flight per process: one waiting on a socket costs little (a task, a
+    # connection), so thousands; raise the file-descriptor limit to match (RLIMIT_NOFILE).
+    concurrency: int = Field(default=1024, ge=1)
     per_webhook_concurrency: int = Field(default=16, ge=1)  # so one slow target cannot take all
+    # What an endpoint may run before its answers say more (adaptive.py)
+    endpoint_initial_concurrency: int = Field(default=4, ge=1)
+    outcome_window: float = Field(
+        default=0.005, ge=0, le=1
+    )  # seconds outcomes wait to share a commit
     batch_size: int = Field(default=100, ge=1)  # deliveries per claim and outcomes per commit
     poll_interval: float = Field(default=1.0, gt=0)  # fallback for wake-ups from other processes
     retention_days: float = Field(default=7.0, ge=0)  # finished deliveries and attempts kept

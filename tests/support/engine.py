@@ -98,4 +98,5 @@ def delivery_settings(tmp_path: Path, ca_bundle: str, **overrides: Any) -> Setti
 async def running_engine(tmp_path: Path, ca_bundle: str, **overrides: Any) -> AsyncIterator[Engine]:
     settings = delivery_settings(tmp_path, ca_bundle, **overrides)
     async with Hub(settings) as hub:
-        yield Engine(hub, Registry(hub.db, settings, hub.sender, wake=hub.wake), settings)
+        registry = Registry(hub.db, settings, hub.sender, wake=hub.wake, halt=hub.halt)
+        yield Engine(hub, registry, settings)

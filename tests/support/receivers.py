@@ -63,6 +63,8 @@ class Receiver:
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._transports: set[asyncio.Transport] = set()
+        self._unanswered = 0  # requests arrived and not yet answered
+        self.peak_open = 0  # the most at once since start or reset_peak()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +119,10 @@ class Receiver:
     def url_for(self, path: str, host: str | None = None) -> str:
         return f"https://{host or self.host}:{self.port}{path}"
 
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak_open = self._unanswered
+
     def respond(self, **changes: Any) -> None:
         """Change how later requests are answered, e.g. `respond(status=500, body=b"boom")`."""
         self.behaviour = replace(self.behaviour, **changes)
@@ -151,6 +157,20 @@ class Receiver:
             await asyncio.sleep(0.01)
         return self.requests
 
+    async def _wait(self, request: web.Request, delay: float) -> None:
+        """Hold the answer for `delay`, cut short when the receiver stops or the client
+        hangs up (its attempt timed out): `peak_open` counts what clients still wait for."""
+        assert self._stopping is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(left, 0.02))
+            if self._stopping.is_set() or request.transport is None:
+                return
+            if request.transport.is_closing():
+                return
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             self._transports.add(request.transport)
@@ -164,18 +184,19 @@ class Receiver:
         )
         with self._lock:
             self._requests.append(recorded)
+            self._unanswered += 1
+            self.peak_open = max(self.peak_open, self._unanswered)
             behaviour = self.behaviour
             status = behaviour.status
             if behaviour.statuses:
                 status = behaviour.statuses[0]
                 self.behaviour = replace(behaviour, statuses=behaviour.statuses[1:])
         if behaviour.delay:
-            assert self._stopping is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), behaviour.delay)
+            await self._wait(request, behaviour.delay)
         headers = dict(behaviour.headers)
         if behaviour.location is not None:
             headers["Location"] = behaviour.location
         with self._lock:
             self._answered += 1
+            self._unanswered -= 1
         return web.Response(status=status, body=behaviour.body, headers=headers)

@@ -3,19 +3,23 @@
 Pure bookkeeping, no I/O, no clock and no asyncio: the dispatcher asks it and does what it
 says (starts the attempts, hands deliveries back, wakes the claimer). The rules:
 
-- At most `concurrency` attempts run at once, at most `per_webhook` of any one webhook, so a
-  slow or dead receiver can hold only its own slots.
+- At most `concurrency` attempts run at once, at most `cap(webhook)` of any one webhook, so
+  a slow or dead receiver can hold only its own slots. The cap is `per_webhook`, lowered to
+  its endpoint's adaptive limit (adaptive.py): a receiver that times out runs one probe
+  while its other deliveries wait, and one that answers fast grows back to `per_webhook`.
 - A delivery leased to us that cannot start is *held*. One held because its webhook runs all
   it may starts only in place of an ended attempt of that same webhook: a hanging receiver's
   held deliveries never take a slot from a healthy one. (One held only because every slot
   was busy, its webhook being below its cap, starts in the next slot that comes free.)
 - Outcomes not yet written count against the free slots too (beyond one batch, which the
   writer is committing): a database that falls behind slows claiming down.
-- A webhook with `2 * per_webhook` running and held is *saturated*: claims skip its due
+- A webhook with `2 * cap` running and held is *saturated*: claims skip its due
   deliveries (a hanging receiver's backlog) until one of its attempts ends.
-- The intake hands a webhook up to a batch more than claims would hold (`handover_hold`,
-  `per_webhook + batch_size`): under load new deliveries then come straight from the intake,
-  already leased, instead of through the queue, a claim each.
+- The intake hands a webhook up to a batch more than claims would hold (`cap + batch_size`
+  held): under load new deliveries then come straight from the intake, already leased,
+  instead of through the queue, a claim each.
+- A webhook that stops being Active is dropped at once (`drop_webhook`): its held
+  deliveries are let go without an attempt and its running ones are named for cancelling.
 - Held deliveries go back to the queue after half a lease (their webhook is slow), before
   their lease runs out and another process could attempt them too.
 
@@ -30,6 +34,9 @@ import enum
 from collections import deque
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
+from ..outcome import AttemptOutcome
+from .adaptive import AdaptiveLimits
+
 
 class Leased(Protocol):
     """A delivery leased to this process (store.rows.Claimed)."""
@@ -39,6 +46,9 @@ class Leased(Protocol):
 
     @property
     def webhook_id(self) -> int: ...
+
+    @property
+    def endpoint(self) -> str: ...
 
 
 D = TypeVar("D", bound=Leased)
@@ -51,11 +61,11 @@ class Admit(enum.Enum):
 
 
 class Finished(NamedTuple, Generic[D]):
-    """What an ended attempt frees: a held delivery to start in its place (None: the slot
-    is free for the claimer), and whether its webhook just stopped being saturated (its due
-    deliveries may be claimed again)."""
+    """What an ended attempt frees: held deliveries to start in its place (none: the slot
+    is free for the claimer; more than one when its endpoint's limit grew), and whether its
+    webhook just stopped being saturated (its due deliveries may be claimed again)."""
 
-    start: D | None
+    start: list[D]
     unsaturated: bool
 
 
@@ -79,7 +89,7 @@ class Handover:
         lease_until: float,
     ) -> None:
         self._total = total
-        self._default = default  # (can start, can hold) of a webhook with nothing running
+        self._default = default  # (can start, can hold) of a webhook the ledger does not know
         self._left = per_webhook  # webhook -> [can start, can hold], used up by take()
         self.lease_until = lease_until
 
@@ -100,14 +110,22 @@ class Handover:
 class SlotLedger(Generic[D]):
     """Running and held deliveries of one dispatcher, and the caps on them."""
 
-    def __init__(self, *, concurrency: int, per_webhook: int, batch_size: int, lease: float):
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        per_webhook: int,
+        batch_size: int,
+        lease: float,
+        limits: AdaptiveLimits | None = None,
+    ):
         self.concurrency = concurrency  # attempts running at once
-        self.per_webhook = per_webhook  # of them for one webhook
+        self.per_webhook = per_webhook  # of them for one webhook, at most
         self.batch_size = batch_size  # deliveries per claim, outcomes per write
-        self.saturation = 2 * per_webhook  # running + held of a webhook that claims skip
-        self.handover_hold = per_webhook + batch_size  # held of a webhook, from the intake
+        self.limits = limits  # None: every webhook may run per_webhook
         self.lease = lease
         self.stopping = False
+        self._endpoint: dict[int, str] = {}  # webhook id -> endpoint, of webhooks we hold or run
         self._running: dict[int, int] = {}  # delivery id -> webhook id
         self._by_webhook: dict[int, int] = {}  # webhook id -> attempts running (> 0)
         # Leased to us but not started, oldest first, with when they were held.
@@ -142,24 +160,38 @@ class SlotLedger(Generic[D]):
         """How many due deliveries to claim now (at most a batch; 0: none)."""
         return max(0, min(self.free(unwritten), self.batch_size))
 
+    def cap(self, webhook_id: int) -> int:
+        """How many attempts of this webhook may run: per_webhook, or its endpoint's
+        adaptive limit when lower."""
+        endpoint = self._endpoint.get(webhook_id)
+        if self.limits is None or endpoint is None:
+            return self.per_webhook
+        return min(self.per_webhook, self.limits.limit(endpoint))
+
+    def _default_cap(self) -> int:
+        return (
+            self.per_webhook if self.limits is None else min(self.per_webhook, self.limits.initial)
+        )
+
     def saturated(self) -> list[int]:
         """Webhooks with every slot busy and as many held in turn: claim none of theirs."""
-        cap, held, running = self.saturation, self._held, self._by_webhook
-        found = [w for w, n in running.items() if n + len(held.get(w, ())) >= cap]
+        held, running, cap = self._held, self._by_webhook, self.cap
+        found = [w for w, n in running.items() if n + len(held.get(w, ())) >= 2 * cap(w)]
         # Held with nothing running: waiting for any slot, or we are stopping.
-        found += [w for w, items in held.items() if w not in running and len(items) >= cap]
+        found += [w for w, items in held.items() if w not in running and len(items) >= 2 * cap(w)]
         return found
 
     def handover(self, unwritten: int, lease_until: float) -> Handover | None:
         """How many new deliveries the intake hands over (None: none, we are stopping)."""
         if self.stopping:
             return None
-        run, hold, held = self.per_webhook, self.handover_hold, self._held
-        busy = {w: [run - n, hold - len(held.get(w, ()))] for w, n in self._by_webhook.items()}
-        for w, items in held.items():  # held with nothing running: waiting for any slot
-            if w not in busy:
-                busy[w] = [run, hold - len(items)]
-        return Handover(self.free(unwritten), (run, hold), busy, lease_until)
+        held, batch = self._held, self.batch_size
+        busy = {}
+        for w in {*self._by_webhook, *held}:
+            cap = self.cap(w)
+            busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
+        default = self._default_cap()
+        return Handover(self.free(unwritten), (default, default + batch), busy, lease_until)
 
     # ----- changes ---------------------------------------------------------------------------
 
@@ -170,8 +202,9 @@ class SlotLedger(Generic[D]):
         if delivery_id in self._running or delivery_id in self._held_ids:
             return Admit.SKIP
         webhook_id = item.webhook_id
+        self._endpoint[webhook_id] = item.endpoint
         n = self._by_webhook.get(webhook_id, 0)
-        if not self.stopping and n < self.per_webhook:
+        if not self.stopping and n < self.cap(webhook_id):
             if len(self._running) < self.concurrency:
                 self._running[delivery_id] = webhook_id
                 self._by_webhook[webhook_id] = n + 1
@@ -186,30 +219,58 @@ class SlotLedger(Generic[D]):
         self._held_ids.add(delivery_id)
         return Admit.HOLD
 
-    def finished(self, delivery_id: int) -> Finished[D]:
-        """An attempt ended. Returns the held delivery to start in its place (counted as
-        running already): the next of the same webhook, else one waiting for any slot."""
-        webhook_id = self._running.pop(delivery_id)
+    def finished(self, delivery_id: int, outcome: AttemptOutcome | None = None) -> Finished[D]:
+        """An attempt ended (with `outcome`; None: cancelled, which says nothing of the
+        endpoint). Returns the held deliveries to start in its place (counted as running
+        already): the next of the same webhook, as many as its cap now allows, else one
+        waiting for any slot."""
+        webhook_id = self._running.pop(delivery_id, None)
+        if webhook_id is None:  # dropped with its webhook meanwhile
+            return Finished([], False)
         n = self._by_webhook[webhook_id] - 1
         if n:
             self._by_webhook[webhook_id] = n
         else:
             del self._by_webhook[webhook_id]
+        if outcome is not None and self.limits is not None:
+            self.limits.record(self._endpoint[webhook_id], outcome)
         if self.stopping:
-            return Finished(None, False)
+            return Finished([], False)
         if webhook_id in self._held:
             # Was it saturated? Its count of running and held drops by one now.
-            unsaturated = n + 1 + len(self._held[webhook_id]) == self.saturation
-            return Finished(self._start_held(webhook_id), unsaturated)
+            cap = self.cap(webhook_id)
+            unsaturated = (
+                n + 1 + len(self._held[webhook_id]) >= 2 * cap > n + len(self._held[webhook_id])
+            )
+            starts = []
+            while (
+                webhook_id in self._held
+                and self._by_webhook.get(webhook_id, 0) < cap
+                and len(self._running) < self.concurrency
+            ):
+                starts.append(self._start_held(webhook_id))
+            return Finished(starts, unsaturated)
         while self._waiting:
             waiting = next(iter(self._waiting))
             del self._waiting[waiting]
-            if waiting in self._held and self._by_webhook.get(waiting, 0) < self.per_webhook:
+            if waiting in self._held and self._by_webhook.get(waiting, 0) < self.cap(waiting):
                 item = self._start_held(waiting)
-                if waiting in self._held and self._by_webhook[waiting] < self.per_webhook:
+                if waiting in self._held and self._by_webhook[waiting] < self.cap(waiting):
                     self._waiting[waiting] = None  # still waiting, behind the others
-                return Finished(item, False)
-        return Finished(None, False)
+                return Finished([item], False)
+        return Finished([], False)
+
+    def drop_webhook(self, webhook_id: int) -> tuple[list[int], list[int]]:
+        """A webhook is no longer Active: forget its held deliveries (they were given up with
+        it, §6) and name its running ones, to cancel. Returns (held, running) delivery ids."""
+        held = [item.delivery_id for _, item in self._held.pop(webhook_id, ())]
+        self._held_ids.difference_update(held)
+        self._waiting.pop(webhook_id, None)
+        running = [d for d, w in self._running.items() if w == webhook_id]
+        for delivery_id in running:
+            del self._running[delivery_id]
+        self._by_webhook.pop(webhook_id, None)
+        return held, running
 
     def stale(self, now: float) -> list[int]:
         """Held deliveries to hand back: held for half a lease or longer, as of `now`
@@ -224,7 +285,15 @@ class SlotLedger(Generic[D]):
                 del self._held[webhook_id]
                 self._waiting.pop(webhook_id, None)
         self._held_ids.difference_update(released)
+        self._forget_idle()
         return released
+
+    def _forget_idle(self) -> None:
+        """Endpoints of webhooks with nothing running or held (their limits stay in
+        AdaptiveLimits)."""
+        if len(self._endpoint) > 2 * (len(self._by_webhook) + len(self._held)) + 1024:
+            keep = {*self._by_webhook, *self._held}
+            self._endpoint = {w: e for w, e in self._endpoint.items() if w in keep}
 
     def stop(self) -> None:
         """Start nothing more: admitted deliveries are held, ended attempts free their slot

@@ -2,10 +2,13 @@
 plugin, and writes the outcomes in batches.
 
 Two loops share one event loop. The claim loop keeps up to `concurrency` attempts in
-flight, at most `per_webhook_concurrency` for any one webhook, so a slow or dead receiver
-can hold only its own slots (the accounting, and why each rule exists: slots.py). The
-writer commits outcomes while new attempts run: one transaction per batch, never one per
-delivery.
+flight, at most `per_webhook_concurrency` for any one webhook and no more than its
+endpoint's adaptive limit (adaptive.py), so a slow or dead receiver can hold only its own
+slots (the accounting, and why each rule exists: slots.py). The writer commits outcomes
+while new attempts run: one transaction per batch, never one per delivery; it waits
+`outcome_window` for more outcomes before committing fewer than a batch, so many slow
+receivers cost about as many commits as one fast one. A webhook that this process disables
+is dropped at once: its held deliveries are let go, its attempts in flight cancelled.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
 from ..store.rows import Claimed
+from .adaptive import AdaptiveLimits
 from .outcomes import record_outcomes
 from .plugins import Plugin
 from .policy import Attempted, RetryPolicy
@@ -61,6 +65,12 @@ class Dispatcher:
             per_webhook=settings.per_webhook_concurrency,
             batch_size=settings.batch_size,
             lease=settings.lease,
+            limits=AdaptiveLimits(
+                initial=min(
+                    settings.endpoint_initial_concurrency, settings.per_webhook_concurrency
+                ),
+                ceiling=settings.per_webhook_concurrency,
+            ),
         )
         self._background: set[asyncio.Task[None]] = set()
         self._results: list[Attempted] = []
@@ -72,6 +82,10 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    def in_flight_for(self, webhook_id: int) -> int:
+        """Attempts of one webhook running now (its endpoint's limit caps them)."""
+        return self._slots.running_for(webhook_id)
 
     @property
     def idle(self) -> bool:
@@ -216,19 +230,32 @@ class Dispatcher:
         """Run an attempt the ledger counts as running."""
         self._tasks[item.delivery_id] = asyncio.create_task(self._attempt(item))
 
-    def _finished(self, delivery_id: int) -> None:
-        """An attempt ended: start the held delivery the ledger puts in its place, if any;
+    def _finished(self, delivery_id: int, outcome: AttemptOutcome | None) -> None:
+        """An attempt ended: start the held deliveries the ledger puts in its place, if any;
         else a slot is free for the claimer."""
-        start, unsaturated = self._slots.finished(delivery_id)
-        if start is not None:
-            self._start(start)
+        starts, unsaturated = self._slots.finished(delivery_id, outcome)
+        for item in starts:
+            self._start(item)
         if unsaturated:
             self.wake()  # no longer saturated: its due deliveries may be claimed again
-        elif start is None:
+        elif not starts:
             self._wake.set()  # a slot came free
+
+    def drop_webhooks(self, webhook_ids: list[int]) -> None:
+        """These webhooks are no longer Active (§6): start nothing more of theirs, let their
+        held deliveries go (given up with the webhook) and cancel their attempts in flight,
+        which are then not counted."""
+        for webhook_id in webhook_ids:
+            _, running = self._slots.drop_webhook(webhook_id)
+            for delivery_id in running:
+                task = self._tasks.pop(delivery_id, None)
+                if task is not None:
+                    task.cancel()
+        self._wake.set()
 
     async def _attempt(self, item: Claimed) -> None:
         started = time.time()
+        outcome: AttemptOutcome | None = None
         try:
             plugin = self._plugins.get(item.webhook_type)
             if plugin is None:
@@ -246,7 +273,7 @@ class Dispatcher:
             )
         finally:
             self._tasks.pop(item.delivery_id, None)
-            self._finished(item.delivery_id)
+            self._finished(item.delivery_id, outcome)
         self._results.append(Attempted(item, outcome, started))
         self.attempts += 1
         self._results_ready.set()
@@ -254,9 +281,13 @@ class Dispatcher:
     # ----- outcomes ----------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        window = self._settings.outcome_window
         while not (self._closing and not self._results):
             await self._results_ready.wait()
             self._results_ready.clear()
+            if window and not self._closing and len(self._results) < self._settings.batch_size:
+                # More outcomes to share the commit with, from attempts ending meanwhile.
+                await asyncio.sleep(window)
             await self._flush()
 
     async def _flush(self) -> None:
@@ -281,6 +312,7 @@ class Dispatcher:
                 log.warning(
                     "webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant
                 )
+            self.drop_webhooks([t.webhook_id for t in recorded.disabled])
             if recorded.disabled or recorded.mail_queued:
                 self._on_transitions(recorded.disabled)  # new events, mail for the outbox
             if any(not r.outcome.ok for r in batch):

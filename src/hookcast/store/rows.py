@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from ..model import NotifyVia, NotifyWhen, State
 
@@ -70,6 +72,23 @@ class Claimed:
     change_values: dict[str, Any] | None
     row_values: dict[str, Any] | None
     field_values: dict[str, Any] | None
+
+    @property
+    def endpoint(self) -> str:
+        """Where its attempts go, for per-endpoint limits: scheme://host:port of the
+        TargetUrl (webhooks on one receiver share it); a script webhook is its own."""
+        return endpoint_of(self.webhook_type, self.target_url, self.webhook_id)
+
+
+@lru_cache(maxsize=4096)
+def endpoint_of(webhook_type: str, target_url: str, webhook_id: int) -> str:
+    if not target_url.startswith(("https://", "http://")):
+        return f"{webhook_type}:{webhook_id}"
+    try:
+        parts = urlsplit(target_url)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or 443}"
+    except ValueError:  # a port out of range: no connection will share it
+        return f"{webhook_type}:{webhook_id}"
 
 
 # ----- outcomes: what the policy reads, what it decides ------------------------------------
