@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trustme
@@ -25,6 +26,7 @@ import trustme
 from hookcast.guard import TargetGuard, make_ssl_context
 from hookcast.net import http11 as transport_module
 from hookcast.net.http11 import Http11Transport
+from hookcast.net.resolver import CachingResolver
 from hookcast.net.sender import HttpSender
 from hookcast.net.transport import Answer, TransportError
 from hookcast.outcome import ErrorKind
@@ -101,17 +103,35 @@ Handler = Callable[[RawConnection], Awaitable[None]]
 
 
 class RawServer:
-    """A TLS server on its own loop and thread; `handler(conn)` runs once per connection."""
+    """A TLS server on its own loop and thread; `handler(conn)` runs once per connection.
 
-    def __init__(self, cert: trustme.LeafCert, handler: Handler, host: str = "127.0.0.1") -> None:
+    `handshake_delay`: each accepted connection waits that long before its TLS handshake
+    starts (a slow host); `handshaking`/`max_handshaking` count the connections waiting.
+    `tls`: adjusts the server's SSLContext (versions, session tickets)."""
+
+    def __init__(
+        self,
+        cert: trustme.LeafCert,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        *,
+        handshake_delay: float = 0.0,
+        tls: Callable[[ssl.SSLContext], None] | None = None,
+    ) -> None:
         self._cert = cert
         self._handler = handler
         self.host = host
         self.port = 0
+        self._handshake_delay = handshake_delay
+        self._tls = tls
+        self._context: ssl.SSLContext | None = None
         self._lock = threading.Lock()
         self.connections = 0  # accepted so far
         self.open_now = 0  # handlers running
         self.max_open = 0
+        self.handshaking = 0  # accepted, TLS handshake not started yet (handshake_delay)
+        self.max_handshaking = 0
+        self._resumed: dict[int, bool] = {}  # connection -> its TLS session was resumed
         self._requests: list[RawRequest] = []
         self._eof: set[int] = set()
         self._server_closed: set[int] = set()
@@ -121,6 +141,8 @@ class RawServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
 
     # lifecycle
 
@@ -138,12 +160,37 @@ class RawServer:
     async def _start(self) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._cert.configure_cert(context)
+        if self._tls is not None:
+            self._tls(context)
+        self._context = context
+        if self._handshake_delay:
+            # Accepts sockets itself and starts TLS on each after the delay (a stream server
+            # would read the ClientHello into its buffer, where the TLS layer never sees it).
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            self._listener = socket.socket(family, socket.SOCK_STREAM)
+            self._listener.bind((self.host, 0))
+            self._listener.listen(128)
+            self._listener.setblocking(False)
+            self.port = self._listener.getsockname()[1]
+            self._accepting = asyncio.create_task(self._accept_loop(self._listener))
+            return
         self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=context)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            sock, _ = await loop.sock_accept(listener)
+            task = asyncio.create_task(self._delayed_handshake(sock))
+            self._tasks.add(task)
+
     async def _stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+            assert self._listener is not None
+            self._listener.close()
+        if self._server is not None:
+            self._server.close()
         for writer in self._writers:
             writer.transport.abort()
         for task in self._tasks:
@@ -162,6 +209,9 @@ class RawServer:
             self.open_now += 1
             self.max_open = max(self.max_open, self.open_now)
         try:
+            ssl_object = writer.get_extra_info("ssl_object")
+            with self._lock:
+                self._resumed[index] = bool(ssl_object and ssl_object.session_reused)
             await self._handler(RawConnection(self, index, reader, writer))
         except (ConnectionError, ssl.SSLError):
             pass
@@ -171,7 +221,39 @@ class RawServer:
             with self._lock:
                 self.open_now -= 1
 
+    async def _delayed_handshake(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.handshaking += 1
+            self.max_handshaking = max(self.max_handshaking, self.handshaking)
+        try:
+            await asyncio.sleep(self._handshake_delay)
+        except asyncio.CancelledError:
+            sock.close()  # stopped
+            return
+        finally:
+            # Counted down before the handshake starts: the client cannot finish its
+            # handshake (and start another) while this connection is still counted.
+            with self._lock:
+                self.handshaking -= 1
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=self._context
+            )
+        except (ConnectionError, ssl.SSLError):
+            sock.close()
+            return
+        await self._accept(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
     # records (read from the test's thread)
+
+    @property
+    def resumed(self) -> list[bool]:
+        """Per accepted connection, in order: whether its TLS session was resumed."""
+        with self._lock:
+            return [self._resumed[i] for i in sorted(self._resumed)]
 
     @property
     def url(self) -> str:
@@ -237,11 +319,12 @@ def raw_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
 
 @pytest.fixture
 def raw_server(raw_cert: trustme.LeafCert) -> Iterator[Callable[..., RawServer]]:
-    """`raw_server(handler, host="127.0.0.1")`: started now, stopped after the test."""
+    """`raw_server(handler, host="127.0.0.1", **options)`: started now, stopped after the
+    test (options: RawServer's keywords)."""
     started: list[RawServer] = []
 
-    def make(handler: Handler = serve, host: str = "127.0.0.1") -> RawServer:
-        server = RawServer(raw_cert, handler, host).start()
+    def make(handler: Handler = serve, host: str = "127.0.0.1", **options: Any) -> RawServer:
+        server = RawServer(raw_cert, handler, host, **options).start()
         started.append(server)
         return server
 
@@ -252,7 +335,8 @@ def raw_server(raw_cert: trustme.LeafCert) -> Iterator[Callable[..., RawServer]]
 
 @pytest.fixture
 async def make_transport(ca_bundle_path: str) -> AsyncIterator[Callable[..., Http11Transport]]:
-    """`make_transport(allow=LOOPBACK, per_host=4, max_body=65536)`; closed after the test."""
+    """`make_transport(allow=LOOPBACK, per_host=4, max_body=65536, handshakes_per_host=8,
+    resolver=None)`; closed after the test."""
     made: list[Http11Transport] = []
 
     def make(
@@ -260,12 +344,16 @@ async def make_transport(ca_bundle_path: str) -> AsyncIterator[Callable[..., Htt
         *,
         per_host: int = 4,
         max_body: int = 65536,
+        handshakes_per_host: int = 8,
+        resolver: CachingResolver | None = None,
     ) -> Http11Transport:
         transport = Http11Transport(
             make_ssl_context(ca_bundle_path),
             TargetGuard(list(allow)),
             per_host=per_host,
             max_body=max_body,
+            handshakes_per_host=handshakes_per_host,
+            resolver=resolver,
         )
         made.append(transport)
         return transport
@@ -872,3 +960,110 @@ async def test_a_closed_transport_refuses_new_requests(raw_server, make_transpor
     await transport.close()
     assert await refused(transport, server.url) == "the sender is closed"
     assert server.connections == 1
+
+
+# -- TLS session resumption ----------------------------------------------------------------------
+
+
+def _tls_version(version: ssl.TLSVersion) -> Callable[[ssl.SSLContext], None]:
+    def configure(context: ssl.SSLContext) -> None:
+        context.minimum_version = context.maximum_version = version
+
+    return configure
+
+
+async def answer_then_close_but_the_last(conn: RawConnection, keep: int) -> None:
+    """Answers and closes connections before `keep`; connection `keep` stays keep-alive."""
+    if conn.index >= keep:
+        await serve(conn)
+        return
+    if (request := await conn.read_request()) is not None:
+        await conn.send(response(request.body, "200 OK", "Connection: close"))
+        await conn.wait_eof()
+        await conn.close()  # completes the client's TLS shutdown
+
+
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["tls1.3", "tls1.2"]
+)
+async def test_tls_session_is_resumed_on_the_next_connection(
+    raw_server, make_transport, version: ssl.TLSVersion
+) -> None:
+    # Python's server issues session tickets (TLS 1.3 and 1.2): every connection after the
+    # first resumes the session of the one before instead of a full handshake.
+    server = raw_server(
+        lambda conn: answer_then_close_but_the_last(conn, 3), tls=_tls_version(version)
+    )
+    transport = make_transport()
+    for i in range(4):
+        assert (await post(transport, server.url, b"%d" % i)).body == b"%d" % i
+    assert server.connections == 4
+    assert server.resumed == [False, True, True, True]
+    # ... and the client says so too, on the connection it keeps.
+    [conn] = pooled(transport)
+    assert conn.transport is not None
+    assert conn.transport.get_extra_info("ssl_object").session_reused is True
+
+
+async def test_a_server_without_tickets_gets_full_handshakes(raw_server, make_transport) -> None:
+    def no_tickets(context: ssl.SSLContext) -> None:
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.num_tickets = 0  # TLS 1.3: no resumption at all
+
+    server = raw_server(lambda conn: answer_then_close_but_the_last(conn, 9), tls=no_tickets)
+    transport = make_transport()
+    for i in range(3):
+        assert (await post(transport, server.url, b"%d" % i)).body == b"%d" % i
+    assert server.connections == 3
+    assert server.resumed == [False, False, False]
+
+
+async def test_a_session_is_offered_only_to_its_own_target(raw_server, make_transport) -> None:
+    # Two receivers (different ports) that share nothing: each is resumed with its own
+    # session only; the other's would not be accepted, so it must not cost a full handshake.
+    first = raw_server(lambda conn: answer_then_close_but_the_last(conn, 9))
+    second = raw_server(lambda conn: answer_then_close_but_the_last(conn, 9))
+    transport = make_transport()
+    for i in range(3):
+        await post(transport, first.url, b"a%d" % i)
+        await post(transport, second.url, b"b%d" % i)
+    assert first.resumed == [False, True, True]
+    assert second.resumed == [False, True, True]
+
+
+def test_tls_session_is_resumed_on_uvloop(raw_server, ca_bundle_path: str) -> None:
+    # hookcast serve/worker run on uvloop, whose TLS layer is its own: the session offer
+    # (a context variable read on the first handshake step) must reach it as well.
+    uvloop = pytest.importorskip("uvloop")
+    server = raw_server(lambda conn: answer_then_close_but_the_last(conn, 9))
+
+    async def three_posts() -> None:
+        transport = Http11Transport(
+            make_ssl_context(ca_bundle_path), TargetGuard(list(LOOPBACK)), per_host=4, max_body=1024
+        )
+        try:
+            for i in range(3):
+                assert (await post(transport, server.url, b"%d" % i)).body == b"%d" % i
+        finally:
+            await close_fully(transport)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(three_posts())
+    assert server.resumed == [False, True, True]
+
+
+# -- connection set-up bounded per host ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [3, 12])
+async def test_handshakes_per_host_are_bounded(raw_server, make_transport, limit: int) -> None:
+    # A slow host (every handshake waits 0.1 s) and a burst of 12 requests, all allowed their
+    # own connection: at most `limit` of them are being set up at any time.
+    server = raw_server(handshake_delay=0.1)
+    transport = make_transport(per_host=12, handshakes_per_host=limit)
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(transport.post(server.url, {}, b"%d" % i) for i in range(12))), WAIT
+    )
+    assert [a.body for a in answers] == [b"%d" % i for i in range(12)]
+    assert server.max_handshaking == limit  # the bound, and reached
+    assert server.connections <= 12

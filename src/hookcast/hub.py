@@ -33,6 +33,7 @@ from .dispatch.worker import Dispatcher
 from .intake import Intake, new_event
 from .net.sender import HttpSender
 from .net.transport import Transport
+from .oslimits import raise_open_files_limit
 from .settings import Settings
 from .store import queue
 from .store.database import Database
@@ -74,6 +75,7 @@ class Hub:
 
     async def start(self) -> Hub:
         self._loop = asyncio.get_running_loop()
+        raise_open_files_limit()  # every connection in flight holds a file descriptor
         if self._own_db:
             await asyncio.to_thread(self.db.migrate)
         if self.deliver:

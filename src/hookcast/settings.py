@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -30,6 +30,26 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """An address with an optional port (`192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53`,
+    `[2001:db8::53]:5353`) -> (ip, port); port 53 when none is given."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"nameserver {text!r}: expected [ipv6]:port")
+        if rest:
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, number = text.partition(":")
+        port = int(number)
+    ipaddress.ip_address(host)  # a name would need DNS to find DNS
+    if not 0 < port < 65536:
+        raise ValueError(f"nameserver {text!r}: port out of range")
+    return host, port
 
 
 class Settings(BaseSettings):
@@ -68,6 +88,19 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=7.0, ge=0)  # finished deliveries and attempts kept
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
 
+    # Connections to targets (net/http11.py). TCP/TLS handshakes in progress per host, so a
+    # burst to a slow host opens its connections a few at a time, not hundreds at once.
+    max_handshakes_per_host: int = Field(default=8, ge=1)
+    # DNS of delivery targets (net/resolver.py): answers are cached for their TTL, bounded
+    dns_nameservers: Annotated[list[tuple[str, int]], NoDecode] = Field(
+        default_factory=list
+    )  # "ip[:port]", "[ipv6]:port"; none: the system's (/etc/resolv.conf)
+    dns_min_ttl: float = Field(default=1.0, ge=0)
+    dns_max_ttl: float = Field(default=300.0, ge=0)
+    dns_negative_ttl: float = Field(default=5.0, ge=0)  # a name that did not resolve
+    dns_fallback_ttl: float = Field(default=5.0, ge=0)  # system answers (/etc/hosts): no TTL
+    dns_cache_size: int = Field(default=10_000, ge=1)
+
     log_format: str = Field(default="text", pattern="^(text|json)$")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -99,6 +132,17 @@ class Settings(BaseSettings):
         if any(d < 0 for d in delays):
             raise ValueError("retry delays must not be negative")
         return delays
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _parse_nameservers(cls, value: Any) -> Any:
+        return [parse_nameserver(v) if isinstance(v, str) else v for v in _split(value) or []]
+
+    @model_validator(mode="after")
+    def _check_ttls(self) -> Settings:
+        if self.dns_max_ttl < self.dns_min_ttl:
+            raise ValueError("HOOKCAST_DNS_MAX_TTL must not be below HOOKCAST_DNS_MIN_TTL")
+        return self
 
     @property
     def attempts_per_cycle(self) -> int:

@@ -3,6 +3,7 @@
     transport.py    the seam: Transport (protocol), Request, Answer, TransportError
     mock.py         MockTransport(handler): a Transport for unit tests, no sockets
     http11.py       Http11Transport: the lean keep-alive HTTP/1.1 client deliveries use
+    resolver.py     CachingResolver: target names, DNS answers cached for their TTL
     sender.py       HttpSender: one guarded, timed attempt -> AttemptOutcome
     script_http.py  CRMScript's HTTP class: the aiohttp client and the thread adapter
 

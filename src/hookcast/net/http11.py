@@ -7,6 +7,20 @@ general-purpose client spends about three times the CPU per request on it (bench
 "The delivery transport"); on a machine the receivers share, that CPU is the throughput.
 The target guard runs on every address connected to, as in guard.py.
 
+Connections: names resolve through a `CachingResolver` (resolver.py: DNS answers kept for
+their TTL); at most `handshakes_per_host` TCP/TLS set-ups run at once per target, so a burst
+to a slow host opens its connections a few at a time; and a new TLS connection offers the
+session of the last one to the same target, so a receiver that issues session tickets
+skips the full handshake (and its certificate chain and key exchange).
+
+Session resumption and asyncio: `loop.create_connection` takes no `session`, and its TLS
+layer calls `SSLContext.wrap_bio()` without one. The documented way in is
+`SSLContext.sslobject_class`: our SSLObject subclass sets `session` right before its first
+handshake step (allowed until the handshake starts), taking it from a context variable that
+`_connect` sets around `create_connection`: the TLS layer runs that first step in a callback
+scheduled from inside the call, which carries the caller's context (asyncio and uvloop
+alike). Without the variable (other users of the same SSLContext) nothing changes.
+
 `post` raises `TransportError` (a short sentence fit for LastError; `refused` set when the
 guard refused the target) when no complete answer arrived; the caller bounds it with the
 attempt timeout.
@@ -15,19 +29,21 @@ attempt timeout.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import functools
 import ipaddress
 import socket
 import ssl
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
 
 import httptools
 import yarl
 
 from .. import guard as target_guard
+from .resolver import CachingResolver, ResolveError
 from .transport import Answer, TransportError
 
 __all__ = ["Http11Transport"]
@@ -35,6 +51,31 @@ __all__ = ["Http11Transport"]
 IDLE_SECONDS = 15.0  # a pooled connection idle longer is closed, not reused (as aiohttp does)
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of an answer; more is refused
 CONNECT_SECONDS = 2.0  # per address, when more than one is left to try (no happy eyeballs)
+MAX_TLS_SESSIONS = 4096  # targets whose last TLS session is kept for resumption
+
+Key = tuple[str, str, int]  # (scheme, host, port): one pool, one handshake limit, one session
+
+# The TLS session a connection being set up offers (see the module's docstring).
+_OFFER: contextvars.ContextVar[ssl.SSLSession | None] = contextvars.ContextVar(
+    "hookcast_tls_offer", default=None
+)
+
+
+class _ResumingSSLObject(ssl.SSLObject):
+    """An SSLObject that offers `_OFFER`'s session on its first handshake step."""
+
+    _offered = False
+
+    def do_handshake(self) -> None:
+        if not self._offered:
+            self._offered = True
+            session = _OFFER.get()
+            if session is not None and not self.server_side:
+                try:
+                    self.session = session
+                except (ValueError, ssl.SSLError):
+                    pass  # e.g. from another SSLContext: a full handshake then
+        super().do_handshake()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +120,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.lost = asyncio.get_running_loop().create_future()  # done once the socket is closed
+        self.ssl_object: ssl.SSLObject | None = None  # kept: the transport's goes with close()
+        self.session_kept = False  # its TLS session was stored for the next connection
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
         self._reset()
@@ -116,6 +159,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.ssl_object = transport.get_extra_info("ssl_object")
 
     def data_received(self, data: bytes) -> None:
         self._received = True
@@ -218,8 +262,10 @@ class _Connection(asyncio.Protocol):
 
 
 class Http11Transport:
-    """Keep-alive pools per (scheme, host, port), at most `per_host` connections each. Use
-    inside one event loop."""
+    """Keep-alive pools per (scheme, host, port), at most `per_host` connections each, of
+    which at most `handshakes_per_host` are being set up at once. Names resolve through
+    `resolver` (one with the system's nameservers unless given; a given one is shared and
+    not closed here). Use inside one event loop."""
 
     def __init__(
         self,
@@ -228,14 +274,26 @@ class Http11Transport:
         *,
         per_host: int,
         max_body: int,
+        handshakes_per_host: int = 8,
+        resolver: CachingResolver | None = None,
     ) -> None:
         self._ssl = ssl_context
+        if ssl_context.sslobject_class is ssl.SSLObject:
+            ssl_context.sslobject_class = _ResumingSSLObject
+        # A context with an SSLObject class of its own keeps it, without resumption.
+        self._resume = issubclass(ssl_context.sslobject_class, _ResumingSSLObject)
+        self._sessions: OrderedDict[Key, ssl.SSLSession] = OrderedDict()
         self._guard = guard
         self._per_host = per_host
         self._max_body = max_body
-        self._idle: dict[tuple[str, str, int], deque[_Connection]] = defaultdict(deque)
-        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._own_resolver = resolver is None
+        self._resolver = resolver if resolver is not None else CachingResolver()
+        self._handshakes_per_host = handshakes_per_host
+        self._handshakes: dict[Key, asyncio.Semaphore] = {}
+        self._idle: dict[Key, deque[_Connection]] = defaultdict(deque)
+        self._slots: dict[Key, asyncio.Semaphore] = {}
         self._open: set[_Connection] = set()
+        self._closing: set[_Connection] = set()  # dropped, the socket not closed yet (TLS)
         self._swept = 0.0
         self._closed = False
 
@@ -252,7 +310,7 @@ class Http11Transport:
         async with slots:
             conn = self._reuse(key)
             if conn is None:
-                return await self._exchange(key, await self._connect(target), head, body)
+                return await self._exchange(key, await self._connect(key, target), head, body)
             try:
                 return await self._exchange(key, conn, head, body)
             except TransportError:
@@ -260,16 +318,16 @@ class Http11Transport:
                 # an answer; nothing was processed, so one fresh connection is tried.
                 if not conn.received_nothing:
                     raise
-            return await self._exchange(key, await self._connect(target), head, body)
+            return await self._exchange(key, await self._connect(key, target), head, body)
 
-    async def _exchange(
-        self, key: tuple[str, str, int], conn: _Connection, head: bytes, body: bytes
-    ) -> Answer:
+    async def _exchange(self, key: Key, conn: _Connection, head: bytes, body: bytes) -> Answer:
         try:
             answer = await conn.request(head, body)
         except BaseException:
             self._drop(conn)  # failed, cancelled or timed out mid-request: unusable
             raise
+        if not conn.session_kept:
+            self._keep_session(key, conn)
         if conn.reusable and not conn.closed:
             conn.idle_since = time.monotonic()
             self._idle[key].append(conn)
@@ -280,8 +338,13 @@ class Http11Transport:
     def _drop(self, conn: _Connection) -> None:
         conn.close()
         self._open.discard(conn)
+        if not conn.lost.done():
+            # A TLS connection waits for the peer's close_notify before its socket closes;
+            # `close()` waits for those too.
+            self._closing.add(conn)
+            conn.lost.add_done_callback(lambda _: self._closing.discard(conn))
 
-    def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _reuse(self, key: Key) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed
@@ -304,11 +367,27 @@ class Http11Transport:
                 del self._idle[key]
         for key, slots in list(self._slots.items()):  # targets not in use: forget them
             if key not in self._idle and not slots.locked() and slots._value == self._per_host:
+                # No request holds a slot, so no connection is being set up either.
                 del self._slots[key]
+                self._handshakes.pop(key, None)
 
-    async def _connect(self, target: _Target) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, key: Key, target: _Target) -> _Connection:
         addresses = await self._addresses(target)
+        handshakes = self._handshakes.get(key)
+        if handshakes is None:
+            handshakes = self._handshakes[key] = asyncio.Semaphore(self._handshakes_per_host)
+        async with handshakes:
+            tls = target.scheme == "https"
+            token = _OFFER.set(self._session_for(key) if tls else None)
+            try:
+                return await self._open_connection(key, target, addresses)
+            finally:
+                _OFFER.reset(token)
+
+    async def _open_connection(
+        self, key: Key, target: _Target, addresses: list[tuple[int, str]]
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
         tls = self._ssl if target.scheme == "https" else None
         error: Exception | None = None
         for i, (family, address) in enumerate(addresses):
@@ -324,10 +403,12 @@ class Http11Transport:
                         server_hostname=target.host if tls else None,
                     )
             except ssl.SSLCertVerificationError as exc:
+                self._sessions.pop(key, None)
                 raise TransportError(
                     f"TLS certificate verification failed: {exc.verify_message}"
                 ) from None
             except ssl.SSLError as exc:
+                self._sessions.pop(key, None)  # in case the offered session was the trouble
                 reason = (exc.reason or str(exc)).replace("_", " ").lower()
                 raise TransportError(f"TLS handshake failed: {reason}") from None
             except OSError as exc:  # TimeoutError included
@@ -359,31 +440,49 @@ class Http11Transport:
             family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
             return [(family, target.host)]
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM
-            )
-        except socket.gaierror as exc:
-            raise TransportError(
-                f"could not resolve {target.host}: {exc.strerror or exc}"
-            ) from None
-        except (UnicodeError, ValueError) as exc:  # e.g. a label longer than 63 characters
-            raise TransportError(f"could not resolve {target.host}: {exc}") from None
-        found = list(
-            dict.fromkeys((family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos)
-        )
+            found = await self._resolver.resolve(target.host)
+        except ResolveError as exc:
+            raise TransportError(f"could not resolve {target.host}: {exc.reason}") from None
+        # Cached or fresh, every address is judged now: a name that rebound to a forbidden
+        # address after its TTL is refused here.
         try:
             return self._guard.keep_allowed(target.host, found, lambda a: a[1])
         except target_guard.TargetRefusedError as exc:
             raise TransportError(f"target refused: {exc.message}", refused=True) from None
 
+    def _session_for(self, key: Key) -> ssl.SSLSession | None:
+        session = self._sessions.get(key)
+        if session is not None and session.time + session.timeout <= time.time():
+            del self._sessions[key]  # expired: the receiver would refuse it
+            return None
+        return session
+
+    def _keep_session(self, key: Key, conn: _Connection) -> None:
+        """Keep the TLS session of a connection that has answered (under TLS 1.3 the session
+        ticket arrives after the handshake, with the first data), for the next connection."""
+        conn.session_kept = True
+        if not self._resume or conn.ssl_object is None:
+            return
+        session = conn.ssl_object.session
+        if session is None:
+            return
+        self._sessions[key] = session
+        self._sessions.move_to_end(key)
+        if len(self._sessions) > MAX_TLS_SESSIONS:
+            self._sessions.popitem(last=False)
+
     async def close(self) -> None:
         """Close every connection and wait (briefly) until their sockets are closed."""
         self._closed = True
-        conns = list(self._open)
+        conns = [*self._open, *self._closing]
         for conn in conns:
             conn.close()
         self._open.clear()
+        self._closing.clear()
         self._idle.clear()
+        self._sessions.clear()
+        if self._own_resolver:
+            await self._resolver.close()
         if conns:
             await asyncio.wait([c.lost for c in conns], timeout=1.0)
 

@@ -21,6 +21,7 @@ from ..guard import TargetGuard, make_ssl_context
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from .http11 import Http11Transport
+from .resolver import CachingResolver
 from .script_http import ScriptHttpClient
 from .transport import Answer, Transport, TransportError
 
@@ -39,12 +40,23 @@ class HttpSender:
         self._settings = settings
         # Built now so a broken HOOKCAST_CA_BUNDLE fails at start-up, not on first delivery.
         self._ssl = make_ssl_context(settings.ca_bundle)
+        self._resolver: CachingResolver | None = None
         if transport is None:
+            self._resolver = CachingResolver(
+                nameservers=settings.dns_nameservers,
+                min_ttl=settings.dns_min_ttl,
+                max_ttl=settings.dns_max_ttl,
+                negative_ttl=settings.dns_negative_ttl,
+                fallback_ttl=settings.dns_fallback_ttl,
+                max_entries=settings.dns_cache_size,
+            )
             transport = Http11Transport(
                 self._ssl,
                 TargetGuard(settings.allow_targets),
                 per_host=settings.max_connections_per_host,
                 max_body=settings.max_response_bytes,
+                handshakes_per_host=settings.max_handshakes_per_host,
+                resolver=self._resolver,
             )
         self._transport = transport
         self._script_http = ScriptHttpClient(settings, self._ssl, limit=limit)
@@ -80,6 +92,8 @@ class HttpSender:
 
     async def close(self) -> None:
         await self._transport.close()
+        if self._resolver is not None:
+            await self._resolver.close()
         await self._script_http.close()
 
     async def __aenter__(self) -> HttpSender:
