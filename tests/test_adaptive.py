@@ -66,6 +66,7 @@ class Item:
     delivery_id: int
     webhook_id: int
     endpoint: str = E
+    tenant: str = "T"
 
 
 def ledger(per_webhook: int = 8) -> SlotLedger[Item]:

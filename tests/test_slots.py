@@ -30,6 +30,10 @@ class Item:
     def endpoint(self) -> str:
         return f"https://w{self.webhook_id}.example:443"
 
+    @property
+    def tenant(self) -> str:
+        return "T" if self.webhook_id < 100 else "U"
+
 
 def ledger(
     concurrency: int = 8, per_webhook: int = 2, batch_size: int = 3, lease: float = LEASE
@@ -459,3 +463,19 @@ def test_unsaturated_is_reported_exactly_when_it_stops(per_webhook: int) -> None
     # 2r + 2 admitted: saturated until only 2r - 1 are left running and held.
     assert flags.count(True) == 1
     assert flags.index(True) == 2
+
+
+def test_waiting_webhooks_are_served_per_tenant_in_turn() -> None:
+    # Every slot busy: tenant T's three webhooks wait, then tenant U's two (webhooks >= 100).
+    slots = ledger(concurrency=2, per_webhook=4)
+    assert admit_all(slots, [Item(1, 50), Item(2, 51)]) == [Admit.START] * 2
+    waiting = [Item(3, 1), Item(4, 2), Item(5, 3), Item(6, 100), Item(7, 101)]
+    assert admit_all(slots, waiting) == [Admit.HOLD] * 5
+    order = []
+    running = [1, 2]
+    while running:
+        starts, _ = slots.finished(running.pop(0))
+        order += [i.delivery_id for i in starts]
+        running += [i.delivery_id for i in starts]
+    # T, U, T, U, T: U's deliveries do not wait behind all of T's webhooks
+    assert order == [3, 6, 4, 7, 5]

@@ -4,7 +4,9 @@ Pure bookkeeping, no I/O, no clock and no asyncio: the dispatcher asks it and do
 says (starts the attempts, hands deliveries back, wakes the claimer). The rules:
 
 - At most `concurrency` attempts run at once, at most `cap(webhook)` of any one webhook, so
-  a slow or dead receiver can hold only its own slots. The cap is `per_webhook`, lowered to
+  a slow or dead receiver can hold only its own slots. When every slot is busy, the webhooks
+  waiting for one are served per tenant in turn, then per webhook in turn (`Turns`), so one
+  tenant's many webhooks do not crowd out another's. The cap is `per_webhook`, lowered to
   its endpoint's adaptive limit (adaptive.py): a receiver that times out runs one probe
   while its other deliveries wait, and one that answers fast grows back to `per_webhook`.
 - A delivery leased to us that cannot start is *held*. One held because its webhook runs all
@@ -49,6 +51,9 @@ class Leased(Protocol):
 
     @property
     def endpoint(self) -> str: ...
+
+    @property
+    def tenant(self) -> str: ...
 
 
 D = TypeVar("D", bound=Leased)
@@ -107,6 +112,47 @@ class Handover:
         return False
 
 
+class Turns:
+    """Webhooks waiting for any free slot: the tenants take turns, and within a tenant its
+    webhooks do (a webhook that still waits after its turn goes to the back)."""
+
+    __slots__ = ("_tenant_of", "_tenants")
+
+    def __init__(self) -> None:
+        self._tenants: dict[str, dict[int, None]] = {}  # in turn order; webhooks in turn order
+        self._tenant_of: dict[int, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._tenants)
+
+    def add(self, tenant: str, webhook_id: int) -> None:
+        self._tenant_of[webhook_id] = tenant
+        self._tenants.setdefault(tenant, {})[webhook_id] = None
+
+    def discard(self, webhook_id: int) -> None:
+        tenant = self._tenant_of.pop(webhook_id, None)
+        if tenant is not None:
+            webhooks = self._tenants[tenant]
+            webhooks.pop(webhook_id, None)
+            if not webhooks:
+                del self._tenants[tenant]
+
+    def pop(self) -> int:
+        """The next webhook in turn; its tenant goes to the back of the tenants' turn."""
+        tenant = next(iter(self._tenants))
+        webhooks = self._tenants.pop(tenant)
+        webhook_id = next(iter(webhooks))
+        del webhooks[webhook_id]
+        del self._tenant_of[webhook_id]
+        if webhooks:
+            self._tenants[tenant] = webhooks
+        return webhook_id
+
+    def clear(self) -> None:
+        self._tenants.clear()
+        self._tenant_of.clear()
+
+
 class SlotLedger(Generic[D]):
     """Running and held deliveries of one dispatcher, and the caps on them."""
 
@@ -133,7 +179,8 @@ class SlotLedger(Generic[D]):
         self._held_ids: set[int] = set()
         # Webhooks whose held deliveries wait for any slot (it runs fewer than per_webhook),
         # in the order they take the next free ones.
-        self._waiting: dict[int, None] = {}
+        self._waiting = Turns()
+        self._tenant: dict[int, str] = {}  # webhook id -> tenant, of webhooks we hold or run
 
     # ----- questions -------------------------------------------------------------------------
 
@@ -203,6 +250,7 @@ class SlotLedger(Generic[D]):
             return Admit.SKIP
         webhook_id = item.webhook_id
         self._endpoint[webhook_id] = item.endpoint
+        self._tenant[webhook_id] = item.tenant
         n = self._by_webhook.get(webhook_id, 0)
         if not self.stopping and n < self.cap(webhook_id):
             if len(self._running) < self.concurrency:
@@ -210,8 +258,8 @@ class SlotLedger(Generic[D]):
                 self._by_webhook[webhook_id] = n + 1
                 return Admit.START
             # Every slot is busy (a claim and the intake's hand-over were decided on the
-            # same free slots): it takes the next one that comes free.
-            self._waiting[webhook_id] = None
+            # same free slots): it takes a slot that comes free, in its tenant's turn.
+            self._waiting.add(item.tenant, webhook_id)
         held = self._held.get(webhook_id)
         if held is None:
             held = self._held[webhook_id] = deque()
@@ -251,12 +299,11 @@ class SlotLedger(Generic[D]):
                 starts.append(self._start_held(webhook_id))
             return Finished(starts, unsaturated)
         while self._waiting:
-            waiting = next(iter(self._waiting))
-            del self._waiting[waiting]
+            waiting = self._waiting.pop()
             if waiting in self._held and self._by_webhook.get(waiting, 0) < self.cap(waiting):
                 item = self._start_held(waiting)
                 if waiting in self._held and self._by_webhook[waiting] < self.cap(waiting):
-                    self._waiting[waiting] = None  # still waiting, behind the others
+                    self._waiting.add(self._tenant[waiting], waiting)  # waits on, behind
                 return Finished([item], False)
         return Finished([], False)
 
@@ -265,7 +312,7 @@ class SlotLedger(Generic[D]):
         it, §6) and name its running ones, to cancel. Returns (held, running) delivery ids."""
         held = [item.delivery_id for _, item in self._held.pop(webhook_id, ())]
         self._held_ids.difference_update(held)
-        self._waiting.pop(webhook_id, None)
+        self._waiting.discard(webhook_id)
         running = [d for d, w in self._running.items() if w == webhook_id]
         for delivery_id in running:
             del self._running[delivery_id]
@@ -283,7 +330,7 @@ class SlotLedger(Generic[D]):
                 released.append(held.popleft()[1].delivery_id)
             if not held:
                 del self._held[webhook_id]
-                self._waiting.pop(webhook_id, None)
+                self._waiting.discard(webhook_id)
         self._held_ids.difference_update(released)
         self._forget_idle()
         return released
@@ -294,6 +341,7 @@ class SlotLedger(Generic[D]):
         if len(self._endpoint) > 2 * (len(self._by_webhook) + len(self._held)) + 1024:
             keep = {*self._by_webhook, *self._held}
             self._endpoint = {w: e for w, e in self._endpoint.items() if w in keep}
+            self._tenant = {w: t for w, t in self._tenant.items() if w in keep}
 
     def stop(self) -> None:
         """Start nothing more: admitted deliveries are held, ended attempts free their slot
