@@ -4,6 +4,9 @@ Runs the benchmark scenarios of bench/README.md on this machine, shows progress 
 table of figures, writes every figure to a JSON file, and prints as its last line:
 
     throughput ratio: X.XX (hookcast N/s, ceiling M/s)
+
+(when the `realistic` scenario ran, `realistic ratio: X.XX (hookcast N/s, ceiling M/s)`
+comes before it; with `--only realistic` that is the last line.)
 """
 
 from __future__ import annotations
@@ -62,12 +65,13 @@ LIMITS = {
     "matching": (25, 180),
     "backlog": (30, 600),
     "isolation": (25, 300),
+    "realistic": (55, 480),
     "postgres_workers": (60, 900),
     "crmscript": (15, 120),
 }
 
 # Left out of `--quick` (which must stay under a minute) unless asked for with --only.
-FULL_ONLY = {"postgres_workers"}
+FULL_ONLY = {"postgres_workers", "realistic"}
 
 # Processes that a scenario drives and that are not our children: their CPU is not "other
 # processes' CPU" (foreign_cpu_pct) for that scenario.
@@ -254,6 +258,7 @@ async def run(args: argparse.Namespace) -> int:
     ]
     ratio = throughput_ratio(results["scenarios"])
     results["throughput_ratio"] = ratio
+    results["realistic_ratio"] = realistic_ratio(results["scenarios"])
 
     out = args.out or RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -282,13 +287,17 @@ async def run(args: argparse.Namespace) -> int:
         f"1M-step Python loop {cal0['python_loop_1m_ms']} / {cal1.get('python_loop_1m_ms', '?')} ms"
     )
     console.print(f"figures written to {out} ({results['wall_seconds']} s in all)")
+    real = realistic_ratio(results["scenarios"])
+    results_realistic = "realistic" in results["scenarios"]
+    if results_realistic:
+        print(realistic_line(real), flush=True)
     if ratio is not None:
         print(
             f"throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
             f"ceiling {ratio['ceiling_per_s']:.0f}/s)",
             flush=True,
         )
-    else:
+    elif not results_realistic:
         print("throughput ratio: n/a (the ceiling or e2e_python scenario did not run)", flush=True)
     return 0
 
@@ -310,6 +319,26 @@ def throughput_ratio(s: dict[str, Any]) -> dict[str, float] | None:
         "hookcast_per_s": e2e["per_s"],
         "ceiling_per_s": ceiling["per_s"],
     }
+
+
+def realistic_ratio(s: dict[str, Any]) -> dict[str, float] | None:
+    r = s.get("realistic", {})
+    if not r.get("ratio"):
+        return None
+    return {
+        "ratio": r["ratio"],
+        "hookcast_per_s": r["per_s"],
+        "ceiling_per_s": r["ceiling_per_s"],
+    }
+
+
+def realistic_line(r: dict[str, float] | None) -> str:
+    if r is None:
+        return "realistic ratio: n/a (the realistic scenario failed)"
+    return (
+        f"realistic ratio: {r['ratio']:.2f} (hookcast {r['hookcast_per_s']:.0f}/s, "
+        f"ceiling {r['ceiling_per_s']:.0f}/s)"
+    )
 
 
 def _verdict(ok: bool | None, stretch: bool = False) -> str:
@@ -495,6 +524,8 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "healthy p50 / p99 beside hanging",
             f"{beside['latency']['p50_ms']:.1f} / {beside['latency']['p99_ms']:.1f} ms",
         )
+    if "ratio" in (r := s.get("realistic", {})):
+        _realistic_rows(r, add)
     if "postgresql" in (w := s.get("postgres_workers", {})):
         n, runs = w["deliveries"], w["postgresql"]
         ks = list(runs)
@@ -583,6 +614,115 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add(label, "same logic in plain Python, per run", f"{c['python_us']:.2f} µs")
         add(label, "ratio hookcast : plain Python", f"{c['ratio']:.1f}×")
     return rows
+
+
+def _realistic_rows(r: dict[str, Any], add: Any) -> None:
+    label = "9 realistic"
+    h, bare, without = r["hookcast"], r["bare"], r["hookcast_without_hanging"]
+    classes = r["hosts_by_class"]
+    add(
+        label,
+        f"{r['hosts']} hosts ({', '.join(f'{n} {c}' for c, n in classes.items())}), "
+        f"{r['webhooks']} webhooks, burst of {r['burst']:,}",
+        f"{r['burst_healthy']:,} healthy",
+    )
+    add(
+        label,
+        f"healthy deliveries/s: hookcast / bare client (best of {'/'.join(bare['runs'])}: "
+        f"{bare['best_concurrency']})",
+        f"{r['per_s']:,.0f} / {r['ceiling_per_s']:,.0f}/s",
+    )
+    add(label, "ratio to the bare client", f"{r['ratio']:.2f}", "≥ 0.8", r["ratio"] >= 0.8)
+    p = r["perfect_sender"]
+    add(
+        label,
+        f"perfect sender, {p['per_host_limit']} per host (bound)",
+        f"{p['per_s']:,.0f}/s",
+    )
+    add(
+        label,
+        "bare client by concurrency",
+        ", ".join(f"{k}: {v['per_s']:,.0f}" for k, v in bare["runs"].items()),
+    )
+    add(
+        label,
+        "healthy/s with hanging hosts / without",
+        f"{h['per_s']:,.0f} / {without['per_s']:,.0f}/s = {r['hanging_ratio']:.2f}",
+        "≥ 0.9",
+        r["hanging_ratio"] >= 0.9,
+    )
+    once = h["webhook_states"]["healthy"]
+    add(
+        label,
+        "healthy: received / expected, duplicates, bad signatures",
+        f"{once['received']:,} / {once['expected']:,}, {once['duplicates']}, "
+        f"{h['webhook_states']['bad_signatures']}",
+        "exactly once, 0 bad",
+        once["exactly_once"] and h["webhook_states"]["bad_signatures"] == 0,
+    )
+    if "steady" in h:
+        lat = h["steady"]["latency"]
+        add(
+            label,
+            f"healthy signal→receipt p50 / p99, steady {h['steady']['achieved_per_s']:.0f}/s",
+            f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
+        )
+    lat = h["burst_latency"]
+    add(
+        label,
+        "healthy signal→receipt p50 / p99, burst",
+        f"{lat['p50_ms']:,.0f} / {lat['p99_ms']:,.0f} ms",
+    )
+    peak = h["in_flight_peak"]
+    add(
+        label,
+        "peak in flight: at receivers (of it at hanging hosts) / worker heartbeat",
+        f"{peak['open_at_receivers']} ({peak['open_by_class'].get('hanging', 0)}) / "
+        f"{peak['worker_heartbeat_in_flight']}",
+    )
+    bare_best = bare["runs"][str(bare["best_concurrency"])]
+    add(
+        label,
+        "peak in flight, bare client (at receivers)",
+        f"{bare_best['in_flight_peak']['open_at_receivers']}",
+    )
+    add(
+        label,
+        "worker CPU per healthy delivery / per attempt",
+        f"{h['worker_cpu_us_per_delivery']:,.0f} / {h['worker_cpu_us_per_attempt']:,.0f} µs",
+        "≤ 300 µs",
+        h["worker_cpu_us_per_delivery"] <= 300,
+    )
+    add(
+        label,
+        "peak RSS of hookcast worker (VmHWM)",
+        f"{h['worker_peak_rss_mib']:.0f} MiB",
+        "≤ 250 MiB",
+        h["worker_peak_rss_mib"] <= 250,
+    )
+    by_class = h["webhook_states"]["by_class"]
+    for cls in ("failing", "hanging"):
+        c = by_class.get(cls)
+        if c is None:
+            continue
+        states = ", ".join(f"{n} {s}" for s, n in c["states"].items())
+        add(
+            label,
+            f"{cls} webhooks: final states; requests received / attempts recorded",
+            f"{states}; {c['requests_received']} / {c['attempts_recorded']}",
+        )
+        add(
+            label,
+            f"{cls} hosts: requests after the webhook's TooManyErrors",
+            f"{c['requests_after_transition']} (to {c['webhooks_with_requests_after_transition']} webhooks)",
+            "0",
+            c["requests_after_transition"] == 0,
+        )
+    add(
+        label,
+        "receivers' CPU per healthy delivery: hookcast / bare client",
+        f"{h['receivers_cpu_us_per_delivery']:.0f} / {bare_best['receivers_cpu_us_per_delivery']:.0f} µs",
+    )
 
 
 if __name__ == "__main__":

@@ -41,10 +41,17 @@ class Tls:
     key_path: str
 
     @classmethod
-    def create(cls, directory: Path) -> Tls:
+    def create(
+        cls,
+        directory: Path,
+        identities: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        prefix: str = "",
+    ) -> Tls:
+        """A fresh trustme CA and one leaf certificate for `identities` (names or IP
+        addresses: one certificate may cover many), written as <prefix>ca.pem, cert.pem, key.pem."""
         ca = trustme.CA()
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        paths = {name: str(directory / f"{name}.pem") for name in ("ca", "cert", "key")}
+        leaf = ca.issue_cert(*identities)
+        paths = {name: str(directory / f"{prefix}{name}.pem") for name in ("ca", "cert", "key")}
         ca.cert_pem.write_to_path(paths["ca"])
         leaf.private_key_pem.write_to_path(paths["key"])
         with open(paths["cert"], "wb") as out:

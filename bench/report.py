@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .__main__ import summary, throughput_ratio
+from .__main__ import realistic_line, realistic_ratio, summary, throughput_ratio
 
 
 def markdown(results: dict) -> str:
@@ -20,6 +20,9 @@ def markdown(results: dict) -> str:
             f"`throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
             f"ceiling {ratio['ceiling_per_s']:.0f}/s)`"
         )
+    if "realistic" in results["scenarios"]:
+        lines.append("")
+        lines.append(f"`{realistic_line(realistic_ratio(results['scenarios']))}`")
     m = results["machine"]
     c0, c1 = results.get("calibration_before", {}), results.get("calibration_after", {})
     lines.append("")

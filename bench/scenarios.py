@@ -1282,6 +1282,18 @@ def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, An
     }
 
 
+# ----- 9. realistic: many slow, failing and hanging receivers (issue 12) ----------------------
+
+
+async def realistic(ctx: Context) -> dict[str, Any]:
+    """200 HTTPS hosts on loopback addresses (fast, slow, failing, hanging), 400 webhooks, a
+    burst and a steady phase delivered by one `hookcast worker` with its defaults, beside a
+    bare client with the same per-host limit and timeout: bench/realistic.py."""
+    from .realistic import run
+
+    return await run(ctx)
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ceiling": ceiling,
     "e2e_python": e2e_python,
@@ -1292,6 +1304,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "matching": matching,
     "backlog": backlog,
     "isolation": isolation,
+    "realistic": realistic,
     "postgres_workers": postgres_workers,
     "crmscript": crmscript,
 }
