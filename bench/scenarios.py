@@ -1304,7 +1304,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "matching": matching,
     "backlog": backlog,
     "isolation": isolation,
-    "realistic": realistic,
     "postgres_workers": postgres_workers,
     "crmscript": crmscript,
+    "realistic": realistic,
 }
