@@ -401,24 +401,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         "burst": burst,
         "burst_healthy": sum(1 for w in plan.burst if plan.healthy(w)),
         "steady": {"rate_per_s": rate_per_s, "seconds": seconds, "signals": len(plan.steady)},
-        "hookcast_settings": {
-            "concurrency": settings.concurrency,
-            "per_webhook_concurrency": settings.per_webhook_concurrency,
-            "max_connections_per_host": settings.max_connections_per_host,
-            "attempt_timeout_s": settings.attempt_timeout,
-            "lease_s": settings.lease,
-            "retry_delays_s": list(settings.retry_delays),
-            "cycles": settings.cycles,
-            "cycle_delay_s": settings.cycle_delay,
-            "max_consecutive_errors": settings.max_consecutive_errors,
-            "batch_size": settings.batch_size,
-            "defaults": {
-                "concurrency": defaults.concurrency,
-                "per_webhook_concurrency": defaults.per_webhook_concurrency,
-                "max_connections_per_host": defaults.max_connections_per_host,
-                "attempt_timeout_s": defaults.attempt_timeout,
-            },
-        },
+        "hookcast_settings": _delivery_settings(settings, defaults),
     }
     try:
         out["hookcast"] = await _hookcast_run(
@@ -450,6 +433,23 @@ async def run(ctx: Context) -> dict[str, Any]:
     out["ratio"] = round(hookcast_per_s / ceiling, 3) if ceiling else None
     without = out["hookcast_without_hanging"]["per_s"]
     out["hanging_ratio"] = round(hookcast_per_s / without, 3) if without else None
+    return out
+
+
+def _delivery_settings(settings: Settings, defaults: Settings) -> dict[str, Any]:
+    """The worker's delivery settings (whatever this version of hookcast has), and which of
+    them are not hookcast's defaults."""
+    skip = ("smtp_", "mail_", "log_", "database_url", "host", "port", "max_body_bytes")
+    values = {
+        name: getattr(settings, name)
+        for name in type(settings).model_fields
+        if not name.startswith(skip)
+    }
+    out: dict[str, Any] = {
+        k: [x if isinstance(x, int | float) else str(x) for x in v] if isinstance(v, list) else v
+        for k, v in values.items()
+    }
+    out["not_default"] = sorted(k for k in values if values[k] != getattr(defaults, k))
     return out
 
 
