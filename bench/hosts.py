@@ -7,31 +7,34 @@
 "class": "fast"|"slow"|"failing"|"hanging"}, ...]}. Every host listens on its own loopback
 address, all of them on one port (chosen on start) with one TLS certificate that covers
 every address; one aiohttp application serves them all. Deliveries go to
-`https://<address>:<port>/h/<host index>/<webhook index>`.
+`https://<address>:<port>/h/<host index>/<webhook index>/<run>`: `run` is a tag the harness
+gives each sender (a hookcast worker, the bare client at one concurrency), and everything
+below is counted per run, so that a worker still running beside the next measurement does
+not mix into it.
 
 Per class (CLASSES): `fast` answers 200 after 30–80 ms, `slow` 200 after 150–400 ms,
-`failing` 500 after 30–80 ms, `hanging` never answers (the request is held until released
-through the control port, the process stops, or `--hang-seconds` pass, then answered 503).
+`failing` 500 after 30–80 ms, `hanging` never answers (the request is held until its run is
+released through the control port, the process stops, or `--hang-seconds` pass; then 503).
 Each request's delay is drawn from the host's own random generator, seeded with the plan's
 seed and the host's index, so a host gives the same sequence of delays in every run.
 
 Every request is checked first: its X-SuperOffice-Signature must be
 base64(HMAC-SHA256(secret, body)), else it is answered 401 and counted as bad. Per host the
-receiver counts requests with a good signature, bad signatures and duplicates (a
-`webhook-id` seen before on that host; X-SuperOffice-EventId when there is none). Per
-request it reads `FieldValues.t` (the sender's `time.monotonic()` at signal time) and
-`FieldValues.ph` (a phase label the harness chooses); for the healthy classes (fast, slow)
-it keeps per phase the count, the first and last arrival (monotonic) and the signal→receipt
-latencies; for failing and hanging hosts it keeps every request's arrival (wall clock,
-`time.time()`, comparable with the database's times) per webhook. Requests being answered
-right now ("open", by class) are counted with their peak: with handler cancellation on, a
-request whose client gave up (closed the connection) stops counting at once.
+receiver counts requests with a good signature and duplicates (a `webhook-id` the host has
+seen before, in any run; X-SuperOffice-EventId when there is none). Per request it reads
+`FieldValues.t` (the sender's `time.monotonic()` at signal time) and `FieldValues.ph` (a
+phase label the harness chooses); for the healthy classes (fast, slow) it keeps per phase
+the count, the first and last arrival (monotonic) and the signal→receipt latencies; for
+failing and hanging hosts it keeps every request's arrival (wall clock, `time.time()`,
+comparable with the database's times) per webhook. Requests being answered right now
+("open", by class) are counted with their peak: with handler cancellation on, a request
+whose client gave up (closed the connection) stops counting at once.
 
-A plain-HTTP control port on 127.0.0.1:
-    GET  /_count    per phase the healthy counts and last arrival, open requests by class (cheap)
-    GET  /_stats    everything: per host counts, latencies per phase, failing/hanging arrivals
-    POST /_release  answer every held request (503) now
-    POST /_reset    release held requests and forget everything counted
+A plain-HTTP control port on 127.0.0.1 (`?run=TAG` selects the run):
+    GET  /_count?run=    per phase the healthy counts and last arrival, open requests (cheap)
+    GET  /_stats?run=    everything: per host counts, latencies per phase, failing/hanging arrivals
+    POST /_release?run=  answer the run's held requests (503) now
+    POST /_reset         release every held request and forget everything counted
 
 On start it prints one line `READY {"port": ..., "control_port": ..., "pid": ...}`.
 """
@@ -70,20 +73,7 @@ HEALTHY = ("fast", "slow")
 
 
 class Host:
-    __slots__ = (
-        "address",
-        "arrivals",
-        "bad",
-        "cls",
-        "duplicates",
-        "ids",
-        "index",
-        "lo",
-        "received",
-        "rng",
-        "span",
-        "status",
-    )
+    __slots__ = ("address", "cls", "index", "lo", "rng", "span", "status")
 
     def __init__(self, index: int, address: str, cls: str, seed: int) -> None:
         self.index = index
@@ -92,25 +82,6 @@ class Host:
         lo, hi, status = CLASSES[cls]
         self.lo, self.span, self.status = lo, hi - lo, status
         self.rng = random.Random(f"{seed}/{index}")
-        self.reset()
-
-    def reset(self) -> None:
-        self.received = 0
-        self.bad = 0
-        self.duplicates = 0
-        self.ids: set[str] = set()
-        self.arrivals: dict[int, list[float]] = {}  # failing/hanging: webhook -> wall times
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "address": self.address,
-            "class": self.cls,
-            "received": self.received,
-            "bad": self.bad,
-            "duplicates": self.duplicates,
-            "distinct": len(self.ids),
-        }
 
 
 class Phase:
@@ -123,27 +94,19 @@ class Phase:
         self.latencies: list[float] = []
 
 
-class State:
-    def __init__(self, secret: str, hosts: list[Host], hang_seconds: float) -> None:
-        self.key = secret.encode()
-        self.hosts = {h.index: h for h in hosts}
-        self.hang_seconds = hang_seconds
-        self.release = asyncio.Event()
-        self.open = dict.fromkeys(CLASSES, 0)
-        self.reset()
+class Run:
+    """What one sender (a run tag in the URL) did: counted apart from the other runs, so a
+    worker that keeps running beside the next measurement does not mix into it."""
 
-    def reset(self) -> None:
-        for host in self.hosts.values():
-            host.reset()
+    def __init__(self) -> None:
         self.phases: dict[str, Phase] = {}
+        self.open = dict.fromkeys(CLASSES, 0)
         self.peak_open = dict.fromkeys(CLASSES, 0)
         self.peak_open_total = 0
         self.bad = 0
-        self.unknown = 0
-
-    def let_go(self) -> None:
-        """Answer every held request, and hold the next ones again."""
-        self.release.set()
+        self.received: dict[int, int] = {}  # host -> requests with a good signature
+        self.duplicates: dict[int, int] = {}  # host -> requests whose id the host had seen
+        self.arrivals: dict[int, list[float]] = {}  # failing/hanging: webhook -> wall times
         self.release = asyncio.Event()
 
     def counts(self) -> dict[str, Any]:
@@ -155,8 +118,29 @@ class State:
             "open": dict(self.open),
             "open_total": sum(self.open.values()),
             "bad": self.bad,
-            "duplicates": sum(h.duplicates for h in self.hosts.values()),
+            "duplicates": sum(self.duplicates.values()),
         }
+
+
+class State:
+    def __init__(self, secret: str, hosts: list[Host], hang_seconds: float) -> None:
+        self.key = secret.encode()
+        self.hosts = {h.index: h for h in hosts}
+        self.hang_seconds = hang_seconds
+        self.reset()
+
+    def reset(self) -> None:
+        for run in getattr(self, "runs", {}).values():
+            run.release.set()
+        self.runs: dict[str, Run] = {}
+        self.ids: dict[int, set[str]] = {i: set() for i in self.hosts}  # per host, all runs
+        self.unknown = 0
+
+    def run(self, name: str) -> Run:
+        run = self.runs.get(name)
+        if run is None:
+            run = self.runs[name] = Run()
+        return run
 
 
 def make_apps(state: State) -> tuple[web.Application, web.Application]:
@@ -169,37 +153,39 @@ def make_apps(state: State) -> tuple[web.Application, web.Application]:
     sha256 = hashlib.sha256
     sleep = asyncio.sleep
     hosts = state.hosts
-    opened = state.open
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
         headers = request.headers
+        info = request.match_info
         try:
-            host = hosts[int(request.match_info["host"])]
-            webhook = int(request.match_info["webhook"])
+            host = hosts[int(info["host"])]
+            webhook = int(info["webhook"])
         except (KeyError, ValueError):
             state.unknown += 1
             return web.Response(status=404, text="no such host")
+        run = state.run(info["run"])
         expected = b64(digest(state.key, body, sha256))
         given = headers.get("X-SuperOffice-Signature", "").encode()
         if not compare(expected, given):
-            host.bad += 1
-            state.bad += 1
+            run.bad += 1
             return web.Response(status=401, text="bad signature")
         now = monotonic()
-        host.received += 1
+        index = host.index
+        run.received[index] = run.received.get(index, 0) + 1
         key = headers.get("webhook-id") or headers.get("X-SuperOffice-EventId") or ""
-        if key in host.ids:
-            host.duplicates += 1
+        seen = state.ids[index]
+        if key in seen:
+            run.duplicates[index] = run.duplicates.get(index, 0) + 1
         else:
-            host.ids.add(key)
+            seen.add(key)
         cls = host.cls
         if cls in HEALTHY:
             values = loads(body).get("FieldValues") or {}
             name = values.get("ph", "")
-            phase = state.phases.get(name)
+            phase = run.phases.get(name)
             if phase is None:
-                phase = state.phases[name] = Phase()
+                phase = run.phases[name] = Phase()
             phase.count += 1
             if phase.first_at is None:
                 phase.first_at = now
@@ -207,17 +193,18 @@ def make_apps(state: State) -> tuple[web.Application, web.Application]:
             if isinstance(t := values.get("t"), float):
                 phase.latencies.append(now - t)
         else:
-            host.arrivals.setdefault(webhook, []).append(wall())
+            run.arrivals.setdefault(webhook, []).append(wall())
+        opened = run.open
         opened[cls] += 1
-        if opened[cls] > state.peak_open[cls]:
-            state.peak_open[cls] = opened[cls]
+        if opened[cls] > run.peak_open[cls]:
+            run.peak_open[cls] = opened[cls]
         total = sum(opened.values())
-        if total > state.peak_open_total:
-            state.peak_open_total = total
+        if total > run.peak_open_total:
+            run.peak_open_total = total
         try:
             if cls == "hanging":
                 try:
-                    await asyncio.wait_for(state.release.wait(), state.hang_seconds)
+                    await asyncio.wait_for(run.release.wait(), state.hang_seconds)
                 except TimeoutError:
                     pass
                 return web.Response(status=503, text="released")
@@ -226,35 +213,44 @@ def make_apps(state: State) -> tuple[web.Application, web.Application]:
         finally:
             opened[cls] -= 1
 
-    async def count(_: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(state.counts()), content_type="application/json")
-
-    async def stats(_: web.Request) -> web.Response:
-        data = state.counts()
-        data["peak_open"] = state.peak_open
-        data["peak_open_total"] = state.peak_open_total
-        data["unknown"] = state.unknown
-        data["latencies"] = {name: p.latencies for name, p in state.phases.items()}
-        data["hosts"] = [h.report() for h in state.hosts.values()]
-        data["arrivals"] = {
-            str(w): times
-            for h in state.hosts.values()
-            for w, times in h.arrivals.items()
-            if h.cls not in HEALTHY
-        }
+    def answer(data: Any) -> web.Response:
         return web.Response(body=orjson.dumps(data), content_type="application/json")
 
-    async def release(_: web.Request) -> web.Response:
-        state.let_go()
-        return web.Response(body=orjson.dumps(state.counts()), content_type="application/json")
+    async def count(request: web.Request) -> web.Response:
+        return answer(state.run(request.query.get("run", "")).counts())
+
+    async def stats(request: web.Request) -> web.Response:
+        run = state.run(request.query.get("run", ""))
+        data = run.counts()
+        data["peak_open"] = run.peak_open
+        data["peak_open_total"] = run.peak_open_total
+        data["unknown"] = state.unknown
+        data["latencies"] = {name: p.latencies for name, p in run.phases.items()}
+        data["hosts"] = [
+            {
+                "index": i,
+                "address": h.address,
+                "class": h.cls,
+                "received": run.received.get(i, 0),
+                "duplicates": run.duplicates.get(i, 0),
+            }
+            for i, h in state.hosts.items()
+        ]
+        data["arrivals"] = {str(w): times for w, times in run.arrivals.items()}
+        return answer(data)
+
+    async def release(request: web.Request) -> web.Response:
+        run = state.run(request.query.get("run", ""))
+        run.release.set()
+        run.release = asyncio.Event()
+        return answer(run.counts())
 
     async def reset(_: web.Request) -> web.Response:
-        state.let_go()
         state.reset()
-        return web.Response(body=orjson.dumps(state.counts()), content_type="application/json")
+        return answer({})
 
     hooks = web.Application(client_max_size=2 * 1024 * 1024)
-    hooks.router.add_post("/h/{host}/{webhook}", hook)
+    hooks.router.add_post("/h/{host}/{webhook}/{run}", hook)
     ctl = web.Application()
     ctl.router.add_get("/_count", count)
     ctl.router.add_get("/_stats", stats)
@@ -331,7 +327,7 @@ async def serve(args: argparse.Namespace) -> None:
         flush=True,
     )
     await stop.wait()
-    state.release.set()
+    state.reset()  # held requests go
     await hooks_runner.cleanup()
     await ctl_runner.cleanup()
 

@@ -42,6 +42,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ import aiohttp
 
 from hookcast import Hub, Settings
 from hookcast.model import State
+from hookcast.net.sender import HttpSender
 from hookcast.payload import build_body, build_headers, format_timestamp
 
 from .env import (
@@ -153,10 +155,11 @@ class Hosts:
         self.port_of_host: dict[int, int] = {}
         self._http: aiohttp.ClientSession | None = None
 
-    def url(self, webhook: int) -> str:
+    def url(self, webhook: int, run: str) -> str:
+        """Where webhook `webhook` delivers when sender `run` sends (counted per run)."""
         host = self.plan.webhook_host[webhook]
         address = self.plan.hosts[host]["address"]
-        return f"https://{address}:{self.port_of_host[host]}/h/{host}/{webhook}"
+        return f"https://{address}:{self.port_of_host[host]}/h/{host}/{webhook}/{run}"
 
     @property
     def pids(self) -> list[int]:
@@ -206,12 +209,13 @@ class Hosts:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         return self
 
-    async def _all(self, method: str, path: str) -> list[dict[str, Any]]:
+    async def _all(self, method: str, path: str, run: str = "") -> list[dict[str, Any]]:
         assert self._http is not None
         http = self._http
 
         async def one(port: int) -> dict[str, Any]:
-            async with http.request(method, f"http://127.0.0.1:{port}{path}") as r:
+            url = f"http://127.0.0.1:{port}{path}"
+            async with http.request(method, url, params={"run": run}) as r:
                 r.raise_for_status()
                 return dict(await r.json(content_type=None))
 
@@ -238,11 +242,11 @@ class Hosts:
             "duplicates": sum(part["duplicates"] for part in parts),
         }
 
-    async def counts(self) -> dict[str, Any]:
-        return self._merge(await self._all("GET", "/_count"))
+    async def counts(self, run: str) -> dict[str, Any]:
+        return self._merge(await self._all("GET", "/_count", run))
 
-    async def stats(self) -> dict[str, Any]:
-        parts = await self._all("GET", "/_stats")
+    async def stats(self, run: str) -> dict[str, Any]:
+        parts = await self._all("GET", "/_stats", run)
         out = self._merge(parts)
         out["hosts"] = sorted((h for p in parts for h in p["hosts"]), key=lambda h: h["index"])
         out["arrivals"] = {int(w): t for p in parts for w, t in p["arrivals"].items()}
@@ -255,11 +259,9 @@ class Hosts:
         out["unknown"] = sum(p["unknown"] for p in parts)
         return out
 
-    async def reset(self) -> None:
-        await self._all("POST", "/_reset")
-
-    async def release(self) -> None:
-        await self._all("POST", "/_release")
+    async def release(self, run: str) -> None:
+        """Answer the run's held requests (hanging hosts) now."""
+        await self._all("POST", "/_release", run)
 
     def cpu(self) -> float:
         from .scenarios import cpu_seconds
@@ -280,8 +282,11 @@ class Watch:
     (`workers.in_flight`, written every 5 s) every 0.5 s; keeps the peaks, the latest counts
     and a series thinned to one sample per second."""
 
-    def __init__(self, hosts: Hosts, db_path: Path | None = None, interval: float = 0.1) -> None:
+    def __init__(
+        self, hosts: Hosts, run: str, db_path: Path | None = None, interval: float = 0.1
+    ) -> None:
         self.hosts = hosts
+        self.run = run
         self.db_path = db_path
         self.interval = interval
         self.latest: dict[str, Any] = {"phases": {}, "open": {}, "open_total": 0}
@@ -312,7 +317,7 @@ class Watch:
         last_heartbeat = 0.0
         while True:
             try:
-                counts = await self.hosts.counts()
+                counts = await self.hosts.counts(self.run)
             except (aiohttp.ClientError, OSError, TimeoutError):
                 await asyncio.sleep(self.interval)
                 continue
@@ -353,7 +358,7 @@ class Watch:
             if got >= n or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(self.interval)
-        return await self.hosts.counts()  # fresh: last_at of the very last arrival
+        return await self.hosts.counts(self.run)  # fresh: last_at of the very last arrival
 
     def peaks(self) -> dict[str, Any]:
         return {
@@ -386,7 +391,6 @@ async def run(ctx: Context) -> dict[str, Any]:
     tls = Tls.create(ctx.workdir, tuple(h["address"] for h in plan.hosts), prefix="realistic-")
     config = dataclasses.replace(ctx.config, tls=tls)
     settings = config.settings(ctx.workdir / "unused.db")
-    hosts = await Hosts(plan, tls, ctx.workdir).start()
     out: dict[str, Any] = {
         "seed": SEED,
         "hosts": n_hosts,
@@ -395,7 +399,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             c: [round(lo * 1000), round(hi * 1000), status]
             for c, (lo, hi, status) in CLASSES.items()
         },
-        "receiver_processes": hosts.processes,
+        "receiver_processes": 2,
         "webhooks": len(plan.webhook_host),
         "webhooks_by_class": dict(Counter(plan.cls(w) for w in range(len(plan.webhook_host)))),
         "burst": burst,
@@ -403,10 +407,16 @@ async def run(ctx: Context) -> dict[str, Any]:
         "steady": {"rate_per_s": rate_per_s, "seconds": seconds, "signals": len(plan.steady)},
         "hookcast_settings": _delivery_settings(settings, defaults),
     }
+    hosts = await Hosts(plan, tls, ctx.workdir).start()
+    main = HookcastRun(ctx, plan, hosts, config, "with hanging", "a", skip_hanging=False)
+    alone = HookcastRun(ctx, plan, hosts, config, "without hanging", "w", skip_hanging=True)
     try:
-        out["hookcast"] = await _hookcast_run(
-            ctx, plan, hosts, config, label="with hanging", skip_hanging=False, steady=True
-        )
+        # hookcast with every host, burst then steady phase. Its worker keeps running (it
+        # has nothing left but the failing and hanging webhooks' retries and probes) while
+        # the baselines run, until those webhooks leave Active or the wait below ends.
+        await main.start()
+        out["hookcast"] = await main.measure(steady=True)
+        await main.watch.stop()
         runs = {}
         for c in bare_concurrency:
             runs[str(c)] = await _bare_run(
@@ -420,11 +430,20 @@ async def run(ctx: Context) -> dict[str, Any]:
             )
         best = max(runs, key=lambda c: runs[c]["per_s"])
         out["bare"] = {"runs": runs, "best_concurrency": int(best), "per_s": runs[best]["per_s"]}
-        out["hookcast_without_hanging"] = await _hookcast_run(
-            ctx, plan, hosts, config, label="without hanging", skip_hanging=True, steady=False
+        out["hookcast_transport"] = await _transport_run(
+            ctx, plan, hosts, config, concurrency=int(best)
         )
+        # The same burst without the hanging hosts' webhooks: the same healthy deliveries.
+        await alone.start()
+        out["hookcast_without_hanging"] = await alone.measure(steady=False)
+        await alone.stop()
+        out["hookcast"].update(await main.finish(wait=ctx.size(150.0, 3.0)))
     finally:
+        await alone.stop()
+        await main.stop()
         await hosts.stop()
+    out["hookcast"]["worker_peak_rss_mib"] = main.peak_rss_mib
+    out["hookcast_without_hanging"]["worker_peak_rss_mib"] = alone.peak_rss_mib
     out["perfect_sender"] = perfect_sender(plan, settings.max_connections_per_host)
     hookcast_per_s = out["hookcast"]["per_s"]
     ceiling = out["bare"]["per_s"]
@@ -473,64 +492,79 @@ def perfect_sender(plan: Plan, limit: int) -> dict[str, Any]:
     }
 
 
-async def _hookcast_run(
-    ctx: Context,
-    plan: Plan,
-    hosts: Hosts,
-    config: HookcastConfig,
-    *,
-    label: str,
-    skip_hanging: bool,
-    steady: bool,
-) -> dict[str, Any]:
-    """One worker process, a fresh database, the burst (and the steady phase)."""
-    from .scenarios import cpu_seconds, fixed_rate, rate
+class HookcastRun:
+    """One `hookcast worker` process on a fresh database with the plan's webhooks (without
+    the hanging hosts' when `skip_hanging`), its deliveries counted under run tag `tag`."""
 
-    slug = label.replace(" ", "-")
-    webhooks = [
-        w for w in range(len(plan.webhook_host)) if not (skip_hanging and plan.cls(w) == "hanging")
-    ]
-    included = set(webhooks)
-    burst = [w for w in plan.burst if w in included]
-    expected = sum(1 for w in burst if plan.healthy(w))
-    db_path = ctx.db_path(f"realistic-{slug}")
-    await _wait_idle(ctx, 20.0)
-    ids = await asyncio.to_thread(
-        prepare_db, db_path, [(f"rt{w}", [event_name(w)], hosts.url(w)) for w in webhooks]
-    )
-    webhook_of_id = dict(zip(ids, webhooks, strict=True))
-    await hosts.reset()
-    worker = HookcastProcess(
-        ["worker", "--db", f"sqlite:///{db_path}"],
-        config.env(db_path),
-        ctx.workdir / f"worker-realistic-{slug}.log",
-    )
-    watch = Watch(hosts, db_path)
-    figures: dict[str, Any] = {"label": label, "webhooks": len(webhooks), "burst": len(burst)}
-    try:
-        await worker.start()
-        await worker.wait_log("hookcast worker delivering", timeout=30)
-        watch.start()
-        task = ctx.task(f"realistic, hookcast {label}: healthy of {len(burst):,}", expected)
+    def __init__(
+        self,
+        ctx: Context,
+        plan: Plan,
+        hosts: Hosts,
+        config: HookcastConfig,
+        label: str,
+        tag: str,
+        *,
+        skip_hanging: bool,
+    ) -> None:
+        self.ctx, self.plan, self.hosts, self.config = ctx, plan, hosts, config
+        self.label, self.tag = label, tag
+        self.webhooks = [
+            w
+            for w in range(len(plan.webhook_host))
+            if not (skip_hanging and plan.cls(w) == "hanging")
+        ]
+        included = set(self.webhooks)
+        self.burst = [w for w in plan.burst if w in included]
+        self.steady = [w for w in plan.steady if w in included]
+        self.expected = sum(1 for w in self.burst if plan.healthy(w))  # healthy, burst
+        self.expected_all = self.expected  # healthy, burst and steady phase
+        self.db_path = ctx.db_path(f"realistic-{label.replace(' ', '-')}")
+        self.worker: HookcastProcess | None = None
+        self.watch = Watch(hosts, tag, self.db_path)
+        self.webhook_of_id: dict[int, int] = {}
+        self.burst_started = 0.0
+        self.peak_rss_mib: float | None = None
+
+    async def start(self) -> None:
+        await _wait_idle(self.ctx, 20.0)
+        specs = [(f"rt{w}", [event_name(w)], self.hosts.url(w, self.tag)) for w in self.webhooks]
+        ids = await asyncio.to_thread(prepare_db, self.db_path, specs)
+        self.webhook_of_id = dict(zip(ids, self.webhooks, strict=True))
+        self.worker = HookcastProcess(
+            ["worker", "--db", f"sqlite:///{self.db_path}"],
+            self.config.env(self.db_path),
+            self.ctx.workdir / f"worker-realistic-{self.tag}.log",
+        )
+        await self.worker.start()
+        await self.worker.wait_log("hookcast worker delivering", timeout=30)
+
+    async def measure(self, *, steady: bool) -> dict[str, Any]:
+        """The burst (and the steady phase): throughput, CPU, latency, in flight."""
+        from .scenarios import cpu_seconds, fixed_rate, rate
+
+        ctx, hosts, worker = self.ctx, self.hosts, self.worker
+        assert worker is not None
+        self.watch.start()
+        task = ctx.task(
+            f"realistic, hookcast {self.label}: healthy of {len(self.burst):,}", self.expected
+        )
         noise = Noise().start()
         cpu_w0, cpu_r0, cpu_me0 = cpu_seconds(worker.pid), hosts.cpu(), cpu_seconds()
-        async with Hub(config.settings(db_path), deliver=False) as app:
+        figures: dict[str, Any] = {
+            "label": self.label,
+            "webhooks": len(self.webhooks),
+            "burst": len(self.burst),
+        }
+        async with Hub(self.config.settings(self.db_path), deliver=False) as app:
             counter = itertools.count()
             signal_errors = 0
 
-            async def producer(items: list[int], phase: str) -> None:
+            async def producer() -> None:
                 nonlocal signal_errors
-                while (i := next(counter)) < len(items):
-                    w = items[i]
+                while (i := next(counter)) < len(self.burst):
                     try:
-                        await app.signal(
-                            event_name(w),
-                            i,
-                            tenant=TENANT,
-                            associate_id=ASSOCIATE,
-                            changes=["name"],
-                            field_values={"t": time.monotonic(), "ph": phase},
-                        )
+                        await self._signal(app, self.burst[i], i, "b")
                     except Exception:
                         signal_errors += 1
                         if signal_errors > 100:
@@ -539,119 +573,161 @@ async def _hookcast_run(
             signalled_at: list[float] = []
 
             async def signal_burst() -> None:
-                producers = (producer(burst, "b") for _ in range(PRODUCERS))
+                producers = (producer() for _ in range(PRODUCERS))
                 await asyncio.wait_for(asyncio.gather(*producers), ctx.size(120, 30))
                 signalled_at.append(time.monotonic())
 
-            t0 = time.monotonic()
+            t0 = self.burst_started = time.monotonic()
             signalling = asyncio.ensure_future(signal_burst())
-            counts = await watch.wait_phase(
+            counts = await self.watch.wait_phase(
                 "b",
-                expected,
+                self.expected,
                 timeout=ctx.size(300, 35),
                 on_count=lambda c: ctx.progress.update(task, completed=c),
             )
             await asyncio.wait_for(signalling, 5)  # done by now: every delivery arrived
-            signalled_s = round(signalled_at[0] - t0, 3)
             received = counts["phases"].get("b", {}).get("healthy", 0)
-            last_at = counts["phases"].get("b", {}).get("last_at") or t0
-            elapsed = last_at - t0
+            elapsed = (counts["phases"].get("b", {}).get("last_at") or t0) - t0
             cpu_worker = cpu_seconds(worker.pid) - cpu_w0
             cpu_recv, cpu_me = hosts.cpu() - cpu_r0, cpu_seconds() - cpu_me0
             foreign = noise.stop()
             per_s = rate(received, elapsed)
             ctx.done(task, f"{per_s:,.0f}/s")
-            depth, recorded_at = await wait_recorded(db_path, expected, timeout=30, interval=0.05)
-            attempts_burst = await asyncio.to_thread(_count_attempts, db_path)
+            depth, recorded_at = await wait_recorded(
+                self.db_path, self.expected, timeout=30, interval=0.05
+            )
+            attempts = await asyncio.to_thread(_count_attempts, self.db_path)
             figures.update(
                 {
-                    "healthy_expected": expected,
+                    "healthy_expected": self.expected,
                     "healthy_received": received,
                     "seconds_to_last_healthy_receipt": round(elapsed, 3),
                     "per_s": round(per_s, 1),
                     "per_s_by_recorded": round(rate(received, recorded_at - t0), 1),
-                    "seconds_to_signal_burst": signalled_s,
+                    "seconds_to_signal_burst": round(signalled_at[0] - t0, 3),
                     "signal_errors": signal_errors,
-                    "attempts_during_burst": attempts_burst,
+                    "attempts_during_burst": attempts,
+                    "depth_at_burst_end": depth,
                     "worker_cpu_s": round(cpu_worker, 2),
                     "worker_cpu_us_per_delivery": round(cpu_worker / max(received, 1) * 1e6, 1),
-                    "worker_cpu_us_per_attempt": round(
-                        cpu_worker / max(attempts_burst, 1) * 1e6, 1
-                    ),
-                    "worker_cpu_pct_of_a_core": round(cpu_worker / elapsed * 100, 1)
-                    if elapsed > 0
-                    else None,
+                    "worker_cpu_us_per_attempt": round(cpu_worker / max(attempts, 1) * 1e6, 1),
+                    "worker_cpu_pct_of_a_core": _pct(cpu_worker, elapsed),
                     "receivers_cpu_s": round(cpu_recv, 2),
                     "receivers_cpu_us_per_delivery": round(cpu_recv / max(received, 1) * 1e6, 1),
-                    "receivers_cpu_pct_of_a_core_each": round(
-                        cpu_recv / elapsed / hosts.processes * 100, 1
-                    )
-                    if elapsed > 0
-                    else None,
+                    "receivers_cpu_pct_of_a_core_each": _pct(cpu_recv / hosts.processes, elapsed),
                     "app_cpu_s": round(cpu_me, 2),
                     "foreign_cpu_pct": foreign,
-                    "in_flight_peak": watch.peaks(),
-                    "burst_latency": summary_ms((await hosts.stats())["latencies"].get("b", [])),
+                    "in_flight_peak_burst": self.watch.peaks(),
+                    "burst_latency": summary_ms(
+                        (await hosts.stats(self.tag))["latencies"].get("b", [])
+                    ),
                 }
             )
             if steady:
-                figures["steady"] = await _steady(ctx, plan, hosts, watch, app, fixed_rate)
-        figures["webhook_states"] = await _final_states(
-            ctx,
-            plan,
-            hosts,
-            db_path,
-            webhook_of_id,
-            expected_healthy=expected + figures.get("steady", {}).get("healthy_expected", 0),
-        )
-        await watch.stop()
-        figures["in_flight_peak"] = watch.peaks()
-        figures["in_flight_series"] = watch.series
-        figures["depth_after"] = await asyncio.to_thread(read_depth, db_path)
-    finally:
-        await watch.stop()
-        with contextlib.suppress(Exception):
-            await hosts.release()  # held requests go, so that the worker stops at once
-        await worker.stop()
-    assert worker.rss is not None
-    figures["worker_peak_rss_mib"] = round(worker.rss.hwm_kib / 1024, 1)
-    figures["depth_at_burst_end"] = depth
-    return figures
+                figures["steady"] = await self._steady(app, fixed_rate)
+                self.expected_all += figures["steady"]["healthy_expected"]
+        await wait_recorded(self.db_path, self.expected_all, timeout=ctx.size(30, 10))
+        figures["exactly_once"] = await self._exactly_once()
+        figures["in_flight_peak"] = self.watch.peaks()
+        figures["in_flight_series"] = self.watch.series
+        return figures
 
-
-async def _steady(
-    ctx: Context, plan: Plan, hosts: Hosts, watch: Watch, app: Hub, fixed_rate: Any
-) -> dict[str, Any]:
-    """Open loop: one signal every 1/rate s; the healthy deliveries' signal→receipt latency."""
-    items = plan.steady
-    expected = sum(1 for w in items if plan.healthy(w))
-    seconds = ctx.size(10.0, 3.0)
-    per_s = len(items) / seconds
-    task = ctx.task(f"realistic, hookcast: steady {per_s:.0f}/s for {seconds:.0f} s", len(items))
-
-    async def send(i: int) -> None:
-        w = items[i]
+    async def _signal(self, app: Hub, webhook: int, pk: int, phase: str) -> None:
         await app.signal(
-            event_name(w),
-            1_000_000 + i,
+            event_name(webhook),
+            pk,
             tenant=TENANT,
             associate_id=ASSOCIATE,
             changes=["name"],
-            field_values={"t": time.monotonic(), "ph": "s"},
+            field_values={"t": time.monotonic(), "ph": phase},
         )
 
-    durations, achieved = await fixed_rate(send, per_s, len(items), ctx.progress, task)
-    counts = await watch.wait_phase("s", expected, timeout=30)
-    lat = summary_ms((await hosts.stats())["latencies"].get("s", []))
-    ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
-    return {
-        "signals": len(items),
-        "achieved_per_s": round(achieved, 1),
-        "healthy_expected": expected,
-        "healthy_received": counts["phases"].get("s", {}).get("healthy", 0),
-        "latency": lat,
-        "signal_duration": summary_ms(durations),
-    }
+    async def _steady(self, app: Hub, fixed_rate: Any) -> dict[str, Any]:
+        """Open loop: one signal every 1/rate s; the healthy deliveries' signal→receipt latency."""
+        items = self.steady
+        expected = sum(1 for w in items if self.plan.healthy(w))
+        seconds = self.ctx.size(10.0, 3.0)
+        per_s = len(self.plan.steady) / seconds
+        task = self.ctx.task(
+            f"realistic, hookcast: steady {per_s:.0f}/s for {seconds:.0f} s", len(items)
+        )
+
+        async def send(i: int) -> None:
+            await self._signal(app, items[i], 1_000_000 + i, "s")
+
+        durations, achieved = await fixed_rate(send, per_s, len(items), self.ctx.progress, task)
+        counts = await self.watch.wait_phase("s", expected, timeout=30)
+        lat = summary_ms((await self.hosts.stats(self.tag))["latencies"].get("s", []))
+        self.ctx.done(task, f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+        return {
+            "signals": len(items),
+            "achieved_per_s": round(achieved, 1),
+            "healthy_expected": expected,
+            "healthy_received": counts["phases"].get("s", {}).get("healthy", 0),
+            "latency": lat,
+            "signal_duration": summary_ms(durations),
+        }
+
+    async def _exactly_once(self) -> dict[str, Any]:
+        """Every healthy delivery (burst and steady phase) received once, with a good
+        signature: the healthy hosts' requests = the deliveries expected = `delivered` rows,
+        no duplicate."""
+        stats = await self.hosts.stats(self.tag)
+        data = await asyncio.to_thread(_read_webhooks, self.db_path)
+        healthy_ids = {i for i, w in self.webhook_of_id.items() if self.plan.healthy(w)}
+        delivered = sum(
+            n for i, status, n in data["deliveries"] if i in healthy_ids and status == 1
+        )
+        healthy_hosts = [h for h in stats["hosts"] if h["class"] in HEALTHY]
+        received = sum(h["received"] for h in healthy_hosts)
+        duplicates = sum(h["duplicates"] for h in healthy_hosts)
+        return {
+            "expected": self.expected_all,
+            "received": received,
+            "duplicates": duplicates,
+            "delivered_in_db": delivered,
+            "bad_signatures": stats["bad"],
+            "ok": received == self.expected_all == delivered
+            and duplicates == 0
+            and stats["bad"] == 0,
+        }
+
+    async def finish(self, wait: float) -> dict[str, Any]:
+        """Wait (at most `wait` s) until the failing and hanging webhooks left Active; then
+        their states, attempts, and the requests their hosts got after the transition."""
+        deadline = time.monotonic() + wait
+        task = self.ctx.task("realistic, hookcast: failing and hanging webhooks leave Active", None)
+        while True:
+            data = await asyncio.to_thread(_read_webhooks, self.db_path)
+            active = [
+                i
+                for i, state, *_ in data["hooks"]
+                if state == State.Active and not self.plan.healthy(self.webhook_of_id[i])
+            ]
+            if not active or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        self.ctx.done(task, f"{len(active)} still Active")
+        stats = await self.hosts.stats(self.tag)
+        return {
+            "webhook_states": _states(self.plan, self.webhook_of_id, data, stats),
+            "states_read_s_after_burst_start": round(time.monotonic() - self.burst_started, 1),
+            "depth_after": await asyncio.to_thread(read_depth, self.db_path),
+        }
+
+    async def stop(self) -> None:
+        await self.watch.stop()
+        with contextlib.suppress(Exception):
+            await self.hosts.release(self.tag)  # held requests go: the worker stops at once
+        if self.worker is not None:
+            await self.worker.stop()
+            if self.worker.rss is not None:
+                self.peak_rss_mib = round(self.worker.rss.hwm_kib / 1024, 1)
+            self.worker = None
+
+
+def _pct(cpu: float, seconds: float) -> float | None:
+    return round(cpu / seconds * 100, 1) if seconds > 0 else None
 
 
 def _count_attempts(db_path: Path) -> int:
@@ -666,7 +742,8 @@ def _read_webhooks(db_path: Path) -> dict[str, Any]:
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
     try:
         hooks = conn.execute(
-            "SELECT id, state, updated_at, total_calls, total_errors FROM webhooks"
+            "SELECT id, state, updated_at, total_calls, total_errors, consecutive_errors"
+            " FROM webhooks"
         ).fetchall()
         attempts = dict(
             conn.execute("SELECT webhook_id, count(*) FROM attempts GROUP BY webhook_id").fetchall()
@@ -674,41 +751,21 @@ def _read_webhooks(db_path: Path) -> dict[str, Any]:
         deliveries = conn.execute(
             "SELECT webhook_id, status, count(*) FROM deliveries GROUP BY webhook_id, status"
         ).fetchall()
-        uids = conn.execute("SELECT count(DISTINCT uid) FROM deliveries").fetchone()[0]
     finally:
         conn.close()
-    return {"hooks": hooks, "attempts": attempts, "deliveries": deliveries, "uids": uids}
+    return {"hooks": hooks, "attempts": attempts, "deliveries": deliveries}
 
 
-async def _final_states(
-    ctx: Context,
-    plan: Plan,
-    hosts: Hosts,
-    db_path: Path,
-    webhook_of_id: dict[int, int],
-    *,
-    expected_healthy: int,
+def _states(
+    plan: Plan, webhook_of_id: dict[int, int], data: dict[str, Any], stats: dict[str, Any]
 ) -> dict[str, Any]:
-    """States of the webhooks by class (failing and hanging ones waited for, at most a few
-    seconds, to leave Active), attempts recorded, and the requests each failing or hanging
-    webhook's receiver got after the webhook's transition (webhooks.updated_at, written in
-    the transaction that moved it to TooManyErrors; the receivers keep each request's
-    arrival on the same wall clock). Exactly-once check of the healthy hosts."""
-    await wait_recorded(db_path, expected_healthy, timeout=ctx.size(30, 10), interval=0.05)
-    deadline = time.monotonic() + ctx.size(20, 8)
-    while True:
-        data = await asyncio.to_thread(_read_webhooks, db_path)
-        bad_active = [
-            i
-            for i, state, *_ in data["hooks"]
-            if state == State.Active and not plan.healthy(webhook_of_id[i])
-        ]
-        if not bad_active or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.25)
-    stats = await hosts.stats()
+    """Per class: the webhooks' states, attempts recorded, counters; for failing and hanging
+    webhooks the requests their hosts received, and those that arrived after the webhook
+    went to TooManyErrors (webhooks.updated_at is written in that transaction; the receivers
+    keep each request's arrival on the same wall clock) and by how much."""
     by_class: dict[str, dict[str, Any]] = {}
-    for i, state, updated_at, calls, errors in data["hooks"]:
+    spans: dict[str, list[float]] = {}
+    for i, state, updated_at, calls, errors, consecutive in data["hooks"]:
         w = webhook_of_id[i]
         cls = plan.cls(w)
         c = by_class.setdefault(
@@ -719,10 +776,6 @@ async def _final_states(
                 "attempts_recorded": 0,
                 "total_calls": 0,
                 "total_errors": 0,
-                "requests_received": 0,
-                "requests_after_transition": 0,
-                "webhooks_with_requests_after_transition": 0,
-                "transition_s_after_first_request": [],
             },
         )
         c["webhooks"] += 1
@@ -733,44 +786,41 @@ async def _final_states(
         if cls in HEALTHY:
             continue
         arrivals = stats["arrivals"].get(w, [])
-        c["requests_received"] += len(arrivals)
-        if state == State.TooManyErrors:
-            late = sum(1 for t in arrivals if t > updated_at)
-            c["requests_after_transition"] += late
-            c["webhooks_with_requests_after_transition"] += bool(late)
-            if arrivals:
-                c["transition_s_after_first_request"].append(round(updated_at - min(arrivals), 2))
-    for c in by_class.values():
+        c["requests_received"] = c.get("requests_received", 0) + len(arrivals)
+        if state != State.TooManyErrors:
+            c.setdefault("consecutive_errors_of_the_active", []).append(consecutive)
+            continue
+        late = [t - updated_at for t in arrivals if t > updated_at]
+        c["requests_after_transition"] = c.get("requests_after_transition", 0) + len(late)
+        c["webhooks_with_requests_after_transition"] = c.get(
+            "webhooks_with_requests_after_transition", 0
+        ) + bool(late)
+        if late:
+            c["latest_request_after_transition_ms"] = max(
+                c.get("latest_request_after_transition_ms", 0.0), round(max(late) * 1000, 1)
+            )
+        if arrivals:
+            spans.setdefault(cls, []).append(updated_at - min(arrivals))
+    for cls, c in by_class.items():
         c["states"] = dict(c["states"])
-        spans = sorted(c.pop("transition_s_after_first_request"))
-        if spans:
-            c["transition_s_after_first_request_min_max"] = [spans[0], spans[-1]]
+        if cls not in HEALTHY:
+            c.setdefault("requests_after_transition", 0)
+            c.setdefault("webhooks_with_requests_after_transition", 0)
+        if cls in spans:
+            # how long the webhooks took to go to TooManyErrors from their first request
+            c["transition_s_after_first_request_min_max"] = [
+                round(min(spans[cls]), 1),
+                round(max(spans[cls]), 1),
+            ]
     status_names = {0: "pending", 1: "delivered", 2: "given_up"}
     deliveries: dict[str, Counter[str]] = {}
     for i, status, n in data["deliveries"]:
         cls = plan.cls(webhook_of_id[i])
         deliveries.setdefault(cls, Counter())[status_names.get(status, str(status))] += n
-    healthy_hosts = [h for h in stats["hosts"] if h["class"] in HEALTHY]
-    received = sum(h["received"] for h in healthy_hosts)
-    distinct = sum(h["distinct"] for h in healthy_hosts)
-    duplicates = sum(h["duplicates"] for h in healthy_hosts)
-    bad = sum(h["bad"] for h in stats["hosts"])
-    delivered = sum(deliveries.get(c, Counter()).get("delivered", 0) for c in HEALTHY)
     return {
         "by_class": by_class,
         "deliveries_by_class": {k: dict(v) for k, v in deliveries.items()},
-        "healthy": {
-            "expected": expected_healthy,
-            "received": received,
-            "distinct": distinct,
-            "duplicates": duplicates,
-            "delivered_in_db": delivered,
-            "exactly_once": received == distinct == expected_healthy == delivered
-            and duplicates == 0,
-        },
-        "bad_signatures": bad,
         "unknown_paths": stats["unknown"],
-        "peak_open_each_process": stats["peak_open_each_process"],
     }
 
 
@@ -784,18 +834,76 @@ async def _bare_run(
     per_host: int,
     timeout: float,
 ) -> dict[str, Any]:
-    """The bare client: `concurrency` tasks post the burst's payloads in order (each built
-    and signed when it is sent) through one aiohttp session with `per_host` connections per
-    host and a total timeout of `timeout` s per request; no retries, nothing stored."""
+    """The bare client, the ceiling: one aiohttp session with `per_host` connections per host
+    and a total timeout of `timeout` s per request; no retries, nothing stored."""
+    sslctx = ssl.create_default_context(cafile=tls.ca_path)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_host, ssl=sslctx)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    ) as session:
+
+        async def post(url: str, body: bytes, headers: dict[str, str]) -> str:
+            try:
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    return str(r.status)
+            except TimeoutError:
+                return "timeout"
+            except (aiohttp.ClientError, OSError) as exc:
+                return type(exc).__name__
+
+        return await _baseline(
+            ctx,
+            plan,
+            hosts,
+            f"c{concurrency}",
+            f"bare client {concurrency} in flight",
+            concurrency,
+            post,
+        )
+
+
+async def _transport_run(
+    ctx: Context, plan: Plan, hosts: Hosts, config: HookcastConfig, *, concurrency: int
+) -> dict[str, Any]:
+    """Not the ceiling: hookcast's own sender (HttpSender.send over net/http11.py, its
+    per-host pools and attempt timeout) posting the same payloads the same way."""
+    settings = config.settings(ctx.workdir / "unused.db")
+    async with HttpSender(settings) as sender:
+
+        async def post(url: str, body: bytes, headers: dict[str, str]) -> str:
+            outcome = await sender.send(url, body, headers)
+            if outcome.status is not None:
+                return str(outcome.status)
+            return str(outcome.kind.name if outcome.kind is not None else "error").lower()
+
+        return await _baseline(
+            ctx, plan, hosts, "t", f"hookcast's sender {concurrency} in flight", concurrency, post
+        )
+
+
+async def _baseline(
+    ctx: Context,
+    plan: Plan,
+    hosts: Hosts,
+    tag: str,
+    label: str,
+    concurrency: int,
+    post: Callable[[str, bytes, dict[str, str]], Awaitable[str]],
+) -> dict[str, Any]:
+    """`concurrency` tasks post the burst's payloads in order, each built and signed when it
+    is sent, until every healthy one arrived; what is still in flight then (held by the
+    hanging hosts) is cancelled."""
     from .scenarios import cpu_seconds, rate
 
     items = plan.burst
     expected = sum(1 for w in items if plan.healthy(w))
     await _wait_idle(ctx, 20.0)
-    await hosts.reset()
-    watch = Watch(hosts).start()
-    # Connections the client gives up on in the middle of a TLS record make uvloop report
-    # "Fatal error on SSL protocol" to the loop's exception handler: counted, not printed.
+    watch = Watch(hosts, tag).start()
+    # Connections given up on in the middle of a TLS record make uvloop report "Fatal error
+    # on SSL protocol" to the loop's exception handler: counted, not printed.
     loop = asyncio.get_running_loop()
     previous_handler = loop.get_exception_handler()
     loop_errors: Counter[str] = Counter()
@@ -804,52 +912,38 @@ async def _bare_run(
     )
     statuses: Counter[str] = Counter()
     counter = itertools.count()
-    task = ctx.task(f"realistic, bare client {concurrency} in flight: healthy", expected)
-    sslctx = ssl.create_default_context(cafile=tls.ca_path)
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_host, ssl=sslctx)
+    task = ctx.task(f"realistic, {label}: healthy", expected)
+
+    async def worker() -> None:
+        while (i := next(counter)) < len(items):
+            w = items[i]
+            body, headers = _payload(w, i)
+            statuses[await post(hosts.url(w, tag), body, headers)] += 1
+
     workers: list[asyncio.Task[None]] = []
     try:
-        async with aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as session:
-
-            async def worker() -> None:
-                while (i := next(counter)) < len(items):
-                    w = items[i]
-                    body, headers = _payload(w, i)
-                    try:
-                        async with session.post(hosts.url(w), data=body, headers=headers) as r:
-                            await r.read()
-                            statuses[str(r.status)] += 1
-                    except TimeoutError:
-                        statuses["timeout"] += 1
-                    except (aiohttp.ClientError, OSError) as exc:
-                        statuses[type(exc).__name__] += 1
-
-            noise = Noise().start()
-            cpu0, cpu_r0 = cpu_seconds(), hosts.cpu()
-            t0 = time.monotonic()
-            workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-            counts = await watch.wait_phase(
-                "c",
-                expected,
-                timeout=ctx.size(120, 20),
-                on_count=lambda c: ctx.progress.update(task, completed=c),
-            )
-            cpu, cpu_recv = cpu_seconds() - cpu0, hosts.cpu() - cpu_r0
-            foreign = noise.stop()
-            for t in workers:
-                t.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        noise = Noise().start()
+        cpu0, cpu_r0 = cpu_seconds(), hosts.cpu()
+        t0 = time.monotonic()
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        counts = await watch.wait_phase(
+            "c",
+            expected,
+            timeout=ctx.size(120, 20),
+            on_count=lambda c: ctx.progress.update(task, completed=c),
+        )
+        cpu, cpu_recv = cpu_seconds() - cpu0, hosts.cpu() - cpu_r0
+        foreign = noise.stop()
     finally:
         for t in workers:
             t.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         await watch.stop()
+        with contextlib.suppress(Exception):
+            await hosts.release(tag)
         await asyncio.sleep(0.1)  # the cancelled connections' last callbacks
         loop.set_exception_handler(previous_handler)
-    stats = await hosts.stats()
+    stats = await hosts.stats(tag)
     phase = counts["phases"].get("c", {})
     received = phase.get("healthy", 0)
     elapsed = (phase.get("last_at") or t0) - t0
@@ -868,12 +962,10 @@ async def _bare_run(
         "bad_signatures": stats["bad"],
         "client_cpu_s": round(cpu, 2),
         "client_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
+        "client_cpu_pct_of_a_core": _pct(cpu, elapsed),
         "receivers_cpu_s": round(cpu_recv, 2),
-        "client_cpu_pct_of_a_core": round(cpu / elapsed * 100, 1) if elapsed > 0 else None,
         "receivers_cpu_us_per_delivery": round(cpu_recv / max(received, 1) * 1e6, 1),
-        "receivers_cpu_pct_of_a_core_each": round(cpu_recv / elapsed / hosts.processes * 100, 1)
-        if elapsed > 0
-        else None,
+        "receivers_cpu_pct_of_a_core_each": _pct(cpu_recv / hosts.processes, elapsed),
         "in_flight_peak": watch.peaks(),
         "loop_errors": dict(loop_errors),
         "foreign_cpu_pct": foreign,
