@@ -13,14 +13,17 @@ Load (seeded): a burst of `burst` events, each for a webhook drawn uniformly (on
 each), signalled by the application — this process, `Hub(deliver=False)`, 200 producer
 tasks — while ONE `hookcast worker` process with its default settings delivers (woken by
 the doorbell). When every healthy delivery of the burst arrived, a steady phase: `rate`
-events/s for `seconds` s, open loop. Then the webhooks' states, the attempts and the
-receivers' records are read.
+events/s for `seconds` s, open loop.
 
-Beside it, in the same run: a bare aiohttp client posting the burst's payloads (built and
-signed with hookcast's own build_body / build_headers) to the same hosts with hookcast's
-default per-host connection limit and attempt timeout, no durability, no retries, at a
-few concurrencies (the best is the ceiling); the bound a perfect sender with that per-host
-limit would reach; and hookcast again on the same burst without the hanging hosts.
+Beside it, in the same run: hookcast again on the same burst without the hanging hosts
+(right after it); a bare aiohttp client posting the burst's payloads (built and signed with
+hookcast's own build_body / build_headers) to the same hosts with hookcast's default per-host
+connection limit and attempt timeout, no durability, no retries, at a few concurrencies (the
+best is the ceiling); hookcast's own sender doing the same (not the ceiling); and the bound a
+perfect sender with that per-host limit would reach. The first worker keeps running through
+all that, so that its failing and hanging webhooks can reach TooManyErrors with the default
+delays; then their states and the requests after the transition are read. Each sender has
+its own tag in the URLs, and the receivers count per tag.
 
 Headline: healthy-host deliveries/s = healthy deliveries of the burst ÷ time from the first
 signal (bare client: the first post) until the last of them arrived at its receiver.
@@ -413,10 +416,15 @@ async def run(ctx: Context) -> dict[str, Any]:
     try:
         # hookcast with every host, burst then steady phase. Its worker keeps running (it
         # has nothing left but the failing and hanging webhooks' retries and probes) while
-        # the baselines run, until those webhooks leave Active or the wait below ends.
+        # the other parts run, until those webhooks leave Active or the wait below ends.
         await main.start()
         out["hookcast"] = await main.measure(steady=True)
         await main.watch.stop()
+        # Right after it, so that the two are as close in time as they can be: the same burst
+        # without the hanging hosts' webhooks (the same healthy deliveries).
+        await alone.start()
+        out["hookcast_without_hanging"] = await alone.measure(steady=False)
+        await alone.stop()
         runs = {}
         for c in bare_concurrency:
             runs[str(c)] = await _bare_run(
@@ -433,10 +441,6 @@ async def run(ctx: Context) -> dict[str, Any]:
         out["hookcast_transport"] = await _transport_run(
             ctx, plan, hosts, config, concurrency=int(best)
         )
-        # The same burst without the hanging hosts' webhooks: the same healthy deliveries.
-        await alone.start()
-        out["hookcast_without_hanging"] = await alone.measure(steady=False)
-        await alone.stop()
         out["hookcast"].update(await main.finish(wait=ctx.size(150.0, 3.0)))
     finally:
         await alone.stop()
