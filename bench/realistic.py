@@ -73,7 +73,7 @@ from .env import (
     wait_recorded,
 )
 from .hosts import CLASSES, HEALTHY
-from .stats import summary_ms
+from .stats import median, summary_ms
 
 if TYPE_CHECKING:
     from .scenarios import Context
@@ -441,6 +441,27 @@ async def run(ctx: Context) -> dict[str, Any]:
         out["hookcast_transport"] = await _transport_run(
             ctx, plan, hosts, config, concurrency=int(best)
         )
+        # On a shared machine one burst of a few seconds can be hit by other work, so when
+        # the bursts are short (≤ 30 s each) two more rounds of "with / without" (burst only,
+        # fresh database and worker each) are run and the medians reported.
+        rounds: dict[str, list[float]] = {
+            "with hanging": [out["hookcast"]["per_s"]],
+            "without hanging": [out["hookcast_without_hanging"]["per_s"]],
+        }
+        spent = (
+            out["hookcast"]["seconds_to_last_healthy_receipt"]
+            + out["hookcast_without_hanging"]["seconds_to_last_healthy_receipt"]
+        )
+        for k in range(2, 4 if not ctx.quick and spent <= 60 else 2):
+            for label, tag, skip in (("with hanging", "a", False), ("without hanging", "w", True)):
+                extra = HookcastRun(
+                    ctx, plan, hosts, config, f"{label} #{k}", f"{tag}{k}", skip_hanging=skip
+                )
+                try:
+                    await extra.start()
+                    rounds[label].append((await extra.measure(steady=False))["per_s"])
+                finally:
+                    await extra.stop()
         out["hookcast"].update(await main.finish(wait=ctx.size(150.0, 3.0)))
     finally:
         await alone.stop()
@@ -449,12 +470,14 @@ async def run(ctx: Context) -> dict[str, Any]:
     out["hookcast"]["worker_peak_rss_mib"] = main.peak_rss_mib
     out["hookcast_without_hanging"]["worker_peak_rss_mib"] = alone.peak_rss_mib
     out["perfect_sender"] = perfect_sender(plan, settings.max_connections_per_host)
-    hookcast_per_s = out["hookcast"]["per_s"]
+    out["rounds"] = rounds
+    hookcast_per_s = round(median(rounds["with hanging"]) or 0, 1)
+    without = round(median(rounds["without hanging"]) or 0, 1)
     ceiling = out["bare"]["per_s"]
     out["per_s"] = hookcast_per_s
+    out["without_hanging_per_s"] = without
     out["ceiling_per_s"] = ceiling
     out["ratio"] = round(hookcast_per_s / ceiling, 3) if ceiling else None
-    without = out["hookcast_without_hanging"]["per_s"]
     out["hanging_ratio"] = round(hookcast_per_s / without, 3) if without else None
     return out
 
