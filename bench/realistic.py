@@ -546,7 +546,7 @@ class HookcastRun:
         self.steady = [w for w in plan.steady if w in included]
         self.expected = sum(1 for w in self.burst if plan.healthy(w))  # healthy, burst
         self.expected_all = self.expected  # healthy, burst and steady phase
-        self.db_path = ctx.db_path(f"realistic-{label.replace(' ', '-')}")
+        self.db_path = ctx.db_path(f"realistic-{tag}")  # no "#" in a URL or file: URI
         self.worker: HookcastProcess | None = None
         self.watch = Watch(hosts, tag, self.db_path)
         self.webhook_of_id: dict[int, int] = {}
