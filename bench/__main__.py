@@ -655,20 +655,23 @@ def _realistic_rows(
     n = len(rounds["with hanging"])
     add(
         label,
-        "healthy/s with hanging hosts / without" + (f" (medians of {n} rounds)" if n > 1 else ""),
-        f"{r['per_s']:,.0f} / {r.get('without_hanging_per_s', without['per_s']):,.0f}/s = "
-        f"{r['hanging_ratio']:.2f}",
+        "healthy/s with hanging hosts : without"
+        + (f" (median of {n} rounds' ratios)" if n > 1 else ""),
+        f"{r['hanging_ratio']:.2f} ({'medians ' if n > 1 else ''}{r['per_s']:,.0f} / "
+        f"{r.get('without_hanging_per_s', without['per_s']):,.0f}/s)",
         "≥ 0.9",
         r["hanging_ratio"] >= 0.9,
     )
     if n > 1:
         add(
             label,
-            "every round: with / without",
+            "every round: with / without (ratio); ratio of the medians",
             ", ".join(
-                f"{a:,.0f} / {b:,.0f}"
+                f"{a:,.0f} / {b:,.0f} ({a / b:.2f})"
                 for a, b in zip(rounds["with hanging"], rounds["without hanging"], strict=False)
-            ),
+                if b
+            )
+            + f"; {r.get('hanging_ratio_of_medians', 0):.2f}",
         )
     once = h["exactly_once"]
     add(
