@@ -20,7 +20,7 @@ def markdown(results: dict) -> str:
             f"`throughput ratio: {ratio['ratio']:.2f} (hookcast {ratio['hookcast_per_s']:.0f}/s, "
             f"ceiling {ratio['ceiling_per_s']:.0f}/s)`"
         )
-    if "realistic" in results["scenarios"]:
+    if "skipped" not in results["scenarios"].get("realistic", {"skipped": ""}):
         lines.append("")
         lines.append(f"`{realistic_line(realistic_ratio(results['scenarios']))}`")
     m = results["machine"]
