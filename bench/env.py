@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,43 @@ REPO = Path(__file__).resolve().parent.parent
 TENANT = "Bench1"
 ASSOCIATE = 1
 SECRET = "bench-secret-0123456789"
+
+
+def signed_payload(
+    event: str, primary_key: int, webhook_name: str, field_values: dict[str, Any]
+) -> tuple[bytes, dict[str, str]]:
+    """A delivery as hookcast builds it (its own build_body / build_headers), for the
+    baseline clients: the same bytes and headers, signed with SECRET."""
+    from datetime import UTC, datetime
+
+    from hookcast.payload import build_body, build_headers, format_timestamp
+
+    event_id = str(uuid.uuid4())
+    body = build_body(
+        event_id=event_id,
+        timestamp=format_timestamp(datetime.now(UTC)),
+        changes=["name"],
+        event=event,
+        primary_key=primary_key,
+        entity="bench",
+        tenant=TENANT,
+        associate_id=ASSOCIATE,
+        webhook_name=webhook_name,
+        field_values=field_values,
+    )
+    headers = build_headers(
+        event_header=event,
+        event_id=event_id,
+        retry=0,
+        body=body,
+        secret=SECRET,
+        delivery_id=str(uuid.uuid4()),
+        timestamp=int(time.time()),
+        custom=None,
+        user_agent="hookcast/bench",
+        standard_webhooks=True,
+    )
+    return body, headers
 
 
 # ----- TLS ----------------------------------------------------------------------------------

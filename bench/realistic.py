@@ -43,10 +43,8 @@ import sqlite3
 import ssl
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +53,6 @@ import aiohttp
 from hookcast import Hub, Settings
 from hookcast.model import State
 from hookcast.net.sender import HttpSender
-from hookcast.payload import build_body, build_headers, format_timestamp
 
 from .env import (
     ASSOCIATE,
@@ -69,6 +66,7 @@ from .env import (
     prepare_db,
     python_env,
     read_depth,
+    signed_payload,
     stop_process,
     wait_recorded,
 )
@@ -1007,31 +1005,6 @@ async def _baseline(
 
 
 def _payload(webhook: int, i: int) -> tuple[bytes, dict[str, str]]:
-    """The delivery hookcast would send for burst event i (its own build_body / build_headers)."""
-    event_id = str(uuid.uuid4())
-    event = event_name(webhook)
-    body = build_body(
-        event_id=event_id,
-        timestamp=format_timestamp(datetime.now(UTC)),
-        changes=["name"],
-        event=event,
-        primary_key=i,
-        entity="bench",
-        tenant=TENANT,
-        associate_id=ASSOCIATE,
-        webhook_name=f"rt{webhook}",
-        field_values={"t": time.monotonic(), "ph": "c"},
-    )
-    headers = build_headers(
-        event_header=event,
-        event_id=event_id,
-        retry=0,
-        body=body,
-        secret=SECRET,
-        delivery_id=str(uuid.uuid4()),
-        timestamp=int(time.time()),
-        custom=None,
-        user_agent="hookcast/bench",
-        standard_webhooks=True,
-    )
-    return body, headers
+    """The delivery hookcast would send for burst event i."""
+    fields = {"t": time.monotonic(), "ph": "c"}
+    return signed_payload(event_name(webhook), i, f"rt{webhook}", fields)

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from hookcast import Hub
 from hookcast.api.schemas import WebhookIn
 from hookcast.model import Principal
 from hookcast.net.sender import HttpSender
-from hookcast.payload import build_body, build_headers, format_timestamp
 from hookcast.registry import Registry
 from hookcast.settings import Settings
 
@@ -53,6 +51,7 @@ from .env import (
     prepare_db,
     read_depth,
     read_status,
+    signed_payload,
     wait_recorded,
 )
 from .stats import median, summary_ms
@@ -346,33 +345,7 @@ async def _post_run(
 
 
 def _ceiling_payload(i: int) -> tuple[bytes, dict[str, str]]:
-    """A signed delivery as hookcast builds it (its own build_body / build_headers)."""
-    event_id = str(uuid.uuid4())
-    body = build_body(
-        event_id=event_id,
-        timestamp=format_timestamp(datetime.now(UTC)),
-        changes=["name"],
-        event="bench.ceiling",
-        primary_key=i,
-        entity="bench",
-        tenant=TENANT,
-        associate_id=ASSOCIATE,
-        webhook_name="ceiling",
-        field_values={"t": time.monotonic()},
-    )
-    headers = build_headers(
-        event_header="bench.ceiling",
-        event_id=event_id,
-        retry=0,
-        body=body,
-        secret=SECRET,
-        delivery_id=str(uuid.uuid4()),
-        timestamp=int(time.time()),
-        custom=None,
-        user_agent="hookcast/bench",
-        standard_webhooks=True,
-    )
-    return body, headers
+    return signed_payload("bench.ceiling", i, "ceiling", {"t": time.monotonic()})
 
 
 # ----- 2. end to end ---------------------------------------------------------------------------
