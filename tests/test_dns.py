@@ -414,3 +414,33 @@ def test_nameserver_setting(text: str, parsed: list[tuple[str, int]]) -> None:
 def test_nameserver_setting_refuses_what_is_not_an_address(text: str) -> None:
     with pytest.raises(ValueError):
         Settings(dns_nameservers=text)
+
+
+# -- registration resolves as deliveries do ---------------------------------------------------
+
+
+async def test_registration_resolves_through_the_cache(
+    dns: DnsServer, site: Receiver, ca_file: str
+) -> None:
+    from hookcast.errors import TargetRefused, VerificationFailed
+    from hookcast.verification import verify_target
+
+    settings = Settings(
+        ca_bundle=ca_file, allow_targets=LOOPBACK_ONLY, dns_nameservers=[dns.nameserver]
+    )
+    dns.records["ok.dns.test"] = Record(["127.0.0.1"], ttl=60)
+    dns.records["meta.dns.test"] = Record(["127.0.0.1", "169.254.169.254"], ttl=60)
+    fields = {
+        "secret": None, "name": "n", "headers": None, "properties": None,
+        "tenant": "T", "associate_id": 1, "settings": settings,
+    }  # fmt: skip
+    async with HttpSender(settings) as sender:
+        await verify_target(sender, url=url(site, "ok.dns.test"), **fields)
+        # the test POST connected with the answer registration looked up: one query
+        assert len(dns.queries("ok.dns.test", "A")) == 1
+        # one refused address in the answer refuses the name (§5), before any POST
+        with pytest.raises(TargetRefused):
+            await verify_target(sender, url=url(site, "meta.dns.test"), **fields)
+        with pytest.raises(VerificationFailed, match="could not be resolved"):
+            await verify_target(sender, url=url(site, "nothing.dns.test"), **fields)
+    assert len([r for r in site.requests if r.header("X-Hook-Test")]) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ import yarl
 
 from .errors import TargetRefused, ValidationError, VerificationFailed
 from .guard import TargetGuard, check_target_url
+from .net.resolver import ResolveError
 from .net.sender import HttpSender
 from .outcome import AttemptOutcome
 from .payload import build_body, build_headers, format_timestamp
@@ -127,7 +126,7 @@ async def verify_target(
         check_target_url(url)
     except ValidationError as exc:
         raise VerificationFailed(PREFIX + exc.message) from None
-    await _check_addresses(url, TargetGuard(settings.allow_targets))
+    await _check_addresses(sender, url, TargetGuard(settings.allow_targets))
     result = await _post_test_event(
         sender,
         url=url,
@@ -150,20 +149,18 @@ async def verify_target(
     )
 
 
-async def _check_addresses(url: str, guard: TargetGuard) -> None:
+async def _check_addresses(sender: HttpSender, url: str, guard: TargetGuard) -> None:
     # §5 asks that the host resolve ONLY to allowed addresses; deliveries later merely skip
-    # refused ones, but a name with a private address in its answer is not registered.
-    parsed = yarl.URL(url)
-    host = parsed.raw_host or ""
+    # refused ones, but a name with a private address in its answer is not registered. It
+    # resolves as deliveries do (the sender's DNS cache and nameservers).
+    host = yarl.URL(url).raw_host or ""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, parsed.port, type=socket.SOCK_STREAM
-        )
-    except socket.gaierror as exc:
+        addresses = await sender.resolve(host)
+    except ResolveError as exc:
         raise VerificationFailed(
-            f"{PREFIX}the host {host} could not be resolved ({exc.strerror})"
+            f"{PREFIX}the host {host} could not be resolved ({exc.reason})"
         ) from None
-    for *_, sockaddr in infos:
-        reason = guard.refusal(str(sockaddr[0]))
+    for address in addresses:
+        reason = guard.refusal(address)
         if reason is not None:
             raise TargetRefused(f"{PREFIX}{reason}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from socket import SOCK_STREAM, gaierror
 from time import perf_counter
 from types import TracebackType
 
@@ -21,7 +22,7 @@ from ..guard import TargetGuard, make_ssl_context
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from .http11 import Http11Transport
-from .resolver import CachingResolver
+from .resolver import CachingResolver, ResolveError
 from .script_http import ScriptHttpClient
 from .transport import Answer, Transport, TransportError
 
@@ -84,6 +85,17 @@ class HttpSender:
         else:
             return _answered(answer, (perf_counter() - started) * 1000.0, excerpt)
         return AttemptOutcome.failed(error, kind, (perf_counter() - started) * 1000.0)
+
+    async def resolve(self, host: str) -> list[str]:
+        """The addresses a target's name resolves to, as deliveries resolve it (through the
+        DNS cache); ResolveError when it has none."""
+        if self._resolver is not None:
+            return [address for _, address in await self._resolver.resolve(host)]
+        try:  # a transport of its own (tests): the system resolver
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=SOCK_STREAM)
+        except gaierror as exc:
+            raise ResolveError(str(exc.strerror)) from None
+        return [str(sockaddr[0]) for *_, sockaddr in infos]
 
     @property
     def script_http(self) -> ScriptHttpClient:
