@@ -55,12 +55,13 @@ import resource
 import signal
 import socket
 import ssl
-import sys
 import time
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from .receiver import receiver_arguments, run_receiver
 
 # class: (least delay s, most delay s, status); hanging: held, never answered in time.
 CLASSES: dict[str, tuple[float, float, int]] = {
@@ -337,23 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.hosts", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--plan", required=True, help="JSON file: the seed and the hosts")
-    parser.add_argument("--cert", required=True, help="PEM certificate chain of the leaf")
-    parser.add_argument("--key", required=True, help="PEM private key of the leaf")
-    parser.add_argument("--secret", required=True, help="the webhooks' Secret, to check signatures")
-    parser.add_argument(
-        "--control-port", type=int, default=0, help="plain HTTP control port (0: any free)"
-    )
-    parser.add_argument(
-        "--hang-seconds", type=float, default=600.0, help="longest a hanging host holds a request"
-    )
-    args = parser.parse_args(argv)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the project's dependencies
-        asyncio.run(serve(args))
-    else:
-        uvloop.run(serve(args))
-    sys.exit(0)
+    receiver_arguments(parser, hang="longest a hanging host holds a request")
+    run_receiver(serve(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ import signal
 import ssl
 import sys
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
@@ -179,23 +180,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="TLS port for deliveries (0: any free)")
+    receiver_arguments(parser, hang="longest a request is held in mode hang")
+    parser.add_argument("--mode", choices=("ok", "hang"), default="ok")
+    run_receiver(serve(parser.parse_args(argv)))
+
+
+def receiver_arguments(parser: argparse.ArgumentParser, *, hang: str) -> None:
+    """The options every bench receiver takes (this one and bench.hosts)."""
     parser.add_argument(
         "--control-port", type=int, default=0, help="plain HTTP control port (0: any free)"
     )
     parser.add_argument("--cert", required=True, help="PEM certificate chain of the leaf")
     parser.add_argument("--key", required=True, help="PEM private key of the leaf")
     parser.add_argument("--secret", required=True, help="the webhooks' Secret, to check signatures")
-    parser.add_argument("--mode", choices=("ok", "hang"), default="ok")
-    parser.add_argument(
-        "--hang-seconds", type=float, default=600.0, help="longest a request is held in mode hang"
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--hang-seconds", type=float, default=600.0, help=hang)
+
+
+def run_receiver(main: Coroutine[Any, Any, None]) -> NoReturn:
+    """Run a receiver's main coroutine on uvloop (as the clients run), then exit."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is in the project's dependencies
-        asyncio.run(serve(args))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(args))
+        uvloop.run(main)
     sys.exit(0)
 
 
