@@ -312,7 +312,8 @@ class Dispatcher:
                 log.warning(
                     "webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant
                 )
-            self.drop_webhooks([t.webhook_id for t in recorded.disabled])
+            if recorded.disabled:
+                self.drop_webhooks([t.webhook_id for t in recorded.disabled])
             if recorded.disabled or recorded.mail_queued:
                 self._on_transitions(recorded.disabled)  # new events, mail for the outbox
             if any(not r.outcome.ok for r in batch):
