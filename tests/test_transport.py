@@ -157,12 +157,22 @@ class RawServer:
         self._thread.join(timeout=WAIT)
         self._loop.close()
 
-    async def _start(self) -> None:
+    def _make_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._cert.configure_cert(context)
         if self._tls is not None:
             self._tls(context)
-        self._context = context
+        return context
+
+    def new_ticket_keys(self) -> None:
+        """As a restarted receiver: sessions issued so far are not resumed any more (a new
+        SSLContext has new ticket keys). Only with `handshake_delay`, whose handshakes read
+        the context per connection."""
+        assert self._handshake_delay
+        self._context = self._make_context()
+
+    async def _start(self) -> None:
+        context = self._context = self._make_context()
         if self._handshake_delay:
             # Accepts sockets itself and starts TLS on each after the delay (a stream server
             # would read the ClientHello into its buffer, where the TLS layer never sees it).
@@ -1003,6 +1013,34 @@ async def test_tls_session_is_resumed_on_the_next_connection(
     [conn] = pooled(transport)
     assert conn.transport is not None
     assert conn.transport.get_extra_info("ssl_object").session_reused is True
+
+
+async def test_a_refused_session_is_replaced_by_the_next_full_handshakes(
+    raw_server, make_transport
+) -> None:
+    # A resumed connection keeps the session it resumed on offer (reading a new one costs a
+    # copy of the session, certificate included). Once the receiver refuses it (here: new
+    # ticket keys, as after a restart), the full handshake's session is offered next.
+    server = raw_server(lambda conn: answer_then_close_but_the_last(conn, 9), handshake_delay=0.001)
+    transport = make_transport()
+    for i in range(5):
+        if i == 3:
+            server.new_ticket_keys()
+        assert (await post(transport, server.url, b"%d" % i)).body == b"%d" % i
+    assert server.resumed == [False, True, True, False, True]
+
+
+async def test_the_peer_certificate_is_decoded_when_read(raw_server, make_transport) -> None:
+    server = raw_server()  # keep-alive
+    transport = make_transport()
+    await post(transport, server.url, b"x")
+    [conn] = pooled(transport)
+    assert conn.transport is not None
+    cert = conn.transport.get_extra_info("peercert")
+    assert ("IP Address", "127.0.0.1") in cert["subjectAltName"]
+    assert dict(cert) == conn.transport.get_extra_info("ssl_object").getpeercert()
+    binary = conn.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    assert isinstance(binary, bytes) and binary[:1] == b"\x30"  # DER: a SEQUENCE
 
 
 async def test_a_server_without_tickets_gets_full_handshakes(raw_server, make_transport) -> None:

@@ -37,7 +37,9 @@ import socket
 import ssl
 import time
 from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httptools
 import yarl
@@ -62,9 +64,19 @@ _OFFER: contextvars.ContextVar[ssl.SSLSession | None] = contextvars.ContextVar(
 
 
 class _ResumingSSLObject(ssl.SSLObject):
-    """An SSLObject that offers `_OFFER`'s session on its first handshake step."""
+    """An SSLObject that offers `_OFFER`'s session on its first handshake step, and decodes
+    the peer's certificate into a dict only when someone reads it."""
 
     _offered = False
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        # The TLS layer (asyncio's and uvloop's) calls this after every handshake to fill
+        # get_extra_info("peercert"), which nothing here reads; OpenSSL has verified the
+        # chain and the name by then. Decoding costs more than the rest of a resumed
+        # handshake on a certificate with many names, so the dict is made on first use.
+        if binary_form:
+            return super().getpeercert(True)
+        return _PeerCert(functools.partial(super().getpeercert, False))
 
     def do_handshake(self) -> None:
         if not self._offered:
@@ -76,6 +88,32 @@ class _ResumingSSLObject(ssl.SSLObject):
                 except (ValueError, ssl.SSLError):
                     pass  # e.g. from another SSLContext: a full handshake then
         super().do_handshake()
+
+
+class _PeerCert(Mapping[str, Any]):
+    """`getpeercert()`'s dict, decoded on first use."""
+
+    def __init__(self, decode: Callable[[], dict[str, Any] | None]) -> None:
+        self._decode = decode
+        self._cert: dict[str, Any] | None = None
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        if self._cert is None:
+            self._cert = self._decode() or {}
+        return self._cert
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +500,12 @@ class Http11Transport:
         ticket arrives after the handshake, with the first data), for the next connection."""
         conn.session_kept = True
         if not self._resume or conn.ssl_object is None:
+            return
+        if conn.ssl_object.session_reused and key in self._sessions:
+            # The session it resumed stays on offer: Python copies a session (certificate
+            # included) each time it is read, which costs as much as the resumption saves.
+            # A receiver that takes a ticket only once answers the next offer with a full
+            # handshake, whose session is kept then.
             return
         session = conn.ssl_object.session
         if session is None:
