@@ -87,10 +87,13 @@ def test_the_ledger_runs_what_the_endpoint_allows() -> None:
     starts, _ = slots.finished(1, OK)
     assert [i.delivery_id for i in starts] == [3, 4]
     # a timeout: one probe at a time; the ended attempt frees nothing for the others
+    # (and, being a failure, nothing of that webhook starts until its outcome is written)
     starts, _ = slots.finished(2, TIMEOUT)
-    assert starts == [] and slots.cap(7) == 1
-    assert slots.finished(3, TIMEOUT).start == []  # 4 still runs: over the limit of 1
-    assert [i.delivery_id for i in slots.finished(4, TIMEOUT).start] == [5]  # the probe
+    assert starts == [] and slots.cap(7) == 0
+    assert slots.written([7]) == [] and slots.cap(7) == 1  # 3 and 4 still run
+    assert slots.finished(3, TIMEOUT).start == []
+    assert slots.finished(4, TIMEOUT).start == []
+    assert [i.delivery_id for i in slots.written([7, 7])] == [5]  # the probe
     assert slots.held_for(7) == 1 and slots.running_for(7) == 1
     # the probe answers: the endpoint is back, the held delivery starts
     assert [i.delivery_id for i in slots.finished(5, OK).start] == [6]

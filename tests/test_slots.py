@@ -17,8 +17,11 @@ from hypothesis.stateful import (
 )
 
 from hookcast.dispatch.slots import Admit, Finished, SlotLedger
+from hookcast.outcome import AttemptOutcome, ErrorKind
 
 LEASE = 30.0
+OK = AttemptOutcome(ok=True, status=200)
+HTTP_500 = AttemptOutcome(ok=False, status=500, error="HTTP 500", kind=ErrorKind.STATUS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,38 @@ def test_a_waiting_webhook_that_reaches_its_cap_waits_for_its_own_attempts() -> 
     assert slots.finished(1).start == [Item(3, 8)]  # webhook 8 now runs all it may
     assert slots.finished(2) == Finished([], False)  # so its next one does not take this
     assert slots.finished(3).start == [Item(4, 8)]
+
+
+def test_after_a_failure_a_webhook_starts_nothing_until_its_outcome_is_written() -> None:
+    # Writing a failure may disable the webhook (TooManyErrors), so until it is written
+    # nothing more of that webhook starts: its held ones stay held, a claim's are held and
+    # claims skip it; other webhooks run as before.
+    slots = ledger(per_webhook=2)
+    admit_all(slots, [Item(1, 7), Item(2, 7), Item(3, 7), Item(4, 7)])
+    assert slots.finished(1, HTTP_500) == Finished([], False)
+    assert slots.admit(Item(5, 7), 0.0) is Admit.HOLD
+    assert 7 in slots.saturated()
+    assert slots.finished(2, OK) == Finished([], False)  # a success does not lift it
+    assert (slots.running_for(7), slots.held_for(7)) == (0, 3)
+    assert slots.admit(Item(6, 8), 0.0) is Admit.START
+    # Written, and still Active: its held ones start up to its cap.
+    assert slots.written([7]) == [Item(3, 7), Item(4, 7)]
+    assert (slots.running_for(7), slots.held_for(7)) == (2, 1)
+
+
+def test_each_failure_must_be_written_and_a_drop_forgets_them() -> None:
+    slots = ledger(per_webhook=2)
+    admit_all(slots, [Item(1, 7), Item(2, 7), Item(3, 7)])
+    slots.finished(1, HTTP_500)
+    slots.finished(2, HTTP_500)
+    assert slots.written([7]) == []  # one of the two: still held
+    assert slots.written([7]) == [Item(3, 7)]
+    slots.finished(3, HTTP_500)
+    slots.admit(Item(4, 7), 0.0)
+    # Its write disabled it: dropped (held ones forgotten), then the write is reported.
+    assert slots.drop_webhook(7) == ([4], [])
+    assert slots.written([7]) == []
+    assert slots.admit(Item(5, 7), 0.0) is Admit.START  # e.g. made Active again later
 
 
 def test_saturated_means_every_slot_busy_and_as_many_held() -> None:

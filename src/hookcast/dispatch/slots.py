@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from ..outcome import AttemptOutcome
@@ -181,6 +182,9 @@ class SlotLedger(Generic[D]):
         # in the order they take the next free ones.
         self._waiting = Turns()
         self._tenant: dict[int, str] = {}  # webhook id -> tenant, of webhooks we hold or run
+        # Failed attempts whose outcome is not written yet, per webhook: it starts nothing
+        # until they are, since writing one may disable it (TooManyErrors).
+        self._unwritten_failures: dict[int, int] = {}
 
     # ----- questions -------------------------------------------------------------------------
 
@@ -210,6 +214,8 @@ class SlotLedger(Generic[D]):
     def cap(self, webhook_id: int) -> int:
         """How many attempts of this webhook may run: per_webhook, or its endpoint's
         adaptive limit when lower."""
+        if webhook_id in self._unwritten_failures:
+            return 0
         endpoint = self._endpoint.get(webhook_id)
         if self.limits is None or endpoint is None:
             return self.per_webhook
@@ -282,6 +288,8 @@ class SlotLedger(Generic[D]):
             del self._by_webhook[webhook_id]
         if outcome is not None and self.limits is not None:
             self.limits.record(self._endpoint[webhook_id], outcome)
+        if outcome is not None and not outcome.ok:
+            self._unwritten_failures[webhook_id] = self._unwritten_failures.get(webhook_id, 0) + 1
         if self.stopping:
             return Finished([], False)
         if webhook_id in self._held:
@@ -290,14 +298,7 @@ class SlotLedger(Generic[D]):
             unsaturated = (
                 n + 1 + len(self._held[webhook_id]) >= 2 * cap > n + len(self._held[webhook_id])
             )
-            starts = []
-            while (
-                webhook_id in self._held
-                and self._by_webhook.get(webhook_id, 0) < cap
-                and len(self._running) < self.concurrency
-            ):
-                starts.append(self._start_held(webhook_id))
-            return Finished(starts, unsaturated)
+            return Finished(self._start_up_to_cap(webhook_id), unsaturated)
         while self._waiting:
             waiting = self._waiting.pop()
             if waiting in self._held and self._by_webhook.get(waiting, 0) < self.cap(waiting):
@@ -307,9 +308,23 @@ class SlotLedger(Generic[D]):
                 return Finished([item], False)
         return Finished([], False)
 
+    def written(self, failed: Iterable[int]) -> list[D]:
+        """The outcomes of failed attempts of these webhooks (one id per attempt) are
+        written, and their webhooks still Active (those it disabled were dropped first).
+        Returns the held deliveries that start now (counted running)."""
+        cleared = []
+        for webhook_id in failed:
+            n = self._unwritten_failures.get(webhook_id, 0) - 1
+            if n > 0:
+                self._unwritten_failures[webhook_id] = n
+            elif self._unwritten_failures.pop(webhook_id, None) is not None:
+                cleared.append(webhook_id)
+        return [item for webhook_id in cleared for item in self._start_up_to_cap(webhook_id)]
+
     def drop_webhook(self, webhook_id: int) -> tuple[list[int], list[int]]:
         """A webhook is no longer Active: forget its held deliveries (they were given up with
         it, §6) and name its running ones, to cancel. Returns (held, running) delivery ids."""
+        self._unwritten_failures.pop(webhook_id, None)
         held = [item.delivery_id for _, item in self._held.pop(webhook_id, ())]
         self._held_ids.difference_update(held)
         self._waiting.discard(webhook_id)
@@ -355,6 +370,18 @@ class SlotLedger(Generic[D]):
         self._held_ids.clear()
         self._waiting.clear()
         return released
+
+    def _start_up_to_cap(self, webhook_id: int) -> list[D]:
+        """Start this webhook's held deliveries while its cap and the global one allow."""
+        cap = self.cap(webhook_id)
+        starts = []
+        while (
+            webhook_id in self._held
+            and self._by_webhook.get(webhook_id, 0) < cap
+            and len(self._running) < self.concurrency
+        ):
+            starts.append(self._start_held(webhook_id))
+        return starts
 
     def _start_held(self, webhook_id: int) -> D:
         held = self._held[webhook_id]

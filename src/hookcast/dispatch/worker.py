@@ -18,6 +18,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from .. import metrics
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
@@ -25,7 +27,7 @@ from ..store import queue
 from ..store.database import Database
 from ..store.rows import Claimed
 from .adaptive import AdaptiveLimits
-from .outcomes import record_outcomes
+from .outcomes import Recorded, record_outcomes
 from .plugins import Plugin
 from .policy import Attempted, RetryPolicy
 from .slots import Admit, Handover, SlotLedger
@@ -290,12 +292,17 @@ class Dispatcher:
                 await asyncio.sleep(window)
             await self._flush()
 
+    def _record(self, conn: Connection, batch: list[Attempted]) -> Recorded:
+        # The clock is read in the transaction: a webhook's updated_at is when it was
+        # disabled, not when the batch began waiting for the database.
+        return record_outcomes(conn, batch, self.policy, time.time())
+
     async def _flush(self) -> None:
         failures = 0
         while self._results:
             batch = self._results[: self._settings.batch_size]
             try:
-                recorded = await self._db.run(record_outcomes, batch, self.policy, time.time())
+                recorded = await self._db.run(self._record, batch)
             except Exception:
                 # Kept: the leases hold the deliveries meanwhile, so nothing is lost.
                 failures += 1
@@ -314,6 +321,11 @@ class Dispatcher:
                 )
             if recorded.disabled:
                 self.drop_webhooks([t.webhook_id for t in recorded.disabled])
+            # Webhooks held since an attempt failed may start again (those still Active).
+            for item in self._slots.written(
+                a.claimed.webhook_id for a in batch if not a.outcome.ok
+            ):
+                self._start(item)
             if recorded.disabled or recorded.mail_queued:
                 self._on_transitions(recorded.disabled)  # new events, mail for the outbox
             if any(not r.outcome.ok for r in batch):
