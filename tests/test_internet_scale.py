@@ -67,6 +67,10 @@ async def test_nothing_starts_after_too_many_errors(tmp_path, ca_bundle_path, re
         await eventually(lambda: dispatcher.in_flight == 0, what="no attempt in flight")
         await eventually(lambda: receiver.answered == len(receiver.requests), what="hang-ups")
         seen = len(deliveries(receiver))
+        # none of them arrived after the transition (its time, on the receiver's clock)
+        disabled = (await engine.registry.get(engine_caller(), hook.id)).updated.timestamp()
+        disabled += time.monotonic() - time.time()
+        assert max(r.at for r in deliveries(receiver)) < disabled
         # and the ones the ledger held never reach the receiver
         await engine.hub.signal("contact.changed", 99, tenant="Cust1234", associate_id=5)
         usage = await engine.usage(hook.id)
