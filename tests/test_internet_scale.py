@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.engine import running_engine
+from support.engine import CALLER, running_engine
 from test_delivery import wait_deliveries
 
+from hookcast.hub import Hub
 from hookcast.model import Principal, State
+from hookcast.registry import Registry
 
 pytestmark = pytest.mark.slow  # real receivers that hang until attempts time out
 
@@ -81,8 +83,6 @@ async def test_nothing_starts_after_too_many_errors(tmp_path, ca_bundle_path, re
 
 
 def engine_caller() -> Principal:
-    from support.engine import CALLER
-
     return CALLER
 
 
@@ -190,3 +190,28 @@ async def test_nothing_more_after_stopped_and_in_flight_cancelled(
         assert (await engine.usage(hook.id)).total_calls == 0
         await engine.hub.signal("contact.changed", 99, tenant="Cust1234", associate_id=5)
         assert len(deliveries(receiver)) == seen
+
+
+async def test_stopped_through_another_process_stops_here_within_a_poll(
+    tmp_path, ca_bundle_path, receiver
+) -> None:
+    # The API of another process (a second Hub on the same database, delivering nothing)
+    # stops the webhook: this dispatcher hears nothing of it, and finds out from the
+    # database within a poll interval; what it held never starts, what ran is cancelled.
+    async with running_engine(tmp_path, ca_bundle_path, attempt_timeout=30.0) as engine:
+        hook = await engine.create(receiver.url, ["contact.changed"])
+        receiver.respond(delay=30)  # outlasts every wait below: only a cancel ends them
+        for pk in range(30):
+            await engine.hub.signal("contact.changed", pk, tenant="Cust1234", associate_id=5)
+        await eventually(lambda: deliveries(receiver), what="attempts in flight")
+        dispatcher = engine.hub.dispatcher
+        assert dispatcher is not None
+        assert dispatcher.in_flight_for(hook.id) > 0
+        async with Hub(engine.settings, deliver=False) as other:
+            api = Registry(other.db, engine.settings, other.sender, wake=other.wake)
+            await api.patch(CALLER, hook.id, {"State": "Stopped"}, "application/json")
+        await eventually(lambda: dispatcher.in_flight == 0, what="no attempt in flight")
+        await eventually(lambda: receiver.answered == len(receiver.requests), what="hang-ups")
+        seen = len(deliveries(receiver))
+        assert seen <= engine.settings.endpoint_initial_concurrency
+        assert (await engine.usage(hook.id)).total_calls == 0

@@ -202,6 +202,10 @@ class SlotLedger(Generic[D]):
     def held(self) -> int:
         return len(self._held_ids)
 
+    def webhooks(self) -> set[int]:
+        """The webhooks with attempts running or deliveries held here."""
+        return {*self._by_webhook, *self._held}
+
     def free(self, unwritten: int) -> int:
         """Slots for new attempts, `unwritten` being the outcomes not yet written. Held
         deliveries do not count: each starts only in place of an attempt that ended."""

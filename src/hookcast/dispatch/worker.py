@@ -58,6 +58,7 @@ class Dispatcher:
         # receiver's backlog).
         self._claim_at = 0.0
         self._wakes = 0
+        self._states_checked = time.monotonic()  # see _drop_inactive
         self._stopping = False
         self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
@@ -166,6 +167,7 @@ class Dispatcher:
             # Cleared before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
             self._release_stale_holds()
+            await self._drop_inactive()
             # Outcomes not yet written count against the slots too; held deliveries do not
             # (each starts in place of an attempt that ended), see SlotLedger.
             limit = self._slots.claim_limit(len(self._results))
@@ -227,6 +229,25 @@ class Dispatcher:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             task.add_done_callback(lambda _: self.wake())  # due again, and their webhooks less busy
+
+    async def _drop_inactive(self) -> None:
+        """Once per poll interval: drop what we hold or run of webhooks no longer Active.
+        Stopped or deleted through this process's API they are dropped at once (Hub.halt);
+        this catches the changes other processes made."""
+        now = time.monotonic()
+        if now < self._states_checked + self._settings.poll_interval:
+            return
+        self._states_checked = now
+        webhooks = self._slots.webhooks()
+        if not webhooks:
+            return
+        try:
+            inactive = await self._db.read(queue.inactive_of, webhooks)
+        except Exception:
+            log.exception("reading the states of webhooks in delivery failed")
+            return
+        if inactive:
+            self.drop_webhooks(sorted(inactive))
 
     def _start(self, item: Claimed) -> None:
         """Run an attempt the ledger counts as running."""

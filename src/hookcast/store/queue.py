@@ -224,6 +224,15 @@ def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:
         dialect_of(conn).notify(conn, None)
 
 
+def inactive_of(conn: Connection, webhook_ids: Iterable[int]) -> set[int]:
+    """Which of these webhooks are no longer Active (or no longer exist)."""
+    ids = tuple(webhook_ids)
+    if not ids:
+        return set()
+    active = run(conn, "active_of", (*ids, int(State.Active)), marks=marks(len(ids)))
+    return set(ids) - {row[0] for row in active}
+
+
 def next_due(conn: Connection, after: float) -> float | None:
     """When the first pending delivery due after `after` falls due. Asked right after a
     claim at `after` that found less than it asked for: what is due already then belongs to

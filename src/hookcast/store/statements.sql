@@ -68,6 +68,11 @@ SELECT id, status FROM deliveries WHERE id IN ({marks})
 SELECT id, state, consecutive_errors, failed_since_success FROM webhooks
 WHERE id IN ({marks}) ORDER BY id{lock}
 
+-- active_of --
+-- Which of these webhooks are still Active (a dispatcher drops what it holds or runs of the
+-- others: stopped or deleted through another process's API).
+SELECT id FROM webhooks WHERE id IN ({marks}) AND state = ?
+
 -- insert_attempt --
 -- One line of the attempt log.
 INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,
