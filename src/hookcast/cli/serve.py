@@ -32,6 +32,7 @@ def serve(
 
     settings = settings_for(db, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
+    logs.protect(*logs.SERVER_LOGGERS)  # uvicorn logs exceptions that escape the app
     database = open_database(settings)
     if database.run_sync(queries.count_keys) == 0:
         _, key = create_key(

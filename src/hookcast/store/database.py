@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from .. import logs  # noqa: F401  (its import puts the Redact filter on hookcast's loggers)
 from .doorbell import Doorbell
 
 T = TypeVar("T")
@@ -58,7 +59,9 @@ class Database:
             self.engine = _sqlite_engine(self.url, sqlite_synchronous)
             workers = 1
         else:
-            self.engine = create_engine(self.url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+            self.engine = create_engine(
+                self.url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
+            )
             workers = 8
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="hookcast-db")
 
@@ -135,10 +138,12 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
     db_file = _sqlite_file(url)
     connect_args = {"check_same_thread": False, "timeout": 30}
     if db_file is None:
-        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+        engine = create_engine(
+            url, connect_args=connect_args, poolclass=StaticPool, hide_parameters=True
+        )
     else:
         Path(db_file).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args=connect_args)
+        engine = create_engine(url, connect_args=connect_args, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
