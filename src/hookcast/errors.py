@@ -68,3 +68,16 @@ class PayloadTooLarge(HookcastError):
 class UnsupportedMediaType(HookcastError):
     status_code = 415
     error_type = "UnsupportedMediaType"
+
+
+class Unavailable(HookcastError):
+    """A service hookcast needs is down (503); the caller may retry later. `reported`: the
+    outage is logged by its reporter (outage.py), not again with each failed operation."""
+
+    status_code = 503
+    error_type = "ServiceUnavailable"
+    reported = True
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached or used (connection refused or lost, read-only, full)."""

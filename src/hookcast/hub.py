@@ -30,6 +30,7 @@ from .dispatch.outbox import Outbox
 from .dispatch.plugins import load_plugins
 from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
+from .errors import DatabaseUnavailable
 from .intake import Intake, new_event
 from .net.sender import HttpSender
 from .net.transport import Transport
@@ -103,7 +104,10 @@ class Hub:
                 self.db.doorbell.listen(self._rung)
             elif not self.db.is_sqlite:
                 self._background.append(
-                    asyncio.create_task(listen(self.db.url, self.wake), name="hookcast-listen")
+                    asyncio.create_task(
+                        listen(self.db.url, self.wake, health=self.db.health),
+                        name="hookcast-listen",
+                    )
                 )
         self._intake = Intake(
             self.db,
@@ -255,6 +259,8 @@ class Hub:
             }
             try:
                 await self.db.run(queue.heartbeat, row)
+            except DatabaseUnavailable:
+                pass  # logged once per outage (Database.health)
             except Exception:
                 log.exception("heartbeat failed")
             await asyncio.sleep(HEARTBEAT_SECONDS)
@@ -272,5 +278,7 @@ class Hub:
                         removed,
                         self.settings.retention_days,
                     )
+            except DatabaseUnavailable:
+                pass  # tried again next interval
             except Exception:
                 log.exception("pruning failed")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from .errors import ValidationError
+from .errors import DatabaseUnavailable, ValidationError
 from .model import EVENT_NAME, MAX_ASSOCIATE_ID, MAX_PRIMARY_KEY
 from .payload import format_timestamp
 from .store import queue
@@ -181,6 +181,11 @@ class Intake:
             ids, handed, queued = await self._db.run(
                 queue.insert_events, [e for e, _ in batch], time.time(), self._handover()
             )
+        except DatabaseUnavailable as exc:
+            for _, future in batch:  # nothing was stored; retrying one by one would not help
+                if not future.done():
+                    future.set_exception(exc)
+            return
         except Exception as exc:
             if len(batch) > 1:  # one bad event must not fail the others that shared its commit
                 for item in batch:

@@ -6,6 +6,10 @@ statement's parameters (off on our engines: `hide_parameters`), PostgreSQL a fai
 (`DETAIL: Failing row contains (...)`), an HTTP library an Authorization header. `Redact`
 scrubs every record of hookcast's loggers (and, in `serve`, uvicorn's) before any handler
 formats it: its message and its traceback.
+
+The same filter drops a record whose exception is an outage already being reported
+(`reported`, see hookcast.outage): one line per outage, not one traceback per attempt,
+whichever loop (ours, the mail outbox's, uvicorn's) logs the failure.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "hookcast_redacted", False):
             return True
+        if record.exc_info and getattr(record.exc_info[1], "reported", False):
+            return False
         message = record.getMessage()
         scrubbed = redact(message)
         if scrubbed != message:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
+from ..outage import OutageReporter
 from ..store.dialect import NOTIFY_CHANNEL
 
 log = logging.getLogger("hookcast.dispatch")
@@ -32,9 +33,15 @@ def conninfo(url: str) -> str:
 
 
 async def listen(
-    url: str, on_notify: Callable[[], None], *, ready: asyncio.Event | None = None
+    url: str,
+    on_notify: Callable[[], None],
+    *,
+    ready: asyncio.Event | None = None,
+    health: OutageReporter | None = None,
 ) -> None:
-    """Call `on_notify` for every notification, reconnecting after failures, until cancelled."""
+    """Call `on_notify` for every notification, reconnecting after failures, until cancelled.
+    With `health` (the database's outage reporter) a lost connection is one more failed
+    operation of the outage, not a line of its own each second."""
     import psycopg
 
     while True:
@@ -43,6 +50,8 @@ async def listen(
                 conninfo(url), autocommit=True
             ) as conn:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                if health is not None:
+                    health.succeeded()
                 if ready is not None:
                     ready.set()
                 on_notify()  # anything committed while we were not listening
@@ -51,5 +60,8 @@ async def listen(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+            if health is not None:
+                health.failed(exc)
+            else:
+                log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             await asyncio.sleep(1.0)

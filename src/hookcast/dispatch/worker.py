@@ -21,6 +21,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection
 
 from .. import metrics
+from ..errors import DatabaseUnavailable
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from ..store import queue
@@ -179,6 +180,9 @@ class Dispatcher:
                     if len(await self._claim(limit, saturated, now)) == limit:
                         continue  # there may be more
                     due = await self._db.read(queue.next_due, now)
+                except DatabaseUnavailable:  # logged once per outage (Database.health)
+                    await asyncio.sleep(0.5)
+                    continue
                 except Exception:
                     log.exception("claiming deliveries failed; retrying")
                     await asyncio.sleep(0.5)
@@ -225,10 +229,16 @@ class Dispatcher:
         no process attempts them twice."""
         stale = self._slots.stale(time.monotonic())
         if stale:
-            task = asyncio.create_task(self._db.run(queue.release, stale, time.time()))
+            task = asyncio.create_task(self._release(stale))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             task.add_done_callback(lambda _: self.wake())  # due again, and their webhooks less busy
+
+    async def _release(self, delivery_ids: list[int]) -> None:
+        try:
+            await self._db.run(queue.release, delivery_ids, time.time())
+        except DatabaseUnavailable:
+            pass  # their leases run out instead: claimed again then, nothing lost
 
     async def _drop_inactive(self) -> None:
         """Once per poll interval: drop what we hold or run of webhooks no longer Active.
@@ -243,6 +253,8 @@ class Dispatcher:
             return
         try:
             inactive = await self._db.read(queue.inactive_of, webhooks)
+        except DatabaseUnavailable:
+            return  # checked again next poll
         except Exception:
             log.exception("reading the states of webhooks in delivery failed")
             return
@@ -324,10 +336,11 @@ class Dispatcher:
             batch = self._results[: self._settings.batch_size]
             try:
                 recorded = await self._db.run(self._record, batch)
-            except Exception:
+            except Exception as exc:
                 # Kept: the leases hold the deliveries meanwhile, so nothing is lost.
                 failures += 1
-                log.exception("writing %d outcomes failed; retrying", len(batch))
+                if not isinstance(exc, DatabaseUnavailable):  # else logged once per outage
+                    log.exception("writing %d outcomes failed; retrying", len(batch))
                 if self._closing and failures >= 3:
                     del self._results[:]  # shutting down: the leases bring them back
                     return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +22,13 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from .. import logs  # noqa: F401  (its import puts the Redact filter on hookcast's loggers)
+from ..errors import DatabaseUnavailable
+from ..outage import OutageReporter
 from .doorbell import Doorbell
 
 T = TypeVar("T")
@@ -33,6 +37,18 @@ T = TypeVar("T")
 RING_AFTER_COMMIT = "hookcast_ring"
 _NO_RING = object()
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("hookcast")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database cannot be used right now (not: this statement is wrong). Operational
+    errors are connections refused or lost, a server shutting down, a read-only or full
+    disk, locks timing out (SQLite reports a missing table this way too)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError)
 
 
 def normalize_url(url: str) -> str:
@@ -48,6 +64,8 @@ class Database:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.doorbell: Doorbell | None = None
+        # One per process: every loop's failures are one outage, logged as one.
+        self.health = OutageReporter("database", log)
         # In memory: the one connection serves one transaction at a time, whatever thread.
         self._one_at_a_time: threading.Lock | None = None
         if self.is_sqlite:
@@ -93,7 +111,20 @@ class Database:
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """Run `fn(conn, *args)` in one transaction on the calling thread. A read-only one
-        (`write=False`) does not take SQLite's write lock."""
+        (`write=False`) does not take SQLite's write lock. Raises DatabaseUnavailable (and
+        reports the outage to `health`) when the database cannot be used."""
+        try:
+            result = self._transaction(fn, args, write)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self.health.failed(exc)
+            # Without the cause: its text is in the outage's log lines, its traceback in none.
+            raise DatabaseUnavailable("The database is unavailable; try again later.") from None
+        self.health.succeeded()
+        return result
+
+    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         with self._exclusive(), self.engine.connect() as conn:
             conn.info["hookcast_read_only"] = not write
             conn.info.pop(RING_AFTER_COMMIT, None)  # info outlives the checkout
