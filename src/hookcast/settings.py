@@ -106,6 +106,14 @@ class Settings(BaseSettings):
 
     # API limits (§7)
     max_body_bytes: int = 1024 * 1024
+    # Slow and abusive clients (`hookcast serve`, api/connections.py): a request's headers must
+    # arrive within header_timeout of its first byte (of the connection's opening, for the
+    # first), its body within body_timeout after them; at most max_connections open at once
+    # (lowered at start to what the open files limit leaves), beyond that a 503 and close.
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_connections: int = Field(default=4096, ge=1)
 
     # ErrorsEmail (§6)
     smtp_host: str | None = None

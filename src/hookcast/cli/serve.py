@@ -29,6 +29,8 @@ def serve(
     import uvicorn
 
     from ..api.app import create_app
+    from ..api.connections import guarded_protocol, limits_for
+    from ..oslimits import raise_open_files_limit
 
     settings = settings_for(db, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
@@ -48,13 +50,16 @@ def serve(
         )
         print(key, flush=True)
     app_ = create_app(settings, db=database)
+    # Before listening: every open connection holds a file descriptor.
+    nofile = raise_open_files_limit()
+    limits = limits_for(settings, nofile[1] if nofile else None)
     try:
         uvicorn.run(
             app_,
             host=settings.host,
             port=settings.port,
             loop="auto",
-            http="auto",
+            http=guarded_protocol(limits),  # deadlines for slow clients, a connection cap
             timeout_graceful_shutdown=int(settings.attempt_timeout) + 2,
             log_level="info",
             access_log=False,
