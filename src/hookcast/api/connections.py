@@ -155,7 +155,8 @@ def limits_for(settings: Any, open_files: int | None) -> ConnectionLimits:
     (their connections, the database's, the log) when the open files limit is lower."""
     cap = settings.max_connections
     if open_files is not None:
-        spare = open_files - 2 * settings.concurrency - 128
+        # Deliveries in flight get up to half of them, the database and the log a few more.
+        spare = open_files - min(settings.concurrency, open_files // 2) - 64
         if spare < cap:
             cap = max(16, spare)
             log.warning(
