@@ -315,18 +315,49 @@ def test_every_4xx_is_retried_and_no_5xx(kind: type[Any], code: int, handed_over
 
 
 def test_retry_schedule() -> None:
-    delays = [30.0, 120.0, 600.0, 1800.0, 3600.0]
-    assert [retry_delay(tries, delays) for tries in range(1, 7)] == [*delays, None]
-    assert retry_delay(1, []) is None  # no delays: one try only
+    delays = [10.0, 30.0, 60.0, 120.0, 300.0, 900.0]
+    day = 24 * 3600.0
+    # the schedule, then its last delay again and again while the mail is younger than a day
+    assert [retry_delay(t, delays, age=0, give_up_after=day) for t in range(1, 9)] == [
+        *delays,
+        900.0,
+        900.0,
+    ]
+    assert retry_delay(500, delays, age=day - 1, give_up_after=day) == 900.0
+    assert retry_delay(3, delays, age=day, give_up_after=day) is None  # a day old: given up
+    assert retry_delay(1, [], age=0, give_up_after=day) is None  # no delays: one try only
     with pytest.raises(ValueError):
         retry_delay(0, delays)
 
 
+def test_default_schedule_retries_for_a_day() -> None:
+    settings = Settings()
+    assert settings.mail_give_up_after == 24 * 3600
+    age, tries = 0.0, 1
+    while (
+        delay := retry_delay(
+            tries, settings.mail_retry_delays, age=age, give_up_after=settings.mail_give_up_after
+        )
+    ) is not None:
+        age += delay
+        tries += 1
+    assert age >= 24 * 3600 and tries < 200  # at least a day, at most every 15 min after 10 min
+    assert settings.mail_retry_delays[:5] == [10.0, 30.0, 60.0, 120.0, 300.0]
+
+
 def test_mail_retry_delays_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().mail_retry_delays == [30.0, 120.0, 600.0, 1800.0, 3600.0]
     monkeypatch.setenv("HOOKCAST_MAIL_RETRY_DELAYS", "5, 0.5,60")
+    monkeypatch.setenv("HOOKCAST_MAIL_GIVE_UP_AFTER", "3600")
     assert Settings().mail_retry_delays == [5.0, 0.5, 60.0]
+    assert Settings().mail_give_up_after == 3600.0
     monkeypatch.setenv("HOOKCAST_MAIL_RETRY_DELAYS", "5,-1")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.setenv("HOOKCAST_MAIL_RETRY_DELAYS", "5,0")  # the last one repeats
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.setenv("HOOKCAST_MAIL_RETRY_DELAYS", "5")
+    monkeypatch.setenv("HOOKCAST_MAIL_GIVE_UP_AFTER", "-1")
     with pytest.raises(ValidationError):
         Settings()
 
@@ -688,17 +719,68 @@ async def test_outbox_retries_until_the_server_is_up(
     assert handler.message()["Message-ID"] == message_id(mail_id, row.created_at, SENDER)
 
 
-async def test_outbox_gives_up_when_out_of_tries(
+async def test_mail_survives_an_smtp_outage_once_and_quietly(
+    db: Database,
+    smtp_server: StartServer,
+    outboxes: StartOutbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 13: an ErrorsEmail was given up after 3 quick tries and never sent once SMTP came
+    # back. Here the server is down (nothing listens on its port) for many more tries than
+    # the schedule has delays; the mail is sent once it is up, once; the log has one line
+    # when the outage starts, a few summaries, one when it ends, and no traceback.
+    caplog.set_level(logging.INFO, logger="hookcast")
+    port = free_port()
+    summary_every = 0.4
+    mail_ids = [await queue_mail(db, f"ops{i}@example.com") for i in range(3)]
+    outbox = outboxes(
+        outbox_settings(port, delays=[0.02, 0.05, 0.1], mail_give_up_after=3600),
+        outage_summary_every=summary_every,
+    )
+    started = time.monotonic()
+
+    async def down_for_a_while() -> Any:
+        rows = [await outbox_row(db, i) for i in mail_ids]
+        long_enough = time.monotonic() - started > 3 * summary_every
+        return long_enough and all(r.tries >= 6 and r.status == MailStatus.QUEUED for r in rows)
+
+    await eventually(down_for_a_while, what="six failed tries of every mail")
+    handler = Scripted()
+    smtp_server(handler, port=port)
+    for mail_id in mail_ids:
+        row = await eventually(lambda m=mail_id: status_is(db, m, MailStatus.SENT), what="mail")
+        assert row.error is None or row.error.startswith("SMTPConnectError")
+    outage_seconds = time.monotonic() - started
+    tries = sum([(await outbox_row(db, i)).tries for i in mail_ids])
+    await outbox.stop()
+    assert sorted(e.rcpt_tos[0] for e in handler.envelopes) == [
+        f"ops{i}@example.com" for i in range(3)
+    ]
+    assert handler.mail_calls == 3  # each mail exactly once
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("hookcast")]
+    assert all(r.exc_info is None for r in caplog.records)
+    what = f"the SMTP server 127.0.0.1:{port} (ErrorsEmail)"
+    assert [line for line in lines if line.startswith(f"{what} unavailable:")] == [lines[0]]
+    assert sum(line.startswith(f"{what} available again") for line in lines) == 1
+    summaries = [line for line in lines if line.startswith(f"{what} unavailable for")]
+    assert 1 <= len(summaries) <= outage_seconds / summary_every + 1
+    # the rest: one line per mail sent, none per failed try
+    assert len(lines) == 2 + len(summaries) + 3 < tries
+
+
+async def test_outbox_gives_up_when_too_old(
     db: Database, smtp_server: StartServer, outboxes: StartOutbox
 ) -> None:
-    handler = Scripted(data=["451 4.3.0 try later"] * 10)
+    handler = Scripted(data=["451 4.3.0 try later"] * 1000)
     controller = smtp_server(handler)
     mail_id = await queue_mail(db)
-    outboxes(outbox_settings(controller.port, delays=[0.05, 0.05]))
+    outboxes(outbox_settings(controller.port, delays=[0.02, 0.05], mail_give_up_after=0.5))
     row = await eventually(lambda: status_is(db, mail_id, MailStatus.FAILED), what="giving up")
-    assert row.tries == 3  # one try plus one per delay
-    assert row.error.startswith("gave up after 3 tries") and "4.3.0 try later" in row.error
-    assert handler.data_calls == 3 and handler.envelopes == []
+    # past the schedule (its last delay repeats) until the mail was half a second old
+    assert row.tries > 3
+    assert row.error.startswith(f"gave up after {row.tries} tries")
+    assert "4.3.0 try later" in row.error
+    assert handler.data_calls == row.tries and handler.envelopes == []
 
 
 async def test_outbox_does_not_resend_when_the_verdict_was_lost(

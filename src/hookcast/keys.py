@@ -11,6 +11,7 @@ import secrets
 import time
 
 from .model import ApiKey, Principal
+from .rights import DEFAULT_ROLE, Role
 from .store import queries
 from .store.database import Database
 
@@ -26,9 +27,16 @@ def hash_key(key: str) -> str:
 
 
 def create_key(
-    db: Database, *, tenant: str, associate_id: int, name: str = "", full_name: str = ""
+    db: Database,
+    *,
+    tenant: str,
+    associate_id: int,
+    name: str = "",
+    full_name: str = "",
+    role: Role = DEFAULT_ROLE,
 ) -> tuple[ApiKey, str]:
-    """Create a key for (tenant, associate); returns its record and the key itself."""
+    """Create a key for (tenant, associate) with `role` (§7); returns its record and the key
+    itself."""
     key = new_key()
 
     def work(conn):  # type: ignore[no-untyped-def]
@@ -41,6 +49,7 @@ def create_key(
             prefix=key[: len(KEY_PREFIX) + 6],
             key_hash=hash_key(key),
             now=time.time(),
+            role=role,
         )
         return next(k for k in queries.list_keys(conn, tenant) if k.id == key_id)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .rights import DEFAULT_ROLE, Role
+
 
 class State(enum.IntEnum):
     Unknown = 0
@@ -70,13 +72,14 @@ MAX_ASSOCIATE_ID = 2**31 - 1  # SuperOffice's associate ids are 32-bit, and so a
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the API key's tenant and associate."""
+    """Who is calling: the API key's tenant, associate and role (§7)."""
 
     tenant: str
     associate_id: int
     name: str = ""
     full_name: str = ""
     key_id: int = 0
+    role: Role = DEFAULT_ROLE
 
 
 @dataclass(slots=True)
@@ -131,6 +134,7 @@ class ApiKey:
     prefix: str
     created: datetime
     revoked: datetime | None = None
+    role: Role = DEFAULT_ROLE
 
 
 def format_date(value: datetime) -> str:

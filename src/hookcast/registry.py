@@ -77,7 +77,7 @@ def _check_unmodified(hook: Webhook, if_unmodified_since: str | None) -> None:
 
 def apply_patch(hook: Webhook, body: Any, media_type: str) -> dict[str, Any]:
     """The webhook's carrier with a JSON Patch (array) or Merge Patch (object) applied."""
-    document = wire_values(WebhookOut.of(hook), WRITABLE)
+    document = wire_values(WebhookOut.of(hook, secrets=True), WRITABLE)
     return patching.apply_patch(
         document, body, media_type, writable=WRITABLE, read_only=READ_ONLY, what="webhook"
     )

@@ -122,11 +122,13 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
-    # The waits before each retry of a mail after a temporary SMTP failure; once they are
-    # used up the mail is given up (one try plus one per delay).
+    # The waits before each retry of a mail after a temporary SMTP failure (a dead server, a
+    # 4xx answer); the last one repeats until the mail is `mail_give_up_after` seconds old.
+    # Empty: a temporary failure is not retried.
     mail_retry_delays: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [30.0, 120.0, 600.0, 1800.0, 3600.0], max_length=100
+        default_factory=lambda: [10.0, 30.0, 60.0, 120.0, 300.0, 900.0], max_length=100
     )
+    mail_give_up_after: float = Field(default=24 * 3600.0, ge=0)
 
     @field_validator("allow_targets", mode="before")
     @classmethod
@@ -140,6 +142,13 @@ class Settings(BaseSettings):
         if any(d < 0 for d in delays):
             raise ValueError("retry delays must not be negative")
         return delays
+
+    @field_validator("mail_retry_delays")
+    @classmethod
+    def _repeating_delay(cls, value: list[float]) -> list[float]:
+        if value and value[-1] <= 0:  # it repeats: 0 would retry in a tight loop
+            raise ValueError("the last mail retry delay repeats and must be above 0")
+        return value
 
     @field_validator("dns_nameservers", mode="before")
     @classmethod

@@ -11,11 +11,14 @@ from ..errors import ValidationError
 from ..model import MAX_ID
 from .deps import (
     ERRORS,
-    Caller,
     HubDep,
+    Manager,
+    Reader,
     RegistryDep,
+    Signaller,
     linked_webhook,
     signal_event,
+    webhook_out,
 )
 from .schemas import (
     AgentsCarrier,
@@ -47,7 +50,7 @@ AgentsBody = Annotated[
 @router.post(
     "/CreateDefaultWebhook", summary="A pre-filled webhook carrier", response_model=WebhookOut
 )
-async def create_default(_: Caller) -> WebhookOut:
+async def create_default(_: Reader) -> WebhookOut:
     return WebhookOut.default()
 
 
@@ -57,12 +60,12 @@ async def create_default(_: Caller) -> WebhookOut:
     response_model=WebhookWithLinks,
 )
 async def save_webhook(
-    request: Request, reg: RegistryDep, who: Caller, body: AgentsBody
+    request: Request, reg: RegistryDep, who: Manager, body: AgentsBody
 ) -> WebhookWithLinks:
     hook = await (
         reg.create(who, body) if body.webhook_id == 0 else reg.replace(who, body.webhook_id, body)
     )
-    return linked_webhook(request, hook)
+    return linked_webhook(request, who, hook)
 
 
 @router.post(
@@ -73,11 +76,11 @@ async def save_webhook(
 async def get_webhook(
     request: Request,
     reg: RegistryDep,
-    who: Caller,
+    who: Reader,
     webhookId: WebhookIdQuery = None,
     body: OptionalIdBody = None,
 ) -> WebhookWithLinks:
-    return linked_webhook(request, await reg.get(who, _webhook_id(webhookId, body)))
+    return linked_webhook(request, who, await reg.get(who, _webhook_id(webhookId, body)))
 
 
 @router.post(
@@ -87,7 +90,7 @@ async def get_webhook(
     summary="Delete a webhook",
 )
 async def delete_webhook(
-    reg: RegistryDep, who: Caller, webhookId: WebhookIdQuery = None, body: OptionalIdBody = None
+    reg: RegistryDep, who: Manager, webhookId: WebhookIdQuery = None, body: OptionalIdBody = None
 ) -> Response:
     await reg.delete(who, _webhook_id(webhookId, body))
     return Response(status_code=204)
@@ -99,17 +102,17 @@ async def delete_webhook(
     response_model=list[WebhookOut],
 )
 async def get_all(
-    reg: RegistryDep, who: Caller, body: Annotated[Filters | None, Body()] = None
+    reg: RegistryDep, who: Reader, body: Annotated[Filters | None, Body()] = None
 ) -> list[WebhookOut]:
     body = body or Filters()
     hooks = await reg.list(
         who, name=body.name_filter, event=body.event_filter, state=body.status_filter
     )
-    return [WebhookOut.of(h) for h in hooks]
+    return [webhook_out(who, h) for h in hooks]
 
 
 @router.post("/TestWebhook", response_model=TestResponse, summary="Send the test event")
-async def test_webhook(reg: RegistryDep, who: Caller, body: AgentsBody) -> TestResponse:
+async def test_webhook(reg: RegistryDep, who: Manager, body: AgentsBody) -> TestResponse:
     result = await reg.test(who, body)
     return TestResponse(success=result.success, message=result.message)
 
@@ -119,7 +122,7 @@ async def test_webhook(reg: RegistryDep, who: Caller, body: AgentsBody) -> TestR
     summary="The most recent delivery error, or null",
 )
 async def get_last_error(
-    reg: RegistryDep, who: Caller, webhookId: WebhookIdQuery = None, body: OptionalIdBody = None
+    reg: RegistryDep, who: Reader, webhookId: WebhookIdQuery = None, body: OptionalIdBody = None
 ) -> str | None:
     return await reg.last_error(who, _webhook_id(webhookId, body))
 
@@ -130,6 +133,6 @@ async def get_last_error(
     response_class=Response,
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
-async def signal(hub: HubDep, who: Caller, body: SignalEventBody) -> Response:
+async def signal(hub: HubDep, who: Signaller, body: SignalEventBody) -> Response:
     await signal_event(hub, who, body.event_name, body.primary_key, body.data)
     return Response(status_code=204)

@@ -1,13 +1,17 @@
-"""API key authentication (§7): `Authorization: Bearer <key>` names a tenant and associate."""
+"""API key authentication and rights (§7): `Authorization: Bearer <key>` names a tenant, an
+associate and a role; each route asks for one Right (`caller`), checked here and only here."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..errors import NotFound, Unauthorized
+from ..errors import Forbidden, NotFound, Unauthorized
 from ..keys import authenticate
 from ..model import Principal
+from ..rights import Right, allows
 from .binding import context_identifier
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `hookcast keys create`.")
@@ -25,3 +29,18 @@ async def principal(request: Request) -> Principal:
         # As for another tenant's webhook: the key does not learn whether that tenant exists.
         raise NotFound(f"There is no tenant {tenant!r} for this API key.")
     return who
+
+
+def caller(right: Right) -> Callable[[Request], Awaitable[Principal]]:
+    """The dependency of a route that needs `right`: the caller, or 401 / 404 / 403."""
+
+    async def checked(request: Request) -> Principal:
+        who = await principal(request)
+        if not allows(who.role, right):
+            raise Forbidden(
+                f"This API key's role ({who.role.value}) does not have the {right.value} "
+                "right; use a key created with a role that does (hookcast keys create --role)."
+            )
+        return who
+
+    return checked

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 
 from ..model import MAX_ID
 from ..store.scripts import StoredScript
-from .deps import ERRORS, PATCH_MEDIA_TYPES, Caller, PatchBody, ScriptsDep, links, patch_request
+from .deps import (
+    ERRORS,
+    PATCH_MEDIA_TYPES,
+    Manager,
+    PatchBody,
+    Reader,
+    ScriptsDep,
+    links,
+    patch_request,
+)
 from .schemas import (
     AllowListIn,
     AllowListOut,
@@ -33,14 +42,14 @@ def with_links(request: Request, script: StoredScript) -> ScriptWithLinks:
 
 
 @router.get("/default", summary="A pre-filled script carrier", response_model=ScriptOut)
-async def get_default(_: Caller) -> ScriptOut:
+async def get_default(_: Reader) -> ScriptOut:
     return ScriptOut.default()
 
 
 @router.get("", summary="The caller's scripts, optionally filtered", response_model=list[ScriptOut])
 async def list_scripts(
     store: ScriptsDep,
-    who: Caller,
+    who: Reader,
     nameFilter: Annotated[str | None, Query(description="exact script name")] = None,
     includeIdFilter: Annotated[str | None, Query(description="exact IncludeId")] = None,
 ) -> list[ScriptOut]:
@@ -50,7 +59,7 @@ async def list_scripts(
 
 @router.post("", summary="Store a script (it must compile)", response_model=ScriptWithLinks)
 async def create_script(
-    request: Request, store: ScriptsDep, who: Caller, body: ScriptBody
+    request: Request, store: ScriptsDep, who: Manager, body: ScriptBody
 ) -> ScriptWithLinks:
     return with_links(request, await store.create(who, body))
 
@@ -60,7 +69,7 @@ async def create_script(
     summary="Compile a text against the caller's scripts; stores nothing",
     response_model=ValidateOut,
 )
-async def validate(store: ScriptsDep, who: Caller, body: ValidateIn) -> ValidateOut:
+async def validate(store: ScriptsDep, who: Manager, body: ValidateIn) -> ValidateOut:
     diagnostics = await store.validate(who, body.source)
     return ValidateOut(valid=not diagnostics, errors=[CompileProblemOut.of(d) for d in diagnostics])
 
@@ -70,7 +79,7 @@ async def validate(store: ScriptsDep, who: Caller, body: ValidateIn) -> Validate
     summary="The hosts the caller's scripts may reach over HTTP",
     response_model=AllowListOut,
 )
-async def get_allow_list(store: ScriptsDep, who: Caller) -> AllowListOut:
+async def get_allow_list(store: ScriptsDep, who: Reader) -> AllowListOut:
     return AllowListOut(hosts=await store.allow_list(who))
 
 
@@ -79,13 +88,13 @@ async def get_allow_list(store: ScriptsDep, who: Caller) -> AllowListOut:
     summary="Replace the hosts the caller's scripts may reach over HTTP",
     response_model=AllowListOut,
 )
-async def put_allow_list(store: ScriptsDep, who: Caller, body: AllowListIn) -> AllowListOut:
+async def put_allow_list(store: ScriptsDep, who: Manager, body: AllowListIn) -> AllowListOut:
     return AllowListOut(hosts=await store.set_allow_list(who, body.hosts))
 
 
 @router.get("/{scriptId:int}", summary="One script", response_model=ScriptWithLinks)
 async def get_script(
-    request: Request, store: ScriptsDep, who: Caller, scriptId: ScriptIdPath
+    request: Request, store: ScriptsDep, who: Reader, scriptId: ScriptIdPath
 ) -> ScriptWithLinks:
     return with_links(request, await store.get(who, scriptId))
 
@@ -98,7 +107,7 @@ async def get_script(
 async def put_script(
     request: Request,
     store: ScriptsDep,
-    who: Caller,
+    who: Manager,
     scriptId: ScriptIdPath,
     body: ScriptBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
@@ -115,7 +124,7 @@ async def put_script(
 async def patch_script(
     request: Request,
     store: ScriptsDep,
-    who: Caller,
+    who: Manager,
     scriptId: ScriptIdPath,
     body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
@@ -130,7 +139,7 @@ async def patch_script(
 )
 async def delete_script(
     store: ScriptsDep,
-    who: Caller,
+    who: Manager,
     scriptId: ScriptIdPath,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -146,7 +155,7 @@ async def delete_script(
 )
 async def execute(
     store: ScriptsDep,
-    who: Caller,
+    who: Manager,
     scriptId: ScriptIdPath,
     body: Annotated[ExecuteIn | None, Body(description="The run's variables")] = None,
 ) -> ExecuteOut:

@@ -15,10 +15,11 @@ from ..hub import Hub
 from ..intake import read_event_data
 from ..model import Principal, Webhook
 from ..registry import Registry
+from ..rights import Right, allows
 from ..scripts import Scripts
 from ..store.database import Database
-from .auth import principal
-from .schemas import ErrorBody, Links, PatchOperation, WebhookIn, WebhookWithLinks
+from .auth import caller
+from .schemas import ErrorBody, Links, PatchOperation, WebhookIn, WebhookOut, WebhookWithLinks
 
 # The error answers every resource route may give (§8), for the OpenAPI document.
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -27,7 +28,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 # ----- who is calling, and the services ---------------------------------------------------
 
-Caller = Annotated[Principal, Depends(principal)]
+# Each route names the one right it needs (§7); `auth.caller` checks it.
+Reader = Annotated[Principal, Depends(caller(Right.read))]
+Manager = Annotated[Principal, Depends(caller(Right.manage))]
+Signaller = Annotated[Principal, Depends(caller(Right.signal))]
 
 
 async def _hub(request: Request) -> Hub:
@@ -112,6 +116,14 @@ def links(request: Request, collection: str, item_id: int) -> Links:
     return Links(self=f"{base}/{item_id}", archive=base)
 
 
-def linked_webhook(request: Request, hook: Webhook) -> WebhookWithLinks:
-    """A single webhook as answered (REST and Agents), with `_Links`."""
-    return WebhookWithLinks.of_linked(hook, links(request, "Webhook", hook.id))
+def webhook_out(who: Principal, hook: Webhook) -> WebhookOut:
+    """A webhook as a list answers it, its Secrets left out for a key without the right."""
+    return WebhookOut.of(hook, secrets=allows(who.role, Right.secrets))
+
+
+def linked_webhook(request: Request, who: Principal, hook: Webhook) -> WebhookWithLinks:
+    """A single webhook as answered (REST and Agents), with `_Links`; its Secrets left out
+    for a key without the right."""
+    return WebhookWithLinks.of_linked(
+        hook, links(request, "Webhook", hook.id), secrets=allows(who.role, Right.secrets)
+    )

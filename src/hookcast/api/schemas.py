@@ -337,9 +337,10 @@ class WebhookOut(ApiOut):
     updated_associate: AssociateOut | None
 
     @classmethod
-    def of(cls, hook: Webhook) -> Self:
-        """The §1 response shape of a stored webhook."""
-        return cls.model_validate(_webhook_values(hook))
+    def of(cls, hook: Webhook, *, secrets: bool) -> Self:
+        """The §1 response shape of a stored webhook; without `secrets`, Secret,
+        StandardWebhooksSecret and Headers (whose values may be credentials) are null."""
+        return cls.model_validate(_webhook_values(hook, secrets))
 
     @classmethod
     def default(cls) -> Self:
@@ -373,12 +374,20 @@ class WebhookWithLinks(WebhookOut):
     links: Links = Field(alias="_Links", serialization_alias="_Links")
 
     @classmethod
-    def of_linked(cls, hook: Webhook, links: Links) -> Self:
-        return cls.model_validate({**_webhook_values(hook), "links": links})
+    def of_linked(cls, hook: Webhook, links: Links, *, secrets: bool) -> Self:
+        return cls.model_validate({**_webhook_values(hook, secrets), "links": links})
 
 
-def _webhook_values(hook: Webhook) -> dict[str, Any]:
+_SECRET_FIELDS = ("secret", "standard_webhooks_secret", "headers")
+
+
+def _webhook_values(hook: Webhook, secrets: bool) -> dict[str, Any]:
     """A stored webhook's values by the field names of WebhookOut."""
+    values = _all_webhook_values(hook)
+    return values if secrets else {**values, **dict.fromkeys(_SECRET_FIELDS)}
+
+
+def _all_webhook_values(hook: Webhook) -> dict[str, Any]:
     return {
         "webhook_id": hook.id,
         "name": hook.name,

@@ -11,14 +11,17 @@ from ..model import MAX_ASSOCIATE_ID, MAX_ID, MAX_PRIMARY_KEY, format_date, form
 from .deps import (
     ERRORS,
     PATCH_MEDIA_TYPES,
-    Caller,
     CarrierBody,
     HubDep,
+    Manager,
     PatchBody,
+    Reader,
     RegistryDep,
+    Signaller,
     linked_webhook,
     patch_request,
     signal_event,
+    webhook_out,
 )
 from .schemas import (
     EVENT_DATA,
@@ -40,7 +43,7 @@ WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The WebhookId"
 
 
 @router.get("/default", summary="A pre-filled webhook carrier", response_model=WebhookOut)
-async def get_default(_: Caller) -> WebhookOut:
+async def get_default(_: Reader) -> WebhookOut:
     return WebhookOut.default()
 
 
@@ -49,7 +52,7 @@ async def get_default(_: Caller) -> WebhookOut:
 )
 async def list_webhooks(
     reg: RegistryDep,
-    who: Caller,
+    who: Reader,
     nameFilter: Annotated[str | None, Query(description="exact webhook name")] = None,
     eventFilter: Annotated[str | None, Query(description="a subscribed event name")] = None,
     statusFilter: Annotated[
@@ -61,20 +64,20 @@ async def list_webhooks(
     ] = None,
 ) -> list[WebhookOut]:
     hooks = await reg.list(who, name=nameFilter, event=eventFilter, state=statusFilter)
-    return [WebhookOut.of(h) for h in hooks]
+    return [webhook_out(who, h) for h in hooks]
 
 
 @router.post("", summary="Register a webhook (verified first, §5)", response_model=WebhookWithLinks)
 async def create_webhook(
-    request: Request, reg: RegistryDep, who: Caller, body: CarrierBody
+    request: Request, reg: RegistryDep, who: Manager, body: CarrierBody
 ) -> WebhookWithLinks:
-    return linked_webhook(request, await reg.create(who, body))
+    return linked_webhook(request, who, await reg.create(who, body))
 
 
 @router.post(
     "/Test", summary="Send the test event to a carrier; stores nothing", response_model=TestResponse
 )
-async def test_webhook(reg: RegistryDep, who: Caller, body: CarrierBody) -> TestResponse:
+async def test_webhook(reg: RegistryDep, who: Manager, body: CarrierBody) -> TestResponse:
     result = await reg.test(who, body)
     return TestResponse(success=result.success, message=result.message)
 
@@ -86,7 +89,7 @@ async def test_webhook(reg: RegistryDep, who: Caller, body: CarrierBody) -> Test
 )
 async def notifications(
     reg: RegistryDep,
-    who: Caller,
+    who: Reader,
     associateId: Annotated[
         int | None, Query(ge=0, le=MAX_ASSOCIATE_ID, description="only this associate's")
     ] = None,
@@ -113,9 +116,9 @@ async def notifications(
 
 @router.get("/{webhookId:int}", summary="One webhook", response_model=WebhookWithLinks)
 async def get_webhook(
-    request: Request, reg: RegistryDep, who: Caller, webhookId: WebhookIdPath
+    request: Request, reg: RegistryDep, who: Reader, webhookId: WebhookIdPath
 ) -> WebhookWithLinks:
-    return linked_webhook(request, await reg.get(who, webhookId))
+    return linked_webhook(request, who, await reg.get(who, webhookId))
 
 
 @router.put(
@@ -124,13 +127,13 @@ async def get_webhook(
 async def put_webhook(
     request: Request,
     reg: RegistryDep,
-    who: Caller,
+    who: Manager,
     webhookId: WebhookIdPath,
     body: CarrierBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> WebhookWithLinks:
     hook = await reg.replace(who, webhookId, body, if_unmodified_since)
-    return linked_webhook(request, hook)
+    return linked_webhook(request, who, hook)
 
 
 @router.patch(
@@ -142,14 +145,14 @@ async def put_webhook(
 async def patch_webhook(
     request: Request,
     reg: RegistryDep,
-    who: Caller,
+    who: Manager,
     webhookId: WebhookIdPath,
     body: PatchBody,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> WebhookWithLinks:
     patch, media_type = patch_request(request, body)
     hook = await reg.patch(who, webhookId, patch, media_type, if_unmodified_since)
-    return linked_webhook(request, hook)
+    return linked_webhook(request, who, hook)
 
 
 @router.delete(
@@ -160,7 +163,7 @@ async def patch_webhook(
 )
 async def delete_webhook(
     reg: RegistryDep,
-    who: Caller,
+    who: Manager,
     webhookId: WebhookIdPath,
     if_unmodified_since: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -169,7 +172,7 @@ async def delete_webhook(
 
 
 @router.get("/{webhookId:int}/LastError", summary="The most recent delivery error, or null")
-async def last_error(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> str | None:
+async def last_error(reg: RegistryDep, who: Reader, webhookId: WebhookIdPath) -> str | None:
     return await reg.last_error(who, webhookId)
 
 
@@ -178,7 +181,7 @@ async def last_error(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) ->
     summary="hookcast addition: delivery counters",
     response_model=UsageOut,
 )
-async def usage(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> UsageOut:
+async def usage(reg: RegistryDep, who: Reader, webhookId: WebhookIdPath) -> UsageOut:
     u = await reg.usage(who, webhookId)
     return UsageOut(
         total_calls=u.total_calls,
@@ -200,7 +203,7 @@ _DELIVERY_STATUS: tuple[DeliveryStatus, ...] = ("pending", "delivered", "given_u
 )
 async def deliveries(
     reg: RegistryDep,
-    who: Caller,
+    who: Reader,
     webhookId: WebhookIdPath,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -233,7 +236,7 @@ async def deliveries(
     response_model=RedeliverOut,
     summary="hookcast addition: queue the given-up deliveries again",
 )
-async def redeliver(reg: RegistryDep, who: Caller, webhookId: WebhookIdPath) -> RedeliverOut:
+async def redeliver(reg: RegistryDep, who: Manager, webhookId: WebhookIdPath) -> RedeliverOut:
     return RedeliverOut(queued=await reg.redeliver(who, webhookId))
 
 
@@ -267,7 +270,7 @@ SignalBody = Annotated[
 )
 async def signal(
     hub: HubDep,
-    who: Caller,
+    who: Signaller,
     eventName: str,
     primaryKey: Annotated[int, Path(ge=0, le=MAX_PRIMARY_KEY)],
     body: SignalBody = None,

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..keys import create_key
 from ..model import MAX_ASSOCIATE_ID, format_date
+from ..rights import DEFAULT_ROLE, Role
 from ..store import queries
 from .common import DbOption, console, open_database, settings_for
 
@@ -28,19 +29,32 @@ def keys_create(
         str, typer.Option(help="The associate's name, shown as RegisteredAssociate")
     ] = "",
     full_name: Annotated[str, typer.Option("--full-name", help="The associate's full name")] = "",
+    role: Annotated[
+        Role,
+        typer.Option(
+            case_sensitive=False,
+            help="What the key may do: admin (everything), manage (webhooks and scripts), "
+            "signal (only signal events), read (read without Secrets)",
+        ),
+    ] = DEFAULT_ROLE,
     db: DbOption = None,
 ) -> None:
     """Create an API key; the key itself is printed alone on the last line, once."""
     database = open_database(settings_for(db))
     try:
         record, key = create_key(
-            database, tenant=tenant, associate_id=associate_id, name=name, full_name=full_name
+            database,
+            tenant=tenant,
+            associate_id=associate_id,
+            name=name,
+            full_name=full_name,
+            role=role,
         )
     finally:
         database.close()
     console().print(
         f"Created key {record.id} ({record.prefix}…) for tenant {tenant}, "
-        f"associate {associate_id}. Store it now; it cannot be shown again."
+        f"associate {associate_id}, role {record.role.value}. Store it now; it cannot be shown again."
     )
     print(key, flush=True)
 
@@ -56,13 +70,14 @@ def keys_list(
         rows = database.run_sync(queries.list_keys, tenant)
     finally:
         database.close()
-    table = Table("id", "prefix", "tenant", "associate", "name", "created", "revoked")
+    table = Table("id", "prefix", "tenant", "associate", "role", "name", "created", "revoked")
     for k in rows:
         table.add_row(
             str(k.id),
             k.prefix + "…",
             k.tenant,
             str(k.associate_id),
+            k.role.value,
             k.name,
             format_date(k.created),
             format_date(k.revoked) if k.revoked else "",

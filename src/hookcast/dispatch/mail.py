@@ -263,8 +263,10 @@ class Mailer:
         except Exception as exc:
             reason = self._redact(exc)
             result = classify(exc, handed_over=client.handed_over)
-            # No exc_info and a redacted message: the password must never reach a log.
-            logger.warning(
+            # No exc_info and a redacted message: the password must never reach a log. A
+            # temporary failure is the outbox's to report (once per outage, not per try).
+            logger.log(
+                logging.DEBUG if result is MailResult.RETRY else logging.WARNING,
                 "mail to %s via %s:%s failed (%s): %s",
                 to,
                 s.smtp_host,

@@ -2,10 +2,12 @@
 the mail, never a delivery.
 
 Each mail is claimed alone and marked SENDING in the claiming transaction, then tried once
-(`Mailer.send`). A temporary failure queues it again after the next delay of
-`mail_retry_delays`; a permanent refusal, an uncertain end or running out of tries fails
-it. A mail left SENDING (its process died mid-send) may have reached the server, so it is
-never sent again automatically: the outbox only warns about it.
+(`Mailer.send`). A temporary failure (a dead server, a 4xx answer) queues it again after
+the next delay of `mail_retry_delays`, the last one repeating, until the mail is
+`mail_give_up_after` old (a day by default: mail outlives an SMTP outage); a permanent
+refusal (5xx) or an uncertain end fails it at once. A mail left SENDING (its process died
+mid-send) may have reached the server, so it is never sent again automatically: the outbox
+only warns about it. An SMTP outage is logged quietly (`outage.OutageReporter`), not once per try.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Any
 
+from ..errors import DatabaseUnavailable
+from ..outage import OutageReporter
 from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
@@ -28,12 +32,17 @@ LEASE = 600.0  # how long a mail may stay SENDING before it counts as stuck
 _WRITE_TRIES = 3  # for the outcome of an attempt; after that the mail stays SENDING
 
 
-def retry_delay(tries: int, delays: Sequence[float]) -> float | None:
-    """The wait before the next try of a mail whose `tries`-th try failed temporarily;
-    None when it is out of tries (one try plus one per delay)."""
+def retry_delay(
+    tries: int, delays: Sequence[float], *, age: float = 0.0, give_up_after: float = float("inf")
+) -> float | None:
+    """The wait before the next try of a mail whose `tries`-th try failed temporarily, `age`
+    seconds after it was queued: the `tries`-th delay, the last one repeating. None when it
+    is given up: no delays at all, or the mail is `give_up_after` old."""
     if tries < 1:
         raise ValueError("tries counts the tries made, at least 1")
-    return float(delays[tries - 1]) if tries <= len(delays) else None
+    if not delays or age >= give_up_after:
+        return None
+    return float(delays[min(tries, len(delays)) - 1])
 
 
 class Outbox:
@@ -44,6 +53,7 @@ class Outbox:
         mailer: Mailer | None = None,
         *,
         lease: float = LEASE,
+        outage_summary_every: float = 60.0,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -53,6 +63,15 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._warned: set[int] = set()  # stuck mails already warned about by this process
+        self._smtp = OutageReporter(
+            f"the SMTP server {settings.smtp_host}:{settings.smtp_port} (ErrorsEmail)",
+            log,
+            summary_every=outage_summary_every,
+        )
+        # Failures other than the database's being unavailable (which it reports itself).
+        self._claims = OutageReporter(
+            "claiming mail from the outbox", log, summary_every=outage_summary_every
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,9 +109,14 @@ class Outbox:
                 await self._warn_stuck(now)
                 mails = await self._db.run(queue.claim_mail, now, now + self._lease)
                 due = None if mails else await self._db.read(queue.next_mail_due)
-            except Exception:
-                log.exception("claiming mail failed; retrying")
+            except DatabaseUnavailable:
                 mails, due = [], time.time() + 0.5
+            except Exception as exc:
+                log.debug("claiming mail failed; retrying", exc_info=True)
+                self._claims.failed(exc)
+                mails, due = [], time.time() + 0.5
+            else:
+                self._claims.succeeded()
             for mail in mails:
                 await self._send(mail)
             if mails:
@@ -144,20 +168,37 @@ class Outbox:
                 if not handed_over:  # the server has nothing of it: it is safe to send later
                     await self._write(queue.reschedule_mail, mail.id, time.time(), None, True)
                 raise
+            # Any answer but "not now" means the server is there: an outage ends.
+            if outcome.result is MailResult.RETRY:
+                self._smtp.failed(outcome.reason or "temporary failure")
+            else:
+                self._smtp.succeeded()
         now = time.time()
         result, reason = outcome.result, outcome.reason
         if result is MailResult.SENT:
             await self._write(queue.finish_mail, mail.id, True, now)
         elif result is MailResult.RETRY:
-            delay = retry_delay(mail.tries, self._settings.mail_retry_delays)
+            settings = self._settings
+            delay = retry_delay(
+                mail.tries,
+                settings.mail_retry_delays,
+                age=now - mail.created_at,
+                give_up_after=settings.mail_give_up_after,
+            )
             if delay is None:
                 log.error(
-                    "gave up mail %s to %s after %d tries", mail.id, mail.recipient, mail.tries
+                    "gave up mail %s to %s after %d tries in %.0f s; the last error: %s",
+                    mail.id,
+                    mail.recipient,
+                    mail.tries,
+                    now - mail.created_at,
+                    reason,
                 )
                 error = f"gave up after {mail.tries} tries; the last: {reason}"
                 await self._write(queue.finish_mail, mail.id, False, now, error)
             else:
-                log.info(
+                # debug only: the outage log says what matters once, not per try
+                log.debug(
                     "mail %s to %s: try %d failed temporarily; next try in %g s",
                     mail.id,
                     mail.recipient,
@@ -166,7 +207,9 @@ class Outbox:
                 )
                 await self._write(queue.reschedule_mail, mail.id, now + delay, reason)
         elif result is MailResult.REFUSED:
-            log.error("mail %s to %s was refused; not retrying", mail.id, mail.recipient)
+            log.error(
+                "mail %s to %s was refused; not retrying: %s", mail.id, mail.recipient, reason
+            )
             await self._write(queue.finish_mail, mail.id, False, now, reason)
         else:
             log.error(

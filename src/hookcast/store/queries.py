@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from ..model import ApiKey, NotifyVia, NotifyWhen, Principal, State, Usage, Webhook
+from ..rights import DEFAULT_ROLE, Role
 from .codec import from_json, new_id, to_datetime, to_json
 from .schema import api_keys, associates, notifications, webhook_events, webhooks
 
@@ -44,6 +45,7 @@ def insert_key(
     prefix: str,
     key_hash: str,
     now: float,
+    role: Role = DEFAULT_ROLE,
 ) -> int:
     result = conn.execute(
         insert(api_keys).values(
@@ -53,6 +55,7 @@ def insert_key(
             prefix=prefix,
             key_hash=key_hash,
             created_at=now,
+            role=role.value,
         )
     )
     return new_id(result)
@@ -64,6 +67,7 @@ def principal_for_key(conn: Connection, key_hash: str) -> Principal | None:
             api_keys.c.id,
             api_keys.c.tenant,
             api_keys.c.associate_id,
+            api_keys.c.role,
             associates.c.name,
             associates.c.full_name,
         )
@@ -86,6 +90,7 @@ def principal_for_key(conn: Connection, key_hash: str) -> Principal | None:
         name=row.name or "",
         full_name=row.full_name or "",
         key_id=row.id,
+        role=Role(row.role),
     )
 
 
@@ -102,6 +107,7 @@ def list_keys(conn: Connection, tenant: str | None = None) -> list[ApiKey]:
             prefix=r.prefix,
             created=to_datetime(r.created_at),
             revoked=to_datetime(r.revoked_at),
+            role=Role(r.role),
         )
         for r in conn.execute(query)
     ]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
 from ..model import NotifyVia, NotifyWhen, State
 from .codec import from_json, shared_json, to_json
@@ -393,6 +393,13 @@ class Mail:
     tries: int  # the attempts made so far, this one included
 
 
+_MAX_TRIES_COUNTED = 32767  # the column is a SMALLINT; a day of retries is about 100
+
+
+def _counted(tries: Any) -> Any:
+    return case((tries < _MAX_TRIES_COUNTED, tries + 1), else_=tries)
+
+
 def claim_mail(conn: Connection, now: float, lease_until: float, limit: int = 1) -> list[Mail]:
     """Take up to `limit` due mails for an attempt each: they move to SENDING (until
     `lease_until`) and count the try, in this transaction, so a mail whose sender dies
@@ -415,9 +422,14 @@ def claim_mail(conn: Connection, now: float, lease_until: float, limit: int = 1)
         conn.execute(
             update(mail_outbox)
             .where(mail_outbox.c.id.in_([r.id for r in rows]))
-            .values(status=MAIL_SENDING, tries=mail_outbox.c.tries + 1, next_at=lease_until)
+            .values(status=MAIL_SENDING, tries=_counted(mail_outbox.c.tries), next_at=lease_until)
         )
-    return [Mail(r.id, r.recipient, r.subject, r.body, r.created_at, r.tries + 1) for r in rows]
+    return [
+        Mail(
+            r.id, r.recipient, r.subject, r.body, r.created_at, min(r.tries + 1, _MAX_TRIES_COUNTED)
+        )
+        for r in rows
+    ]
 
 
 def finish_mail(

@@ -48,6 +48,7 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    Column("role", String(16), nullable=False, server_default="admin"),  # rights.Role
     sqlite_autoincrement=True,
 )
 
