@@ -81,6 +81,8 @@ class _Worker:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
+        # Its transport is released once every pipe is closed (not when the loop is gone).
+        self.stdin.close()
 
     async def ended(self) -> str:
         """Why the worker stopped (waits for it to be reaped)."""
