@@ -1160,12 +1160,56 @@ async def crmscript(ctx: Context) -> dict[str, Any]:
     out = await asyncio.to_thread(
         _crmscript_measure, ctx.size(30, 10), ctx.size(5, 3), ctx.size(400, 60)
     )
+    out.update(await _sandbox_measure(ctx.size(2000, 300)))
     ctx.done(
         task,
         f"run {out['run_us']:.1f} µs, plain Python {out['python_us']:.2f} µs, "
-        f"ratio {out['ratio']:.1f}×",
+        f"ratio {out['ratio']:.1f}×; in the sandbox {out['sandbox_run_us']:.0f} µs a run, "
+        f"{out['sandbox_runs_per_s']:.0f} runs/s with {out['sandbox_workers']} workers",
     )
     return out
+
+
+async def _sandbox_measure(runs: int) -> dict[str, Any]:
+    """The same handler from its text through the sandbox (issue 13), as a `crmscript`
+    webhook runs it: one at a time (latency of a run) and from many tenants at once."""
+    from hookcast.dispatch.plugins.crmscript import ScriptRunner
+    from hookcast.settings import Settings
+
+    from .crmscript_handler import EVENTS, SCRIPT, handler
+
+    settings = Settings(database_url="sqlite://")
+    runner = ScriptRunner(settings, None)
+    per = time.perf_counter
+
+    async def one(i: int, tenant: str) -> None:
+        variables = EVENTS[i % len(EVENTS)]
+        result = await runner.run(
+            SCRIPT, includes={}, variables=variables, allow_hosts=(), tenant=tenant
+        )
+        assert result.success and result.output == handler(variables), result.error_line
+
+    try:
+        t = per()
+        await one(0, "t0")  # starts a worker
+        start_ms = (per() - t) * 1000
+        latencies = []
+        for i in range(runs):
+            t = per()
+            await one(i, "t0")
+            latencies.append(per() - t)
+        t = per()
+        await asyncio.gather(*(one(i, f"t{i % 8}") for i in range(runs)))
+        concurrent = per() - t
+    finally:
+        await runner.aclose()
+    return {
+        "sandbox_workers": settings.script_workers,
+        "sandbox_first_run_ms": round(start_ms, 1),
+        "sandbox_run_us": round((median(latencies) or 0) * 1e6, 1),
+        "sandbox_run": summary_ms(latencies),
+        "sandbox_runs_per_s": round(rate(runs, concurrent), 1),
+    }
 
 
 def _crmscript_measure(compiles: int, rounds: int, batches: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from . import metrics
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
 from .dispatch.plugins import load_plugins
+from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
 from .errors import DatabaseUnavailable
@@ -63,6 +64,8 @@ class Hub:
         )
         self.deliver = deliver
         self.sender = HttpSender(self.settings, transport=transport)
+        # The CRMScript sandbox of this process (API and dispatcher); workers start on use.
+        self.scripts = ScriptRunner(self.settings, self.sender)
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
         self._intake: Intake | None = None
@@ -91,7 +94,7 @@ class Hub:
             self.dispatcher = Dispatcher(
                 self.db,
                 self.settings,
-                load_plugins(self.settings, self.sender, self.db),
+                load_plugins(self.settings, self.sender, self.db, self.scripts),
                 on_transitions=self._on_transitions,
             )
             self.outbox.start()
@@ -131,6 +134,7 @@ class Hub:
             await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:
             await self.outbox.stop()
+        await self.scripts.aclose()
         await self.sender.close()
         if self._own_db:
             self.db.close()

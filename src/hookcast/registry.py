@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from . import patching
 from .api.schemas import WebhookIn, WebhookOut, api_names, field_values, wire_values
 from .dispatch.plugins import plugin_names
+from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
 from .model import CRMSCRIPT_TYPE, NotifyVia, NotifyWhen, Principal, State, Usage, Webhook
@@ -91,6 +92,8 @@ class Registry:
     wake: Callable[[], None] = lambda: None  # state events were committed: deliver them
     # A webhook stopped or deleted: this process's dispatcher drops it at once (issue 12).
     halt: Callable[[int], None] = lambda _: None
+    # Compiles a crmscript webhook's script in the sandbox; None: a runner for each check
+    scripts: ScriptRunner | None = None
 
     async def get(self, who: Principal, webhook_id: int) -> Webhook:
         hook = await self.db.read(queries.get_webhook, who.tenant, webhook_id)
@@ -265,7 +268,14 @@ class Registry:
             await verify_target(self.sender, **self._target_args(who, carrier))
 
     async def _check_script(self, who: Principal, include_id: str) -> None:
-        await check_script_target(self.db, who.tenant, include_id)
+        if self.scripts is not None:
+            await check_script_target(self.db, who.tenant, include_id, self.scripts)
+            return
+        runner = ScriptRunner(self.settings, None)
+        try:
+            await check_script_target(self.db, who.tenant, include_id, runner)
+        finally:
+            await runner.aclose()
 
     def _target_args(self, who: Principal, carrier: WebhookIn) -> dict[str, Any]:
         return {

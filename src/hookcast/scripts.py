@@ -11,7 +11,6 @@ reports it like any compile error).
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import time
 import uuid
@@ -23,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from .api.schemas import AllowListIn, ScriptIn, ScriptOut, api_names, field_values, wire_values
-from .crmscript import Diagnostic, Limits, RunResult, check
+from .crmscript import Diagnostic, RunResult
 from .dispatch.plugins.crmscript import ScriptRunner, diagnostic_text
 from .errors import Conflict, NotFound, ValidationError, VerificationFailed
 from .model import Principal
@@ -76,9 +75,12 @@ def _document(script: StoredScript) -> dict[str, Any]:
     return wire_values(ScriptOut.of(script), WRITABLE)
 
 
-async def check_script_target(db: Database, tenant: str, include_id: str) -> None:
+async def check_script_target(
+    db: Database, tenant: str, include_id: str, runner: ScriptRunner
+) -> None:
     """Registration of a `crmscript` webhook (§5): its TargetUrl must name a script of the
-    tenant that compiles. Raises VerificationFailed saying which check failed."""
+    tenant that compiles (checked in the sandbox). Raises VerificationFailed saying which
+    check failed."""
     script, includes, _ = await db.run(
         lambda conn: store.script_run_context(conn, tenant, include_id=include_id)
     )
@@ -87,9 +89,7 @@ async def check_script_target(db: Database, tenant: str, include_id: str) -> Non
             f"There is no CRMScript with IncludeId {include_id!r} in tenant {tenant}; "
             "create it under /api/v1/CRMScript first."
         )
-    diagnostics = await asyncio.to_thread(
-        check, script.source, include=includes.get, limits=Limits(), name=script.include_id
-    )
+    diagnostics = await runner.check(script.source, includes, script.include_id, tenant=tenant)
     if diagnostics:
         raise compile_failure(diagnostics, include_id, VerificationFailed)
 
@@ -99,13 +99,16 @@ class Scripts:
     db: Database
     settings: Settings
     sender: HttpSender | None = None  # None: scripts cannot make HTTP requests
+    # The Hub's runner (its sandbox pool); None: one of its own, closed by close()
+    shared_runner: ScriptRunner | None = None
     runner: ScriptRunner = field(init=False)
 
     def __post_init__(self) -> None:
-        self.runner = ScriptRunner(self.settings, self.sender)
+        self.runner = self.shared_runner or ScriptRunner(self.settings, self.sender)
 
     def close(self) -> None:
-        self.runner.close()
+        if self.shared_runner is None:
+            self.runner.close()
 
     # ----- the store --------------------------------------------------------------------------
 
@@ -194,7 +197,7 @@ class Scripts:
     async def validate(self, who: Principal, source: str) -> builtins.list[Diagnostic]:
         """Compile errors of a text against the tenant's scripts ([] when it compiles)."""
         includes = await self.db.run(store.resolve_includes, who.tenant, [source])
-        return await self.runner.check(source, includes)
+        return await self.runner.check(source, includes, tenant=who.tenant)
 
     async def execute(self, who: Principal, script_id: int, variables: dict[str, str]) -> RunResult:
         """Run a stored script now, with these variables, under the sandbox limits."""
@@ -209,6 +212,7 @@ class Scripts:
             variables=dict(variables),
             allow_hosts=hosts,
             name=script.include_id,
+            tenant=who.tenant,
         )
 
     # ----- the tenant's HTTP allow-list ---------------------------------------------------------
@@ -247,7 +251,9 @@ class Scripts:
         includes = await self.db.run(
             lambda conn: store.resolve_includes(conn, who.tenant, [carrier.source], overrides)
         )
-        diagnostics = await self.runner.check(carrier.source, includes, carrier.include_id)
+        diagnostics = await self.runner.check(
+            carrier.source, includes, carrier.include_id, tenant=who.tenant
+        )
         if diagnostics:
             raise compile_failure(diagnostics, carrier.include_id)
 

@@ -101,6 +101,22 @@ class Settings(BaseSettings):
     dns_fallback_ttl: float = Field(default=5.0, ge=0)  # system answers (/etc/hosts): no TTL
     dns_cache_size: int = Field(default=10_000, ge=1)
 
+    # CRMScript sandbox (sandbox/): scripts compile and run in worker processes, started on
+    # first use. HOOKCAST_SCRIPT_WORKERS: worker processes per hookcast process.
+    # HOOKCAST_SCRIPT_TENANT_WORKERS: workers one tenant may hold at once (unset: all but
+    # one, so another tenant always finds one). HOOKCAST_SCRIPT_TIMEOUT: wall-clock seconds of
+    # one run (or one compile); the worker is killed and replaced shortly after (+ kill grace)
+    # if the run has not ended by itself. HOOKCAST_SCRIPT_CPU_SECONDS: CPU time of one run
+    # (RLIMIT_CPU; unset: the timeout). HOOKCAST_SCRIPT_MEMORY_MB: address space of a worker
+    # (RLIMIT_AS; 0: none). HOOKCAST_SCRIPT_CACHE_MB: compiled scripts kept per worker.
+    script_workers: int = Field(default=2, ge=1, le=256)
+    script_tenant_workers: int | None = Field(default=None, ge=1)
+    script_timeout: float = Field(default=10.0, gt=0, le=3600)
+    script_kill_grace: float = Field(default=0.5, ge=0, le=60)
+    script_cpu_seconds: float | None = Field(default=None, gt=0)
+    script_memory_mb: int = Field(default=512, ge=0)
+    script_cache_mb: float = Field(default=64.0, ge=0)
+
     log_format: str = Field(default="text", pattern="^(text|json)$")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -35,8 +35,10 @@ def create_app(
         app.state.hub = hub
         app.state.db = hub.db
         app.state.settings = settings
-        app.state.registry = Registry(hub.db, settings, hub.sender, wake=hub.wake, halt=hub.halt)
-        app.state.scripts = Scripts(hub.db, settings, hub.sender)
+        app.state.registry = Registry(
+            hub.db, settings, hub.sender, wake=hub.wake, halt=hub.halt, scripts=hub.scripts
+        )
+        app.state.scripts = Scripts(hub.db, settings, hub.sender, hub.scripts)
         try:
             yield
         finally:

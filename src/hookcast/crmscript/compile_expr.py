@@ -196,10 +196,11 @@ class ExprCompiler(CompilerBase):
         if op == "+" and ta == STRING and tb == STRING:
 
             def cat(f):
-                r = a(f) + b(f)
-                if len(r) > f[1].max_string:
-                    raise f[1].string_too_long(len(r))
-                return r
+                x = a(f)
+                y = b(f)
+                if len(x) + len(y) > f[1].max_string:  # before building it
+                    raise f[1].string_too_long(len(x) + len(y))
+                return x + y
 
             return cat, STRING
         if not (is_numeric(ta) and is_numeric(tb)):

@@ -203,10 +203,11 @@ class StmtCompiler(ExprCompiler):
 
             def append(f):
                 c, k = res(f)
-                r = c[k] + val(f)
-                if len(r) > f[1].max_string:
-                    raise f[1].string_too_long(len(r))
-                c[k] = r
+                x = c[k]
+                y = val(f)
+                if len(x) + len(y) > f[1].max_string:  # before building it
+                    raise f[1].string_too_long(len(x) + len(y))
+                c[k] = x + y
 
             return append
         if not is_numeric(tv):

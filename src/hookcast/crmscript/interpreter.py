@@ -28,7 +28,15 @@ from .transport import HttpTransport
 
 IncludeFn = Callable[[str], "str | None"]
 _INCLUDE_RE = re.compile(r"#include\s*(?:\"([^\"\n]*)\"|'([^'\n]*)')")
-_CACHE_SIZE = 256
+# The compiled-code cache is bounded in bytes, estimated from the texts: compiled closures
+# and the parse tree they came from cost up to ~75 bytes per source character (measured with
+# tracemalloc on dense statement code; a long literal costs ~3), so 96 bounds it from above,
+# plus a fixed overhead per entry. A script whose estimate exceeds a
+# quarter of the budget is compiled but not kept.
+_BYTES_PER_CHAR = 96
+_ENTRY_OVERHEAD = 4096
+_ERROR_OVERHEAD = 1024
+_cache_budget = 64 << 20
 
 
 def _no_include(name: str) -> str | None:
@@ -78,8 +86,37 @@ def _resolve_includes(source: str, include: IncludeFn, limits: Limits) -> dict[s
 
 # source, include texts, max_include_depth, max_nesting, name
 _CacheKey = tuple[str, tuple[tuple[str, str], ...], int, int, str]
-_cache: OrderedDict[_CacheKey, CompiledScript | CompileError] = OrderedDict()
+_cache: OrderedDict[_CacheKey, tuple[CompiledScript | CompileError, int]] = OrderedDict()
 _cache_lock = threading.Lock()
+_cache_bytes = 0
+
+
+def set_cache_budget(max_bytes: int) -> None:
+    """Bound the compiled-code cache to about `max_bytes` (estimated; 0 disables it)."""
+    global _cache_budget
+    with _cache_lock:
+        _cache_budget = max(0, max_bytes)
+        _evict()
+
+
+def cache_usage() -> tuple[int, int, int]:
+    """(entries, estimated bytes, budget) of the compiled-code cache."""
+    with _cache_lock:
+        return len(_cache), _cache_bytes, _cache_budget
+
+
+def _estimate(key: _CacheKey, hit: CompiledScript | CompileError) -> int:
+    chars = len(key[0]) + sum(len(n) + len(t) for n, t in key[1])
+    if isinstance(hit, CompileError):  # the key's texts and a few diagnostics
+        return chars * 2 + _ERROR_OVERHEAD
+    return chars * _BYTES_PER_CHAR + _ENTRY_OVERHEAD
+
+
+def _evict() -> None:
+    global _cache_bytes
+    while _cache and _cache_bytes > _cache_budget:
+        _, (_, size) = _cache.popitem(last=False)
+        _cache_bytes -= size
 
 
 def _compile(
@@ -125,19 +162,24 @@ def compile_script(
         limits.max_nesting,
         name,
     )
+    global _cache_bytes
+    hit: CompiledScript | CompileError | None = None
     with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
+        entry = _cache.get(key)
+        if entry is not None:
             _cache.move_to_end(key)
+            hit = entry[0]
     if hit is None:
         try:
             hit = _compile(source, sources, limits, name)
         except CompileError as e:
             hit = e
+        size = _estimate(key, hit)
         with _cache_lock:
-            _cache[key] = hit
-            if len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
+            if size <= _cache_budget // 4 and key not in _cache:
+                _cache[key] = (hit, size)
+                _cache_bytes += size
+                _evict()
     if isinstance(hit, CompileError):
         raise CompileError(hit.diagnostics)
     return hit

@@ -88,6 +88,11 @@ class Context:
     def string_too_long(self, n: int) -> LimitExceeded:
         return LimitExceeded(f"string of {n} characters exceeds the limit of {self.max_string}")
 
+    def check_length(self, n: int) -> None:
+        """Before building a string of `n` characters: refuse it if it would be too long."""
+        if n > self.max_string:
+            raise self.string_too_long(n)
+
     def check_string(self, s: str) -> str:
         if len(s) > self.max_string:
             raise self.string_too_long(len(s))

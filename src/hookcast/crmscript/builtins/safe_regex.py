@@ -1,63 +1,62 @@
-"""`String.regexp` on Python `re`, refusing patterns that can backtrack catastrophically
-(nested or many unbounded repetitions, back-references) since a regex cannot be interrupted."""
+"""`String.regexp` on RE2 (google-re2): matching takes time linear in the text and never
+backtracks, so no pattern can stall a run (`(a|a)*b`, `(a+)+$`, `a{0,100}` repeated).
+
+The spec's Perl/ECMAScript-style subset maps onto RE2's syntax as is: literals, `.`,
+classes and `\\d \\w \\s` (ASCII), anchors `^ $ \\b`, groups (capturing, `(?:...)`, named),
+alternation, `* + ? {n,m}` and their lazy forms, case-insensitive (the spec's rule). RE2
+has no back-references and no look-around; a pattern using them is a RuntimeError saying so,
+as an invalid pattern is. Compiled programs are bounded by RE2's memory budget.
+"""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # typeshed describes re._parser and re._constants under their old names
-    import sre_constants as _c
-    import sre_parse as _p
-else:  # the deprecated sre_* aliases warn on import (requires-python >= 3.11)
-    from re import _constants as _c
-    from re import _parser as _p
+import re2
 
 from ..errors import ScriptRuntimeError
 
-MAX_INPUT = 200_000
-_REPEATS = (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None))
+MAX_PATTERN = 10_000  # characters of a pattern
+_MAX_MEM = 8 << 20  # RE2's budget for one compiled pattern (program and DFA cache)
+_BACKREF = re.compile(r"\\[1-9]|\\k<")
+_LOOKAROUND = re.compile(r"\(\?<?[=!]")
 
 
-def _walk(items: _p.SubPattern, inside_repeat: bool, counter: list[int]) -> None:
-    av: Any  # its shape depends on op (a SubPattern, or tuples and lists holding them)
-    for op, av in items.data:
-        if op in _REPEATS and op is not None:
-            _lo, hi, sub = av
-            unbounded = hi is _c.MAXREPEAT or hi > 100
-            if unbounded:
-                counter[0] += 1
-            if inside_repeat and (unbounded or hi > 1):
-                raise ScriptRuntimeError("regular expression too complex (nested repetition)")
-            _walk(sub, inside_repeat or hi > 1, counter)
-        elif op is _c.SUBPATTERN:
-            _walk(av[-1], inside_repeat, counter)
-        elif op is _c.BRANCH:
-            for alt in av[1]:
-                _walk(alt, inside_repeat, counter)
-        elif op in (_c.ASSERT, _c.ASSERT_NOT):
-            _walk(av[1], inside_repeat, counter)
-        elif op in (_c.GROUPREF, _c.GROUPREF_EXISTS):
-            raise ScriptRuntimeError("back-references are not supported in regular expressions")
+def _options() -> Any:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    options.max_mem = _MAX_MEM
+    return options
+
+
+_OPTIONS = _options()
 
 
 @lru_cache(maxsize=256)
-def _compile(pattern: str) -> tuple[re.Pattern[str], int]:
+def _compile(pattern: str) -> Any:
+    if len(pattern) > MAX_PATTERN:
+        raise ScriptRuntimeError(f"regular expression longer than {MAX_PATTERN} characters")
     try:
-        parsed = _p.parse(pattern, re.IGNORECASE)
-        counter = [0]
-        _walk(parsed, False, counter)
-        return re.compile(pattern, re.IGNORECASE), counter[0]
-    except ScriptRuntimeError:
-        raise
-    except (re.error, RecursionError, OverflowError, ValueError) as e:
-        raise ScriptRuntimeError(f"invalid regular expression: {e}") from None
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as e:
+        if _BACKREF.search(pattern):
+            raise ScriptRuntimeError(
+                "back-references are not supported in regular expressions"
+            ) from None
+        if _LOOKAROUND.search(pattern):
+            raise ScriptRuntimeError(
+                "look-ahead and look-behind are not supported in regular expressions"
+            ) from None
+        reason = e.args[0] if e.args else e
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ScriptRuntimeError(f"invalid regular expression: {reason}") from None
 
 
-def search(pattern: str, text: str) -> re.Match[str] | None:
-    rx, unbounded = _compile(pattern)
-    limit = MAX_INPUT if unbounded <= 1 else (20_000 if unbounded == 2 else 2_000)
-    if len(text) > limit:
-        raise ScriptRuntimeError("text too long for this regular expression")
-    return rx.search(text)
+def search(pattern: str, text: str) -> Any:
+    """The first match of `pattern` in `text` (a match object with group() and groups()),
+    or None."""
+    return _compile(pattern).search(text)

@@ -157,9 +157,16 @@ def _set_children(n: XNode, cs: list[XNode]) -> None:
 
 def to_json(node: XNode, indent: int, ctx: Context, top: bool = True) -> str:
     parts: list[str] = []
-    size = [0]
+    size = [0, 0]  # nodes, characters
     _json(node, max(0, min(indent, 16)), 0, parts, set(), ctx, size)
     return "".join(parts)
+
+
+def _put(out: list[str], size: list[int], ctx: Context, text: str) -> None:
+    size[1] += len(text)
+    if size[1] > ctx.max_string:  # before a shared subtree multiplies the text
+        raise ctx.string_too_long(size[1])
+    out.append(text)
 
 
 def _json(
@@ -176,6 +183,7 @@ def _json(
     size[0] += 1
     if size[0] > ctx.max_array:
         ctx.check_array(size[0])
+
     t = node.params.get("type")
     if t is None:
         t = "object" if node.children else "string"
@@ -184,22 +192,22 @@ def _json(
     sep = ": " if indent else ":"
     if t in ("object", "array"):
         seen.add(id(node))
-        out.append("{" if t == "object" else "[")
+        _put(out, size, ctx, "{" if t == "object" else "[")
         for i, c in enumerate(node.children):
             if i:
-                out.append(",")
-            out.append(nl)
+                _put(out, size, ctx, ",")
+            _put(out, size, ctx, nl)
             if t == "object":
-                out.append(encode_basestring(c.name) + sep)
+                _put(out, size, ctx, encode_basestring(c.name) + sep)
             _json(c, indent, level + 1, out, seen, ctx, size)
         if node.children:
-            out.append(end)
-        out.append("}" if t == "object" else "]")
+            _put(out, size, ctx, end)
+        _put(out, size, ctx, "}" if t == "object" else "]")
         seen.discard(id(node))
     elif t in ("number", "bool", "null"):
-        out.append(node.text or "null")
+        _put(out, size, ctx, node.text or "null")
     else:
-        out.append(encode_basestring(node.text))
+        _put(out, size, ctx, encode_basestring(node.text))
 
 
 method(X, "toJSON", "Integer", "String", ctx=True)(
@@ -207,7 +215,25 @@ method(X, "toJSON", "Integer", "String", ctx=True)(
 )
 
 
-def _xml(node: XNode, indent: int, level: int, out: list[str], seen: set[int]) -> None:
+def _emit(out: list[str], text: str, size: list[int], ctx: Context) -> None:
+    # Counted as it is built: a tree that shares nodes (each level adding the previous node
+    # twice) is small in memory and exponential as text, so the limit must trip while the
+    # text grows, not after it has been joined.
+    size[0] += len(text)
+    if size[0] > ctx.max_string:
+        raise ctx.string_too_long(size[0])
+    out.append(text)
+
+
+def _xml(
+    node: XNode,
+    indent: int,
+    level: int,
+    out: list[str],
+    seen: set[int],
+    ctx: Context,
+    size: list[int],
+) -> None:
     if id(node) in seen:
         raise ScriptRuntimeError("cyclic XMLNode tree")
     from xml.sax.saxutils import escape, quoteattr
@@ -217,18 +243,18 @@ def _xml(node: XNode, indent: int, level: int, out: list[str], seen: set[int]) -
     name = node.name or "node"
     attrs = "".join(f" {k}={quoteattr(v)}" for k, v in node.params.items())
     if not node.children:
-        out.append(f"{pad}<{name}{attrs}>{escape(node.text)}</{name}>{nl}")
+        _emit(out, f"{pad}<{name}{attrs}>{escape(node.text)}</{name}>{nl}", size, ctx)
         return
     seen.add(id(node))
-    out.append(f"{pad}<{name}{attrs}>{escape(node.text)}{nl}")
+    _emit(out, f"{pad}<{name}{attrs}>{escape(node.text)}{nl}", size, ctx)
     for c in node.children:
-        _xml(c, indent, level + 1, out, seen)
-    out.append(f"{pad}</{name}>{nl}")
+        _xml(c, indent, level + 1, out, seen, ctx, size)
+    _emit(out, f"{pad}</{name}>{nl}", size, ctx)
     seen.discard(id(node))
 
 
 @method(X, "toString", "Integer", "String", ctx=True)
 def _to_string(ctx: Context, n: XNode, indent: int) -> str:
     out: list[str] = []
-    _xml(n, max(0, min(indent, 16)), 0, out, set())
+    _xml(n, max(0, min(indent, 16)), 0, out, set(), ctx, [0])
     return ctx.check_string("".join(out))

@@ -15,7 +15,7 @@ from ...net.sender import HttpSender
 from ...settings import Settings
 from ...store.database import Database
 from .base import ENTRY_POINTS, STATE_EVENT, Plugin, payload_of, plugin_names
-from .crmscript import CrmScriptPlugin
+from .crmscript import CrmScriptPlugin, ScriptRunner
 from .http import HttpPlugin
 
 __all__ = [
@@ -29,9 +29,12 @@ __all__ = [
 ]
 
 
-def load_plugins(settings: Settings, sender: HttpSender, db: Database) -> dict[str, Plugin]:
+def load_plugins(
+    settings: Settings, sender: HttpSender, db: Database, scripts: ScriptRunner | None = None
+) -> dict[str, Plugin]:
+    """`scripts`: the Hub's script runner (its sandbox pool), shared with the API."""
     plugins: dict[str, Plugin] = {"webhook": HttpPlugin(settings, sender)}
-    plugins["crmscript"] = CrmScriptPlugin(settings, db, sender)
+    plugins["crmscript"] = CrmScriptPlugin(settings, db, sender, scripts)
     for entry in entry_points(group=ENTRY_POINTS):
         plugins.setdefault(entry.name.lower(), entry.load()(settings))
     return plugins

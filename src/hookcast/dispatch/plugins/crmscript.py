@@ -1,68 +1,102 @@
 """The `crmscript` plugin (§9, crmscript.md §15): each delivery runs the tenant's script named
 by the webhook's TargetUrl (an IncludeId) with the event as variables.
 
-Scripts run in a small thread pool (the interpreter is synchronous) under the §14 limits.
-Their HTTP requests go back to the event loop through `GuardedTransport`
-(net/script_http.py), which uses the Hub's sender: the same target guard, TLS rules,
-timeouts and size limits, and only to hosts on the tenant's allow-list (the interpreter
-checks that list first).
+Scripts compile and run in the sandbox's worker processes (hookcast.sandbox), never on a
+thread of this process: a run that overruns its wall-clock deadline is killed with its
+worker, each worker has an address-space and a CPU-time limit, and tenants take turns for
+the workers. A script's HTTP requests come back from the worker over its pipe and are made
+here with the Hub's sender (`ScriptHttpClient`): the same target guard, TLS rules, timeouts
+and size limits, and only to hosts on the tenant's allow-list (the interpreter checks that
+list first).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 
-from ...crmscript import Diagnostic, Limits, RunResult, check, run_script
-from ...net.script_http import GuardedTransport
+from ...crmscript import Diagnostic, Limits, RunResult
 from ...net.sender import HttpSender
 from ...outcome import AttemptOutcome, ErrorKind
 from ...payload import entity_of
+from ...sandbox import SandboxConfig, SandboxPool
+from ...sandbox.pool import SandboxCrashed, SandboxTimeout
+from ...sandbox.protocol import (
+    Message,
+    b64,
+    diagnostics_from_list,
+    limits_to_dict,
+    result_from_dict,
+    unb64,
+)
 from ...settings import Settings
 from ...store import scripts as store
 from ...store.database import Database
 from ...store.rows import Claimed
 from .base import STATE_EVENT
 
-SCRIPT_THREADS = 8  # scripts running at once per process; more wait for a thread
 MAX_STORED_OUTPUT = 64 * 1024  # characters of a run's output kept in the delivery log
 
 
 def script_limits(settings: Settings) -> Limits:
-    """§14 defaults; a script's HTTP request waits no longer than a delivery attempt."""
+    """§14 defaults with the configured run time; a script's HTTP request waits no longer
+    than a delivery attempt."""
     defaults = Limits()
-    return Limits(http_timeout=min(defaults.http_timeout, settings.attempt_timeout))
+    return Limits(
+        max_seconds=settings.script_timeout,
+        http_timeout=min(defaults.http_timeout, settings.attempt_timeout),
+    )
+
+
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    return SandboxConfig(
+        workers=settings.script_workers,
+        per_tenant=settings.script_tenant_workers,
+        memory_bytes=settings.script_memory_mb << 20,
+        cache_bytes=int(settings.script_cache_mb * (1 << 20)),
+    )
 
 
 def diagnostic_text(d: Diagnostic) -> str:
     return f"{d.kind} at line {d.line}, column {d.column}: {d.message}"
 
 
+def _limit_result(message: str) -> RunResult:
+    return RunResult("", False, "LimitExceeded", message, f"ERROR: LimitExceeded: {message}")
+
+
 class ScriptRunner:
-    """Compiles and runs scripts off the event loop, in a bounded thread pool."""
+    """Compiles and runs scripts in the sandbox's worker processes (one pool per Hub)."""
 
     def __init__(
-        self, settings: Settings, sender: HttpSender | None, *, threads: int = SCRIPT_THREADS
+        self, settings: Settings, sender: HttpSender | None, *, pool: SandboxPool | None = None
     ) -> None:
         self._settings = settings
         self._sender = sender
         self.limits = script_limits(settings)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="hookcast-crmscript")
+        self._own_pool = pool is None
+        self.pool = pool or SandboxPool(sandbox_config(settings))
+        cpu = settings.script_cpu_seconds or settings.script_timeout
+        self._cpu_seconds = cpu
+        self._deadline = settings.script_timeout + settings.script_kill_grace
 
     async def check(
-        self, source: str, includes: Mapping[str, str], name: str = "main"
+        self, source: str, includes: Mapping[str, str], name: str = "main", *, tenant: str = ""
     ) -> list[Diagnostic]:
         """The compile errors of `source` ([] when it compiles); includes by IncludeId."""
-        loop = asyncio.get_running_loop()
-        includes = dict(includes)
-        return await loop.run_in_executor(
-            self._pool, lambda: check(source, include=includes.get, limits=self.limits, name=name)
-        )
+        request = self._request("check", source, includes, name)
+        try:
+            answer = await self.pool.call(tenant, request, deadline=self._deadline)
+        except SandboxTimeout:
+            return [Diagnostic(0, 0, "LimitExceeded", self._overran("compiling"))]
+        except SandboxCrashed as exc:
+            return [Diagnostic(0, 0, "LimitExceeded", f"compiling stopped: {exc.reason}")]
+        if answer.get("op") != "diagnostics":
+            return [Diagnostic(0, 0, "RuntimeError", "internal error: the sandbox failed")]
+        return diagnostics_from_list(answer["items"])
 
     async def run(
         self,
@@ -72,29 +106,70 @@ class ScriptRunner:
         variables: dict[str, str],
         allow_hosts: Collection[str],
         name: str = "main",
+        tenant: str = "",
     ) -> RunResult:
-        loop = asyncio.get_running_loop()
-        transport = None
-        if self._sender is not None and allow_hosts:
-            transport = GuardedTransport(self._sender.script_http, loop, self._settings.user_agent)
-        includes = dict(includes)
-
-        def work() -> RunResult:
-            return run_script(
-                source,
-                variables=variables,
-                include=includes.get,
-                limits=self.limits,
-                http=transport,
-                http_allow_hosts=tuple(allow_hosts),
-                name=name,
+        request = self._request("run", source, includes, name)
+        http = self._sender is not None and bool(allow_hosts)
+        request.update(variables=dict(variables), allow_hosts=list(allow_hosts), http=http)
+        try:
+            answer = await self.pool.call(
+                tenant, request, deadline=self._deadline, on_http=self._http if http else None
             )
-
-        return await loop.run_in_executor(self._pool, work)
+        except SandboxTimeout:
+            return _limit_result(self._overran("run"))
+        except SandboxCrashed as exc:
+            return _limit_result(f"the run was stopped: {exc.reason}")
+        if answer.get("op") != "result":
+            return _limit_result(str(answer.get("message") or "the sandbox failed"))
+        return result_from_dict(answer["result"])
 
     def close(self) -> None:
-        # A running script ends by its wall-time limit; nothing waits for it here.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_pool:
+            self.pool.close()
+
+    async def aclose(self) -> None:
+        if self._own_pool:
+            await self.pool.aclose()
+
+    def _overran(self, what: str) -> str:
+        return f"{what} took longer than {self._settings.script_timeout:g} seconds"
+
+    def _request(self, op: str, source: str, includes: Mapping[str, str], name: str) -> Message:
+        return {
+            "op": op,
+            "source": source,
+            "includes": dict(includes),
+            "name": name,
+            "limits": limits_to_dict(self.limits),
+            "cpu_seconds": self._cpu_seconds,
+        }
+
+    async def _http(self, message: Message) -> Message:
+        """A script's HTTP request, made here for the worker that sent it."""
+        assert self._sender is not None
+        headers = [(str(k), str(v)) for k, v in message["headers"]]
+        if not any(k.lower() == "user-agent" for k, _ in headers):
+            headers.append(("User-Agent", self._settings.user_agent))
+        timeout = min(float(message["timeout"]), self.limits.http_timeout)
+        try:
+            status, answer, content = await self._sender.script_http.request(
+                str(message["method"]),
+                str(message["url"]),
+                headers,
+                unb64(message.get("body")),
+                timeout,
+                min(int(message["max_bytes"]), self.limits.max_http_response),
+            )
+        except ConnectionError as exc:
+            return {"op": "http_result", "error": str(exc)}
+        except Exception as exc:  # anything unexpected is the script's failed request
+            return {"op": "http_result", "error": f"request failed: {type(exc).__name__}"}
+        return {
+            "op": "http_result",
+            "status": status,
+            "headers": [list(h) for h in answer],
+            "body": b64(content),
+        }
 
 
 def variable_text(value: Any) -> str:
@@ -140,9 +215,16 @@ class CrmScriptPlugin:
     """Type `crmscript`: a Completed run is a successful attempt; a failed run (compile
     error, uncaught runtime error, limit) is a failed one whose error is the `ERROR:` line."""
 
-    def __init__(self, settings: Settings, db: Database, sender: HttpSender) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        sender: HttpSender,
+        runner: ScriptRunner | None = None,
+    ) -> None:
         self._db = db
-        self._runner = ScriptRunner(settings, sender)
+        self._own_runner = runner is None
+        self._runner = runner or ScriptRunner(settings, sender)
 
     async def deliver(self, item: Claimed) -> AttemptOutcome:
         started = time.perf_counter()
@@ -162,6 +244,7 @@ class CrmScriptPlugin:
             variables=hook_variables(item),
             allow_hosts=hosts,
             name=script.include_id,
+            tenant=item.tenant,
         )
         return AttemptOutcome(
             ok=result.success,
@@ -172,4 +255,5 @@ class CrmScriptPlugin:
         )
 
     async def close(self) -> None:
-        self._runner.close()
+        if self._own_runner:  # the Hub's runner is closed by the Hub
+            await self._runner.aclose()
