@@ -27,7 +27,14 @@ _STANDARD = set(vars(logging.makeLogRecord({})))
 # Every logger hookcast logs to; each carries the Redact filter (a logger's filters do not
 # apply to its children's records, so each is named). tests/test_redaction.py checks that no
 # hookcast logger is missing here.
-LOGGERS = ("hookcast", "hookcast.api", "hookcast.dispatch", "hookcast.dns", "hookcast.mail")
+LOGGERS = (
+    "hookcast",
+    "hookcast.api",
+    "hookcast.dispatch",
+    "hookcast.dns",
+    "hookcast.mail",
+    "hookcast.sandbox",
+)
 # uvicorn logs an exception that escaped the application ("Exception in ASGI application").
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error")
 

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from ..crmscript import HttpResponse, HttpTransportError, check, run_script
+from ..crmscript.errors import LimitExceeded
 from ..crmscript.interpreter import set_cache_budget
 from .protocol import (
     Message,
@@ -107,7 +108,27 @@ def _allow_cpu(seconds: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
+_running = False  # a script or a check is running (SIGXCPU may end it)
+
+
+def _cpu_used_up(signum: int, frame: object) -> None:
+    # The kernel's SIGXCPU at the run's soft CPU limit: end the run as a LimitExceeded the
+    # interpreter reports (with the output so far); the worker lives on. Script code stuck
+    # in C never gets here: the parent's wall-clock deadline kills the worker then.
+    if _running:
+        raise LimitExceeded("the run used up its CPU time")
+
+
 def _serve(request: Message, inp: BinaryIO, out: BinaryIO) -> Message:
+    global _running
+    _running = True
+    try:
+        return _serve_one(request, inp, out)
+    finally:
+        _running = False
+
+
+def _serve_one(request: Message, inp: BinaryIO, out: BinaryIO) -> Message:
     limits = limits_from_dict(request.get("limits") or {})
     includes: dict[str, str] = dict(request.get("includes") or {})
     name = str(request.get("name") or "main")
@@ -146,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     _die_with_parent()
     set_cache_budget(int(config.get("cache_bytes", 64 << 20)))
     _limit_memory(int(config.get("memory_bytes", 0)))
+    signal.signal(signal.SIGXCPU, _cpu_used_up)
     write_frame(out, {"op": "ready", "pid": os.getpid()})
     while True:
         request = read_frame(inp)
