@@ -17,6 +17,7 @@ from .deps import (
     linked_webhook,
     signal_event,
 )
+from .limits import ParsedJSONRoute
 from .schemas import (
     AgentsCarrier,
     Filters,
@@ -27,7 +28,9 @@ from .schemas import (
     WebhookWithLinks,
 )
 
-router = APIRouter(prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS, route_class=ParsedJSONRoute
+)
 
 
 def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from ..model import MAX_ID
 from ..store.scripts import StoredScript
 from .deps import ERRORS, PATCH_MEDIA_TYPES, Caller, PatchBody, ScriptsDep, links, patch_request
+from .limits import ParsedJSONRoute
 from .schemas import (
     AllowListIn,
     AllowListOut,
@@ -23,7 +24,9 @@ from .schemas import (
     ValidateOut,
 )
 
-router = APIRouter(prefix="/api/v1/CRMScript", tags=["CRMScript"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/CRMScript", tags=["CRMScript"], responses=ERRORS, route_class=ParsedJSONRoute
+)
 ScriptIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The EjscriptId")]
 ScriptBody = Annotated[ScriptIn, Body(description="A script carrier.")]
 

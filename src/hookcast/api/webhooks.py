@@ -20,6 +20,7 @@ from .deps import (
     patch_request,
     signal_event,
 )
+from .limits import ParsedJSONRoute
 from .schemas import (
     EVENT_DATA,
     STATE_NAMES,
@@ -35,7 +36,9 @@ from .schemas import (
     WebhookWithLinks,
 )
 
-router = APIRouter(prefix="/api/v1/Webhook", tags=["Webhook"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/Webhook", tags=["Webhook"], responses=ERRORS, route_class=ParsedJSONRoute
+)
 WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The WebhookId")]
 
 
