@@ -20,6 +20,7 @@ from .deps import (
     signal_event,
     webhook_out,
 )
+from .limits import ParsedJSONRoute
 from .schemas import (
     AgentsCarrier,
     Filters,
@@ -30,7 +31,9 @@ from .schemas import (
     WebhookWithLinks,
 )
 
-router = APIRouter(prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS, route_class=ParsedJSONRoute
+)
 
 
 def _webhook_id(query_id: int | None, body: WebhookIdBody | None) -> int:

@@ -53,4 +53,5 @@ def create_app(
     app.include_router(metrics_route.router)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     binding.install(app)
+    app.add_middleware(errors.CatchUnexpected)  # added last: the outermost
     return app

@@ -19,6 +19,7 @@ from .deps import (
     links,
     patch_request,
 )
+from .limits import ParsedJSONRoute
 from .schemas import (
     AllowListIn,
     AllowListOut,
@@ -32,7 +33,9 @@ from .schemas import (
     ValidateOut,
 )
 
-router = APIRouter(prefix="/api/v1/CRMScript", tags=["CRMScript"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/CRMScript", tags=["CRMScript"], responses=ERRORS, route_class=ParsedJSONRoute
+)
 ScriptIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The EjscriptId")]
 ScriptBody = Annotated[ScriptIn, Body(description="A script carrier.")]
 

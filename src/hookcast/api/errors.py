@@ -1,5 +1,7 @@
 """The one place where errors become the §8 body, SuperOffice's REST error shape:
-{"Error": true, "ErrorType", "ErrorMessage", "ErrorSource", "Details" (when there are)}."""
+{"Error": true, "ErrorType", "ErrorMessage", "ErrorSource", "Details" (when there are)}:
+the exception handlers `install` registers, and `CatchUnexpected`, the outermost
+middleware, for everything else (a 500)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import HookcastError
 from .schemas import ErrorBody
 
 log = logging.getLogger("hookcast.api")
+
+UNEXPECTED = "hookcast failed unexpectedly; the error is in its log."
 
 _STATUS_TYPES = {
     400: "ValidationError",
@@ -108,9 +113,38 @@ def install(app: FastAPI) -> None:
             exc.status_code, message, _STATUS_TYPES.get(exc.status_code, "Error"), headers=headers
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return error_response(
-            500, "hookcast failed unexpectedly; the error is in its log.", "InternalError"
-        )
+
+class CatchUnexpected:
+    """The outermost middleware: any exception nothing else answered becomes a 500 with the
+    §8 body and one log line, and goes no further. Starlette's own last-resort handler
+    re-raises after answering, and uvicorn then logs the error again and closes the
+    keep-alive connection (with what the client had pipelined on it); here the connection
+    stays open for the client's next request. Only an error after the answer has started
+    closes it, as it must: the answer cannot be finished."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            log.error(
+                "unexpected error answering %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                exc_info=exc,
+            )
+            if not started:
+                answer = error_response(500, UNEXPECTED, "InternalError")
+                await answer(scope, receive, send)

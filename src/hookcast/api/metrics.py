@@ -10,9 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import metrics
 from ..store import queue
 from .deps import DatabaseDep
+from .limits import ParsedJSONRoute
 from .schemas import HealthOut, WorkerOut
 
-router = APIRouter(tags=["hookcast"])
+router = APIRouter(tags=["hookcast"], route_class=ParsedJSONRoute)
 STALE_AFTER = 30.0  # seconds without a heartbeat before a dispatcher counts as gone
 
 

@@ -23,6 +23,7 @@ from .deps import (
     signal_event,
     webhook_out,
 )
+from .limits import ParsedJSONRoute
 from .schemas import (
     EVENT_DATA,
     STATE_NAMES,
@@ -38,7 +39,9 @@ from .schemas import (
     WebhookWithLinks,
 )
 
-router = APIRouter(prefix="/api/v1/Webhook", tags=["Webhook"], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/v1/Webhook", tags=["Webhook"], responses=ERRORS, route_class=ParsedJSONRoute
+)
 WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The WebhookId")]
 
 

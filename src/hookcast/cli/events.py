@@ -24,15 +24,15 @@ def signal_event(
 ) -> None:
     """Signal an event: store it with its deliveries; a running serve or worker delivers it."""
     import asyncio
-    import json
 
     from ..errors import ValidationError
     from ..hub import Hub
+    from ..jsontext import loads
 
     try:
-        changes = json.loads(data) if data else None
-    except json.JSONDecodeError as exc:
-        console().print(f"[red]--data is not JSON: {exc}[/]")
+        changes = loads(data, "--data") if data else None
+    except ValidationError as exc:
+        console().print(f"[red]{exc.message}[/]")
         raise typer.Exit(2) from None
     if changes is not None and not isinstance(changes, dict):
         console().print("[red]--data must be a JSON object of field names and values[/]")
