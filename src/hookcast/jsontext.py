@@ -10,9 +10,9 @@ ValidationError (400) naming the problem:
 - lone surrogates (`"\\ud800"`), in keys or values: not Unicode text, no UTF-8 encoding;
 - text that is not valid UTF-8 (or UTF-16/32, as `json.loads` detects them).
 
-The checks that need a walk over the parsed value (depth, surrogates) run only when a
-C-speed scan of the text says they could fail, so a small signal body costs a plain
-`json.loads` plus two `str.count` calls."""
+The depth check (a scan of the text, before decoding) and the surrogate check (a walk over
+the decoded value) run only when a C-speed look at the text says they could fail, so a
+small signal body costs a plain `json.loads`, two `str.count` calls and one regex search."""
 
 from __future__ import annotations
 
@@ -77,6 +77,11 @@ def loads(raw: bytes | str, what: str = "The request body") -> Any:
         raise JSONTextError(
             f"{what} is not valid {exc.encoding.upper()} text (byte {exc.start}: {exc.reason})."
         ) from None
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        # Before decoding: the C scanner recurses once per level, and with the recursion
+        # limit raised (the CRMScript interpreter does) a deep enough text overflows the
+        # C stack and kills the process instead of raising RecursionError.
+        _check_depth(text, what)
     try:
         value = _DECODER.decode(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
@@ -85,34 +90,40 @@ def loads(raw: bytes | str, what: str = "The request body") -> Any:
         raise JSONTextError(f"{what} is nested more than {MAX_DEPTH} levels deep.") from None
     except JSONTextError as exc:  # from a number hook: says what, not where
         raise JSONTextError(f"{what} contains {exc.message}.") from None
-    deep = text.count("[") + text.count("{") > MAX_DEPTH
-    surrogates = _SURROGATE_ESCAPE.search(text) is not None
-    if deep or surrogates:
-        _walk(value, what, check_strings=surrogates)
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        _walk(value, what)
     return value
 
 
-def _walk(value: Any, what: str, *, check_strings: bool) -> None:
-    """Depth and, when asked, Unicode validity of every key and string, without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # a string (skipped) or a bracket
+
+
+def _check_depth(text: str, what: str) -> None:
+    """Refuse text nested deeper than MAX_DEPTH, brackets inside strings not counted."""
+    depth = 0
+    for token in _TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                _refuse(f"{what} is nested more than {MAX_DEPTH} levels deep.")
+        elif bracket in ("]", "}"):
+            depth -= 1
+
+
+def _walk(value: Any, what: str) -> None:
+    """Unicode validity of every key and string, without recursion."""
+    stack: list[Any] = [value]
     while stack:
-        item, depth = stack.pop()
+        item = stack.pop()
         if isinstance(item, str):
-            if check_strings:
-                _check_text(item, what)
-            continue
-        if isinstance(item, dict):
-            children: Any = item.values()
-            if check_strings:
-                for key in item:
-                    _check_text(key, what)
+            _check_text(item, what)
+        elif isinstance(item, dict):
+            for key in item:
+                _check_text(key, what)
+            stack.extend(item.values())
         elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > MAX_DEPTH:
-            _refuse(f"{what} is nested more than {MAX_DEPTH} levels deep.")
-        stack.extend((child, depth + 1) for child in children)
+            stack.extend(item)
 
 
 def _check_text(text: str, what: str) -> None:
