@@ -6,12 +6,15 @@ more in flight. Ordering and counts, never wall-clock times."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from support.engine import CALLER, running_engine
+from support.engine import eventually as poll
 from test_delivery import wait_deliveries
 
 from hookcast.hub import Hub
@@ -215,3 +218,51 @@ async def test_stopped_through_another_process_stops_here_within_a_poll(
         seen = len(deliveries(receiver))
         assert seen <= engine.settings.endpoint_initial_concurrency
         assert (await engine.usage(hook.id)).total_calls == 0
+
+
+def _pending(webhook_id: int, due_before: float | None) -> Callable[[Any], int]:
+    def count(conn: Any) -> int:
+        sql = "SELECT count(*) FROM deliveries WHERE webhook_id = :w AND status = 0"
+        params: dict[str, Any] = {"w": webhook_id}
+        if due_before is not None:
+            sql += " AND next_at <= :t"
+            params["t"] = due_before
+        return int(conn.execute(text(sql), params).scalar_one())
+
+    return count
+
+
+async def test_a_stuck_webhooks_backlog_is_parked_and_due_again_once_it_moves(
+    tmp_path, ca_bundle_path, receiver
+) -> None:
+    # A hanging receiver's backlog is the oldest due work: left due, every claim would step
+    # over all of it. Once the webhook is stuck (saturated, nothing ended for a poll
+    # interval) its due deliveries are parked for a lease; the first attempt of it to end
+    # makes them due again, long before that lease.
+    async with running_engine(
+        tmp_path,
+        ca_bundle_path,
+        attempt_timeout=3.0,
+        lease=120.0,
+        max_consecutive_errors=100,
+        retry_delays=[0.05],
+    ) as engine:
+        hook = await engine.create(receiver.url, ["contact.changed"])
+        receiver.respond(delay=30)
+        for pk in range(300):
+            await engine.hub.signal("contact.changed", pk, tenant="Cust1234", associate_id=5)
+        db = engine.hub.db
+        assert await db.read(_pending(hook.id, None)) == 300
+
+        async def nothing_due() -> bool:
+            return await db.read(_pending(hook.id, time.time())) == 0
+
+        await poll(nothing_due, timeout=10, what="its due backlog parked")
+        receiver.respond(delay=0)  # the hanging attempts time out: the webhook moves again
+
+        async def all_delivered() -> bool:
+            return await db.read(_pending(hook.id, None)) == 0
+
+        await poll(all_delivered, timeout=30, what="the backlog delivered")
+        delivered = {json.loads(r.body)["PrimaryKey"] for r in deliveries(receiver)}
+        assert delivered == set(range(300))

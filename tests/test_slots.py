@@ -156,6 +156,19 @@ def test_each_failure_must_be_written_and_a_drop_forgets_them() -> None:
     assert slots.admit(Item(5, 7), 0.0) is Admit.START  # e.g. made Active again later
 
 
+def test_stuck_means_saturated_and_nothing_ended_for_a_while() -> None:
+    slots = ledger(per_webhook=1)
+    admit_all(slots, [Item(1, 7), Item(2, 7), Item(3, 8), Item(4, 8)], now=10.0)
+    assert sorted(slots.saturated()) == [7, 8]
+    assert slots.stuck(10.5, after=1.0) == []  # not for long enough
+    slots.finished(3, OK, now=10.8)  # 8 moves: its held one starts
+    slots.admit(Item(5, 8), 10.8)
+    assert slots.stuck(11.5, after=1.0) == [7]  # 8 ended an attempt 0.7 s ago
+    assert sorted(slots.stuck(12.0, after=1.0)) == [7, 8]
+    slots.drop_webhook(7)
+    assert slots.stuck(20.0, after=1.0) == [8]
+
+
 def test_saturated_means_every_slot_busy_and_as_many_held() -> None:
     slots = ledger(per_webhook=2)
     admit_all(slots, [Item(1, 7), Item(2, 7), Item(3, 7)])

@@ -185,6 +185,9 @@ class SlotLedger(Generic[D]):
         # Failed attempts whose outcome is not written yet, per webhook: it starts nothing
         # until they are, since writing one may disable it (TooManyErrors).
         self._unwritten_failures: dict[int, int] = {}
+        # When each webhook we run or hold last made progress (was first admitted, or an
+        # attempt of it ended), on the clock of admit()'s `now`: see stuck().
+        self._progress_at: dict[int, float] = {}
 
     # ----- questions -------------------------------------------------------------------------
 
@@ -238,6 +241,11 @@ class SlotLedger(Generic[D]):
         found += [w for w, items in held.items() if w not in running and len(items) >= 2 * cap(w)]
         return found
 
+    def stuck(self, now: float, after: float) -> list[int]:
+        """Saturated webhooks none of whose attempts ended for `after` seconds (a hanging
+        receiver): their due backlog may be parked, since nothing of it can start soon."""
+        return [w for w in self.saturated() if now - self._progress_at.get(w, now) >= after]
+
     def handover(self, unwritten: int, lease_until: float) -> Handover | None:
         """How many new deliveries the intake hands over (None: none, we are stopping)."""
         if self.stopping:
@@ -261,6 +269,7 @@ class SlotLedger(Generic[D]):
         webhook_id = item.webhook_id
         self._endpoint[webhook_id] = item.endpoint
         self._tenant[webhook_id] = item.tenant
+        self._progress_at.setdefault(webhook_id, now)
         n = self._by_webhook.get(webhook_id, 0)
         if not self.stopping and n < self.cap(webhook_id):
             if len(self._running) < self.concurrency:
@@ -277,14 +286,18 @@ class SlotLedger(Generic[D]):
         self._held_ids.add(delivery_id)
         return Admit.HOLD
 
-    def finished(self, delivery_id: int, outcome: AttemptOutcome | None = None) -> Finished[D]:
+    def finished(
+        self, delivery_id: int, outcome: AttemptOutcome | None = None, now: float | None = None
+    ) -> Finished[D]:
         """An attempt ended (with `outcome`; None: cancelled, which says nothing of the
-        endpoint). Returns the held deliveries to start in its place (counted as running
-        already): the next of the same webhook, as many as its cap now allows, else one
-        waiting for any slot."""
+        endpoint), at `now` (admit()'s clock; None: progress not recorded). Returns the held
+        deliveries to start in its place (counted as running already): the next of the same
+        webhook, as many as its cap now allows, else one waiting for any slot."""
         webhook_id = self._running.pop(delivery_id, None)
         if webhook_id is None:  # dropped with its webhook meanwhile
             return Finished([], False)
+        if now is not None:
+            self._progress_at[webhook_id] = now
         n = self._by_webhook[webhook_id] - 1
         if n:
             self._by_webhook[webhook_id] = n
@@ -329,6 +342,7 @@ class SlotLedger(Generic[D]):
         """A webhook is no longer Active: forget its held deliveries (they were given up with
         it, §6) and name its running ones, to cancel. Returns (held, running) delivery ids."""
         self._unwritten_failures.pop(webhook_id, None)
+        self._progress_at.pop(webhook_id, None)
         held = [item.delivery_id for _, item in self._held.pop(webhook_id, ())]
         self._held_ids.difference_update(held)
         self._waiting.discard(webhook_id)
@@ -361,6 +375,7 @@ class SlotLedger(Generic[D]):
             keep = {*self._by_webhook, *self._held}
             self._endpoint = {w: e for w, e in self._endpoint.items() if w in keep}
             self._tenant = {w: t for w, t in self._tenant.items() if w in keep}
+            self._progress_at = {w: t for w, t in self._progress_at.items() if w in keep}
 
     def stop(self) -> None:
         """Start nothing more: admitted deliveries are held, ended attempts free their slot

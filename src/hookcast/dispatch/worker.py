@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -60,6 +61,7 @@ class Dispatcher:
         self._claim_at = 0.0
         self._wakes = 0
         self._states_checked = time.monotonic()  # see _drop_inactive
+        self._parked: dict[int, list[float]] = {}  # webhook id -> park times of its backlog
         self._stopping = False
         self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
@@ -207,7 +209,16 @@ class Dispatcher:
             self.wake()
 
     async def _claim(self, limit: int, saturated: list[int], now: float) -> list[Claimed]:
-        claimed = await self._db.run(queue.claim, now, now + self._settings.lease, limit, saturated)
+        # Stuck webhooks' due backlog is parked until a lease from now (as if leased to us,
+        # not held): no claim steps over it meanwhile, another process gets it back by then,
+        # and the first attempt of theirs to end here makes it due again (_finished).
+        park = self._slots.stuck(time.monotonic(), self._settings.poll_interval)
+        park_until = now + self._settings.lease
+        claimed = await self._db.run(
+            queue.claim, now, park_until, limit, saturated, park, park_until
+        )
+        for webhook_id in park:
+            self._parked.setdefault(webhook_id, []).append(park_until)
         self.admit(claimed)
         return claimed
 
@@ -229,16 +240,21 @@ class Dispatcher:
         no process attempts them twice."""
         stale = self._slots.stale(time.monotonic())
         if stale:
-            task = asyncio.create_task(self._release(stale))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            task.add_done_callback(lambda _: self.wake())  # due again, and their webhooks less busy
+            self._background_write(queue.release, stale, time.time())
 
-    async def _release(self, delivery_ids: list[int]) -> None:
+    def _background_write(self, write: Callable[..., None], *args: Any) -> None:
+        """A write nothing waits for (deliveries due again); the claimer wakes once it is
+        done, since they and their webhooks may be claimed now."""
+        task = asyncio.create_task(self._quiet_write(write, *args))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: self.wake())
+
+    async def _quiet_write(self, write: Callable[..., None], *args: Any) -> None:
         try:
-            await self._db.run(queue.release, delivery_ids, time.time())
+            await self._db.run(write, *args)
         except DatabaseUnavailable:
-            pass  # their leases run out instead: claimed again then, nothing lost
+            pass  # their leases or park times run out instead: due again then, nothing lost
 
     async def _drop_inactive(self) -> None:
         """Once per poll interval: drop what we hold or run of webhooks no longer Active.
@@ -265,12 +281,15 @@ class Dispatcher:
         """Run an attempt the ledger counts as running."""
         self._tasks[item.delivery_id] = asyncio.create_task(self._attempt(item))
 
-    def _finished(self, delivery_id: int, outcome: AttemptOutcome | None) -> None:
+    def _finished(self, item: Claimed, outcome: AttemptOutcome | None) -> None:
         """An attempt ended: start the held deliveries the ledger puts in its place, if any;
-        else a slot is free for the claimer."""
-        starts, unsaturated = self._slots.finished(delivery_id, outcome)
-        for item in starts:
-            self._start(item)
+        else a slot is free for the claimer. A parked backlog of its webhook is due again."""
+        starts, unsaturated = self._slots.finished(item.delivery_id, outcome, time.monotonic())
+        for start in starts:
+            self._start(start)
+        parked = self._parked.pop(item.webhook_id, None) if outcome is not None else None
+        if parked:
+            self._background_write(queue.unpark, item.webhook_id, parked, time.time())
         if unsaturated:
             self.wake()  # no longer saturated: its due deliveries may be claimed again
         elif not starts:
@@ -281,6 +300,7 @@ class Dispatcher:
         held deliveries go (given up with the webhook) and cancel their attempts in flight,
         which are then not counted."""
         for webhook_id in webhook_ids:
+            self._parked.pop(webhook_id, None)  # given up with the webhook
             _, running = self._slots.drop_webhook(webhook_id)
             for delivery_id in running:
                 task = self._tasks.pop(delivery_id, None)
@@ -308,7 +328,7 @@ class Dispatcher:
             )
         finally:
             self._tasks.pop(item.delivery_id, None)
-            self._finished(item.delivery_id, outcome)
+            self._finished(item, outcome)
         self._results.append(Attempted(item, outcome, started))
         self.attempts += 1
         self._results_ready.set()

@@ -170,10 +170,19 @@ def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, 
 
 
 def claim(
-    conn: Connection, now: float, lease_until: float, limit: int, exclude: Iterable[int] = ()
+    conn: Connection,
+    now: float,
+    lease_until: float,
+    limit: int,
+    exclude: Iterable[int] = (),
+    park: Sequence[int] = (),
+    park_until: float = 0.0,
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries: their next_at moves to the lease's end."""
+    """Lease up to `limit` due deliveries: their next_at moves to the lease's end. The due
+    deliveries of the webhooks in `park` (excluded too) move to `park_until`."""
     exclude = list(exclude)
+    if park:
+        run(conn, "park", (park_until, *park, now), marks=marks(len(park)))
     ids = [
         row[0]
         for row in run(
@@ -212,6 +221,13 @@ def claim(
         )
         for r in run(conn, "claimed", tuple(ids), marks=marks(len(ids)))
     ]
+
+
+def unpark(conn: Connection, webhook_id: int, parked_until: Sequence[float], now: float) -> None:
+    """The deliveries this process parked for a webhook (at these times) are due now."""
+    if parked_until:
+        run(conn, "unpark", (now, webhook_id, *parked_until), marks=marks(len(parked_until)))
+        dialect_of(conn).notify(conn, [webhook_id])
 
 
 def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:

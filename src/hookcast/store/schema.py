@@ -134,7 +134,8 @@ deliveries = Table(
     Index(
         "ix_deliveries_due", "status", "next_at", "webhook_id"
     ),  # covers claims that skip busy webhooks
-    Index("ix_deliveries_webhook", "webhook_id", "status"),
+    # A webhook's rows by state and due time: its pending list, parking its due backlog.
+    Index("ix_deliveries_webhook", "webhook_id", "status", "next_at"),
     Index("ix_deliveries_event", "event_id"),
 )
 

@@ -42,6 +42,20 @@ UPDATE deliveries SET next_at = ? WHERE id IN (
     ORDER BY next_at LIMIT ?{skip_locked}
 ) RETURNING id
 
+-- park --
+-- Put the due backlog of stuck webhooks (saturated, no attempt ended for a while: a hanging
+-- receiver) out of the due range until :park_until, as a lease does for claimed rows:
+-- otherwise every claim steps over all of it (it is the oldest) to reach anyone else's.
+-- The (webhook_id, status, next_at) index makes this a range over the newly due rows only.
+UPDATE deliveries SET next_at = ?
+WHERE webhook_id IN ({marks}) AND status = 0 AND next_at <= ?
+
+-- unpark --
+-- Due again at once: the parked rows of a webhook that is no longer stuck, told apart from
+-- its leased and retry-scheduled rows by the park times this process gave them.
+UPDATE deliveries SET next_at = ?
+WHERE webhook_id = ? AND status = 0 AND next_at IN ({marks})
+
 -- claimed --
 -- Everything an attempt needs of the deliveries just claimed, by primary key.
 SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,
