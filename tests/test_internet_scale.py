@@ -258,6 +258,10 @@ async def test_a_stuck_webhooks_backlog_is_parked_and_due_again_once_it_moves(
             return await db.read(_pending(hook.id, time.time())) == 0
 
         await poll(nothing_due, timeout=10, what="its due backlog parked")
+        # new deliveries of it are stored parked right away (signal returns once committed)
+        for pk in range(300, 350):
+            await engine.hub.signal("contact.changed", pk, tenant="Cust1234", associate_id=5)
+        assert await nothing_due()
         receiver.respond(delay=0)  # the hanging attempts time out: the webhook moves again
 
         async def all_delivered() -> bool:
@@ -265,4 +269,4 @@ async def test_a_stuck_webhooks_backlog_is_parked_and_due_again_once_it_moves(
 
         await poll(all_delivered, timeout=30, what="the backlog delivered")
         delivered = {json.loads(r.body)["PrimaryKey"] for r in deliveries(receiver)}
-        assert delivered == set(range(300))
+        assert delivered == set(range(350))

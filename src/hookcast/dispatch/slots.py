@@ -85,7 +85,7 @@ class Handover:
     slot of that webhook frees up. A snapshot: it does not see the ledger change after it
     was made, so it can be used on the database thread."""
 
-    __slots__ = ("_default", "_left", "_total", "lease_until")
+    __slots__ = ("_default", "_left", "_parked", "_total", "lease_until")
 
     def __init__(
         self,
@@ -93,11 +93,18 @@ class Handover:
         default: tuple[int, int],
         per_webhook: dict[int, list[int]],
         lease_until: float,
+        parked: dict[int, float] | None = None,
     ) -> None:
         self._total = total
         self._default = default  # (can start, can hold) of a webhook the ledger does not know
         self._left = per_webhook  # webhook -> [can start, can hold], used up by take()
         self.lease_until = lease_until
+        self._parked = parked or {}  # webhook -> until when its due backlog is parked
+
+    def parked_until(self, webhook_id: int) -> float | None:
+        """A delivery not taken of a webhook whose backlog is parked is stored parked too:
+        claims would only step over it (see Dispatcher._claim)."""
+        return self._parked.get(webhook_id)
 
     def take(self, webhook_id: int) -> bool:
         left = self._left.get(webhook_id)
@@ -246,7 +253,9 @@ class SlotLedger(Generic[D]):
         receiver): their due backlog may be parked, since nothing of it can start soon."""
         return [w for w in self.saturated() if now - self._progress_at.get(w, now) >= after]
 
-    def handover(self, unwritten: int, lease_until: float) -> Handover | None:
+    def handover(
+        self, unwritten: int, lease_until: float, parked: dict[int, float] | None = None
+    ) -> Handover | None:
         """How many new deliveries the intake hands over (None: none, we are stopping)."""
         if self.stopping:
             return None
@@ -256,7 +265,7 @@ class SlotLedger(Generic[D]):
             cap = self.cap(w)
             busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
         default = self._default_cap()
-        return Handover(self.free(unwritten), (default, default + batch), busy, lease_until)
+        return Handover(self.free(unwritten), (default, default + batch), busy, lease_until, parked)
 
     # ----- changes ---------------------------------------------------------------------------
 

@@ -233,7 +233,9 @@ class Dispatcher:
 
     def handover(self) -> Handover | None:
         """Which new deliveries the intake hands straight to us (queue.insert_events)."""
-        return self._slots.handover(len(self._results), time.time() + self._settings.lease)
+        now = time.time()
+        parked = {w: times[-1] for w, times in self._parked.items() if times[-1] > now}
+        return self._slots.handover(len(self._results), now + self._settings.lease, parked)
 
     def _release_stale_holds(self) -> None:
         """Hand back held deliveries before their lease runs out (their webhook is slow), so

@@ -52,6 +52,10 @@ class Handover(Protocol):
 
     def take(self, webhook_id: int) -> bool: ...
 
+    def parked_until(self, webhook_id: int) -> float | None:
+        """A delivery not taken is due now, or then if its webhook's backlog is parked."""
+        ...
+
 
 def insert_events(
     conn: Connection, batch: Sequence[NewEvent], now: float, handover: Handover | None = None
@@ -88,6 +92,7 @@ def insert_events(
         for hook in targets.get((e.tenant, e.name), ())
     ]
     take, lease_until = (handover.take, handover.lease_until) if handover else (None, 0.0)
+    parked_until = handover.parked_until if handover else None
     rows, handed, queued = [], [], set()
     for delivery_id, (event_id, e, hook) in zip(
         dialect.allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
@@ -120,6 +125,8 @@ def insert_events(
                     field_values=e.field_values,
                 )
             )
+        elif parked_until is not None and (until := parked_until(hook.id)) is not None:
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, until, now))
         else:
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
             queued.add(hook.id)
