@@ -20,6 +20,7 @@ from test_delivery import wait_deliveries
 from hookcast.hub import Hub
 from hookcast.model import Principal, State
 from hookcast.registry import Registry
+from hookcast.store.rows import PARKED
 
 pytestmark = pytest.mark.slow  # real receivers that hang until attempts time out
 
@@ -270,3 +271,33 @@ async def test_a_stuck_webhooks_backlog_is_parked_and_due_again_once_it_moves(
         await poll(all_delivered, timeout=30, what="the backlog delivered")
         delivered = {json.loads(r.body)["PrimaryKey"] for r in deliveries(receiver)}
         assert delivered == set(range(350))
+
+
+async def test_a_parked_backlog_comes_back_by_itself_when_its_time_is_up(
+    tmp_path, ca_bundle_path, receiver
+) -> None:
+    # Parked rows carry their park time; whoever parked them, they are due again then. Here
+    # no attempt of the webhook ends before the check (nothing unparks them but that sweep):
+    # the rows of the first park come back and, the webhook being still stuck, are parked
+    # again, later.
+    async with running_engine(
+        tmp_path, ca_bundle_path, attempt_timeout=8.0, lease=1.0, max_consecutive_errors=100
+    ) as engine:
+        hook = await engine.create(receiver.url, ["contact.changed"])
+        receiver.respond(delay=8)
+        for pk in range(100):
+            await engine.hub.signal("contact.changed", pk, tenant="Cust1234", associate_id=5)
+        db = engine.hub.db
+
+        def park_times(conn: Any) -> set[float]:
+            sql = "SELECT next_at FROM deliveries WHERE webhook_id = :w AND next_at >= :p"
+            rows = conn.execute(text(sql), {"w": hook.id, "p": PARKED})
+            return {round(r[0] - PARKED, 3) for r in rows}
+
+        first = await poll(lambda: db.read(park_times), timeout=5, what="its backlog parked")
+
+        async def parked_again_later() -> bool:
+            times = await db.read(park_times)
+            return bool(times) and min(times) > max(first)
+
+        await poll(parked_again_later, timeout=5, what="the first park time passed")

@@ -61,7 +61,7 @@ class Dispatcher:
         self._claim_at = 0.0
         self._wakes = 0
         self._states_checked = time.monotonic()  # see _drop_inactive
-        self._parked: dict[int, list[float]] = {}  # webhook id -> park times of its backlog
+        self._parked: dict[int, float] = {}  # webhook id -> until when its backlog is parked
         self._stopping = False
         self._closing = False  # set once no attempt can add outcomes any more
         self._tasks: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
@@ -212,13 +212,13 @@ class Dispatcher:
         # Stuck webhooks' due backlog is parked until a lease from now (as if leased to us,
         # not held): no claim steps over it meanwhile, another process gets it back by then,
         # and the first attempt of theirs to end here makes it due again (_finished).
+        lease_until = now + self._settings.lease
         park = self._slots.stuck(time.monotonic(), self._settings.poll_interval)
-        park_until = now + self._settings.lease
         claimed = await self._db.run(
-            queue.claim, now, park_until, limit, saturated, park, park_until
+            queue.claim, now, lease_until, limit, saturated, park, lease_until
         )
         for webhook_id in park:
-            self._parked.setdefault(webhook_id, []).append(park_until)
+            self._parked[webhook_id] = lease_until
         self.admit(claimed)
         return claimed
 
@@ -234,7 +234,7 @@ class Dispatcher:
     def handover(self) -> Handover | None:
         """Which new deliveries the intake hands straight to us (queue.insert_events)."""
         now = time.time()
-        parked = {w: times[-1] for w, times in self._parked.items() if times[-1] > now}
+        parked = {w: until for w, until in self._parked.items() if until > now}
         return self._slots.handover(len(self._results), now + self._settings.lease, parked)
 
     def _release_stale_holds(self) -> None:
@@ -261,11 +261,14 @@ class Dispatcher:
     async def _drop_inactive(self) -> None:
         """Once per poll interval: drop what we hold or run of webhooks no longer Active.
         Stopped or deleted through this process's API they are dropped at once (Hub.halt);
-        this catches the changes other processes made."""
+        this catches the changes other processes made. (And parked backlogs come back.)"""
         now = time.monotonic()
         if now < self._states_checked + self._settings.poll_interval:
             return
         self._states_checked = now
+        # Parked backlogs whose time has come (parked by a process that stopped, or by us
+        # when no attempt of theirs ended meanwhile) are due again.
+        self._background_write(queue.unpark_expired, time.time())
         webhooks = self._slots.webhooks()
         if not webhooks:
             return
@@ -289,9 +292,8 @@ class Dispatcher:
         starts, unsaturated = self._slots.finished(item.delivery_id, outcome, time.monotonic())
         for start in starts:
             self._start(start)
-        parked = self._parked.pop(item.webhook_id, None) if outcome is not None else None
-        if parked:
-            self._background_write(queue.unpark, item.webhook_id, parked, time.time())
+        if outcome is not None and self._parked.pop(item.webhook_id, None) is not None:
+            self._background_write(queue.unpark, item.webhook_id, time.time())
         if unsaturated:
             self.wake()  # no longer saturated: its due deliveries may be claimed again
         elif not starts:

@@ -24,6 +24,7 @@ from .rows import (
     MAIL_QUEUED,
     MAIL_SENDING,
     MAIL_SENT,
+    PARKED,
     PENDING,
     AttemptRow,
     Claimed,
@@ -126,7 +127,7 @@ def insert_events(
                 )
             )
         elif parked_until is not None and (until := parked_until(hook.id)) is not None:
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, until, now))
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, PARKED + until, now))
         else:
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
             queued.add(hook.id)
@@ -186,10 +187,10 @@ def claim(
     park_until: float = 0.0,
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries: their next_at moves to the lease's end. The due
-    deliveries of the webhooks in `park` (excluded too) move to `park_until`."""
+    deliveries of the webhooks in `park` (excluded too) are parked until `park_until`."""
     exclude = list(exclude)
     if park:
-        run(conn, "park", (park_until, *park, now), marks=marks(len(park)))
+        run(conn, "park", (PARKED, park_until, *park, now), marks=marks(len(park)))
     ids = [
         row[0]
         for row in run(
@@ -230,11 +231,15 @@ def claim(
     ]
 
 
-def unpark(conn: Connection, webhook_id: int, parked_until: Sequence[float], now: float) -> None:
-    """The deliveries this process parked for a webhook (at these times) are due now."""
-    if parked_until:
-        run(conn, "unpark", (now, webhook_id, *parked_until), marks=marks(len(parked_until)))
-        dialect_of(conn).notify(conn, [webhook_id])
+def unpark(conn: Connection, webhook_id: int, now: float) -> None:
+    """A webhook's parked deliveries are due now."""
+    run(conn, "unpark", (now, webhook_id, PARKED))
+    dialect_of(conn).notify(conn, [webhook_id])
+
+
+def unpark_expired(conn: Connection, now: float) -> None:
+    """Parked deliveries whose park time has passed are due (by their park time)."""
+    run(conn, "unpark_expired", (PARKED, PARKED, PARKED + now))
 
 
 def release(conn: Connection, delivery_ids: Sequence[int], now: float) -> None:

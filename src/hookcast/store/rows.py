@@ -21,6 +21,10 @@ class DeliveryStatus(enum.IntEnum):
 # The same as plain ints, for loops over every delivery of a batch.
 PENDING, DELIVERED, GIVEN_UP = (int(s) for s in DeliveryStatus)
 
+# A parked pending delivery's next_at is PARKED + when it falls due again (queue.claim's
+# park, queue.unpark): beyond any real time, so never due, and never taken for a lease's end.
+PARKED = 1e11
+
 
 class MailStatus(enum.IntEnum):
     """mail_outbox.status."""

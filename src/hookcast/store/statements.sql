@@ -44,17 +44,22 @@ UPDATE deliveries SET next_at = ? WHERE id IN (
 
 -- park --
 -- Put the due backlog of stuck webhooks (saturated, no attempt ended for a while: a hanging
--- receiver) out of the due range until :park_until, as a lease does for claimed rows:
--- otherwise every claim steps over all of it (it is the oldest) to reach anyone else's.
--- The (webhook_id, status, next_at) index makes this a range over the newly due rows only.
-UPDATE deliveries SET next_at = ?
+-- receiver) out of the due range: otherwise every claim steps over all of it (it is the
+-- oldest) to reach anyone else's. A parked row's next_at is PARKED + when it falls due
+-- again, so it is told apart from a leased one; `unpark_expired` brings it back then
+-- whoever parked it. The (webhook_id, status, next_at) index makes this a range over the
+-- newly due rows only.
+UPDATE deliveries SET next_at = ? + ?
 WHERE webhook_id IN ({marks}) AND status = 0 AND next_at <= ?
 
 -- unpark --
--- Due again at once: the parked rows of a webhook that is no longer stuck, told apart from
--- its leased and retry-scheduled rows by the park times this process gave them.
-UPDATE deliveries SET next_at = ?
-WHERE webhook_id = ? AND status = 0 AND next_at IN ({marks})
+-- Due again at once: the parked rows of a webhook that is no longer stuck.
+UPDATE deliveries SET next_at = ? WHERE webhook_id = ? AND status = 0 AND next_at >= ?
+
+-- unpark_expired --
+-- Due again: parked rows whose time has come (their dispatcher never unparked them, e.g.
+-- it stopped). A range of ix_deliveries_due.
+UPDATE deliveries SET next_at = next_at - ? WHERE status = 0 AND next_at >= ? AND next_at <= ?
 
 -- claimed --
 -- Everything an attempt needs of the deliveries just claimed, by primary key.
