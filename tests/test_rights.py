@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from hookcast.cli import app as cli_app
 from hookcast.keys import create_key, hash_key
-from hookcast.rights import RIGHTS, Right, Role, allows, parse_role
+from hookcast.rights import RIGHTS, Right, Role, allows
 from hookcast.store import queries
 from hookcast.store.database import MIGRATIONS, Database
 from hookcast.store.schema import events
@@ -135,9 +135,6 @@ def test_policy_table() -> None:
     assert not allows(Role.manage, Right.signal)
     assert [r for r in Right if allows(Role.signal, r)] == [Right.signal]
     assert [r for r in Right if allows(Role.read, r)] == [Right.read]
-    assert parse_role(" Signal ") is Role.signal
-    with pytest.raises(ValueError, match="admin, manage, signal, read"):
-        parse_role("owner")
 
 
 def test_each_role_is_allowed_and_refused_exactly_its_routes(api: Api) -> None:

@@ -37,12 +37,3 @@ RIGHTS: dict[Role, frozenset[Right]] = {
 
 def allows(role: Role, right: Right) -> bool:
     return right in RIGHTS[role]
-
-
-def parse_role(text: str) -> Role:
-    """A role by its name, any case; ValueError naming the choices otherwise."""
-    try:
-        return Role(text.strip().lower())
-    except ValueError:
-        choices = ", ".join(r.value for r in Role)
-        raise ValueError(f"unknown role {text!r}; choose one of {choices}") from None
