@@ -192,8 +192,8 @@ class SlotLedger(Generic[D]):
         # Failed attempts whose outcome is not written yet, per webhook: it starts nothing
         # until they are, since writing one may disable it (TooManyErrors).
         self._unwritten_failures: dict[int, int] = {}
-        # When each webhook we run or hold last made progress (was first admitted, or an
-        # attempt of it ended), on the clock of admit()'s `now`: see stuck().
+        # When each webhook we run or hold last made progress (was admitted with nothing of
+        # it running or held, or an attempt of it ended), on admit()'s clock: see stuck().
         self._progress_at: dict[int, float] = {}
 
     # ----- questions -------------------------------------------------------------------------
@@ -278,7 +278,8 @@ class SlotLedger(Generic[D]):
         webhook_id = item.webhook_id
         self._endpoint[webhook_id] = item.endpoint
         self._tenant[webhook_id] = item.tenant
-        self._progress_at.setdefault(webhook_id, now)
+        if webhook_id not in self._by_webhook and webhook_id not in self._held:
+            self._progress_at[webhook_id] = now  # busy from now on: stuck() counts from here
         n = self._by_webhook.get(webhook_id, 0)
         if not self.stopping and n < self.cap(webhook_id):
             if len(self._running) < self.concurrency:
