@@ -5,7 +5,7 @@
     http11.py       Http11Transport: the lean keep-alive HTTP/1.1 client deliveries use
     resolver.py     CachingResolver: target names, DNS answers cached for their TTL
     sender.py       HttpSender: one guarded, timed attempt -> AttemptOutcome
-    script_http.py  CRMScript's HTTP class: the aiohttp client and the thread adapter
+    script_http.py  CRMScript's HTTP class: the aiohttp client the sandbox's requests go through
 
 Only the seam is imported here: this package adds neither aiohttp nor httptools to an
 import (`hookcast/__init__.py` itself still loads them until it turns lazy). Import the

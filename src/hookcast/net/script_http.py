@@ -1,10 +1,9 @@
 """CRMScript's HTTP class: any method, any answer, over a pooled aiohttp client with the same
 target guard and TLS rules as deliveries.
 
-`ScriptHttpClient` makes the requests on the event loop; `GuardedTransport` is the
-interpreter's `HttpTransport`, called from a script thread, which hands each request to the
-loop that owns the client and waits for it there. The interpreter checks the tenant's
-allow-list of hosts before it calls the transport; the guard here checks every address.
+`ScriptHttpClient` makes the requests on the event loop, for the sandbox worker a script runs
+in (dispatch/plugins/crmscript.py proxies them). The interpreter checks the tenant's
+allow-list of hosts before it asks; the guard here checks every address.
 
 Why aiohttp and not the lean transport (http11.py): scripts send any method with any body
 and read any answer; that is a general client's job, and it is not the hot path.
@@ -12,20 +11,16 @@ and read any answer; that is a general client's job, and it is not the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ssl
 
 import aiohttp
 
-from ..crmscript import HttpResponse, HttpTransportError
 from ..errors import TargetRefused
 from ..guard import GuardedResolver, TargetGuard, guarded_socket_factory
 from ..settings import Settings
 
-__all__ = ["GuardedTransport", "ScriptHttpClient", "describe_error"]
-
-_TRANSPORT_GRACE = 5.0  # seconds beyond a request's timeout before the thread gives up
+__all__ = ["ScriptHttpClient", "describe_error"]
 
 
 class ScriptHttpClient:
@@ -101,53 +96,6 @@ class ScriptHttpClient:
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None
-
-
-class GuardedTransport:
-    """The interpreter's `HttpTransport`, called from a script thread: each request runs as
-    `client.request` on the event loop that owns the client."""
-
-    def __init__(
-        self, client: ScriptHttpClient, loop: asyncio.AbstractEventLoop, user_agent: str
-    ) -> None:
-        self._client = client
-        self._loop = loop
-        self._user_agent = user_agent
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
-        timeout: float,
-        max_bytes: int,
-    ) -> HttpResponse:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:  # waiting here would block the loop the request needs
-            raise HttpTransportError("HTTP from a script must run outside the event loop")
-        if not any(name.lower() == "user-agent" for name, _ in headers):
-            headers = [*headers, ("User-Agent", self._user_agent)]
-        try:
-            future = asyncio.run_coroutine_threadsafe(
-                self._client.request(method, url, headers, body, timeout, max_bytes),
-                self._loop,
-            )
-        except RuntimeError:  # the loop is closed: hookcast is shutting down
-            raise HttpTransportError("hookcast is shutting down") from None
-        try:
-            status, answer, content = future.result(timeout + _TRANSPORT_GRACE)
-        except ConnectionError as exc:
-            raise HttpTransportError(str(exc)) from None
-        except TimeoutError:
-            future.cancel()
-            raise HttpTransportError(f"timed out after {timeout:g} s") from None
-        except Exception as exc:  # cancelled on shutdown, or anything unexpected
-            raise HttpTransportError(f"request failed: {type(exc).__name__}") from None
-        return HttpResponse(status, answer, content)
 
 
 async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
