@@ -160,20 +160,20 @@ def test_stuck_means_saturated_and_nothing_ended_for_a_while() -> None:
     slots = ledger(per_webhook=1)
     admit_all(slots, [Item(1, 7), Item(2, 7), Item(3, 8), Item(4, 8)], now=10.0)
     assert sorted(slots.saturated()) == [7, 8]
-    assert slots.stuck(10.5, after=1.0) == []  # not for long enough
+    assert slots.stuck(slots.saturated(), 10.5, after=1.0) == []  # not for long enough
     slots.finished(3, OK, now=10.8)  # 8 moves: its held one starts
     slots.admit(Item(5, 8), 10.8)
-    assert slots.stuck(11.5, after=1.0) == [7]  # 8 ended an attempt 0.7 s ago
-    assert sorted(slots.stuck(12.0, after=1.0)) == [7, 8]
+    assert slots.stuck(slots.saturated(), 11.5, after=1.0) == [7]  # 8 ended an attempt 0.7 s ago
+    assert sorted(slots.stuck(slots.saturated(), 12.0, after=1.0)) == [7, 8]
     slots.drop_webhook(7)
-    assert slots.stuck(20.0, after=1.0) == [8]
+    assert slots.stuck(slots.saturated(), 20.0, after=1.0) == [8]
     # Idle for long, then busy again: it counts from when it became busy, not from before.
     for delivery_id in (4, 5):
         slots.finished(delivery_id, OK, now=20.0)
     assert slots.running_for(8) == 0 and slots.held_for(8) == 0
     admit_all(slots, [Item(6, 8), Item(7, 8)], now=60.0)
-    assert slots.stuck(60.5, after=1.0) == []
-    assert slots.stuck(61.0, after=1.0) == [8]
+    assert slots.stuck(slots.saturated(), 60.5, after=1.0) == []
+    assert slots.stuck(slots.saturated(), 61.0, after=1.0) == [8]
 
 
 def test_saturated_means_every_slot_busy_and_as_many_held() -> None:

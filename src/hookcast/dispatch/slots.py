@@ -248,10 +248,11 @@ class SlotLedger(Generic[D]):
         found += [w for w, items in held.items() if w not in running and len(items) >= 2 * cap(w)]
         return found
 
-    def stuck(self, now: float, after: float) -> list[int]:
-        """Saturated webhooks none of whose attempts ended for `after` seconds (a hanging
-        receiver): their due backlog may be parked, since nothing of it can start soon."""
-        return [w for w in self.saturated() if now - self._progress_at.get(w, now) >= after]
+    def stuck(self, saturated: list[int], now: float, after: float) -> list[int]:
+        """Of the `saturated()` webhooks, those none of whose attempts ended for `after`
+        seconds (a hanging receiver): their due backlog may be parked, since nothing of it
+        can start soon."""
+        return [w for w in saturated if now - self._progress_at.get(w, now) >= after]
 
     def handover(
         self, unwritten: int, lease_until: float, parked: dict[int, float] | None = None

@@ -213,7 +213,7 @@ class Dispatcher:
         # not held): no claim steps over it meanwhile, another process gets it back by then,
         # and the first attempt of theirs to end here makes it due again (_finished).
         lease_until = now + self._settings.lease
-        park = self._slots.stuck(time.monotonic(), self._settings.poll_interval)
+        park = self._slots.stuck(saturated, time.monotonic(), self._settings.poll_interval)
         claimed = await self._db.run(
             queue.claim, now, lease_until, limit, saturated, park, lease_until
         )
