@@ -54,6 +54,16 @@ def test_outage_is_one_start_line_summaries_a_minute_apart_and_one_end_line() ->
     assert again is not None and again.startswith("database unavailable: refused")
 
 
+def test_a_success_as_the_outage_starts_does_not_end_it() -> None:
+    outage = Outage("database")
+    assert outage.failed(10.0, "server closed the connection") is not None
+    assert outage.succeeded(10.002) is None  # a connection not closed yet: still down
+    assert outage.failed(10.5, "connection refused") is None  # the same outage
+    assert (
+        outage.succeeded(13.0) == "database available again after 3s; 2 operations failed meanwhile"
+    )
+
+
 def test_duration() -> None:
     assert [duration(s) for s in (0, 15.9, 60, 130, 3599, 3720)] == [
         "0s",

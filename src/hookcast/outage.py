@@ -31,10 +31,13 @@ def duration(seconds: float) -> str:
 @dataclass
 class Outage:
     """ok → failing (start line) → summaries → ok (end line). Each method returns the line to
-    log, or None."""
+    log, or None. A success within `settle` seconds of the start does not end the outage: as
+    a server goes down, work already under way on a connection it has not closed yet still
+    succeeds, and that is not the outage ending."""
 
     what: str
     summary_every: float = 60.0
+    settle: float = 1.0
     since: float | None = None  # when the outage began; None: no outage
     failures: int = 0  # operations failed since then
     summarized_at: float = 0.0
@@ -60,7 +63,7 @@ class Outage:
         return None
 
     def succeeded(self, now: float) -> str | None:
-        if self.since is None:
+        if self.since is None or now - self.since < self.settle:
             return None
         line = (
             f"{self.what} available again after {duration(now - self.since)}; "
