@@ -55,6 +55,16 @@ class Conflict(HookcastError):
     error_type = "Conflict"
 
 
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key sent again with a different request than the one that took it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"The idempotency key {key!r} was used before for a different request; "
+            "a retry must send the same events, and a new request a new key."
+        )
+
+
 class PreconditionFailed(HookcastError):
     status_code = 412
     error_type = "PreconditionFailed"

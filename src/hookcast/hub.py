@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
@@ -31,15 +31,16 @@ from .dispatch.plugins import load_plugins
 from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
-from .errors import DatabaseUnavailable
-from .intake import Intake, new_event
+from .errors import DatabaseUnavailable, ValidationError
+from .intake import Intake, Signal, new_event, signal_key
 from .net.sender import HttpSender
 from .net.transport import Transport
 from .oslimits import raise_open_files_limit
 from .settings import Settings
 from .store import queue
 from .store.database import Database
-from .store.rows import Claimed
+from .store.queue import Signalled
+from .store.rows import Claimed, NewEvent
 
 log = logging.getLogger("hookcast")
 HEARTBEAT_SECONDS = 5.0
@@ -175,14 +176,15 @@ class Hub:
         values: Mapping[str, Any] | None = None,
         field_values: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Store an event and its deliveries durably; returns the event's id.
 
         `changes`: the changed field names, or a mapping of name to new value (the names go
         into the payload's Changes, the values to CRMScript hooks). `values`: the id values of
-        a deleted row (only for *.deleted events). Raises hookcast.ValidationError."""
-        if self._intake is None:
-            raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
+        a deleted row (only for *.deleted events). `idempotency_key`: a retry with the same
+        key signals nothing again and returns the first one's id. Raises
+        hookcast.ValidationError (and hookcast.Conflict for a key reused for another event)."""
         item = new_event(
             event,
             primary_key,
@@ -193,9 +195,46 @@ class Hub:
             field_values=field_values,
             occurred_at=occurred_at,
         )
-        event_id = await self._intake.submit(item)
-        metrics.SIGNALS.inc()
-        return event_id
+        return (await self._store([item], idempotency_key)).ids[0]
+
+    async def signal_many(
+        self, signals: Iterable[Signal], *, idempotency_key: str | None = None
+    ) -> Signalled:
+        """Store events and their deliveries durably, all in one transaction or none (one
+        invalid event: ValidationError naming it, nothing stored); returns their ids in
+        order. With `idempotency_key` (the events of one tenant), a retry with the same key
+        stores nothing and answers the first call's ids with `replayed` set."""
+        batch = []
+        for index, s in enumerate(signals):
+            try:
+                batch.append(
+                    new_event(
+                        s.event,
+                        s.primary_key,
+                        tenant=s.tenant,
+                        associate_id=s.associate_id,
+                        changes=s.changes,
+                        values=s.values,
+                        field_values=s.field_values,
+                        occurred_at=s.occurred_at,
+                    )
+                )
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"Event {index}: {exc.message}",
+                    [{"Field": f"[{index}]", "Message": exc.message}],
+                ) from None
+        return await self._store(batch, idempotency_key)
+
+    async def _store(self, batch: list[NewEvent], idempotency_key: str | None) -> Signalled:
+        if self._intake is None:
+            raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
+        if not batch:
+            return Signalled([])
+        answer = await self._intake.submit(batch, signal_key(idempotency_key, batch))
+        if not answer.replayed:
+            metrics.SIGNALS.inc(len(batch))
+        return answer
 
     def signal_sync(self, event: str, primary_key: int, **kwargs: Any) -> int:
         """`signal` for code that is not async; blocks until the event is durable."""

@@ -115,6 +115,20 @@ events = Table(
 )
 
 # One row per (event, webhook). status: 0 pending, 1 delivered, 2 given up.
+# Idempotency keys of signals (REST `Idempotency-Key`, `signal_many(idempotency_key=)`):
+# a request retried with the same key answers what the first one stored and signals nothing.
+# The fingerprint tells a retry from a different request that reused the key.
+signal_keys = Table(
+    "signal_keys",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("event_ids", Text, nullable=False),  # JSON array, in the request's order
+    Column("created_at", Float, nullable=False),
+    Index("ix_signal_keys_created", "created_at"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,

@@ -26,6 +26,22 @@ INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, e
                         next_at, created_at)
 VALUES (?,?,?,?,0,0,0,?,?,?)
 
+-- claim_signal_key --
+-- Take an idempotency key for a request about to be stored; no row comes back when the
+-- key was taken before (on PostgreSQL, after waiting for a concurrent taker to finish).
+INSERT INTO signal_keys (tenant, key, fingerprint, event_ids, created_at)
+VALUES (?,?,?,'[]',?)
+ON CONFLICT (tenant, key) DO NOTHING
+RETURNING key
+
+-- signal_key --
+-- What the request that took an idempotency key stored.
+SELECT fingerprint, event_ids FROM signal_keys WHERE tenant = ? AND key = ?
+
+-- store_signal_key --
+-- The events stored under an idempotency key just taken.
+UPDATE signal_keys SET event_ids = ? WHERE tenant = ? AND key = ?
+
 -- match --
 -- The Active webhooks (state 1) of a tenant subscribed to any of these events, through
 -- the (tenant, event) index: never a scan of all webhooks.
