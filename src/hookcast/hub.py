@@ -207,18 +207,7 @@ class Hub:
         batch = []
         for index, s in enumerate(signals):
             try:
-                batch.append(
-                    new_event(
-                        s.event,
-                        s.primary_key,
-                        tenant=s.tenant,
-                        associate_id=s.associate_id,
-                        changes=s.changes,
-                        values=s.values,
-                        field_values=s.field_values,
-                        occurred_at=s.occurred_at,
-                    )
-                )
+                batch.append(new_event(**s._asdict()))
             except ValidationError as exc:
                 raise ValidationError(
                     f"Event {index}: {exc.message}",
