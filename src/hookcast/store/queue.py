@@ -34,6 +34,7 @@ from .rows import (
     MailRow,
     NewEvent,
     NoticeRow,
+    SuccessRow,
     WebhookCounters,
     WebhookSnapshot,
 )
@@ -371,12 +372,23 @@ def write_outcomes(
     attempts: Sequence[AttemptRow],
     counters: Sequence[CounterRow],
     steps: Sequence[DeliveryStep],
+    successes: Sequence[SuccessRow] = (),
 ) -> None:
-    """The attempt log, the webhooks' counters and the deliveries' next steps of a batch."""
+    """The attempt log, the webhooks' counters and the deliveries' next steps of a batch;
+    the counters of a batch of successes last (their rows are locked from then on)."""
     run(conn, "insert_attempt", list(attempts))
     if counters:
         run(conn, "count", list(counters))
     run(conn, "step", list(steps))
+    if successes:  # in webhook id order, as lock_webhooks takes them
+        run(
+            conn,
+            "count_successes",
+            [
+                (s.calls, s.last_success_at, s.last_success_at, s.last_event_id, s.webhook_id)
+                for s in successes
+            ],
+        )
 
 
 def disable_if_active(conn: Connection, webhook_id: int, now: float) -> bool:

@@ -124,6 +124,17 @@ UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors +
                     last_success_at = COALESCE(?, last_success_at), last_event_id = ?
 WHERE id = ?
 
+-- count_successes --
+-- A webhook's counters after a batch of successes only, set without reading them first:
+-- the transaction's last statement, so its row lock is held only until the commit (see
+-- policy.needs_counters). Of concurrent batches the latest success is kept.
+UPDATE webhooks SET total_calls = total_calls + ?, consecutive_errors = 0,
+                    failed_since_success = 0,
+                    last_success_at = CASE WHEN last_success_at IS NULL OR last_success_at < ?
+                                           THEN ? ELSE last_success_at END,
+                    last_event_id = ?
+WHERE id = ?
+
 -- step --
 -- A delivery's next step after an attempt: delivered, given up, or pending again.
 UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?, next_at = ?,
