@@ -43,14 +43,17 @@ def handled(app: AppReceiver, route: str = "/hook") -> list[Handled]:
     return [r for r in app.records() if r.route == route and not r.test]
 
 
-def replay(app: AppReceiver, record: Handled, route: str, body: bytes | None = None) -> httpx.Response:
+async def replay(
+    app: AppReceiver, record: Handled, route: str, body: bytes | None = None
+) -> httpx.Response:
     """POST the exact bytes and headers of a delivery again (or another body with them)."""
     headers = {
         k: v for k, v in record.headers.items() if k.lower() not in ("host", "content-length")
     }
     data = base64.b64decode(record.body) if body is None else body
     # verify=False: the app's certificate is from the test CA; what is tested is the answer.
-    return httpx.post(url(app, route), content=data, headers=headers, verify=False, timeout=10)
+    async with httpx.AsyncClient(verify=False, timeout=10) as client:
+        return await client.post(url(app, route), content=data, headers=headers)
 
 
 async def test_a_delivery_arrives_verified_and_typed(app: AppReceiver, engine: Engine) -> None:
@@ -93,22 +96,23 @@ async def test_replays_tampering_and_stale_requests_are_refused(
 
     # The same delivery again (what a sender's retry after a lost answer looks like): 2xx so
     # the sender stops, and the handler is not run again.
-    again = replay(app, original, "/hook")
+    again = await replay(app, original, "/hook")
     assert again.status_code == 200, again.text
     assert "DuplicateDelivery" in again.text
     # A changed body under the real signatures.
-    tampered = replay(app, original, "/hook", body=base64.b64decode(original.body) + b" ")
+    tampered = await replay(app, original, "/hook", body=base64.b64decode(original.body) + b" ")
     assert tampered.status_code == 401, tampered.text
     assert "SignatureInvalid" in tampered.text
     # A receiver whose clock is an hour ahead sees a stale webhook-timestamp.
-    stale = replay(app, original, "/late")
+    stale = await replay(app, original, "/late")
     assert stale.status_code == 401, stale.text
     assert "TimestampInvalid" in stale.text and "replay window" in stale.text
     # No signatures at all.
-    bare = httpx.post(
-        url(app), content=base64.b64decode(original.body), verify=False, timeout=10,
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    async with httpx.AsyncClient(verify=False, timeout=10) as client:
+        bare = await client.post(
+            url(app), content=base64.b64decode(original.body),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
     assert bare.status_code == 401 and "missing" in bare.text
 
     assert [r.delivery_id for r in handled(app)] == [original.delivery_id]
@@ -120,16 +124,12 @@ async def test_a_handler_that_fails_gets_the_retry_of_the_same_delivery(
 ) -> None:
     hook = await engine.create(url(app), [FLAKY])
     await engine.hub.signal(FLAKY, 5, tenant=TENANT, associate_id=316)
-    records = await eventually(
-        lambda: len(handled(app)) >= 2 and handled(app), what="the retry"
-    )
+    records = await eventually(lambda: len(handled(app)) >= 2 and handled(app), what="the retry")
     first, second = records[:2]
     assert (first.failed, second.failed) == (True, False)
     assert first.delivery_id == second.delivery_id  # the same delivery, released and handled
     assert (first.retry, second.retry) == (0, 1)
-    usage = await eventually(
-        lambda: _usage_settled(engine, hook.id), what="the success recorded"
-    )
+    usage = await eventually(lambda: _usage_settled(engine, hook.id), what="the success recorded")
     assert (usage.total_calls, usage.total_errors, usage.consecutive_errors) == (2, 1, 0)
 
 

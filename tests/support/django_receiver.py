@@ -23,7 +23,10 @@ settings.configure(
     SECRET_KEY="test-only",
     ALLOWED_HOSTS=["127.0.0.1", "localhost"],
     ROOT_URLCONF=__name__,
-    MIDDLEWARE=["django.middleware.common.CommonMiddleware", "django.middleware.csrf.CsrfViewMiddleware"],
+    MIDDLEWARE=[
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+    ],
     INSTALLED_APPS=[],
     LOGGING_CONFIG=None,
 )
@@ -32,11 +35,11 @@ django.setup()
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
-from support.receiver_apps import LATE, Recorder  # noqa: E402
 from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
 
 from hookcast.receiver import WebhookReceiver  # noqa: E402
 from hookcast.receiver.django import webhook_view  # noqa: E402
+from support.receiver_apps import LATE, Recorder  # noqa: E402
 
 recorder = Recorder(Path(records_path))
 
