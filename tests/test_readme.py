@@ -160,3 +160,104 @@ def test_a_readme_python_block_runs_as_pasted(block: Block, tmp_path: Path) -> N
     assert result.returncode == 0, (
         f"README.md line {block.line} ({block.id}) failed:\n{result.stdout}\n{result.stderr}"
     )
+
+
+# -- the walk-through, in three shells -----------------------------------------------------------
+
+WALK_THROUGH = "## A five-minute walk-through"
+
+
+def walk_through_blocks(text: str) -> list[str]:
+    """The ```sh blocks of the walk-through section (its numbered steps), dedented."""
+    section = text.split(WALK_THROUGH, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    blocks = re.findall(r"^( *)```sh\n(.*?)^\1```", section, re.M | re.S)
+    return ["\n".join(line[len(indent) :] for line in code.splitlines()) for indent, code in blocks]
+
+
+def fake_checkout(root: Path) -> None:
+    """The project folder as `make run` finds it after its first run: the Makefile and
+    pyproject.toml, and a .venv whose install stamp is current (so make installs nothing)
+    and whose `hookcast` runs this checkout's code."""
+    for name in ("Makefile", "pyproject.toml"):
+        (root / name).write_bytes((ROOT / name).read_bytes())
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    script = bin_dir / "hookcast"
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m hookcast "$@"\n')
+    script.chmod(0o755)
+    stamp = subprocess.run(
+        "cat pyproject.toml | cksum | cut -d' ' -f1",
+        shell=True, cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (root / ".venv" / f".installed-{stamp}").touch()
+
+
+def test_the_walk_through_runs_as_pasted(tmp_path: Path) -> None:
+    """The three terminals of the walk-through: `make run` with --dev, `hookcast listen
+    --register`, one curl; the listener prints the delivery. The one change made to the
+    pasted text: port 8000 becomes a free port (tests run in parallel), through
+    HOOKCAST_PORT and HOOKCAST_URL and in the curl line."""
+    import signal
+    import socket
+    import time
+
+    first, second, third = walk_through_blocks(README.read_text(encoding="utf-8"))
+    assert "make run" in first and "hookcast listen --register contact.changed" in second
+    assert third.count("curl ") == 1
+    fake_checkout(tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path]),
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+        "HOOKCAST_PORT": str(port),
+        "HOOKCAST_URL": f"http://127.0.0.1:{port}",
+        "COLUMNS": "200",
+    }
+    env.pop("HOOKCAST_API_KEY", None)
+    env.pop("HOOKCAST_DATABASE_URL", None)
+    terminals: list[subprocess.Popen[bytes]] = []
+
+    def terminal(name: str, script: str) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                ["bash", "-c", script], cwd=tmp_path, env=env, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        terminals.append(proc)
+        return proc, log
+
+    def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes]) -> str:
+        end = time.monotonic() + 60
+        while text not in (content := log.read_text(errors="replace")):
+            assert proc.poll() is None and time.monotonic() < end, f"no {text!r}:\n{content}"
+            time.sleep(0.1)
+        return content
+
+    try:
+        serve, serve_log = terminal("terminal1", first)
+        wait_for(serve_log, "Application startup complete", serve)
+        assert "DEVELOPMENT MODE (--dev)" in serve_log.read_text()
+        listen, listen_log = terminal("terminal2", second)
+        wait_for(listen_log, "Ready.", listen)
+        curl = subprocess.run(
+            ["bash", "-c", third.replace("127.0.0.1:8000", f"127.0.0.1:{port}")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        assert curl.returncode == 0 and curl.stdout == "", curl.stdout + curl.stderr  # a 204
+        printed = wait_for(listen_log, '"PrimaryKey": 994863', listen)
+        assert "contact.changed" in printed and "signature: verified" in printed
+    finally:
+        for proc in terminals:  # each terminal's session: bash, make and hookcast
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in terminals:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

@@ -236,3 +236,19 @@ def test_concurrent_claims_of_one_key() -> None:
     for t in threads:
         t.join(timeout=10)
     assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_importing_the_receiver_stays_light() -> None:
+    """A receiver app imports hookcast.receiver, not hookcast's server stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hookcast.receiver\n"
+        "heavy = {'sqlalchemy', 'pydantic', 'fastapi', 'flask', 'django', 'aiohttp', 'uvicorn'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
