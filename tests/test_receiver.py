@@ -252,3 +252,41 @@ def test_importing_the_receiver_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_adapters_duplicate_status_and_release_on_a_failed_answer() -> None:
+    """In-process: the option a real-delivery test does not reach (duplicate_status), and
+    a Flask view answering 500 (not raising) releases the delivery too."""
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+    from flask import Flask
+
+    from hookcast.receiver import Delivery
+    from hookcast.receiver.fastapi import webhook_dependency
+    from hookcast.receiver.flask import webhook_handler
+
+    payload = body()
+    sent = headers(payload, at=int(time.time()))
+    api = FastAPI()
+    strict = webhook_dependency(WebhookReceiver(SECRET), duplicate_status=409)
+
+    @api.post("/hook")
+    async def hook(delivery: Delivery = Depends(strict)) -> dict[str, int]:
+        return {"pk": delivery.primary_key}
+
+    client = TestClient(api)
+    assert client.post("/hook", content=payload, headers=sent).json() == {"pk": 994863}
+    again = client.post("/hook", content=payload, headers=sent)
+    assert again.status_code == 409 and again.json()["detail"]["ErrorType"] == "DuplicateDelivery"
+
+    app = Flask(__name__)
+    answers = iter([("busy", 503), ("", 204)])
+
+    @app.post("/hook")
+    @webhook_handler(WebhookReceiver(SECRET), duplicate_status=409)
+    def flask_hook(delivery: Delivery) -> tuple[str, int]:
+        return next(answers)
+
+    flask_client = app.test_client()
+    statuses = [flask_client.post("/hook", data=payload, headers=sent).status_code for _ in "abc"]
+    assert statuses == [503, 204, 409]  # the 503 released it: the retry was handled
