@@ -159,6 +159,14 @@ def test_serve_dev_delivers_to_listen_which_forwards_to_the_app(
         time.sleep(0.05)
     assert page["Items"][0]["HttpStatus"] == 201 and page["Items"][0]["Outcome"] == "success"
 
+    # The app's answer is relayed as it is: status, headers, body.
+    port = int(log.split("https://127.0.0.1:")[1].split("/")[0])
+    dev_ca = ssl.create_default_context(cafile=str(tmp_path / "dev-ca" / "ca.pem"))
+    direct = httpx.post(f"https://localhost:{port}/", verify=dev_ca, content=b"{}")
+    assert (direct.status_code, direct.headers["X-App"], direct.json()) == (
+        201, "yes", {"app": "got it"},
+    )  # fmt: skip
+
     # On exit the listener deletes the webhook it registered.
     listen.stop_or_kill(signal.SIGINT, DEADLINE)
     assert listen.proc.returncode == 0, tail(listen.log)
