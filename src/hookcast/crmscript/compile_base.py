@@ -77,6 +77,10 @@ class CompilerBase:
     def declare(self, name: ast.DeclName, ty: Ty) -> int:
         if name.reserved:
             raise ScriptNameError(f"'{name.name}' is a reserved word", name.line, name.col)
+        if name.struct_name:
+            raise ScriptNameError(
+                f"'{name.name}' names a struct and cannot name a variable", name.line, name.col
+            )
         scope = self.cur.scopes[-1]
         if name.name in scope:
             raise ScriptNameError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from . import ast
@@ -130,6 +131,10 @@ class ExprCompiler(CompilerBase):
             self.depth -= 1
 
     def x_Literal(self, n: ast.Literal) -> Typed:
+        if n.type == "Integer" and n.value > I32_MAX:  # 2147483648 without a minus (§2)
+            raise ScriptTypeError(
+                f"integer literal {n.value} does not fit 32 bits", n.line, n.col
+            )
         return mark_const(_const(n.value), n.value), Ty(n.type)
 
     def x_Name(self, n: ast.Name) -> Typed:
@@ -405,6 +410,12 @@ class ExprCompiler(CompilerBase):
         return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
 
     def x_Ctor(self, n: ast.Ctor) -> Typed:
+        if n.type in self.funcs:  # `S()` calls a function S beside struct S (§7.2)
+            return self.x_Call(ast.Call(n.line, n.col, n.type, n.args))
+        if n.type in self.struct_names and any(n.type in fs for fs in self.later_funcs):
+            raise ScriptNameError(
+                f"function {n.type}() is used before its definition", n.line, n.col
+            )
         self.check_type_name(n.type, n)
         if n.type in self.structs:
             raise ScriptTypeError(
@@ -559,35 +570,40 @@ class ExprCompiler(CompilerBase):
     def struct_method(
         self, st: StructInfo, recv: Fn, name: str, fns: list[Fn], tys: list[Ty], n: ast.Node
     ) -> Typed:
-        methods = st.methods.get(name)
-        if methods:
-            fi = self.resolve(methods, tys, f"{st.name}.{name}()", n)
-            return self.user_call(fi, recv, self.coerce_args(fns, tys, fi.params, n), n), fi.ret
+        # the struct's own methods and the built-in one of that name are overloads (§7.2);
+        # a user method with the built-in's exact signature replaces it
+        cands: list[FuncInfo | _BuiltinStructMethod] = list(st.methods.get(name, ()))
+        builtin = _BUILTIN_STRUCT_METHODS.get(name)
+        if builtin is not None and not any(c.params == builtin.params for c in cands):
+            cands.append(builtin)
+        if not cands:
+            raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
+        chosen = self.resolve(cands, tys, f"{st.name}.{name}()", n)
+        if isinstance(chosen, FuncInfo):
+            args = self.coerce_args(fns, tys, chosen.params, n)
+            return self.user_call(chosen, recv, args, n), chosen.ret
         line, where = n.line, self.where
-        if name == "toJson" and len(tys) == 1 and tys[0] == Ty("JSONBuilder"):
-            (jb,) = fns
+        (arg,) = fns
+        if name == "toJson":
 
             def to_json(f):
                 try:
-                    struct_to_json(f[1], recv(f), jb(f))
+                    struct_to_json(f[1], recv(f), arg(f))
                 except CatchableError as e:
                     annotate(e, line, where)
                     raise
 
             return to_json, VOID
-        if name == "fromXMLNode" and len(tys) == 1 and tys[0] == Ty("XMLNode"):
-            (node,) = fns
-            structs = self.structs
+        structs = self.structs
 
-            def from_xml(f):
-                try:
-                    struct_from_xml(f, recv(f), node(f), structs)
-                except CatchableError as e:
-                    annotate(e, line, where)
-                    raise
+        def from_xml(f):
+            try:
+                struct_from_xml(f, recv(f), arg(f), structs)
+            except CatchableError as e:
+                annotate(e, line, where)
+                raise
 
-            return from_xml, VOID
-        raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
+        return from_xml, VOID
 
     # ------------------------------------------------------------------ arrays
     def array_method(
@@ -666,6 +682,19 @@ class ExprCompiler(CompilerBase):
 
             return insert, VOID
         raise ScriptNameError(f"{ty} has no method {name}()", n.line, n.col)
+
+
+@dataclass(frozen=True, slots=True)
+class _BuiltinStructMethod:
+    """A built-in method of every struct (§8), as an overload candidate."""
+
+    params: tuple[Ty, ...]
+
+
+_BUILTIN_STRUCT_METHODS = {
+    "toJson": _BuiltinStructMethod((Ty("JSONBuilder"),)),
+    "fromXMLNode": _BuiltinStructMethod((Ty("XMLNode"),)),
+}
 
 
 def _internal(name: str, e: Exception, line: int, where: str) -> ScriptRuntimeError:

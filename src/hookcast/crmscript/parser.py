@@ -96,6 +96,8 @@ _STRUCT_RE = re.compile(
     re.IGNORECASE,
 )
 
+INT_LITERAL_MAX = 2147483648  # the magnitude of Integer's minimum, valid only negated (§2)
+
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b"}
 _ESC_RE = re.compile(r"\\(.)", re.DOTALL)
 
@@ -108,6 +110,16 @@ def is_type_name(name: str, struct_names: frozenset[str] | set[str]) -> bool:
         or name in struct_names
         or name in UNSUPPORTED_TYPES
         or _NS_TYPE.match(name) is not None
+    )
+
+
+def _is_struct_name(name: str) -> bool:
+    """A name the script defines as a struct (not a built-in or unsupported type name)."""
+    return (
+        name in getattr(_tls, "types", ())
+        and name not in BUILTIN_TYPES
+        and name not in UNSUPPORTED_TYPES
+        and _NS_TYPE.match(name) is None
     )
 
 
@@ -208,7 +220,10 @@ class _Builder(Transformer[Token, Any]):
     def declname(self, c: list[Any]) -> ast.DeclName:
         t = c[0]
         line, col = _pos(t)
-        return ast.DeclName(line, col, str(t), t.type != "NAME")
+        name = str(t)
+        if t.type == "TYPENAME" and _is_struct_name(name):
+            return ast.DeclName(line, col, name, False, True)
+        return ast.DeclName(line, col, name, t.type != "NAME")
 
     def _typeref(self, tname: Token, dims: list[Any]) -> ast.TypeRef:
         line, col = _pos(tname)
@@ -319,9 +334,24 @@ class _Builder(Transformer[Token, Any]):
         line, col = _pos(c[0])
         return ast.Binary(line, col, str(c[1]), c[0], c[2])
 
-    def unop(self, c: list[Any]) -> ast.Unary:
+    def unop(self, c: list[Any]) -> ast.Unary | ast.Literal:
         line, col = _pos(c[0])
-        return ast.Unary(line, col, str(c[0]), c[1])
+        op, x = str(c[0]), c[1]
+        if (
+            op == "-"
+            and isinstance(x, ast.Literal)
+            and (x.type == "Float" or (x.type == "Integer" and x.value > -2147483648))
+        ):
+            # folded: `-2147483648` is the literal minimum (§2), and constants inline better
+            return ast.Literal(line, col, x.type, -x.value)
+        return ast.Unary(line, col, op, x)
+
+    def paren(self, c: list[Any]) -> Any:
+        x = c[0]
+        if isinstance(x, ast.Literal) and x.type == "Integer" and x.value > 2147483647:
+            # `-(2147483648)`: the minus does not apply directly to the literal (§2)
+            raise ScriptTypeError(f"integer literal {x.value} does not fit 32 bits", x.line, x.col)
+        return x
 
     def mcall(self, c: list[Any]) -> ast.MethodCall:
         line, col = _pos(c[0])
@@ -342,11 +372,13 @@ class _Builder(Transformer[Token, Any]):
         line, col = _pos(c[0])
         text = str(c[0]).lstrip("0") or "0"
         v = int(text) if len(text) <= 12 else 1 << 40
-        if v > 2147483647:
+        if v > INT_LITERAL_MAX:
             # literals must fit 32-bit signed (§2); the negation happens as unary minus
             raise ScriptTypeError(
                 f"integer literal {str(c[0])[:30]} does not fit 32 bits", line, col
             )
+        # 2147483648 is only valid right after a unary minus: unop() folds it, the checker
+        # refuses it anywhere else (x_Literal)
         return ast.Literal(line, col, "Integer", v)
 
     def long_lit(self, c: list[Any]) -> ast.Literal:
