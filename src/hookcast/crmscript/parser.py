@@ -59,6 +59,7 @@ BUILTIN_TYPES = frozenset(
         "Vector",
         "Byte",
         "Long",
+        "TimeZone",
     ]
 )
 # Types of the real CRMScript API outside the subset (§13) and reserved CRM type words (§2):
@@ -85,7 +86,44 @@ UNSUPPORTED_TYPES = frozenset(
         "ReplyTemplate",
         "EventData",
         "File",
+        # the other classes of SuperOffice's CRMScript reference that need the CRM, the web
+        # context or the host
+        "AppointmentSlicer",
+        "Cache",
+        "DBWrite",
+        "DbConverter",
+        "DbiControl",
+        "EabEntry",
+        "ExtraFieldsInfo",
+        "ExtraTableInfo",
+        "FHBitSet",
+        "GenericSearch",
+        "HtmlElement",
+        "InvoiceEntry",
+        "Knowledge",
+        "LocalizedField",
+        "MacroParameter",
+        "MacroReturnValue",
+        "MainMenu",
+        "Notify",
+        "Profile",
+        "SpmCustomerList",
+        "SpmMessage",
+        "SpmShipment",
+        "SpmStaticList",
+        "StatLib",
+        "StatResult",
+        "StringMatrix",
+        "TimeSpan",
+        "Timer",
+        "WeekSchedule",
+        "YearSchedule",
     ]
+)
+# Type words of §2 that stay reserved even when a script defines a struct of that name.
+RESERVED_TYPE_WORDS = frozenset(
+    "Category Company Customer Diary Email Generic Inbox Invoice License Message Priority "
+    "Ticket User".split()
 )
 _NS_TYPE = re.compile(r"NS[A-Z][A-Za-z0-9_]*\Z")
 # struct names are found before parsing (they start declarations); strings and comments are
@@ -118,8 +156,7 @@ def _is_struct_name(name: str) -> bool:
     return (
         name in getattr(_tls, "types", ())
         and name not in BUILTIN_TYPES
-        and name not in UNSUPPORTED_TYPES
-        and _NS_TYPE.match(name) is None
+        and name not in RESERVED_TYPE_WORDS
     )
 
 

@@ -27,39 +27,41 @@ METHODS: dict[str, dict[str, list[Sig]]] = {}
 CTORS: dict[str, list[Sig]] = {}
 FUNCS: dict[str, list[Sig]] = {}
 
-# Real CRMScript global functions outside the subset (§13) → UnsupportedFeature.
+# Real CRMScript global functions outside the subset (§13) → UnsupportedFeature: every global
+# of SuperOffice's CRMScript reference that this sandbox does not implement (CRM and database
+# access, web screens and CGI, chat, mail, host access), plus a few older names.
 UNSUPPORTED_FUNCS = frozenset(
-    [
-        "getEventData",
-        "getActiveUser",
-        "getCgiVariable",
-        "getCgiVariables",
-        "getCgiVariableNames",
-        "getCgiContent",
-        "setCookie",
-        "getCookie",
-        "setParserVariable",
-        "runProgram",
-        "executeSQLQuery",
-        "executeScript",
-        "getEnvVariable",
-        "sendMail",
-        "sendEmail",
-        "sendSms",
-        "getHtmlElement",
-        "getScreen",
-        "getCurrentUser",
-        "getDatabaseConnection",
-        "addHtmlElement",
-        "getParserVariable",
-        "setEnvVariable",
-        "parseXML",
-        "getTypeName",
-        "GenericToString",
-        "GenericFromString",
-        "getProgram",
-        "getLanguage",
-    ]
+    """
+    addAction addChatMessage addHtmlElement buildUrl cgiWasPost checkReply combineHtmlStrings
+    convertStatus copyCRMDocumentToAttachment debugWait decodeBase64AsStream decodeDBValue
+    enableDebug encodeHMACSHA1 executeDbiAgentSchedule executeMacro executeScript
+    executeSQLQuery faqSearch findReplyTemplateToMerge flushCaches forwardMail getActiveUser
+    getAgentId getAgentScheduleId getAttachmentsSize getCategoryIdFromFullname getCgiContent
+    getCgiUrl getCgiVariable getCgiVariableArray getCgiVariableNames getCgiVariables getCookie
+    getCurrent getCurrentUser getCustomerMainEmail getDatabaseConnection getDbiControl
+    getDefaultElementConfig getDocumentId getEnvVariable getEventData getExecutable
+    getExternalProgram getExternalProgramAdmin getExternalProgramAjax getExternalProgramBlogic
+    getExternalProgramChat getExternalProgramCustomer getExternalProgramDocument
+    getExternalProgramHelp getExternalProgramKnowledge getExternalProgramRms
+    getExternalProgramSoap getExternalProgramStat getExternalProgramTicket getExtraTable
+    getFavourites getFunctionList getGlobalStaticMap getGlobalVariable getHtmlElement
+    getHtmlElementIndex getHtmlElementName getHttpHeader getLanguage getLanguageVariable
+    getMainMenu getNtUser getNumHtmlElements getParser getParserParameter
+    getParserParameterCount getParserVariable getParserVariableAsCSV getParserVariableCount
+    getPID getPriorityIdFromName getProgram getProgramAdmin getProgramAjax getProgramBlogic
+    getProgramChat getProgramCustomer getProgramDocument getProgramHelp getProgramKnowledge
+    getProgramRms getProgramSoap getProgramStat getProgramTicket getReplyTemplateBody
+    getReplyTemplateSubject getScreen getScreenElementConfig getScreenElementId
+    getScreenElementName getScreenElementType getScriptId getSelectionIds getSessionVariable
+    getSessionVariables getStatusIdFromName getSystemFlags getSystemLang getTypeName
+    getUserLang getUsername getWarnings GenericFromString GenericToString htmlConvToText
+    idToLang invoiceTypesExists isValidPhoneNumber langToId
+    mapValue parseXML printBinary reloadAndSendShipment removeHtmlElement resetChat runProgram
+    saveAllCgiAttachments saveCgiAttachment sendEmail sendMail sendSms setChatStatus setCookie
+    setCurrent setEnvVariable setFromCgi setGlobalVariable setHidden setPageFocusFirstControl
+    setPageOnLoad setPageRefresh setPageTitle setParserVariable setSessionVariable
+    setUserIsTyping simpleTwoWay
+    """.split()
 )
 
 
@@ -78,6 +80,8 @@ UNSUPPORTED_METHODS = {
             "getDebug",
         ]
     ),
+    # real methods that §13.1 does not name
+    "TimeZone": frozenset(["getTimeZone", "getTimeZoneSecs"]),
 }
 
 
