@@ -18,6 +18,7 @@ from .compile_base import CompilerBase
 from .errors import (
     CatchableError,
     CompileLimitExceeded,
+    CompileProblem,
     DivisionByZero,
     ExitScript,
     IndexOutOfRange,
@@ -44,6 +45,10 @@ def annotate(e: ScriptError, line: int, where: str) -> None:
     if e.line is None:
         e.line = line
         e.where = where
+
+
+def _false(f: Frame) -> bool:
+    return False
 
 
 def _const(v: Any) -> Fn:
@@ -76,9 +81,13 @@ class ExprCompiler(CompilerBase):
         raise ScriptTypeError(f"cannot {what} {src} to {dst}", node.line, node.col)
 
     def cond(self, node: ast.Node) -> Fn:
-        fn, ty = self.expr(node)
-        if ty != BOOL:
-            raise ScriptTypeError(f"condition must be Bool, not {ty}", node.line, node.col)
+        try:
+            fn, ty = self.expr(node)
+            if ty != BOOL:
+                raise ScriptTypeError(f"condition must be Bool, not {ty}", node.line, node.col)
+        except CompileProblem as e:  # reported; the body is still checked
+            self.record(e)
+            return _false
         return fn
 
     def resolve(self, cands: list[_O], argtys: list[Ty], what: str, node: ast.Node) -> _O:
@@ -342,6 +351,7 @@ class ExprCompiler(CompilerBase):
         obj, ty = self.expr(n.obj)
         st = self.struct_of(ty, n)
         if n.name not in st.members:
+            self.follow_up(f"{st.name}.{n.name}")
             raise ScriptNameError(f"struct {st.name} has no member '{n.name}'", n.line, n.col)
         idx, mty = st.members[n.name]
         return (lambda f: obj(f)[idx]), mty
@@ -379,6 +389,7 @@ class ExprCompiler(CompilerBase):
             obj, ty = self.expr(n.obj)
             st = self.struct_of(ty, n)
             if n.name not in st.members:
+                self.follow_up(f"{st.name}.{n.name}")
                 raise ScriptNameError(f"struct {st.name} has no member '{n.name}'", n.line, n.col)
             idx, mty = st.members[n.name]
             return (lambda f: (obj(f), idx)), mty
@@ -401,6 +412,7 @@ class ExprCompiler(CompilerBase):
                 raise UnsupportedFeature(
                     f"{n.name}() is not supported in this sandbox", n.line, n.col
                 )
+            self.follow_up(n.name + "()")
             if any(n.name in fs for fs in self.later_funcs):
                 raise ScriptNameError(
                     f"function {n.name}() is used before its definition", n.line, n.col
@@ -577,6 +589,7 @@ class ExprCompiler(CompilerBase):
         if builtin is not None and not any(c.params == builtin.params for c in cands):
             cands.append(builtin)
         if not cands:
+            self.follow_up(f"{st.name}.{name}()")
             raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
         chosen = self.resolve(cands, tys, f"{st.name}.{name}()", n)
         if isinstance(chosen, FuncInfo):

@@ -17,6 +17,7 @@ from . import ast
 from .errors import (
     CompileLimitExceeded,
     CompileProblem,
+    CompileProblems,
     ScriptNameError,
     ScriptSyntaxError,
     ScriptTypeError,
@@ -479,6 +480,36 @@ def _describe(tok: Token) -> str:
     return repr(text).replace('"', "'") if text else tok.type
 
 
+def _token_problem(e: UnexpectedToken) -> CompileProblem:
+    tok = e.token
+    line = getattr(tok, "line", None) or e.line or 0
+    col = getattr(tok, "column", None) or e.column or 0
+    last = getattr(_tls, "last", (None, None))
+    if tok.type == "NAME" and last[0] is not None and last[0].type == "NAME" and last[1] is tok:
+        p = last[0]
+        return ScriptNameError(f"unknown type {p}", p.line or 0, p.column or 0)
+    if tok.type == "$END":
+        return ScriptSyntaxError("unexpected end of text", line, col)
+    return ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col)
+
+
+def _chars_problem(e: UnexpectedCharacters, text: str) -> CompileProblem:
+    pos = e.pos_in_stream
+    ch = text[pos] if pos is not None and 0 <= pos < len(text) else "?"
+    msg = "unterminated string literal" if ch in "\"'" else f"unexpected character {ch!r}"
+    return ScriptSyntaxError(msg, e.line, e.column)
+
+
+def _callback_problem(e: Exception) -> CompileProblem:
+    """A transformer failure (lark may wrap it in VisitError)."""
+    if isinstance(e, CompileProblem):
+        return e
+    inner = getattr(e, "orig_exc", None)
+    if isinstance(inner, CompileProblem):
+        return inner
+    return ScriptSyntaxError(f"cannot parse: {type(inner or e).__name__}", 0, 0)
+
+
 def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> ast.Program:
     """Parse one script text; raises a CompileProblem (SyntaxError/TypeError)."""
     _tls.types = frozenset(struct_names)
@@ -487,21 +518,9 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
         # the transformer builds the tree while parsing: the result is what start() returns
         return cast(ast.Program, _parser.parse(text))
     except UnexpectedToken as e:
-        tok = e.token
-        line = getattr(tok, "line", None) or e.line or 0
-        col = getattr(tok, "column", None) or e.column or 0
-        last = getattr(_tls, "last", (None, None))
-        if tok.type == "NAME" and last[0] is not None and last[0].type == "NAME" and last[1] is tok:
-            p = last[0]
-            raise ScriptNameError(f"unknown type {p}", p.line or 0, p.column or 0) from None
-        if tok.type == "$END":
-            raise ScriptSyntaxError("unexpected end of text", line, col) from None
-        raise ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col) from None
+        raise _token_problem(e) from None
     except UnexpectedCharacters as e:
-        pos = e.pos_in_stream
-        ch = text[pos] if pos is not None and 0 <= pos < len(text) else "?"
-        msg = "unterminated string literal" if ch in "\"'" else f"unexpected character {ch!r}"
-        raise ScriptSyntaxError(msg, e.line, e.column) from None
+        raise _chars_problem(e, text) from None
     except UnexpectedEOF as e:
         raise ScriptSyntaxError("unexpected end of text", e.line, e.column) from None
     except UnexpectedInput as e:  # pragma: no cover - other lark input errors
@@ -513,7 +532,123 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
     except CompileProblem:
         raise
     except Exception as e:  # lark wraps transformer errors in VisitError
-        inner = getattr(e, "orig_exc", None)
-        if inner is not None and hasattr(inner, "diagnostic"):
-            raise inner from None
-        raise ScriptSyntaxError(f"cannot parse: {type(inner or e).__name__}", 0, 0) from None
+        raise _callback_problem(e) from None
+
+
+def parse_reporting(
+    text: str, struct_names: frozenset[str] | set[str] = frozenset(), max_problems: int = 100
+) -> ast.Program:
+    """`parse`, but a text with syntax errors raises CompileProblems with all of them (§13):
+    only then is it parsed a second time, with error recovery."""
+    try:
+        return parse(text, struct_names)
+    except CompileProblem as first:
+        if isinstance(first, CompileLimitExceeded):
+            raise
+        try:
+            found = _recover(text, struct_names, max_problems)
+        except Exception:  # recovery is best effort: the first error always stands
+            found = []
+        rest = [p for p in found if (p.line, p.column) > (first.line, first.column)]
+        raise CompileProblems([first, *rest][:max_problems]) from None
+
+
+_SYNC = ("SEMICOLON", "RBRACE")  # a statement or block ends here: parsing resumes after it
+_QUIET_TOKENS = 3  # errors this soon after a recovery are follow-ups of the first: not reported
+
+
+def _recover(text: str, struct_names: frozenset[str] | set[str], limit: int) -> list[CompileProblem]:
+    """Panic-mode recovery on lark's interactive LALR parser: after an error, skip to the next
+    `;` or `}`, then pop parser states until that token fits (at worst the top level)."""
+    _tls.types = frozenset(struct_names)
+    _tls.last = (None, None)
+    ip = _parser.parse_interactive(text)
+    state = ip.parser_state
+    lexer = ip.lexer_thread
+    problems: list[CompileProblem] = []
+    quiet = 0  # tokens still to shift before errors are reported again
+    skipping = False
+
+    def report(p: CompileProblem) -> None:
+        nonlocal quiet, skipping
+        if quiet == 0:
+            problems.append(p)
+        quiet = _QUIET_TOKENS
+        skipping = True
+
+    def fits(tok: Token) -> bool:
+        trial = state.copy(deepcopy_values=False)
+        try:
+            trial.feed_token(tok)
+        except Exception:
+            return False
+        return True
+
+    def resync(tok: Token) -> None:
+        nonlocal skipping, quiet
+        skipping = False
+        while len(state.state_stack) > 1 and not fits(tok):
+            state.state_stack.pop()
+            state.value_stack.pop()
+        if len(state.state_stack) == 1 and not fits(tok):
+            del state.value_stack[:]
+            return  # nothing takes it: dropped
+        state.feed_token(tok)
+        quiet = 1  # the token right after a resync may still belong to the broken statement
+
+    def handle(tok: Token) -> None:
+        nonlocal quiet
+        if skipping:
+            if tok.type in _SYNC:
+                try:
+                    resync(tok)
+                except Exception as e:  # a callback refused what the sync completed
+                    report(_callback_problem(e))
+            return
+        try:
+            state.feed_token(tok)
+        except UnexpectedToken as e:
+            report(_token_problem(e))
+            if tok.type in _SYNC:
+                resync(tok)
+            return
+        except Exception as e:
+            report(_callback_problem(e))
+            if tok.type in _SYNC:
+                resync(tok)
+            return
+        if quiet:
+            quiet -= 1
+
+    last: Token | None = None
+    while len(problems) < limit:
+        try:
+            for tok in lexer.lex(state):
+                last = tok
+                handle(tok)
+                if len(problems) >= limit:
+                    break
+            break
+        except UnexpectedToken as e:  # the contextual lexer found a token out of place
+            last = e.token
+            report(_token_problem(e))
+            if e.token.type in _SYNC:
+                resync(e.token)
+        except UnexpectedCharacters as e:
+            report(_chars_problem(e, text))
+            line_ctr = lexer.state.line_ctr
+            pos = line_ctr.char_pos
+            if pos >= len(text):
+                break
+            line_ctr.feed(text[pos : pos + 1])
+    if len(problems) < limit:
+        end = Token.new_borrow_pos("$END", "", last) if last else Token("$END", "", 0, 1, 1)
+        try:
+            state.feed_token(end, True)
+        except UnexpectedToken as e:
+            if quiet < _QUIET_TOKENS:  # something parsed since the last error
+                problems.append(_token_problem(e))
+        except Exception as e:
+            if quiet < _QUIET_TOKENS:
+                problems.append(_callback_problem(e))
+    return problems
