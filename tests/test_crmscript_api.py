@@ -355,7 +355,12 @@ def test_validate(api) -> None:
     assert api.post(f"{BASE}/Validate", json={"Source": several}).json() == {
         "Valid": False,
         "Errors": [
-            {"Line": 1, "Column": 13, "Kind": "TypeError", "Message": "cannot assign String to Integer"},
+            {
+                "Line": 1,
+                "Column": 13,
+                "Kind": "TypeError",
+                "Message": "cannot assign String to Integer",
+            },
             {"Line": 2, "Column": 11, "Kind": "NameError", "Message": "unknown variable 'nope'"},
             {
                 "Line": 3,

@@ -88,13 +88,11 @@ def test_check_reports_every_syntax_error_with_line_and_column() -> None:
 
 def test_check_reports_errors_of_includes_and_of_the_script() -> None:
     texts = {"broken": "Integer y = ;\nInteger z = 1 +;\n", "typed": 'Integer y = "a";\nq = 1;\n'}
-    diags = check(
-        '#include "broken";\n#include "typed";\nInteger x = "no";\n', include=texts.get
-    )
+    diags = check('#include "broken";\n#include "typed";\nInteger x = "no";\n', include=texts.get)
     assert [(d.line, d.column, d.kind, d.message) for d in diags] == [
         (1, 13, "SyntaxError", "unexpected ';' (in include \"broken\")"),
         (2, 16, "SyntaxError", "unexpected ';' (in include \"broken\")"),
-        (1, 13, "TypeError", "cannot assign String to Integer (in include \"typed\")"),
+        (1, 13, "TypeError", 'cannot assign String to Integer (in include "typed")'),
         (2, 1, "NameError", "unknown variable 'q' (in include \"typed\")"),
         (3, 13, "TypeError", "cannot assign String to Integer"),
     ]
@@ -102,10 +100,10 @@ def test_check_reports_errors_of_includes_and_of_the_script() -> None:
 
 def test_errors_in_bodies_of_functions_and_structs_are_all_found() -> None:
     source = (
-        "Integer f(Integer a) { return a + \"s\"; }\n"
+        'Integer f(Integer a) { return a + "s"; }\n'
         "Integer g(Void b) { return 1; }\n"
         "g(1);\n"
-        "struct P { Integer n; Void m; Void set() { this.n = \"x\"; } };\n"
+        'struct P { Integer n; Void m; Void set() { this.n = "x"; } };\n'
         "P p; p.m = 1; p.n = 2;\n"
         "printLine(f(1).toString());\n"
     )

@@ -141,9 +141,7 @@ class ExprCompiler(CompilerBase):
 
     def x_Literal(self, n: ast.Literal) -> Typed:
         if n.type == "Integer" and n.value > I32_MAX:  # 2147483648 without a minus (§2)
-            raise ScriptTypeError(
-                f"integer literal {n.value} does not fit 32 bits", n.line, n.col
-            )
+            raise ScriptTypeError(f"integer literal {n.value} does not fit 32 bits", n.line, n.col)
         return mark_const(_const(n.value), n.value), Ty(n.type)
 
     def x_Name(self, n: ast.Name) -> Typed:

@@ -212,13 +212,9 @@ class Compiler(StmtCompiler):
         if ty == Ty(sd.name):
             raise ScriptTypeError(f"struct {sd.name} cannot contain itself", m.line, m.col)
         if m.name.reserved:
-            raise ScriptNameError(
-                f"'{m.name.name}' is a reserved word", m.name.line, m.name.col
-            )
+            raise ScriptNameError(f"'{m.name.name}' is a reserved word", m.name.line, m.name.col)
         if m.name.name in info.members:
-            raise ScriptNameError(
-                f"member '{m.name.name}' is already declared", m.line, m.col
-            )
+            raise ScriptNameError(f"member '{m.name.name}' is already declared", m.line, m.col)
         if m.init is not None:
             fn, t = self.expr(m.init)
             init = self.coerce(fn, t, ty, m.init, "assign")

@@ -123,8 +123,21 @@ UNSUPPORTED_TYPES = frozenset(
 )
 # Type words of §2 that stay reserved even when a script defines a struct of that name.
 RESERVED_TYPE_WORDS = frozenset(
-    "Category Company Customer Diary Email Generic Inbox Invoice License Message Priority "
-    "Ticket User".split()
+    [
+        "Category",
+        "Company",
+        "Customer",
+        "Diary",
+        "Email",
+        "Generic",
+        "Inbox",
+        "Invoice",
+        "License",
+        "Message",
+        "Priority",
+        "Ticket",
+        "User",
+    ]
 )
 _NS_TYPE = re.compile(r"NS[A-Z][A-Za-z0-9_]*\Z")
 # struct names are found before parsing (they start declarations); strings and comments are
@@ -557,7 +570,9 @@ _SYNC = ("SEMICOLON", "RBRACE")  # a statement or block ends here: parsing resum
 _QUIET_TOKENS = 3  # errors this soon after a recovery are follow-ups of the first: not reported
 
 
-def _recover(text: str, struct_names: frozenset[str] | set[str], limit: int) -> list[CompileProblem]:
+def _recover(
+    text: str, struct_names: frozenset[str] | set[str], limit: int
+) -> list[CompileProblem]:
     """Panic-mode recovery on lark's interactive LALR parser: after an error, skip to the next
     `;` or `}`, then pop parser states until that token fits (at worst the top level)."""
     _tls.types = frozenset(struct_names)
@@ -623,7 +638,8 @@ def _recover(text: str, struct_names: frozenset[str] | set[str], limit: int) -> 
     last: Token | None = None
     while len(problems) < limit:
         try:
-            for tok in lexer.lex(state):
+            tokens: Iterator[Token] = lexer.lex(state)  # type: ignore[no-untyped-call]
+            for tok in tokens:
                 last = tok
                 handle(tok)
                 if len(problems) >= limit:
@@ -636,6 +652,8 @@ def _recover(text: str, struct_names: frozenset[str] | set[str], limit: int) -> 
                 resync(e.token)
         except UnexpectedCharacters as e:
             report(_chars_problem(e, text))
+            if lexer.state is None:  # pragma: no cover - lark always has one here
+                break
             line_ctr = lexer.state.line_ctr
             pos = line_ctr.char_pos
             if pos >= len(text):

@@ -31,37 +31,152 @@ FUNCS: dict[str, list[Sig]] = {}
 # of SuperOffice's CRMScript reference that this sandbox does not implement (CRM and database
 # access, web screens and CGI, chat, mail, host access), plus a few older names.
 UNSUPPORTED_FUNCS = frozenset(
-    """
-    addAction addChatMessage addHtmlElement buildUrl cgiWasPost checkReply combineHtmlStrings
-    convertStatus copyCRMDocumentToAttachment debugWait decodeBase64AsStream decodeDBValue
-    enableDebug encodeHMACSHA1 executeDbiAgentSchedule executeMacro executeScript
-    executeSQLQuery faqSearch findReplyTemplateToMerge flushCaches forwardMail getActiveUser
-    getAgentId getAgentScheduleId getAttachmentsSize getCategoryIdFromFullname getCgiContent
-    getCgiUrl getCgiVariable getCgiVariableArray getCgiVariableNames getCgiVariables getCookie
-    getCurrent getCurrentUser getCustomerMainEmail getDatabaseConnection getDbiControl
-    getDefaultElementConfig getDocumentId getEnvVariable getEventData getExecutable
-    getExternalProgram getExternalProgramAdmin getExternalProgramAjax getExternalProgramBlogic
-    getExternalProgramChat getExternalProgramCustomer getExternalProgramDocument
-    getExternalProgramHelp getExternalProgramKnowledge getExternalProgramRms
-    getExternalProgramSoap getExternalProgramStat getExternalProgramTicket getExtraTable
-    getFavourites getFunctionList getGlobalStaticMap getGlobalVariable getHtmlElement
-    getHtmlElementIndex getHtmlElementName getHttpHeader getLanguage getLanguageVariable
-    getMainMenu getNtUser getNumHtmlElements getParser getParserParameter
-    getParserParameterCount getParserVariable getParserVariableAsCSV getParserVariableCount
-    getPID getPriorityIdFromName getProgram getProgramAdmin getProgramAjax getProgramBlogic
-    getProgramChat getProgramCustomer getProgramDocument getProgramHelp getProgramKnowledge
-    getProgramRms getProgramSoap getProgramStat getProgramTicket getReplyTemplateBody
-    getReplyTemplateSubject getScreen getScreenElementConfig getScreenElementId
-    getScreenElementName getScreenElementType getScriptId getSelectionIds getSessionVariable
-    getSessionVariables getStatusIdFromName getSystemFlags getSystemLang getTypeName
-    getUserLang getUsername getWarnings GenericFromString GenericToString htmlConvToText
-    idToLang invoiceTypesExists isValidPhoneNumber langToId
-    mapValue parseXML printBinary reloadAndSendShipment removeHtmlElement resetChat runProgram
-    saveAllCgiAttachments saveCgiAttachment sendEmail sendMail sendSms setChatStatus setCookie
-    setCurrent setEnvVariable setFromCgi setGlobalVariable setHidden setPageFocusFirstControl
-    setPageOnLoad setPageRefresh setPageTitle setParserVariable setSessionVariable
-    setUserIsTyping simpleTwoWay
-    """.split()
+    [
+        "addAction",
+        "addChatMessage",
+        "addHtmlElement",
+        "buildUrl",
+        "cgiWasPost",
+        "checkReply",
+        "combineHtmlStrings",
+        "convertStatus",
+        "copyCRMDocumentToAttachment",
+        "debugWait",
+        "decodeBase64AsStream",
+        "decodeDBValue",
+        "enableDebug",
+        "encodeHMACSHA1",
+        "executeDbiAgentSchedule",
+        "executeMacro",
+        "executeScript",
+        "executeSQLQuery",
+        "faqSearch",
+        "findReplyTemplateToMerge",
+        "flushCaches",
+        "forwardMail",
+        "getActiveUser",
+        "getAgentId",
+        "getAgentScheduleId",
+        "getAttachmentsSize",
+        "getCategoryIdFromFullname",
+        "getCgiContent",
+        "getCgiUrl",
+        "getCgiVariable",
+        "getCgiVariableArray",
+        "getCgiVariableNames",
+        "getCgiVariables",
+        "getCookie",
+        "getCurrent",
+        "getCurrentUser",
+        "getCustomerMainEmail",
+        "getDatabaseConnection",
+        "getDbiControl",
+        "getDefaultElementConfig",
+        "getDocumentId",
+        "getEnvVariable",
+        "getEventData",
+        "getExecutable",
+        "getExternalProgram",
+        "getExternalProgramAdmin",
+        "getExternalProgramAjax",
+        "getExternalProgramBlogic",
+        "getExternalProgramChat",
+        "getExternalProgramCustomer",
+        "getExternalProgramDocument",
+        "getExternalProgramHelp",
+        "getExternalProgramKnowledge",
+        "getExternalProgramRms",
+        "getExternalProgramSoap",
+        "getExternalProgramStat",
+        "getExternalProgramTicket",
+        "getExtraTable",
+        "getFavourites",
+        "getFunctionList",
+        "getGlobalStaticMap",
+        "getGlobalVariable",
+        "getHtmlElement",
+        "getHtmlElementIndex",
+        "getHtmlElementName",
+        "getHttpHeader",
+        "getLanguage",
+        "getLanguageVariable",
+        "getMainMenu",
+        "getNtUser",
+        "getNumHtmlElements",
+        "getParser",
+        "getParserParameter",
+        "getParserParameterCount",
+        "getParserVariable",
+        "getParserVariableAsCSV",
+        "getParserVariableCount",
+        "getPID",
+        "getPriorityIdFromName",
+        "getProgram",
+        "getProgramAdmin",
+        "getProgramAjax",
+        "getProgramBlogic",
+        "getProgramChat",
+        "getProgramCustomer",
+        "getProgramDocument",
+        "getProgramHelp",
+        "getProgramKnowledge",
+        "getProgramRms",
+        "getProgramSoap",
+        "getProgramStat",
+        "getProgramTicket",
+        "getReplyTemplateBody",
+        "getReplyTemplateSubject",
+        "getScreen",
+        "getScreenElementConfig",
+        "getScreenElementId",
+        "getScreenElementName",
+        "getScreenElementType",
+        "getScriptId",
+        "getSelectionIds",
+        "getSessionVariable",
+        "getSessionVariables",
+        "getStatusIdFromName",
+        "getSystemFlags",
+        "getSystemLang",
+        "getTypeName",
+        "getUserLang",
+        "getUsername",
+        "getWarnings",
+        "GenericFromString",
+        "GenericToString",
+        "htmlConvToText",
+        "idToLang",
+        "invoiceTypesExists",
+        "isValidPhoneNumber",
+        "langToId",
+        "mapValue",
+        "parseXML",
+        "printBinary",
+        "reloadAndSendShipment",
+        "removeHtmlElement",
+        "resetChat",
+        "runProgram",
+        "saveAllCgiAttachments",
+        "saveCgiAttachment",
+        "sendEmail",
+        "sendMail",
+        "sendSms",
+        "setChatStatus",
+        "setCookie",
+        "setCurrent",
+        "setEnvVariable",
+        "setFromCgi",
+        "setGlobalVariable",
+        "setHidden",
+        "setPageFocusFirstControl",
+        "setPageOnLoad",
+        "setPageRefresh",
+        "setPageTitle",
+        "setParserVariable",
+        "setSessionVariable",
+        "setUserIsTyping",
+        "simpleTwoWay",
+    ]
 )
 
 
