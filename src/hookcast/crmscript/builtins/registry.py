@@ -180,19 +180,36 @@ UNSUPPORTED_FUNCS = frozenset(
 )
 
 
-# Optional methods of the spec that this implementation leaves out → UnsupportedFeature.
+# Real methods of supported types that the sandbox leaves out (the spec's optional String
+# helpers, HTTP streams, documents and debugging, the rest of TimeZone) → UnsupportedFeature.
 UNSUPPORTED_METHODS = {
-    "String": frozenset(["prettyChop", "escape", "getLine", "parseCSV", "quote", "wrap"]),
+    "String": frozenset(
+        [
+            "escape",
+            "extractHtmlBody",
+            "extractHtmlHead",
+            "getEmails",
+            "getLine",
+            "isValidEmail",
+            "parseCSV",
+            "parseSOMultiLanguageString",
+            "prettyChop",
+            "quote",
+            "wrap",
+        ]
+    ),
     "HTTP": frozenset(
         [
+            "addAttachmentData",
+            "addDocumentData",
+            "deleteAsStream",
             "getAsStream",
+            "getDebug",
+            "openAsStream",
+            "patchAsStream",
             "postAsStream",
             "putAsStream",
-            "openAsStream",
-            "addDocumentData",
-            "addAttachmentData",
             "setDebugMode",
-            "getDebug",
         ]
     ),
     # real methods that §13.1 does not name
