@@ -19,7 +19,7 @@ from .errors import (
     ScriptTypeError,
     UnsupportedFeature,
 )
-from .parser import BUILTIN_TYPES, parse_reporting
+from .parser import BUILTIN_TYPES, RESERVED_TYPE_WORDS, parse_reporting
 from .symbols import Fn, Frame, FuncCtx, FuncInfo, StructInfo
 from .types import VOID, Ty
 
@@ -177,7 +177,8 @@ class Compiler(StmtCompiler):
     def structdef(self, sd: ast.StructDef) -> None:
         if sd.name in self.structs:
             raise ScriptNameError(f"struct {sd.name} is already defined", sd.line, sd.col)
-        if sd.name in BUILTIN_TYPES:
+        if sd.name in BUILTIN_TYPES or sd.name in RESERVED_TYPE_WORDS:
+            self.poisoned.add(sd.name)
             raise ScriptNameError(f"'{sd.name}' is a reserved word", sd.line, sd.col)
         if sd.name not in self.struct_names:
             self.poisoned.add(sd.name)
