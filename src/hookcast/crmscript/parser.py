@@ -591,7 +591,11 @@ def _recover(
         quiet = _QUIET_TOKENS
         skipping = True
 
+    states = state.parse_conf.states
+
     def fits(tok: Token) -> bool:
+        if tok.type not in states[state.state_stack[-1]]:  # cheap: most states refuse it
+            return False
         trial = state.copy(deepcopy_values=False)
         try:
             trial.feed_token(tok)
