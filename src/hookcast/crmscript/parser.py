@@ -202,9 +202,24 @@ class _PostLexer:
                 elif in_foreach and v.lower() == "in":
                     tok = Token.new_borrow_pos("IN", v, tok)
                     in_foreach = False
-                elif is_type_name(v, names):
+                elif is_type_name(v, names) and not _names_variable(tok, v):
                     tok = Token.new_borrow_pos("TYPENAME", v, tok)
             yield tok
+
+
+# after a type name comes a name (declaration), `[` (array type), `(` (constructor or call) or
+# `{` (struct body); anything else means the word is a variable named like a struct (§7.2)
+_BLANKS = re.compile(r"(?:\s|//[^\n]*|/\*[\s\S]*?\*/)*")
+
+
+def _names_variable(tok: Token, name: str) -> bool:
+    if not _is_struct_name(name):
+        return False
+    text: str = getattr(_tls, "text", "")
+    end = tok.end_pos or 0
+    m = _BLANKS.match(text, end)
+    nxt = text[m.end() : m.end() + 1] if m else ""
+    return nxt != "" and not (nxt.isalpha() or nxt in "_[({")
 
 
 def _pos(x: object) -> tuple[int, int]:
@@ -526,6 +541,7 @@ def _callback_problem(e: Exception) -> CompileProblem:
 def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> ast.Program:
     """Parse one script text; raises a CompileProblem (SyntaxError/TypeError)."""
     _tls.types = frozenset(struct_names)
+    _tls.text = text
     _tls.last = (None, None)
     try:
         # the transformer builds the tree while parsing: the result is what start() returns
@@ -576,6 +592,7 @@ def _recover(
     """Panic-mode recovery on lark's interactive LALR parser: after an error, skip to the next
     `;` or `}`, then pop parser states until that token fits (at worst the top level)."""
     _tls.types = frozenset(struct_names)
+    _tls.text = text
     _tls.last = (None, None)
     ip = _parser.parse_interactive(text)
     state = ip.parser_state
