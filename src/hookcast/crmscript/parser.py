@@ -191,7 +191,9 @@ class _PostLexer:
 
     def _convert(self, stream: Iterator[Token], names: frozenset[str]) -> Iterator[Token]:
         in_foreach = False
+        after_struct = False  # `struct S`: S is the type being defined
         for tok in stream:
+            was_struct, after_struct = after_struct, False
             if tok.type == "NAME":
                 v = str(tok)
                 kw = KEYWORDS.get(v.lower())
@@ -199,16 +201,19 @@ class _PostLexer:
                     tok = Token.new_borrow_pos(kw, v, tok)
                     if kw == "FOREACH":
                         in_foreach = True
+                    after_struct = kw == "STRUCT"
                 elif in_foreach and v.lower() == "in":
                     tok = Token.new_borrow_pos("IN", v, tok)
                     in_foreach = False
-                elif is_type_name(v, names) and not _names_variable(tok, v):
+                elif is_type_name(v, names) and (was_struct or not _names_variable(tok, v)):
                     tok = Token.new_borrow_pos("TYPENAME", v, tok)
             yield tok
 
 
-# after a type name comes a name (declaration), `[` (array type), `(` (constructor or call) or
-# `{` (struct body); anything else means the word is a variable named like a struct (§7.2)
+# a struct's name followed by what can follow a variable (member access, assignment, an
+# operator, the end of an argument or statement) is a variable named like the struct (§7.2);
+# a type is followed by a name, `[` or `(` instead
+_AFTER_VARIABLE = frozenset(".=;),+-*/%<>!&|]")
 _BLANKS = re.compile(r"(?:\s|//[^\n]*|/\*[\s\S]*?\*/)*")
 
 
@@ -219,7 +224,7 @@ def _names_variable(tok: Token, name: str) -> bool:
     end = tok.end_pos or 0
     m = _BLANKS.match(text, end)
     nxt = text[m.end() : m.end() + 1] if m else ""
-    return nxt != "" and not (nxt.isalpha() or nxt in "_[({")
+    return nxt != "" and nxt in _AFTER_VARIABLE
 
 
 def _pos(x: object) -> tuple[int, int]:
