@@ -20,6 +20,7 @@ EXPORTED = [
     "HookcastError",
     "Hub",
     "NotFound",
+    "OutboxError",
     "PayloadTooLarge",
     "PreconditionFailed",
     "Settings",

@@ -27,6 +27,7 @@ from typing import Any
 from . import metrics
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
+from .dispatch.outbox_drain import OutboxDrain
 from .dispatch.plugins import load_plugins
 from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import Transition
@@ -68,6 +69,7 @@ class Hub:
         self.scripts = ScriptRunner(self.settings, self.sender)
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
+        self.outbox_drain: OutboxDrain | None = None  # events applications wrote (0008)
         self._intake: Intake | None = None
         self._background: list[asyncio.Task[None]] = []
         self.worker_id = str(uuid.uuid4())
@@ -97,8 +99,16 @@ class Hub:
                 load_plugins(self.settings, self.sender, self.db, self.scripts),
                 on_transitions=self._on_transitions,
             )
+            self.outbox_drain = OutboxDrain(
+                self.db,
+                on_commit=self._committed,
+                handover=self.dispatcher.handover,
+                poll_interval=self.settings.poll_interval,
+                batch=self.settings.batch_size * 10,
+            )
             self.outbox.start()
             self.dispatcher.start()
+            self.outbox_drain.start()
             self._background = [
                 asyncio.create_task(self._prune_loop(), name="hookcast-prune"),
                 asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
@@ -130,6 +140,8 @@ class Hub:
         if self.dispatcher:
             if self.db.doorbell is not None:
                 self.db.doorbell.stop_listening()
+            if self.outbox_drain:
+                await self.outbox_drain.stop()
             await self.dispatcher.stop()
             await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:
@@ -222,6 +234,8 @@ class Hub:
             self.dispatcher.wake()
         if self.outbox:
             self.outbox.wake()
+        if self.outbox_drain:
+            self.outbox_drain.wake()
 
     def halt(self, webhook_id: int) -> None:
         """A webhook was stopped or deleted here: deliver nothing more of it (§6, issue 12)."""

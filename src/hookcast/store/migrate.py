@@ -25,7 +25,9 @@ def version_table(conn: Connection) -> str:
     if VERSION_TABLE in tables or LEGACY_VERSION_TABLE not in tables or "webhooks" not in tables:
         return VERSION_TABLE
     ours = {path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")}
-    stamped = {row[0] for row in conn.execute(text(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}"))}
+    stamped = {
+        row[0] for row in conn.execute(text(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}"))
+    }
     return LEGACY_VERSION_TABLE if stamped and stamped <= ours else VERSION_TABLE
 
 
