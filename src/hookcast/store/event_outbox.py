@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, MetaData, Table, delete, exists, insert, or_, select
 
 from .codec import from_json, to_json
+from .dialect import NOTIFY_CHANNEL
 from .queue import Handover, insert_events
 from .rows import Claimed, NewEvent
 from .schema import api_keys, event_outbox, webhooks
@@ -46,26 +47,72 @@ def tenant_known(conn: Connection, tenant: str, schema: str | None) -> bool:
     return bool(conn.execute(found).scalar())
 
 
+COLUMNS = (
+    "tenant",
+    "name",
+    "primary_key",
+    "associate_id",
+    "occurred_at",
+    "changes",
+    "change_values",
+    "row_values",
+    "field_values",
+    "created_at",
+)
+
+
+def row(e: NewEvent, now: float) -> tuple[object, ...]:
+    """An event as an outbox row, in the order of COLUMNS."""
+    return (
+        e.tenant,
+        e.name,
+        e.primary_key,
+        e.associate_id,
+        e.occurred_at,
+        to_json(e.changes),
+        to_json(e.change_values),
+        to_json(e.row_values),
+        to_json(e.field_values),
+        now,
+    )
+
+
 def append(conn: Connection, events: Sequence[NewEvent], now: float, schema: str | None) -> None:
     """Write events into the outbox in the caller's transaction."""
     outbox, _, _ = tables(schema)
-    conn.execute(
-        insert(outbox),
-        [
-            {
-                "tenant": e.tenant,
-                "name": e.name,
-                "primary_key": e.primary_key,
-                "associate_id": e.associate_id,
-                "occurred_at": e.occurred_at,
-                "changes": to_json(e.changes),
-                "change_values": to_json(e.change_values),
-                "row_values": to_json(e.row_values),
-                "field_values": to_json(e.field_values),
-                "created_at": now,
-            }
-            for e in events
-        ],
+    conn.execute(insert(outbox), [dict(zip(COLUMNS, row(e, now), strict=True)) for e in events])
+
+
+# The same for a plain DB-API cursor with `%s` marks (Django's). `prefix`: "" or a quoted
+# schema and a dot.
+
+
+def dbapi_insert(prefix: str, postgres: bool) -> str:
+    """One outbox row. On PostgreSQL the same statement sends the dispatchers' NOTIFY, which
+    PostgreSQL delivers at commit and drops on rollback (a savepoint's too): one round trip."""
+    names = ", ".join(COLUMNS)
+    if not postgres:
+        return f"INSERT INTO {prefix}event_outbox ({names}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    casts = "%s, %s, %s::bigint, %s::integer, %s, %s, %s, %s, %s, %s::double precision"
+    return (
+        f"INSERT INTO {prefix}event_outbox ({names}) SELECT {casts} "
+        f"FROM (SELECT pg_notify('{NOTIFY_CHANNEL}', '')) AS wake"
+    )
+
+
+def dbapi_has_outbox(prefix: str, postgres: bool) -> tuple[str, tuple[str, ...]]:
+    if postgres:
+        return "SELECT to_regclass(%s) IS NOT NULL", (f"{prefix}event_outbox",)
+    return "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %s", (
+        "event_outbox",
+    )
+
+
+def dbapi_tenant_known(prefix: str) -> str:
+    """Parameters: the tenant, twice."""
+    return (
+        f"SELECT 1 WHERE EXISTS (SELECT 1 FROM {prefix}api_keys WHERE tenant = %s) "
+        f"OR EXISTS (SELECT 1 FROM {prefix}webhooks WHERE tenant = %s)"
     )
 
 
