@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
-from support.databases import ON_POSTGRES, database_url, new_postgres_url
+from support.databases import ON_POSTGRES, database_url, needs_postgres, new_postgres_url
 from support.engine import eventually, running_engine
 
 from hookcast.store.database import normalize_url
@@ -199,3 +199,31 @@ def test_management_commands_pass_through_to_hookcast(tmp_path) -> None:
     env = project_env(database_url(tmp_path, "django"), database_url(tmp_path, "other"))
     out = run(env, "manage.py", "hookcast_worker", "--help")
     assert "Usage: manage.py hookcast_worker" in out
+
+
+@needs_postgres
+async def test_postgresql_schema_of_its_own(tmp_path, ca_bundle_path, receiver) -> None:
+    url = new_postgres_url()
+    env = {**project_env(url, new_postgres_url()), "TEST_HOOKCAST_SCHEMA": "hookcast"}
+    run(env, "manage.py", "migrate", "-v", "0")
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            tables = set(
+                conn.exec_driver_sql(
+                    "SELECT table_schema, table_name FROM information_schema.tables"
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert {("hookcast", "event_outbox"), ("public", "crm_contact")} <= tables
+    assert ("public", "webhooks") not in tables
+    hookcast_url = f"{url}?options=-csearch_path%3Dhookcast"
+    async with running_engine(
+        tmp_path, ca_bundle_path, database_url=hookcast_url, poll_interval=60.0
+    ) as engine_:
+        await engine_.create(receiver.url, ["contact.changed"])
+        await asyncio.to_thread(scenario, env, "commit_and_rollback")
+        [body] = await delivered(receiver, 1)
+        assert body["PrimaryKey"] == 2
+    assert counts(hookcast_url) == (1, 0)

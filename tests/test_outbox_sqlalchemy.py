@@ -327,3 +327,29 @@ async def test_postgresql_schema_of_its_own(tmp_path, ca_bundle_path, receiver) 
             assert body["PrimaryKey"] == 1
     finally:
         app.dispose()
+
+
+async def test_a_row_that_cannot_be_stored_stays_and_holds_up_nothing(
+    hub_and_app, receiver
+) -> None:
+    engine, app = hub_and_app
+
+    def work() -> None:
+        with app.begin() as conn:  # written by hand, not by signal(): its Changes is not JSON
+            conn.execute(
+                insert(event_outbox).values(
+                    tenant=TENANT,
+                    name="contact.changed",
+                    primary_key=20,
+                    associate_id=0,
+                    occurred_at="2024-01-01T00:00:00.0000000Z",
+                    changes="not json",
+                    created_at=0.0,
+                )
+            )
+            signal(conn, "contact.changed", 21, tenant=TENANT)
+
+    await asyncio.to_thread(work)
+    [body] = await delivered(receiver, 1)
+    assert body["PrimaryKey"] == 21
+    assert counts(engine.settings.database_url) == (1, 1)  # the bad row waits, logged

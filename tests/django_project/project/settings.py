@@ -35,4 +35,5 @@ HOOKCAST = {
     "TENANT": "Cust1234",
     "MODELS": {"crm.Contact": {"entity": "contact", "fields": ["name", "email"]}},
     "SETTINGS": {"allow_targets": ["127.0.0.0/8"]},
+    "SCHEMA": os.environ.get("TEST_HOOKCAST_SCHEMA") or None,
 }
