@@ -245,6 +245,8 @@ class Hub:
     def _rung(self, webhook_ids: set[int] | None) -> None:
         """Another process committed new deliveries (for these webhooks; None: anything)."""
         if webhook_ids is None:
+            if self.outbox_drain:  # perhaps an application's outbox commit (see wake(rung=))
+                self.outbox_drain.wake(rung=True)
             self.wake()
         elif self.dispatcher:
             self.dispatcher.wake_for(webhook_ids)

@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from .errors import OutboxError, ValidationError
 from .intake import new_event
 from .store import event_outbox
-from .store.dialect import NOTIFY_CHANNEL
 from .store.doorbell import Doorbell
 from .store.migrate import upgrade
 from .store.rows import NewEvent
@@ -46,7 +45,6 @@ from .store.rows import NewEvent
 __all__ = ["OutboxError", "migrate", "signal", "signal_async"]
 
 _RING = "hookcast_outbox_ring"  # conn.info: ring the doorbell when this connection commits
-_NOTIFIED = "hookcast_outbox_notified"  # conn.info: the transaction that sent NOTIFY
 
 
 class _EngineState:
@@ -134,16 +132,9 @@ def _check(conn: Connection, state: _EngineState, schema: str | None, tenant: st
 
 
 def _wake_after_commit(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        # PostgreSQL sends it at commit, never on rollback; once per transaction is enough,
-        # unless it was sent in a savepoint (which a rollback to it takes back).
-        root = conn.get_transaction()
-        sent = conn.info.get(_NOTIFIED)
-        if root is None or sent is None or sent() is not root:
-            conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-            if root is not None and conn.get_nested_transaction() is None:
-                conn.info[_NOTIFIED] = weakref.ref(root)
-    else:
+    """SQLite: ring the doorbell as this connection commits. (PostgreSQL: the outbox insert
+    itself sent NOTIFY, which PostgreSQL delivers at commit and drops on rollback.)"""
+    if conn.dialect.name == "sqlite":
         conn.info[_RING] = True
 
 

@@ -46,12 +46,18 @@ class OutboxDrain:
         self._task: asyncio.Task[None] | None = None
         self._failures = OutageReporter("moving the event outbox into deliveries", log)
         self.moved = 0  # events moved by this process, for tests and metrics
+        self._rung = False
 
     def start(self) -> None:
         self._wake.set()  # whatever was committed while no dispatcher ran
         self._task = asyncio.create_task(self._run(), name="hookcast-outbox-drain")
 
-    def wake(self) -> None:
+    def wake(self, *, rung: bool = False) -> None:
+        """`rung`: another process rang the SQLite doorbell. An application rings as it
+        commits, just before its commit lands, while it still holds the write lock: the next
+        pass then takes the write lock at once (instead of a read first, which could still
+        see the outbox without that commit), and so reads after the commit."""
+        self._rung = self._rung or rung
         self._wake.set()
 
     async def stop(self) -> None:
@@ -98,10 +104,11 @@ class OutboxDrain:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
             self._wake.clear()
+            rung, self._rung = self._rung, False
             try:
-                # A read first: most wake-ups are for other work, and SQLite's write lock
-                # is not taken for nothing.
-                if await self._db.read(event_outbox.waiting):
+                # Otherwise a read first: most wake-ups are for other work, and SQLite's
+                # write lock is not taken for nothing.
+                if rung or await self._db.read(event_outbox.waiting):
                     await self.drain()
                     self._failures.succeeded()
             except DatabaseUnavailable:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, MetaData, Table, delete, exists, insert, or_, select
+from sqlalchemy import Connection, MetaData, Table, delete, exists, or_, select
 
 from .codec import from_json, to_json
 from .dialect import NOTIFY_CHANNEL
@@ -78,9 +78,35 @@ def row(e: NewEvent, now: float) -> tuple[object, ...]:
 
 
 def append(conn: Connection, events: Sequence[NewEvent], now: float, schema: str | None) -> None:
-    """Write events into the outbox in the caller's transaction."""
-    outbox, _, _ = tables(schema)
-    conn.execute(insert(outbox), [dict(zip(COLUMNS, row(e, now), strict=True)) for e in events])
+    """Write events into the outbox in the caller's transaction, on the driver's own cursor
+    (an application pays for this on every signal: SQLAlchemy's statement machinery would
+    cost as much as the application's own insert). On PostgreSQL the statement also sends
+    the dispatchers' NOTIFY (see dbapi_insert)."""
+    prefix = f"{conn.dialect.identifier_preparer.quote_schema(schema)}." if schema else ""
+    sql = _insert_for(prefix, conn.dialect.name == "postgresql", conn.dialect.paramstyle)
+    rows = [row(e, now) for e in events]
+    cursor = conn.connection.cursor()
+    try:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_for(prefix: str, postgres: bool, paramstyle: str) -> str:
+    sql = dbapi_insert(prefix, postgres)
+    if paramstyle == "qmark":
+        return sql.replace("%s", "?")
+    if paramstyle in ("numeric_dollar", "numeric"):
+        mark = "$" if paramstyle == "numeric_dollar" else ":"
+        parts = sql.split("%s")
+        return "".join(
+            f"{part}{mark}{i + 1}" if i < len(parts) - 1 else part for i, part in enumerate(parts)
+        )
+    return sql  # format, pyformat
 
 
 # The same for a plain DB-API cursor with `%s` marks (Django's). `prefix`: "" or a quoted
