@@ -108,7 +108,8 @@ class OutboxDrain:
             try:
                 # Otherwise a read first: most wake-ups are for other work, and SQLite's
                 # write lock is not taken for nothing.
-                if rung or await self._db.read(event_outbox.waiting):
+                waiting = rung or bool(await self._db.read(event_outbox.waiting))
+                if waiting:
                     await self.drain()
                     self._failures.succeeded()
             except DatabaseUnavailable:
