@@ -617,13 +617,19 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     o = s.get("outbox", {})
     for backend in ("sqlite", "postgresql"):
         if "ratio_outbox" in (b := o.get(backend, {})):
-            label = f"9 outbox ({backend})"
+            label = f"10 outbox ({backend})"
             us = b["us_per_transaction"]
             add(label, "app transaction alone", f"{us['alone']:,.0f} µs")
             add(
                 label,
                 "+ 1 signal (outbox row), ratio",
                 f"{b['ratio_outbox']:.2f}× (+{b['outbox_us_per_signal']:,.0f} µs)",
+            )
+            cpu = b["cpu_us_per_transaction"]
+            add(
+                label,
+                "application CPU per transaction: alone / + signal",
+                f"{cpu['alone']:,.0f} / {cpu['outbox']:,.0f} µs",
             )
             add(
                 label,
