@@ -60,6 +60,7 @@ class _EngineState:
             if path and path != ":memory:":
                 self.doorbell = Doorbell(path)
                 event.listen(engine, "commit", self._committing)
+                event.listen(engine, "rollback", lambda conn: conn.info.pop(_RING, None))
 
     def _committing(self, conn: Connection) -> None:
         # The commit event comes just before the driver's commit. That is early enough:
