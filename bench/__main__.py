@@ -68,6 +68,7 @@ LIMITS = {
     "postgres_workers": (60, 900),
     "crmscript": (15, 120),
     "realistic": (55, 480),
+    "outbox": (40, 300),
 }
 
 # Left out of `--quick` (which must stay under a minute) unless asked for with --only.
@@ -631,6 +632,29 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add(label, "ratio hookcast : plain Python", f"{c['ratio']:.1f}×")
     if "ratio" in (r := s.get("realistic", {})):
         _realistic_rows(r, add, rows)
+    o = s.get("outbox", {})
+    for backend in ("sqlite", "postgresql"):
+        if "ratio_outbox" in (b := o.get(backend, {})):
+            label = f"10 outbox ({backend})"
+            us = b["us_per_transaction"]
+            add(label, "app transaction alone", f"{us['alone']:,.0f} µs")
+            add(
+                label,
+                "+ 1 signal (outbox row), ratio",
+                f"{b['ratio_outbox']:.2f}× (+{b['outbox_us_per_signal']:,.0f} µs)",
+            )
+            cpu = b["cpu_us_per_transaction"]
+            add(
+                label,
+                "application CPU per transaction: alone / + signal",
+                f"{cpu['alone']:,.0f} / {cpu['outbox']:,.0f} µs",
+            )
+            add(
+                label,
+                "+ matching in the transaction, ratio",
+                f"{b['ratio_matched_in_transaction']:.2f}×",
+            )
+            add(label, "dispatcher drains the outbox", f"{b['drain_events_per_s']:,.0f} events/s")
     return rows
 
 

@@ -1366,6 +1366,133 @@ async def realistic(ctx: Context) -> dict[str, Any]:
     return await run(ctx)
 
 
+async def outbox(ctx: Context) -> dict[str, Any]:
+    """The transactional outbox's cost (issue 15): an application's transaction that inserts
+    one row of its own, alone, against the same transaction with one `hookcast.sqlalchemy.
+    signal` in it (one outbox row), and against the design not taken, matching inside the
+    application's transaction (queue.insert_events: the webhook index, an event row and a
+    delivery row). SQLite (with hookcast's sqlite_synchronous) and, when the server answers,
+    PostgreSQL. Each transaction is committed on its own; the variants alternate per round;
+    medians of the rounds. Then the dispatcher's side: moving the outbox rows written into
+    events and deliveries (dispatch/outbox_drain.py), events/s."""
+    count = ctx.size(500, 100)
+    rounds = ctx.size(5, 3)
+    out: dict[str, Any] = {"transactions_per_variant_and_round": count, "rounds": rounds}
+    targets: list[tuple[str, str, Callable[[], None]]] = [
+        ("sqlite", db_url(ctx.db_path("outbox")), lambda: None)
+    ]
+    try:
+        pg = PgDatabase(ctx.postgres_url, "outbox").create()
+        targets.append(("postgresql", pg.url, pg.drop))
+    except Exception as exc:  # no server: SQLite alone
+        out["postgresql"] = {"skipped": str(exc).splitlines()[0]}
+    for label, url, cleanup in targets:
+        try:
+            out[label] = await asyncio.to_thread(_outbox_on, ctx, label, url, count, rounds)
+            out[label]["drain_events_per_s"] = await _drain_rate(url)
+        finally:
+            cleanup()
+    first = out["sqlite"]
+    out["ratio"] = first["ratio_outbox"]
+    return out
+
+
+def _outbox_on(ctx: Context, label: str, url: str, count: int, rounds: int) -> dict[str, Any]:
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert
+
+    from hookcast.sqlalchemy import signal
+    from hookcast.store import queue
+    from hookcast.store.database import normalize_url
+    from hookcast.store.rows import NewEvent
+
+    prepare_db(url, [("outbox", ["contact.changed"], ctx.receiver.url)])
+    engine = create_engine(normalize_url(url))
+    if label == "sqlite":
+        synchronous = ctx.config.describe()["sqlite_synchronous"]
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi: Any, _: Any) -> None:  # as an application on WAL would set them
+            dbapi.execute("PRAGMA journal_mode=WAL")
+            dbapi.execute(f"PRAGMA synchronous={synchronous}")
+
+    metadata = MetaData()
+    rows = Table(
+        "bench_app_rows", metadata, Column("id", Integer, primary_key=True), Column("v", String(64))
+    )
+    metadata.create_all(engine)
+    ids = itertools.count(1)
+
+    def alone() -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(rows).values(id=next(ids), v="x"))
+
+    def with_outbox() -> None:
+        with engine.begin() as conn:
+            pk = next(ids)
+            conn.execute(insert(rows).values(id=pk, v="x"))
+            signal(conn, "contact.changed", pk, tenant=TENANT, changes=["v"])
+
+    def matched_in_transaction() -> None:
+        with engine.begin() as conn:
+            pk = next(ids)
+            conn.execute(insert(rows).values(id=pk, v="x"))
+            event = NewEvent(
+                TENANT, "contact.changed", pk, 0, "2024-01-01T00:00:00.0000000Z", ["v"]
+            )
+            queue.insert_events(conn, [event], time.time())
+
+    variants = {"alone": alone, "outbox": with_outbox, "matched": matched_in_transaction}
+    per: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    try:
+        for fn in variants.values():  # warm-up (and the outbox's first-call checks)
+            for _ in range(20):
+                fn()
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(count):
+                    fn()
+                per[name].append((time.perf_counter() - t0) / count * 1e6)
+                cpu[name].append((time.process_time() - c0) / count * 1e6)
+    finally:
+        engine.dispose()
+    us = {name: round(median(values) or 0.0, 1) for name, values in per.items()}
+    cpu_us = {name: round(median(values) or 0.0, 1) for name, values in cpu.items()}
+    return {
+        "us_per_transaction": us,
+        # this process's CPU (the application's side: driver, SQLAlchemy, hookcast)
+        "cpu_us_per_transaction": cpu_us,
+        "ratio_outbox_cpu": round(cpu_us["outbox"] / cpu_us["alone"], 3),
+        "ratio_outbox": round(us["outbox"] / us["alone"], 3),
+        "ratio_matched_in_transaction": round(us["matched"] / us["alone"], 3),
+        "outbox_us_per_signal": round(us["outbox"] - us["alone"], 1),
+        "runs_us": per,
+    }
+
+
+async def _drain_rate(url: str) -> float:
+    from hookcast.dispatch.outbox_drain import OutboxDrain
+    from hookcast.store.database import Database
+
+    db = Database(url)
+    try:
+        waiting = await db.read(lambda conn: len(event_outbox_ids(conn)))
+        drain = OutboxDrain(db, on_commit=lambda handed, queued: None)
+        t0 = time.perf_counter()
+        moved = await drain.drain()
+        assert moved == waiting, (moved, waiting)
+        return rate(moved, time.perf_counter() - t0)
+    finally:
+        db.close()
+
+
+def event_outbox_ids(conn: Any) -> list[int]:
+    from hookcast.store.event_outbox import waiting
+
+    return waiting(conn, 10**9)
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ceiling": ceiling,
     "e2e_python": e2e_python,
@@ -1379,4 +1506,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "postgres_workers": postgres_workers,
     "crmscript": crmscript,
     "realistic": realistic,
+    "outbox": outbox,
 }

@@ -21,6 +21,7 @@ EXPORTED = [
     "Hub",
     "IdempotencyKeyReused",
     "NotFound",
+    "OutboxError",
     "PayloadTooLarge",
     "PreconditionFailed",
     "Settings",

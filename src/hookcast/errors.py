@@ -35,6 +35,14 @@ class TargetRefused(VerificationFailed):
     error_type = "TargetRefused"
 
 
+class OutboxError(HookcastError, RuntimeError):
+    """An application's transactional signal (hookcast.sqlalchemy, hookcast.contrib.django)
+    cannot keep its promise here: no transaction is open, or the database holds no hookcast
+    tables. Raised at the call; nothing is written."""
+
+    error_type = "OutboxError"
+
+
 class Unauthorized(HookcastError):
     status_code = 401
     error_type = "Unauthorized"

@@ -27,6 +27,7 @@ from typing import Any
 from . import metrics
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
+from .dispatch.outbox_drain import OutboxDrain
 from .dispatch.plugins import load_plugins
 from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import Transition
@@ -69,6 +70,7 @@ class Hub:
         self.scripts = ScriptRunner(self.settings, self.sender)
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
+        self.outbox_drain: OutboxDrain | None = None  # events applications wrote (0008)
         self._intake: Intake | None = None
         self._background: list[asyncio.Task[None]] = []
         self.worker_id = str(uuid.uuid4())
@@ -98,8 +100,16 @@ class Hub:
                 load_plugins(self.settings, self.sender, self.db, self.scripts),
                 on_transitions=self._on_transitions,
             )
+            self.outbox_drain = OutboxDrain(
+                self.db,
+                on_commit=self._committed,
+                handover=self.dispatcher.handover,
+                poll_interval=self.settings.poll_interval,
+                batch=self.settings.batch_size * 10,
+            )
             self.outbox.start()
             self.dispatcher.start()
+            self.outbox_drain.start()
             self._background = [
                 asyncio.create_task(self._prune_loop(), name="hookcast-prune"),
                 asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
@@ -131,6 +141,8 @@ class Hub:
         if self.dispatcher:
             if self.db.doorbell is not None:
                 self.db.doorbell.stop_listening()
+            if self.outbox_drain:
+                await self.outbox_drain.stop()
             await self.dispatcher.stop()
             await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:
@@ -250,6 +262,8 @@ class Hub:
             self.dispatcher.wake()
         if self.outbox:
             self.outbox.wake()
+        if self.outbox_drain:
+            self.outbox_drain.wake()
 
     def halt(self, webhook_id: int) -> None:
         """A webhook was stopped or deleted here: deliver nothing more of it (§6, issue 12)."""
@@ -259,6 +273,8 @@ class Hub:
     def _rung(self, webhook_ids: set[int] | None) -> None:
         """Another process committed new deliveries (for these webhooks; None: anything)."""
         if webhook_ids is None:
+            if self.outbox_drain:  # perhaps an application's outbox commit (see wake(rung=))
+                self.outbox_drain.wake(rung=True)
             self.wake()
         elif self.dispatcher:
             self.dispatcher.wake_for(webhook_ids)
