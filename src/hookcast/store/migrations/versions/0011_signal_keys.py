@@ -5,14 +5,14 @@ first request's answer and signals nothing twice, across processes (issue 18). R
 than HOOKCAST_IDEMPOTENCY_SECONDS are pruned.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
