@@ -342,7 +342,7 @@ def load_settings(
     flags = flags or {}
     environ = os.environ if environ is None else environ
     try:
-        return Settings(**overrides)
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = error.get("loc") or ()
