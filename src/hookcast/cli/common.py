@@ -121,6 +121,12 @@ def open_database(settings: Settings, *, create: bool = False) -> Database:
                     f"no hookcast database at {_masked(url)} ({where})",
                     "Check the URL, or create one there with `hookcast migrate`.",
                 )
+            if not state.known:
+                raise CliError(
+                    f"the database at {_masked(url)} has the schema of a newer hookcast "
+                    f"({state.current}; this one knows up to {state.head})",
+                    "Upgrade hookcast to the version that migrated it.",
+                )
             if not state.up_to_date:
                 raise CliError(
                     f"the database at {_masked(url)} has an older schema ({state.current}, "

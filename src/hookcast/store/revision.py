@@ -18,23 +18,33 @@ from .database import MIGRATIONS
 class SchemaState:
     current: str | None  # None: no hookcast schema (an empty or a foreign database)
     head: str
+    known: bool  # False: a revision of a newer hookcast than this one
 
     @property
     def up_to_date(self) -> bool:
         return self.current == self.head
 
 
-def head() -> str:
+def _scripts() -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    newest = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def head() -> str:
+    newest = _scripts().get_current_head()
     assert newest is not None
     return newest
 
 
 def state(conn: Connection) -> SchemaState:
     """The revision the database is at (reads only; creates nothing)."""
-    return SchemaState(MigrationContext.configure(conn).get_current_revision(), head())
+    scripts = _scripts()
+    current = MigrationContext.configure(conn).get_current_revision()
+    newest = scripts.get_current_head()
+    assert newest is not None
+    known = current is None or current in {s.revision for s in scripts.walk_revisions()}
+    return SchemaState(current, newest, known)
 
 
 def server_time(conn: Connection) -> float | None:
