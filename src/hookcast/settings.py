@@ -267,9 +267,15 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", url)
 
 
-def _closest(name: str, known: list[str]) -> str:
-    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"; did you mean {match[0]}?" if match else "; `hookcast settings` lists them all."
+def _closest(name: str, fields: list[str], prefix: str = "") -> str:
+    """ "; did you mean X?" for the field most like `name` (compared without the prefix,
+    which every variable shares)."""
+    match = difflib.get_close_matches(
+        name.lower().removeprefix(prefix.lower()), fields, n=1, cutoff=0.6
+    )
+    if not match:
+        return "; `hookcast settings` lists them all."
+    return f"; did you mean {(prefix + match[0]).upper() if prefix else match[0]}?"
 
 
 def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -277,10 +283,9 @@ def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
     is otherwise silently ignored), each naming the closest valid name."""
     environ = os.environ if environ is None else environ
     fields = list(Settings.model_fields)
-    variables = [env_name(f) for f in fields]
-    known = set(variables) | OTHER_VARIABLES
+    known = {env_name(f) for f in fields} | OTHER_VARIABLES
     warnings = [
-        f"warning: {name} is not a hookcast setting{_closest(name.upper(), variables)}"
+        f"warning: {name} is not a hookcast setting{_closest(name, fields, PREFIX)}"
         for name in sorted(environ)
         if name.upper().startswith(PREFIX) and name.upper() not in known
     ]
@@ -291,7 +296,7 @@ def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             keys = {}  # loading the settings says what is wrong with the file
         warnings += [
-            f"warning: {key!r} in {path} is not a hookcast setting{_closest(key.lower(), fields)}"
+            f"warning: {key!r} in {path} is not a hookcast setting{_closest(key, fields)}"
             for key in keys
             if key.lower() not in fields
         ]
