@@ -25,6 +25,13 @@ from .webhooks import webhooks_app
 __all__ = ["app", "main"]
 
 _DEBUG = "hookcast_debug"
+# click's own exceptions (usage errors, exit, abort) pass through: click says them. Found from
+# BadParameter's bases, as typer re-exports them from click or from its vendored copy of it.
+_CLICKS: tuple[type[BaseException], ...] = (
+    *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+    typer.Exit,
+    typer.Abort,
+)
 
 
 class _Root(TyperGroup):
@@ -33,7 +40,7 @@ class _Root(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer.Context; its base is click's (vendored)
         try:
             return super().invoke(ctx)
-        except (typer.TyperException, typer.Exit, typer.Abort):  # click's own: usage, exit
+        except _CLICKS:
             raise
         except Exception as exc:
             if ctx.meta.get(_DEBUG) or os.environ.get("HOOKCAST_LOG_LEVEL", "").upper() == "DEBUG":
