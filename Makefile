@@ -10,7 +10,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cat $(NODE_DIR)/packag
 # uv resolves the lock; the version is the one pyproject.toml's test extra pins.
 UV_VERSION := $(shell sed -n 's/^ *"uv==\([^"]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: run test lint unit bench lock clean
+.PHONY: run test lint unit bench lock lock-installed clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -49,11 +49,22 @@ unit: $(STAMP) $(NODE_STAMP)  ## the fast inner loop: every test not marked slow
 
 # The newest versions pyproject.toml allows, for every extra, on every platform and Python
 # >= 3.11; run it, then `make test`, and commit requirements.lock with what it changed.
-lock:  ## refresh requirements.lock from PyPI
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+lock: $(VENV)/bin/python  ## refresh requirements.lock from PyPI
 	$(VENV)/bin/python -m pip install -q "uv==$(UV_VERSION)"
 	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 	  --upgrade --custom-compile-command "make lock" --quiet -o $(LOCK)
+
+# After adding a dependency: lock it without moving what .venv already has (its versions are
+# the constraints wherever pyproject.toml allows them).
+lock-installed: $(VENV)/bin/python  ## add new dependencies to requirements.lock, keeping .venv's versions
+	$(VENV)/bin/python -m pip install -q "uv==$(UV_VERSION)"
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v ' @ ' > $(VENV)/installed.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+	  --constraint $(VENV)/installed.txt --custom-compile-command "make lock" --quiet -o $(LOCK)
+	sed -i '/^    #   -c .*installed.txt$$/d' $(LOCK)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(NODE_DIR)/node_modules
