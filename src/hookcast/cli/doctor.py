@@ -133,11 +133,8 @@ def _smtp(settings: Settings) -> Check:
             password=settings.smtp_password if settings.smtp_user else None,
             timeout=SMTP_TIMEOUT,
         )
-        await client.connect()  # with STARTTLS and the login, as configured
-        try:
-            await client.noop()
-        finally:
-            client.close()
+        await client.connect()  # EHLO, then STARTTLS and the login, as configured
+        await client.quit()
 
     try:
         asyncio.run(probe())
