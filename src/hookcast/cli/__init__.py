@@ -103,4 +103,10 @@ app.add_typer(crmscript_app, name="crmscript")
 
 
 def main() -> None:
+    import sys
+
+    # typer validates every parsed option with pydantic (0.15 s to import): not for this one.
+    if sys.argv[1:] == ["--version"]:
+        print(f"hookcast {__version__}")
+        return
     app()
