@@ -264,3 +264,19 @@ def test_an_older_schema_asks_for_migrate(tmp_path: Path) -> None:
         f"error: the database at {url} has an older schema (0001"
     )
     assert err[1] == "  Bring it up to date with `hookcast migrate` (or start `hookcast serve`)."
+
+
+def test_serve_on_a_taken_port_says_so_before_creating_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = f"sqlite:///{tmp_path / 'new.db'}"
+        code, err, out = run("serve", "--port", str(port), "--db", url)
+    assert code == 1 and out == ""
+    assert err == [
+        f"error: cannot listen on 127.0.0.1:{port} (--host, --port or HOOKCAST_HOST, "
+        "HOOKCAST_PORT): Address already in use",
+        "  Stop what listens there, or choose another port with --port.",
+    ]
+    assert list(tmp_path.iterdir()) == []  # no database, no first key

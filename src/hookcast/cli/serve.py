@@ -56,6 +56,32 @@ def _preflight(settings: Settings) -> None:
         raise CliError(check.detail, check.fix, USAGE)
 
 
+def _port_must_be_free(settings: Settings) -> None:
+    """Before the database and the first key: uvicorn would say a taken port only after
+    starting the application, among its other lines, with exit status 3."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CliError(
+            f"--host={settings.host!r} (HOOKCAST_HOST) is not an address to listen on: {exc}",
+            "Give an address of this machine, e.g. 127.0.0.1 or 0.0.0.0.",
+            USAGE,
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {settings.host}:{settings.port} (--host, --port or "
+                f"HOOKCAST_HOST, HOOKCAST_PORT): {exc.strerror or exc}",
+                "Stop what listens there, or choose another port with --port.",
+            ) from None
+
+
 def serve(host: HostOption = None, port: PortOption = None, db: DbOption = None) -> None:
     """Run the management API and the delivery dispatcher in one process.
 
@@ -73,6 +99,7 @@ def serve(host: HostOption = None, port: PortOption = None, db: DbOption = None)
 
     settings = settings_for(db, host=host, port=port)
     _preflight(settings)
+    _port_must_be_free(settings)
     logs.configure(settings.log_format, settings.log_level)
     logs.protect(*logs.SERVER_LOGGERS)  # uvicorn logs exceptions that escape the app
     database = open_database(settings, create=True)
