@@ -28,14 +28,21 @@ from ._version import __version__
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PREFIX = "HOOKCAST_"
-# HOOKCAST_* variables that are not settings but are read as well: the TOML file's name, and
-# the test suite's own. Anything else with the prefix is a warning (a misspelt setting).
+# HOOKCAST_* variables that are not settings but are read as well: the TOML file's name, those
+# of `hookcast listen` and `serve --dev` (its options' variables) and the test suite's (any
+# HOOKCAST_TEST_*). Anything else with the prefix is a warning: most likely a misspelt setting.
 OTHER_VARIABLES = {
     "HOOKCAST_CONFIG",
-    "HOOKCAST_TEST_POSTGRES_URL",
-    "HOOKCAST_TEST_BACKEND",
+    "HOOKCAST_DEV",
+    "HOOKCAST_DEV_CA_DIR",
+    "HOOKCAST_URL",
+    "HOOKCAST_API_KEY",
+    "HOOKCAST_LISTEN_SECRET",
     "HOOKCAST_HYPOTHESIS_PROFILE",
+    "HOOKCAST_CHROMIUM",
+    "HOOKCAST_UPDATE_SCREENSHOTS",
 }
+_OTHER_PREFIXES = ("HOOKCAST_TEST_",)
 _SECRET_NAME = re.compile(r"password|secret|token|(^|_)key($|_)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
@@ -287,7 +294,9 @@ def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
     warnings = [
         f"warning: {name} is not a hookcast setting{_closest(name, fields, PREFIX)}"
         for name in sorted(environ)
-        if name.upper().startswith(PREFIX) and name.upper() not in known
+        if name.upper().startswith(PREFIX)
+        and name.upper() not in known
+        and not name.upper().startswith(_OTHER_PREFIXES)
     ]
     path = config_file(environ)
     if path is not None:
