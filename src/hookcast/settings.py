@@ -259,14 +259,8 @@ def masked(field: str, value: object) -> str:
         return "(unset)"
     if _SECRET_NAME.search(field):
         return "***"
-    text = (
-        value
-        if isinstance(value, str)
-        else ",".join(map(str, value))
-        if isinstance(value, list)
-        else str(value)
-    )
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return mask_url(text)
 
 
 def mask_url(url: str) -> str:
