@@ -257,7 +257,7 @@ def test_an_older_schema_asks_for_migrate(tmp_path: Path) -> None:
     url = migrated_database_url(tmp_path)
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+        conn.exec_driver_sql("UPDATE hookcast_alembic_version SET version_num = '0001'")
     engine.dispose()
     code, err, _ = run("webhooks", "list", "--db", url)
     assert code == 1 and err[0].startswith(

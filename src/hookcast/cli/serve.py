@@ -115,7 +115,7 @@ def serve(
     logs.configure(settings.log_format, settings.log_level)
     logs.protect(*logs.SERVER_LOGGERS)  # uvicorn logs exceptions that escape the app
     if dev:
-        from .listen import enable_dev_mode
+        from ..devlisten import enable_dev_mode
 
         settings = enable_dev_mode(settings)
     _preflight(settings)
