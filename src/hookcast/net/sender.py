@@ -21,15 +21,13 @@ from types import TracebackType
 from ..guard import TargetGuard, make_ssl_context
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
+from .excerpts import response_excerpt
 from .http11 import Http11Transport
 from .resolver import CachingResolver, ResolveError
 from .script_http import ScriptHttpClient
 from .transport import Answer, Transport, TransportError
 
 __all__ = ["HttpSender", "parse_retry_after"]
-
-EXCERPT_BODY_BYTES = 4096
-
 
 class HttpSender:
     """Posts deliveries through one transport (keep-alive connection pools unless given
@@ -71,8 +69,8 @@ class HttpSender:
         *,
         excerpt: bool = False,
     ) -> AttemptOutcome:
-        """POST once. `excerpt`: also describe the answer (status line, headers, body start),
-        which only Webhook/Test shows; deliveries skip that work."""
+        """POST once. `excerpt`: also describe the answer (status line, headers, body start,
+        bounded: excerpts.py), as Webhook/Test shows it and the attempt log keeps it."""
         seconds = self._settings.attempt_timeout if timeout is None else timeout
         started = perf_counter()
         try:
@@ -120,17 +118,9 @@ class HttpSender:
         await self.close()
 
 
-def _excerpt(answer: Answer) -> str:
-    head = [f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()]
-    head.extend(f"{k}: {v}" for k, v in answer.headers)
-    return (
-        "\r\n".join(head) + "\r\n\r\n" + answer.body[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
-    )
-
-
 def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptOutcome:
     status = answer.status
-    excerpt = _excerpt(answer) if with_excerpt else ""
+    excerpt = response_excerpt(answer) if with_excerpt else ""
     if 200 <= status < 300:
         return AttemptOutcome(ok=True, status=status, latency_ms=latency_ms, excerpt=excerpt)
     if 300 <= status < 400:

@@ -1,0 +1,57 @@
+"""What an HTTP attempt sent and what came back, as the attempt log keeps it for people.
+
+Both are bounded: the head (request or status line and headers) to `HEAD_CHARS`, the body to
+its first `BODY_BYTES`; a cut says how much there was. The webhook's own Headers values may
+be credentials of the receiver's, so the request shows their names only; the signatures are
+shown (they prove nothing without the Secret), the Secret never is (it is in no header).
+Built on the hot path, once per attempt: slices and one join, no copy of a whole big body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from .transport import Answer
+
+__all__ = ["BODY_BYTES", "HEAD_CHARS", "HIDDEN", "request_excerpt", "response_excerpt"]
+
+BODY_BYTES = 4096
+HEAD_CHARS = 8192
+HIDDEN = "(hidden)"
+
+
+def _cut(head: str) -> str:
+    if len(head) <= HEAD_CHARS:
+        return head
+    return head[:HEAD_CHARS] + f"\r\n[headers cut: {len(head)} characters in all]"
+
+
+def _body(body: bytes) -> str:
+    text = body[:BODY_BYTES].decode("utf-8", "replace")
+    if len(body) > BODY_BYTES:
+        text += f"\n[body cut: {len(body)} bytes in all]"
+    return text
+
+
+def request_excerpt(
+    url: str, headers: Mapping[str, str], body: bytes, hidden: Iterable[str] = ()
+) -> str:
+    """The request line, the headers (values of `hidden` names replaced) and the body start."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    masked = set(hidden)
+    lines.extend(f"{k}: {HIDDEN if k in masked else v}" for k, v in headers.items())
+    lines.append(f"Content-Length: {len(body)}")
+    return _cut("\r\n".join(lines)) + "\r\n\r\n" + _body(body)
+
+
+def response_excerpt(answer: Answer) -> str:
+    """The status line, the headers and the first `BODY_BYTES` of the answer's body."""
+    head = [f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()]
+    head.extend(f"{k}: {v}" for k, v in answer.headers)
+    body = _body(answer.body)
+    if answer.truncated and len(answer.body) <= BODY_BYTES:
+        body += "\n[body cut by the answer size limit]"
+    return _cut("\r\n".join(head)) + "\r\n\r\n" + body
