@@ -157,17 +157,17 @@ def test_tenant_isolation_and_rights(api: Api, receiver) -> None:
 
     assert search(api, api.key_b)["Items"] == []
     assert search(api, api.key_b, webhookMessageId=mine["WebhookMessageId"])["Items"] == []
-    assert_error(api.get(f"/api/v1/Deliveries/{mine['DeliveryId']}", api.key_b), 404)
+    assert_error(api.get(f"/api/v1/Deliveries/{mine['DeliveryId']}", api.key_b), 404, "NotFound")
     answer = api.post("/api/v1/Deliveries/Redeliver", api.key_b).json()
     assert answer == {"Matched": 0, "Queued": 0, "DryRun": False}
     assert search(api, status="delivered")["Items"][0]["EventId"] == mine["EventId"]
 
     _, reader = create_key(api.db, tenant="Cust1234", associate_id=9, role=Role.read)
     assert search(api, reader)["Items"][0]["DeliveryId"] == mine["DeliveryId"]
-    assert_error(api.post("/api/v1/Deliveries/Redeliver", reader), 403)
+    assert_error(api.post("/api/v1/Deliveries/Redeliver", reader), 403, "Forbidden")
     _, signaller = create_key(api.db, tenant="Cust1234", associate_id=9, role=Role.signal)
-    assert_error(api.get("/api/v1/Deliveries", signaller), 403)
-    assert_error(api.client.get("/api/v1/Deliveries"), 401)
+    assert_error(api.get("/api/v1/Deliveries", signaller), 403, "Forbidden")
+    assert_error(api.client.get("/api/v1/Deliveries"), 401, "Unauthorized")
 
 
 def test_replay_one_and_dry_run(api: Api, receiver) -> None:

@@ -52,6 +52,13 @@ class DeliveryLog:
         """How many deliveries match, and how many a replay would queue."""
         return ReplayCount(*await self.db.read(search.count_matching, f))
 
+    async def hourly(
+        self, webhook_ids: list[int], hours: int = 24
+    ) -> dict[int, list[tuple[int, int]]]:
+        """Per webhook, (successes, failures) in each of the last `hours` hours, oldest first."""
+        since = (int(time.time()) // 3600 - hours + 1) * 3600.0
+        return await self.db.read(search.hourly_outcomes, webhook_ids, since, hours)
+
     async def redeliver(self, f: DeliveryFilter) -> ReplayCount:
         """Queue every finished matching delivery of an Active webhook again, in one
         set-based UPDATE on the database thread (the event loop keeps serving)."""

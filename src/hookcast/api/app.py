@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from .. import console
 from .._version import __version__
 from ..deliveries import DeliveryLog
 from ..hub import Hub
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(agents.router)
     app.include_router(crmscript.router)
     app.include_router(metrics_route.router)
+    console.install(app)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     binding.install(app)
     app.add_middleware(errors.CatchUnexpected)  # added last: the outermost

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Connection,
     Select,
     and_,
@@ -33,6 +34,7 @@ __all__ = [
     "SearchStatus",
     "count_matching",
     "delivery_attempts",
+    "hourly_outcomes",
     "redeliver_matching",
     "search_deliveries",
     "status_of",
@@ -211,3 +213,23 @@ def delivery_attempts(conn: Connection, tenant: str, delivery_id: int) -> dict[s
         )
     ]
     return delivery
+
+
+def hourly_outcomes(
+    conn: Connection, webhook_ids: list[int], since: float, hours: int
+) -> dict[int, list[tuple[int, int]]]:
+    """Per webhook, (successes, failures) of its attempts in each hour from `since`."""
+    found: dict[int, list[tuple[int, int]]] = {i: [(0, 0)] * hours for i in webhook_ids}
+    if not webhook_ids:
+        return found
+    a = attempts.c
+    hour = func.cast((a.at - since) / 3600, Integer)
+    rows = conn.execute(
+        select(a.webhook_id, hour, func.sum(a.ok), func.count())
+        .where(a.webhook_id.in_(webhook_ids), a.at >= since)
+        .group_by(a.webhook_id, hour)
+    )
+    for webhook_id, h, ok, total in rows:
+        if 0 <= h < hours:
+            found[webhook_id][h] = (int(ok), int(total) - int(ok))
+    return found
