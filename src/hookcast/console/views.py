@@ -22,7 +22,7 @@ from ..api.schemas import ScriptIn, WebhookIn
 from ..deliveries import DeliveryFilter, DeliveryLog
 from ..errors import Forbidden, HookcastError, NotFound, ValidationError
 from ..keys import authenticate
-from ..model import Principal, State, format_epoch
+from ..model import NotifyVia, Principal, State, format_epoch
 from ..registry import Registry
 from ..rights import Right, allows
 from ..scripts import Scripts
@@ -259,7 +259,10 @@ def _lines(text: str) -> list[str]:
     return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
 
 
-def _carrier(form: dict[str, str], old_secret: str | None = None) -> WebhookIn:
+def _carrier(form: dict[str, str], who: Principal, old: Any | None = None) -> WebhookIn:
+    """A webhook carrier from the form; a Secret left empty keeps the stored one. "Notify
+    me in the console" makes the caller one of the ErrorAssociates (NotifyVia InApp)."""
+    old_secret = old.secret if old is not None else None
     headers: dict[str, str] = {}
     for line in form.get("headers", "").splitlines():
         if line.strip():
@@ -279,17 +282,24 @@ def _carrier(form: dict[str, str], old_secret: str | None = None) -> WebhookIn:
         "ErrorEmails": _lines(form.get("error_emails", "")),
         "Description": form.get("description") or None,
     }
+    associates = [a for a in (old.error_associates if old else []) if a["Id"] != who.associate_id]
+    if form.get("notify_inapp"):
+        associates.append({"Id": who.associate_id, "Name": who.name})
+    body["ErrorAssociates"] = associates
+    body["NotifyVia"] = int(NotifyVia.InApp if associates else NotifyVia.NONE) | int(
+        NotifyVia.Email if body["ErrorEmails"] else NotifyVia.NONE
+    )
     if not body["Secret"]:
         body["Secret"] = None
     return parse_body(WebhookIn, body, "a webhook")
 
 
-def _hook_form(hook: Any | None, form: dict[str, str] | None = None) -> dict[str, str]:
-    if form is not None:
-        return form
+def _hook_form(who: Principal, hook: Any | None) -> dict[str, str]:
     if hook is None:
-        return {"state": "Active", "type": "webhook"}
+        return {"state": "Active", "type": "webhook", "notify_inapp": "on"}
+    mine = any(a["Id"] == who.associate_id for a in hook.error_associates)
     return {
+        "notify_inapp": "on" if mine and hook.notify_via & NotifyVia.InApp else "",
         "name": hook.name,
         "events": "\n".join(hook.events),
         "target_url": hook.target_url,
@@ -304,7 +314,7 @@ def _hook_form(hook: Any | None, form: dict[str, str] | None = None) -> dict[str
 async def _new_hook(request: Request, session: Session, who: Principal) -> Response:
     if not allows(who.role, Right.manage):
         raise Forbidden(f"This API key's role ({who.role.value}) cannot create webhooks.")
-    return render(request, "hook_form.html", session=session, who=who, hook=None, form=_hook_form(None))
+    return render(request, "hook_form.html", session=session, who=who, hook=None, form=_hook_form(who, None))
 
 
 router.get("/hooks/new")(page(_new_hook))
@@ -313,7 +323,7 @@ router.get("/hooks/new")(page(_new_hook))
 async def _create_hook(request: Request, session: Session, who: Principal) -> Response:
     form = await _form(request)
     try:
-        hook = await _registry(request).create(who, _carrier(form))
+        hook = await _registry(request).create(who, _carrier(form, who))
     except ValidationError as exc:
         return render(
             request, "hook_form.html", 400, session, who, hook=None, form=form, error=exc.message
@@ -336,7 +346,7 @@ async def _hook_page(request: Request, session: Session, who: Principal) -> Resp
         session=session,
         who=who,
         hook=hook,
-        form=_hook_form(hook),
+        form=_hook_form(who, hook),
         rows=rows,
         chart=hourly_svg(hourly[hook_id]),
         rows_url=f"{PREFIX}/hooks/{hook_id}/rows",
@@ -362,7 +372,7 @@ async def _edit_hook(request: Request, session: Session, who: Principal) -> Resp
     old = await reg.get(who, hook_id)
     form = await _form(request)
     try:
-        hook = await reg.replace(who, hook_id, _carrier(form, old_secret=old.secret))
+        hook = await reg.replace(who, hook_id, _carrier(form, who, old))
     except ValidationError as exc:
         rows, _ = await _log(request).search(
             DeliveryFilter(tenant=who.tenant, webhook_id=hook_id), PAGE
@@ -391,11 +401,9 @@ async def _check_hook(request: Request, session: Session, who: Principal) -> Res
     """Send the test event to the form's target (stores nothing), as POST /Webhook/Test."""
     form = await _form(request)
     hook_id = request.path_params.get("hook_id")
-    old_secret = None
-    if hook_id is not None:
-        old_secret = (await _registry(request).get(who, _int(hook_id))).secret
+    old = None if hook_id is None else await _registry(request).get(who, _int(hook_id))
     try:
-        result = await _registry(request).test(who, _carrier(form, old_secret))
+        result = await _registry(request).test(who, _carrier(form, who, old))
         message, ok = result.message, result.success
     except ValidationError as exc:
         message, ok = exc.message, False
