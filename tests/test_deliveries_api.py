@@ -289,7 +289,9 @@ def test_replay_of_thousands_in_one_request_while_serving(tmp_path, ca_bundle_pa
                 def other_requests() -> None:
                     with httpx.Client(base_url=server.url, timeout=60) as c2:
                         while not stop.is_set() and len(served) < 2000:
-                            r = c2.get("/api/v1/Webhook", headers={"Authorization": f"Bearer {other_key}"})
+                            r = c2.get(
+                                "/api/v1/Webhook", headers={"Authorization": f"Bearer {other_key}"}
+                            )
                             served.append(r.status_code)
 
                 side = threading.Thread(target=other_requests)

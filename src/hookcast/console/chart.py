@@ -16,10 +16,14 @@ def hourly_svg(hours: Sequence[tuple[int, int]]) -> str:
         x = i * BAR
         if ok:
             h = max(1.0, half * ok / top)
-            bars.append(f'<rect x="{x}" y="{half - h:.1f}" width="{BAR - 1}" height="{h:.1f}" class="ok"/>')
+            bars.append(
+                f'<rect x="{x}" y="{half - h:.1f}" width="{BAR - 1}" height="{h:.1f}" class="ok"/>'
+            )
         if failed:
             h = max(1.0, half * failed / top)
-            bars.append(f'<rect x="{x}" y="{half:.1f}" width="{BAR - 1}" height="{h:.1f}" class="failed"/>')
+            bars.append(
+                f'<rect x="{x}" y="{half:.1f}" width="{BAR - 1}" height="{h:.1f}" class="failed"/>'
+            )
     total_ok = sum(ok for ok, _ in hours)
     total_failed = sum(f for _, f in hours)
     label = f"last 24 hours: {total_ok} succeeded, {total_failed} failed"

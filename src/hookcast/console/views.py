@@ -142,15 +142,15 @@ def page(fn: Page) -> Callable[[Request], Awaitable[Response]]:
         try:
             return await fn(request, session, who)
         except HookcastError as exc:
-            return render(
-                request, "error.html", exc.status_code, session, who, message=exc.message
-            )
+            return render(request, "error.html", exc.status_code, session, who, message=exc.message)
 
     handler.__name__ = fn.__name__
     return handler
 
 
-def action(right: Right = Right.manage) -> Callable[[Page], Callable[[Request], Awaitable[Response]]]:
+def action(
+    right: Right = Right.manage,
+) -> Callable[[Page], Callable[[Request], Awaitable[Response]]]:
     """A POST: the CSRF token checked first (form field `csrf` or header X-CSRF-Token), then
     the right; either missing answers 403 and changes nothing."""
 
@@ -314,7 +314,9 @@ def _hook_form(who: Principal, hook: Any | None) -> dict[str, str]:
 async def _new_hook(request: Request, session: Session, who: Principal) -> Response:
     if not allows(who.role, Right.manage):
         raise Forbidden(f"This API key's role ({who.role.value}) cannot create webhooks.")
-    return render(request, "hook_form.html", session=session, who=who, hook=None, form=_hook_form(who, None))
+    return render(
+        request, "hook_form.html", session=session, who=who, hook=None, form=_hook_form(who, None)
+    )
 
 
 router.get("/hooks/new")(page(_new_hook))
@@ -338,7 +340,9 @@ router.post("/hooks")(action()(_create_hook))
 async def _hook_page(request: Request, session: Session, who: Principal) -> Response:
     hook_id = _int(request.path_params["hook_id"])
     hook = await _registry(request).get(who, hook_id)
-    rows, _ = await _log(request).search(DeliveryFilter(tenant=who.tenant, webhook_id=hook_id), PAGE)
+    rows, _ = await _log(request).search(
+        DeliveryFilter(tenant=who.tenant, webhook_id=hook_id), PAGE
+    )
     hourly = await _log(request).hourly([hook_id])
     return render(
         request,
@@ -359,7 +363,9 @@ router.get("/hooks/{hook_id}")(page(_hook_page))
 async def _hook_rows(request: Request, session: Session, who: Principal) -> Response:
     hook_id = _int(request.path_params["hook_id"])
     await _registry(request).get(who, hook_id)
-    rows, _ = await _log(request).search(DeliveryFilter(tenant=who.tenant, webhook_id=hook_id), PAGE)
+    rows, _ = await _log(request).search(
+        DeliveryFilter(tenant=who.tenant, webhook_id=hook_id), PAGE
+    )
     return render(request, "rows.html", session=session, who=who, rows=rows)
 
 
@@ -476,7 +482,7 @@ def _filter(who: Principal, values: dict[str, str]) -> DeliveryFilter:
         tenant=who.tenant,
         event=values.get("event", "").strip() or None,
         primary_key=number("primaryKey"),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         webhook_id=number("webhookId"),
         event_id=values.get("eventId", "").strip() or None,
         delivery_uid=values.get("webhookMessageId", "").strip() or None,
@@ -492,7 +498,9 @@ def _query(values: dict[str, str]) -> dict[str, str]:
 async def _search(request: Request, session: Session, who: Principal) -> Response:
     values = dict(request.query_params)
     query = _query(values)
-    error, rows, cursor = None, [], None
+    error: str | None = None
+    rows: list[dict[str, Any]] = []
+    cursor: int | None = None
     try:
         f = _filter(who, values)
         before = _int(values["cursor"]) if values.get("cursor") else None
@@ -542,8 +550,9 @@ async def _replay_one(request: Request, session: Session, who: Principal) -> Res
         DeliveryFilter(tenant=who.tenant, delivery_uid=found["uid"])
     )
     session.flash = (
-        "Queued again." if count.queued else "Not queued: it is pending already, or its "
-        "webhook is not Active."
+        "Queued again."
+        if count.queued
+        else "Not queued: it is pending already, or its webhook is not Active."
     )
     return _redirect(f"/delivery/{found['id']}")
 
@@ -714,9 +723,7 @@ async def _save_allow_list(request: Request, session: Session, who: Principal) -
     try:
         hosts = await _scripts(request).set_allow_list(who, _lines(text))
     except ValidationError as exc:
-        return render(
-            request, "allow_list.html", 400, session, who, hosts=text, error=exc.message
-        )
+        return render(request, "allow_list.html", 400, session, who, hosts=text, error=exc.message)
     session.flash = f"Allow-list saved: {len(hosts)} hosts."
     return _redirect("/allow-list")
 

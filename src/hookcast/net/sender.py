@@ -29,6 +29,7 @@ from .transport import Answer, Transport, TransportError
 
 __all__ = ["HttpSender", "parse_retry_after"]
 
+
 class HttpSender:
     """Posts deliveries through one transport (keep-alive connection pools unless given
     another); use inside one event loop. The sender owns its transport and closes it."""

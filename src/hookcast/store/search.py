@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Connection,
+    Integer,
     Select,
     and_,
     case,
