@@ -9,6 +9,7 @@ Built on the hot path, once per attempt: slices and one join, no copy of a whole
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -28,30 +29,37 @@ def _cut(head: str) -> str:
 
 
 def _body(body: bytes) -> str:
-    text = body[:BODY_BYTES].decode("utf-8", "replace")
-    if len(body) > BODY_BYTES:
-        text += f"\n[body cut: {len(body)} bytes in all]"
-    return text
+    if len(body) <= BODY_BYTES:
+        return body.decode("utf-8", "replace")
+    return body[:BODY_BYTES].decode("utf-8", "replace") + f"\n[body cut: {len(body)} bytes in all]"
 
 
 def request_excerpt(
     url: str, headers: Mapping[str, str], body: bytes, hidden: Iterable[str] = ()
 ) -> str:
     """The request line, the headers (values of `hidden` names replaced) and the body start."""
+    if hidden:
+        masked = set(hidden)
+        fields = [f"{k}: {HIDDEN if k in masked else v}" for k, v in headers.items()]
+    else:
+        fields = list(map(": ".join, headers.items()))
+    head = "\r\n".join((_request_line(url), *fields, f"Content-Length: {len(body)}"))
+    return _cut(head) + "\r\n\r\n" + _body(body)
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_line(url: str) -> str:
+    """The request line and Host of a TargetUrl (a webhook's is the same every time)."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}"]
-    masked = set(hidden)
-    lines.extend(f"{k}: {HIDDEN if k in masked else v}" for k, v in headers.items())
-    lines.append(f"Content-Length: {len(body)}")
-    return _cut("\r\n".join(lines)) + "\r\n\r\n" + _body(body)
+    return f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}"
 
 
 def response_excerpt(answer: Answer) -> str:
     """The status line, the headers and the first `BODY_BYTES` of the answer's body."""
-    head = [f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()]
-    head.extend(f"{k}: {v}" for k, v in answer.headers)
+    status = f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()
+    head = "\r\n".join((status, *map(": ".join, answer.headers)))
     body = _body(answer.body)
     if answer.truncated and len(answer.body) <= BODY_BYTES:
         body += "\n[body cut by the answer size limit]"
-    return _cut("\r\n".join(head)) + "\r\n\r\n" + body
+    return _cut(head) + "\r\n\r\n" + body

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from ...net.excerpts import request_excerpt
@@ -37,10 +36,9 @@ class HttpPlugin:
             user_agent=self._settings.user_agent,
             standard_webhooks=self._settings.standard_webhooks,
         )
-        # The attempt timeout; the answer described for the attempt log.
-        outcome = await self._sender.send(item.target_url, body, headers, excerpt=True)
+        # The attempt timeout; what was sent and the answer described for the attempt log.
         sent = request_excerpt(item.target_url, headers, body, item.headers or ())
-        return dataclasses.replace(outcome, request=sent)
+        return await self._sender.send(item.target_url, body, headers, excerpt=True, request=sent)
 
     async def close(self) -> None:
         pass  # the sender belongs to the Hub, which closes it
