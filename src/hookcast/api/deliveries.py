@@ -4,10 +4,12 @@ and replay of everything a search matches."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BeforeValidator
 
 from ..deliveries import DeliveryFilter, DeliveryLog, SearchStatus
 from ..model import MAX_ID, MAX_PRIMARY_KEY, Principal, format_epoch
@@ -94,6 +96,18 @@ class ReplayOut(ApiOut):
 # ----- filters ------------------------------------------------------------------------------
 
 
+def _iso_only(value: Any) -> Any:
+    """A date and time as ISO 8601 text only: pydantic would take a number as epoch
+    seconds, which the document (format date-time) does not allow."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
 def _epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
@@ -113,9 +127,9 @@ async def search_filter(
         str | None, Query(max_length=36, description="the `webhook-id` header")
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="created at or after (ISO 8601; UTC if no zone)")
+        IsoDateTime | None, Query(description="created at or after (ISO 8601; UTC if no zone)")
     ] = None,
-    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="created before (ISO 8601)")] = None,
 ) -> DeliveryFilter:
     return DeliveryFilter(
         tenant=who.tenant,
