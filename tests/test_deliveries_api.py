@@ -323,3 +323,41 @@ def test_replay_of_thousands_in_one_request_while_serving(tmp_path, ca_bundle_pa
                 assert len(others["Items"]) == 5
     finally:
         db.close()
+
+
+def test_failing_status_and_the_failed_answer_excerpt(tmp_path, ca_bundle_path, receiver) -> None:
+    settings = settings_for(tmp_path, ca_bundle_path)
+    settings["retry_delays"] = [60.0]  # the second attempt far off: the delivery stays failing
+    with running_api(tmp_path, **settings) as api:
+        register(api, receiver.url, ["contact.changed"])
+        receiver.respond(status=503, body=b"down for maintenance")
+        signal(api, "contact.changed", 5)
+        [failing] = wait_until(lambda: search(api, status="failing")["Items"], what="a failure")
+        assert search(api, status="pending")["Items"] == []
+        assert failing["LastAttempt"]["HttpStatus"] == 503
+        [attempt] = api.get(f"/api/v1/Deliveries/{failing['DeliveryId']}").json()["AttemptLog"]
+        assert attempt["Response"].startswith("HTTP/1.1 503 Service Unavailable\r\n")
+        assert attempt["Response"].endswith("\r\n\r\ndown for maintenance")
+        assert attempt["Error"] == "HTTP 503 Service Unavailable"
+        # A pending delivery is queued already: a replay leaves it alone.
+        answer = api.post("/api/v1/Deliveries/Redeliver", params={"status": "failing"}).json()
+        assert answer == {"Matched": 1, "Queued": 0, "DryRun": False}
+
+
+def test_excerpts_go_with_their_delivery_when_pruned(api: Api, receiver) -> None:
+    from hookcast.store import queue
+    from hookcast.store.schema import attempts
+
+    register(api, receiver.url, ["contact.changed"])
+    signal(api, "contact.changed", 1)
+    [done] = wait_until(lambda: search(api, status="delivered")["Items"], what="a delivery")
+    count = "SELECT count(*) FROM attempts WHERE request_excerpt IS NOT NULL"
+
+    def excerpts(conn) -> int:
+        return conn.exec_driver_sql(count).scalar_one()
+
+    assert api.db.run_sync(excerpts) == 1
+    api.db.run_sync(queue.prune, time.time() + 1)  # as the retention setting's pruning does
+    assert api.db.run_sync(excerpts) == 0
+    assert api.db.run_sync(lambda conn: conn.execute(select(attempts.c.id)).all()) == []
+    assert_error(api.get(f"/api/v1/Deliveries/{done['DeliveryId']}"), 404, "NotFound")
