@@ -22,6 +22,7 @@ from hookcast.api.app import create_app
 from hookcast.keys import create_key
 from hookcast.net.excerpts import BODY_BYTES
 from hookcast.rights import Role
+from hookcast.store import search as search_store
 from hookcast.store.rows import GIVEN_UP
 from hookcast.store.schema import deliveries, events, webhooks
 
@@ -105,6 +106,13 @@ def test_search_filters_paging_and_excerpts(api: Api, receiver_factory) -> None:
     assert len(search(api, since=(now - timedelta(minutes=5)).isoformat())["Items"]) == 7
     assert search(api, until=(now - timedelta(minutes=5)).isoformat())["Items"] == []
     assert one["LastAttempt"]["Outcome"] == "success" and one["LastAttempt"]["HttpStatus"] == 200
+
+    # The console's 24-hour chart counts them in the last hours (two, across an hour's end).
+    since = (int(time.time()) // 3600 - 23) * 3600.0
+    hourly = api.db.run_sync(search_store.hourly_outcomes, [hook, other], since, 24)
+    assert [sum(n) for n in zip(*hourly[hook], strict=True)] == [6, 0]
+    assert [sum(n) for n in zip(*hourly[other], strict=True)] == [1, 0]
+    assert hourly[hook][:-2] == [(0, 0)] * 22
 
     # Cursor paging: every delivery exactly once, newest first.
     seen, cursor, pages = [], None, 0

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
 from ..deliveries import DeliveryFilter, DeliveryLog, SearchStatus
-from ..model import MAX_ID, MAX_PRIMARY_KEY, Principal, format_epoch
+from ..model import MAX_ID, MAX_PRIMARY_KEY, format_epoch
 from .deps import ERRORS, Manager, Reader
 from .limits import ParsedJSONRoute
 from .schemas import ApiOut
@@ -247,8 +247,3 @@ async def redeliver(
 ) -> ReplayOut:
     count = await (log.count(f) if dryRun else log.redeliver(f))
     return ReplayOut(matched=count.matched, queued=count.queued, dry_run=dryRun)
-
-
-def principal_filter(who: Principal, **kwargs: Any) -> DeliveryFilter:
-    """A filter for the caller's tenant (the console builds its filters so)."""
-    return DeliveryFilter(tenant=who.tenant, **kwargs)

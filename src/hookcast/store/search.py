@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
-    Integer,
     Select,
     and_,
     case,
@@ -223,7 +223,9 @@ def hourly_outcomes(
     if not webhook_ids:
         return found
     a = attempts.c
-    hour = func.cast((a.at - since) / 3600, Integer)
+    # Whole seconds, then integer division: the same buckets on SQLite and PostgreSQL (whose
+    # CAST of a fraction rounds rather than truncates).
+    hour = (func.cast(a.at, BigInteger) - int(since)) // 3600
     rows = conn.execute(
         select(a.webhook_id, hour, func.sum(a.ok), func.count())
         .where(a.webhook_id.in_(webhook_ids), a.at >= since)
