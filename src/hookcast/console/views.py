@@ -21,7 +21,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..api.schemas import ScriptIn, WebhookIn
 from ..deliveries import DeliveryFilter, DeliveryLog
 from ..errors import Forbidden, HookcastError, NotFound, ValidationError
-from ..keys import authenticate
 from ..model import NotifyVia, Principal, State, format_epoch
 from ..registry import Registry
 from ..rights import Right, allows
@@ -68,11 +67,22 @@ def _sessions(request: Request) -> Sessions:
     return state.console_sessions  # type: ignore[no-any-return]
 
 
+async def _principal_for(request: Request, key: str) -> Principal | None:
+    """The key's Principal as the API finds it: through the app's key cache where it has one
+    (`app.state.keys`), else straight from the store."""
+    cache = getattr(request.app.state, "keys", None)
+    if cache is not None:
+        return await cache.principal(key)  # type: ignore[no-any-return]
+    from ..keys import authenticate
+
+    return await authenticate(request.app.state.db, key)
+
+
 async def _caller(request: Request) -> tuple[Session, Principal]:
     session = _sessions(request).get(request.cookies.get(COOKIE))
     if session is None:
         raise _SignIn
-    who = await authenticate(request.app.state.db, session.key)
+    who = await _principal_for(request, session.key)
     if who is None or not allows(who.role, Right.read):
         _sessions(request).close(request.cookies.get(COOKIE))
         raise _SignIn
@@ -194,7 +204,7 @@ async def login_page(request: Request) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     key = (await _form(request)).get("key", "").strip()
-    who = await authenticate(request.app.state.db, key) if key else None
+    who = await _principal_for(request, key) if key else None
     if who is None:
         return render(request, "login.html", 401, error="The API key is unknown or revoked.")
     if not allows(who.role, Right.read):
