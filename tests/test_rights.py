@@ -69,6 +69,44 @@ RULES: dict[tuple[str, str], Right | None] = {
     ("PATCH", "/api/v1/CRMScript/{scriptId:int}"): Right.manage,
     ("DELETE", "/api/v1/CRMScript/{scriptId:int}"): Right.manage,
     ("POST", "/api/v1/CRMScript/{scriptId:int}/Execute"): Right.manage,
+    # Delivery search and replay across webhooks (issue 16)
+    ("GET", "/api/v1/Deliveries"): Right.read,
+    ("GET", "/api/v1/Deliveries/{deliveryId:int}"): Right.read,
+    ("POST", "/api/v1/Deliveries/Redeliver"): Right.manage,
+    # The console: a session cookie, not a bearer key; each page checks the signed-in key's
+    # rights itself (tests/test_console_pages.py, tests/test_console_browser.py).
+    ("GET", "/console"): None,
+    ("GET", "/console/alerts"): None,
+    ("GET", "/console/allow-list"): None,
+    ("GET", "/console/delivery/{delivery_id}"): None,
+    ("GET", "/console/hooks"): None,
+    ("GET", "/console/hooks/new"): None,
+    ("GET", "/console/hooks/{hook_id}"): None,
+    ("GET", "/console/hooks/{hook_id}/rows"): None,
+    ("GET", "/console/login"): None,
+    ("GET", "/console/replay"): None,
+    ("GET", "/console/scripts"): None,
+    ("GET", "/console/scripts/new"): None,
+    ("GET", "/console/scripts/{script_id}"): None,
+    ("GET", "/console/search"): None,
+    ("GET", "/console/search/rows"): None,
+    ("POST", "/console/allow-list"): None,
+    ("POST", "/console/check"): None,
+    ("POST", "/console/delivery/{delivery_id}/replay"): None,
+    ("POST", "/console/hooks"): None,
+    ("POST", "/console/hooks/{hook_id}"): None,
+    ("POST", "/console/hooks/{hook_id}/check"): None,
+    ("POST", "/console/hooks/{hook_id}/delete"): None,
+    ("POST", "/console/hooks/{hook_id}/start"): None,
+    ("POST", "/console/hooks/{hook_id}/stop"): None,
+    ("POST", "/console/login"): None,
+    ("POST", "/console/logout"): None,
+    ("POST", "/console/replay"): None,
+    ("POST", "/console/scripts"): None,
+    ("POST", "/console/scripts-check"): None,
+    ("POST", "/console/scripts/{script_id}"): None,
+    ("POST", "/console/scripts/{script_id}/delete"): None,
+    ("POST", "/console/scripts/{script_id}/run"): None,
 }
 
 # Path parameters, as the route table spells them; ids that do not exist, so an allowed
@@ -76,6 +114,7 @@ RULES: dict[tuple[str, str], Right | None] = {
 PARAMS = {
     "webhookId:int": "999999",
     "scriptId:int": "999999",
+    "deliveryId:int": "999999",
     "eventName": "contact.changed",
     "primaryKey:signed_int": "7",
 }

@@ -33,6 +33,9 @@ class AttemptOutcome:
     # (Webhook/Test and verification only), or a script's output; "" when there is none.
     excerpt: str = ""
     gone: bool = False  # answered 410: the receiver wants no more deliveries
+    # What an HTTP attempt sent, as shown to people (request line, headers, body start);
+    # "" for other plugins. With it, `excerpt` is the answer; without, a script's output.
+    request: str = ""
 
     def __post_init__(self) -> None:
         # A 410 is a failure; an outcome both ok and gone would count one way and stop another.

@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from .. import console
 from .._version import __version__
+from ..deliveries import DeliveryLog
 from ..hub import Hub
 from ..keys import KeyCache
 from ..registry import Registry
 from ..scripts import Scripts
 from ..settings import Settings
 from ..store.database import Database
-from . import agents, binding, crmscript, errors, signals, webhooks
+from . import agents, binding, crmscript, deliveries, docs, errors, signals, webhooks
 from . import metrics as metrics_route
 from .limits import RequestLimits
 
@@ -41,19 +43,30 @@ def create_app(
             hub.db, settings, hub.sender, wake=hub.wake, halt=hub.halt, scripts=hub.scripts
         )
         app.state.scripts = Scripts(hub.db, settings, hub.sender, hub.scripts)
+        app.state.delivery_log = DeliveryLog(hub.db, wake=hub.wake)
         try:
             yield
         finally:
             app.state.scripts.close()
             await hub.close()
 
-    app = FastAPI(title="hookcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="hookcast",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served offline by docs.install
+        redoc_url=None,
+    )
     errors.install(app)
+    docs.install(app)
     app.include_router(signals.router)
     app.include_router(webhooks.router)
+    app.include_router(deliveries.router)
     app.include_router(agents.router)
     app.include_router(crmscript.router)
     app.include_router(metrics_route.router)
+    console.install(app)
     signals.install(app)  # innermost: after the request checks and the binding
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     binding.install(app)

@@ -291,7 +291,9 @@ def decide(
             outcome.status,
             outcome.latency_ms,
             outcome.error,
-            outcome.excerpt or None,
+            None if outcome.request else outcome.excerpt or None,
+            outcome.request or None,
+            outcome.excerpt or None if outcome.request else None,
         )
         for c, outcome, at in batch
     ]

@@ -21,14 +21,13 @@ from types import TracebackType
 from ..guard import TargetGuard, make_ssl_context
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
+from .excerpts import response_excerpt
 from .http11 import Http11Transport
 from .resolver import CachingResolver, ResolveError
 from .script_http import ScriptHttpClient
 from .transport import Answer, Transport, TransportError
 
 __all__ = ["HttpSender", "parse_retry_after"]
-
-EXCERPT_BODY_BYTES = 4096
 
 
 class HttpSender:
@@ -70,9 +69,11 @@ class HttpSender:
         timeout: float | None = None,
         *,
         excerpt: bool = False,
+        request: str = "",
     ) -> AttemptOutcome:
-        """POST once. `excerpt`: also describe the answer (status line, headers, body start),
-        which only Webhook/Test shows; deliveries skip that work."""
+        """POST once. `excerpt`: also describe the answer (status line, headers, body start,
+        bounded: excerpts.py), as Webhook/Test shows it and the attempt log keeps it;
+        `request`: the request as described for the log, carried in the outcome."""
         seconds = self._settings.attempt_timeout if timeout is None else timeout
         started = perf_counter()
         try:
@@ -83,8 +84,11 @@ class HttpSender:
         except TransportError as exc:
             error, kind = exc.message, ErrorKind.REFUSED if exc.refused else ErrorKind.NETWORK
         else:
-            return _answered(answer, (perf_counter() - started) * 1000.0, excerpt)
-        return AttemptOutcome.failed(error, kind, (perf_counter() - started) * 1000.0)
+            return _answered(answer, (perf_counter() - started) * 1000.0, excerpt, request)
+        latency_ms = (perf_counter() - started) * 1000.0
+        return AttemptOutcome(
+            ok=False, error=error, kind=kind, latency_ms=latency_ms, request=request
+        )
 
     async def resolve(self, host: str) -> list[str]:
         """The addresses a target's name resolves to, as deliveries resolve it (through the
@@ -120,19 +124,15 @@ class HttpSender:
         await self.close()
 
 
-def _excerpt(answer: Answer) -> str:
-    head = [f"HTTP/{answer.version} {answer.status} {answer.reason}".rstrip()]
-    head.extend(f"{k}: {v}" for k, v in answer.headers)
-    return (
-        "\r\n".join(head) + "\r\n\r\n" + answer.body[:EXCERPT_BODY_BYTES].decode("utf-8", "replace")
-    )
-
-
-def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptOutcome:
+def _answered(
+    answer: Answer, latency_ms: float, with_excerpt: bool, request: str = ""
+) -> AttemptOutcome:
     status = answer.status
-    excerpt = _excerpt(answer) if with_excerpt else ""
+    excerpt = response_excerpt(answer) if with_excerpt else ""
     if 200 <= status < 300:
-        return AttemptOutcome(ok=True, status=status, latency_ms=latency_ms, excerpt=excerpt)
+        return AttemptOutcome(
+            ok=True, status=status, latency_ms=latency_ms, excerpt=excerpt, request=request
+        )
     if 300 <= status < 400:
         location = answer.header("Location")
         where = f" to {location}" if location else " without a Location header"
@@ -151,6 +151,7 @@ def _answered(answer: Answer, latency_ms: float, with_excerpt: bool) -> AttemptO
         latency_ms=latency_ms,
         excerpt=excerpt,
         gone=status == 410,
+        request=request,
     )
 
 

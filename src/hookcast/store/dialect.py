@@ -20,6 +20,12 @@ class Dialect:
     name = "sqlite"
     row_lock = ""  # SQLite's writer holds the whole database (BEGIN IMMEDIATE)
     skip_locked = ""
+    # A fresh random UUID (version 4) text per row, for set-based updates (redelivery).
+    new_uuid_sql = (
+        "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||"
+        " substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random()) % 4, 1) ||"
+        " substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+    )
 
     def execute(self, conn: Connection, sql: str, params: Any = ()) -> Any:
         """A hand-written statement on the driver's own cursor in this transaction: no
@@ -59,6 +65,7 @@ class PostgresDialect(Dialect):
     row_lock = " FOR UPDATE"
     # Concurrent claimers skip each other's rows instead of waiting for them.
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    new_uuid_sql = "gen_random_uuid()::text"
 
     @functools.lru_cache(maxsize=1024)  # noqa: B019 - two instances, both live forever
     def _marks(self, sql: str) -> str:

@@ -125,6 +125,8 @@ class AttemptRow(NamedTuple):
     latency_ms: float
     error: str | None
     output: str | None
+    request_excerpt: str | None  # an HTTP attempt's request, bounded (net/excerpts.py)
+    response_excerpt: str | None  # and its answer
 
 
 class SuccessRow(NamedTuple):

@@ -187,7 +187,12 @@ attempts = Table(
     Column("latency_ms", Float, nullable=False),
     Column("error", Text),
     Column("output", Text),  # crmscript output
+    # An HTTP attempt's request and answer as shown to people, bounded (net/excerpts.py).
+    Column("request_excerpt", Text),
+    Column("response_excerpt", Text),
     Index("ix_attempts_webhook", "webhook_id", "id"),
+    # A delivery's attempts: its latest in search results, its log in the console, pruning.
+    Index("ix_attempts_delivery", "delivery_id", "id"),
 )
 
 # ErrorsEmail outbox: written in the transaction that disables a webhook, sent afterwards,

@@ -111,8 +111,9 @@ SELECT id FROM webhooks WHERE id IN ({marks}) AND state = ?
 -- insert_attempt --
 -- One line of the attempt log.
 INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,
-                      http_status, latency_ms, error, output)
-VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                      http_status, latency_ms, error, output, request_excerpt,
+                      response_excerpt)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
 
 -- count --
 -- A webhook's counters after a batch: totals added, the error run set (its row is locked,

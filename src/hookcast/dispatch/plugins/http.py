@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ...net.excerpts import request_excerpt
 from ...net.sender import HttpSender
 from ...outcome import AttemptOutcome
 from ...payload import build_headers
@@ -35,7 +36,9 @@ class HttpPlugin:
             user_agent=self._settings.user_agent,
             standard_webhooks=self._settings.standard_webhooks,
         )
-        return await self._sender.send(item.target_url, body, headers)  # the attempt timeout
+        # The attempt timeout; what was sent and the answer described for the attempt log.
+        sent = request_excerpt(item.target_url, headers, body, item.headers or ())
+        return await self._sender.send(item.target_url, body, headers, excerpt=True, request=sent)
 
     async def close(self) -> None:
         pass  # the sender belongs to the Hub, which closes it
