@@ -13,6 +13,7 @@ Blocking applications use `Hub.start_in_thread()` and `signal_sync(...)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
-from . import metrics
+from . import metrics, tracing
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
 from .dispatch.plugins import load_plugins
@@ -43,6 +44,12 @@ from .store.rows import Claimed
 
 log = logging.getLogger("hookcast")
 HEARTBEAT_SECONDS = 5.0
+_NO_TRACE: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def _untraced(event: str, tenant: str, primary_key: int) -> contextlib.nullcontext[None]:
+    """Tracing off: signal() stores no trace context."""
+    return _NO_TRACE
 
 
 class Hub:
@@ -64,6 +71,9 @@ class Hub:
         )
         self.deliver = deliver
         self.sender = HttpSender(self.settings, transport=transport)
+        # Spans and trace propagation (hookcast.tracing); None, and nothing imported, when off.
+        self.tracing = tracing.from_settings(self.settings)
+        metrics.tenants.limit = self.settings.metrics_tenants
         # The CRMScript sandbox of this process (API and dispatcher); workers start on use.
         self.scripts = ScriptRunner(self.settings, self.sender)
         self.dispatcher: Dispatcher | None = None
@@ -96,6 +106,7 @@ class Hub:
                 self.settings,
                 load_plugins(self.settings, self.sender, self.db, self.scripts),
                 on_transitions=self._on_transitions,
+                tracing=self.tracing,
             )
             self.outbox.start()
             self.dispatcher.start()
@@ -117,6 +128,7 @@ class Hub:
             on_commit=self._committed,
             max_batch=self.settings.batch_size * 10,
             handover=self.dispatcher.handover if self.dispatcher else (lambda: None),
+            tracing=self.tracing,
         )
         self._intake.start()
         return self
@@ -136,6 +148,8 @@ class Hub:
             await self.outbox.stop()
         await self.scripts.aclose()
         await self.sender.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(tracing.flush)  # spans still batched for export
         if self._own_db:
             self.db.close()
 
@@ -183,18 +197,21 @@ class Hub:
         a deleted row (only for *.deleted events). Raises hookcast.ValidationError."""
         if self._intake is None:
             raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
-        item = new_event(
-            event,
-            primary_key,
-            tenant=tenant,
-            associate_id=associate_id,
-            changes=changes,
-            values=values,
-            field_values=field_values,
-            occurred_at=occurred_at,
-        )
-        event_id = await self._intake.submit(item)
-        metrics.SIGNALS.inc()
+        traced = _untraced if self.tracing is None else self.tracing.signal
+        with traced(event, tenant, primary_key) as traceparent:
+            item = new_event(
+                event,
+                primary_key,
+                tenant=tenant,
+                associate_id=associate_id,
+                changes=changes,
+                values=values,
+                field_values=field_values,
+                occurred_at=occurred_at,
+                traceparent=traceparent,
+            )
+            event_id = await self._intake.submit(item)
+        metrics.signalled(tenant)
         return event_id
 
     def signal_sync(self, event: str, primary_key: int, **kwargs: Any) -> int:

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import DatabaseUnavailable, ValidationError
 from .model import EVENT_NAME, MAX_ASSOCIATE_ID, MAX_PRIMARY_KEY
@@ -19,6 +19,9 @@ from .payload import format_timestamp
 from .store import queue
 from .store.database import Database
 from .store.rows import Claimed, NewEvent
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 
 def new_event(
@@ -31,8 +34,10 @@ def new_event(
     values: Mapping[str, Any] | None = None,
     field_values: Mapping[str, Any] | None = None,
     occurred_at: datetime | None = None,
+    traceparent: str | None = None,
 ) -> NewEvent:
-    """Check a signal's arguments (§3) and build the event to store."""
+    """Check a signal's arguments (§3) and build the event to store. `traceparent`: the
+    signal's trace context (hookcast.tracing), stored with it."""
     if not isinstance(event, str) or not event or len(event) > 128 or not EVENT_NAME.match(event):
         raise ValidationError(
             f"Event name {event!r} is malformed; use letters, digits and _ separated by dots, "
@@ -93,6 +98,7 @@ def new_event(
         change_values=change_values,
         row_values=dict(values) if values is not None else None,
         field_values=dict(field_values) if field_values is not None else None,
+        traceparent=traceparent,
     )
 
 
@@ -143,12 +149,14 @@ class Intake:
         on_commit: Callable[[list[Claimed], set[int]], None],
         handover: Callable[[], queue.Handover | None] = lambda: None,
         max_batch: int = 1000,
+        tracing: Tracing | None = None,
     ) -> None:
         """`handover` gives, per commit, the local dispatcher's decisions on which new
         deliveries it takes directly; `on_commit` gets them (already leased to it) after
         each commit, with the webhooks whose new deliveries were queued for any claimer
-        instead."""
+        instead. `tracing`: a span per traced signal for the commit (None: off)."""
         self._db = db
+        self._tracing = tracing
         self._on_commit = on_commit
         self._handover = handover
         self._max_batch = max_batch
@@ -177,9 +185,11 @@ class Intake:
         await self._task
 
     async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[int]]]) -> None:
+        started = time.time_ns() if self._tracing is not None else 0
+        events = [e for e, _ in batch]
         try:
             ids, handed, queued = await self._db.run(
-                queue.insert_events, [e for e, _ in batch], time.time(), self._handover()
+                queue.insert_events, events, time.time(), self._handover()
             )
         except DatabaseUnavailable as exc:
             for _, future in batch:  # nothing was stored; retrying one by one would not help
@@ -195,6 +205,8 @@ class Intake:
             if not batch[0][1].done():
                 batch[0][1].set_exception(exc)
             return
+        if self._tracing is not None:
+            self._tracing.committed(events, ids, started, time.time_ns())
         for (_, future), event_id in zip(batch, ids, strict=True):
             if not future.done():
                 future.set_result(event_id)

@@ -10,33 +10,65 @@ formats it: its message and its traceback.
 The same filter drops a record whose exception is an outage already being reported
 (`reported`, see hookcast.outage): one line per outage, not one traceback per attempt,
 whichever loop (ours, the mail outbox's, uvicorn's) logs the failure.
+
+Structured lines (one per delivery attempt on `hookcast.attempts`, one per API request on
+`hookcast.access`) are logged as `Fields`: rendered `kind key=value ...` in text, as
+top-level keys in JSON, and only by the formatter that prints them. Their values are ids,
+numbers and names; the one free text among them (an attempt's error) is scrubbed when the
+line is made, so the filter has nothing to do for them. docs/observability.md lists them.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-__all__ = ["LOGGERS", "SERVER_LOGGERS", "JsonFormatter", "Redact", "configure", "protect", "redact"]
+__all__ = [
+    "ACCESS",
+    "ATTEMPTS",
+    "LOGGERS",
+    "SERVER_LOGGERS",
+    "Fields",
+    "JsonFormatter",
+    "Redact",
+    "TextFormatter",
+    "adopt_server_loggers",
+    "configure",
+    "protect",
+    "redact",
+]
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
+# Attributes of records that are not part of a line: ours, and uvicorn's coloured copy of
+# its message.
+_NOT_FIELDS = {"hookcast_redacted", "color_message"}
 
 # Every logger hookcast logs to; each carries the Redact filter (a logger's filters do not
 # apply to its children's records, so each is named). tests/test_redaction.py checks that no
 # hookcast logger is missing here.
 LOGGERS = (
     "hookcast",
+    "hookcast.access",
     "hookcast.api",
+    "hookcast.attempts",
     "hookcast.dispatch",
     "hookcast.dns",
     "hookcast.mail",
     "hookcast.sandbox",
 )
-# uvicorn logs an exception that escaped the application ("Exception in ASGI application").
-SERVER_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn logs an exception that escaped the application ("Exception in ASGI application"),
+# its start and stop under "uvicorn.error" (which hands its records to "uvicorn"), and
+# requests under "uvicorn.access" (off in `serve`: hookcast.access replaces it).
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+# One line per delivery attempt and per API request (docs/observability.md).
+ATTEMPTS = logging.getLogger("hookcast.attempts")
+ACCESS = logging.getLogger("hookcast.access")
 
 HIDDEN = "[hidden]"
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -52,6 +84,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}\]\n]+"),
         rf"\g<1>{HIDDEN}",
     ),
+    # A password in a URL (a database URL in a driver's message): scheme://user:***@host
+    (re.compile(r"(\w://[^:/@\s]*:)[^@\s/]+@"), rf"\g<1>{HIDDEN}@"),
     # hookcast API keys (hc_ + 43 url-safe characters) and hex digests (a key's SHA-256)
     (re.compile(r"\bhc_[A-Za-z0-9_-]{16,}"), f"hc_{HIDDEN}"),
     (re.compile(r"\b[0-9a-fA-F]{40,}\b"), HIDDEN),
@@ -65,6 +99,37 @@ def redact(text: str) -> str:
     return text
 
 
+class Fields:
+    """The message of a structured line: what it is about (`kind`) and its fields.
+
+    Rendered only when a handler formats the record: `kind key=value ...` by `str()` (text
+    lines; None as `-`, text with spaces or quotes JSON-quoted), the fields as top-level keys
+    by JsonFormatter. Values must already be free of secrets (see `redact`)."""
+
+    __slots__ = ("fields", "kind")
+
+    def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
+        self.kind = kind
+        self.fields = fields
+
+    def __str__(self) -> str:
+        parts = [self.kind]
+        for key, value in self.fields.items():
+            if value is None:
+                text = "-"
+            elif isinstance(value, str):
+                text = value if value and _BARE.fullmatch(value) else orjson.dumps(value).decode()
+            elif isinstance(value, float):
+                text = f"{value:.1f}"
+            else:
+                text = str(value)
+            parts.append(f"{key}={text}")
+        return " ".join(parts)
+
+
+_BARE = re.compile(r"[^\s\"=\\]+")
+
+
 class Redact(logging.Filter):
     """Scrubs a record in place, once: its message (arguments merged in) and its traceback,
     which formatters then take from `exc_text` instead of formatting it again."""
@@ -73,6 +138,9 @@ class Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "hookcast_redacted", False):
+            return True
+        if record.msg.__class__ is Fields and not record.exc_info:
+            record.hookcast_redacted = True  # scrubbed when made (Fields)
             return True
         if record.exc_info and getattr(record.exc_info[1], "reported", False):
             return False
@@ -104,20 +172,32 @@ def protect(*names: str) -> None:
 protect(*LOGGERS)
 
 
+def _utc(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds: 2026-12-07T09:46:21.123Z."""
+    seconds = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
+        ".%03dZ" % ((created - seconds) * 1000)
+    )
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, then the record's own
+    fields (`extra=`, or a Fields message's fields)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": _utc(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
         }
+        msg = record.msg
+        if msg.__class__ is Fields:
+            entry["message"] = msg.kind
+            entry.update(msg.fields)
+        else:
+            entry["message"] = record.getMessage()
         entry.update(
-            {
-                k: v
-                for k, v in vars(record).items()
-                if k not in _STANDARD and k != "hookcast_redacted"
-            }
+            {k: v for k, v in vars(record).items() if k not in _STANDARD and k not in _NOT_FIELDS}
         )
         if record.exc_text:  # scrubbed by Redact
             entry["exception"] = record.exc_text
@@ -126,15 +206,42 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+_handler: logging.Handler | None = None
+
+
 def configure(fmt: str = "text", level: str = "INFO") -> None:
+    """hookcast's and uvicorn's loggers write to stderr, each record one line in `fmt`
+    (text or json)."""
+    global _handler
     handler = logging.StreamHandler()
     # Also on the handler: whatever reaches it from a logger without the filter.
     handler.addFilter(_REDACT)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    _handler = handler
     root = logging.getLogger("hookcast")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    adopt_server_loggers()
+
+
+def adopt_server_loggers() -> None:
+    """Route uvicorn's loggers through the handler of `configure` (nothing when it was not
+    called: an application embedding the API keeps its own logging). Called again once the
+    app starts, since uvicorn configures its loggers (dictConfig) after `configure` ran
+    unless it is given `log_config=None`."""
+    if _handler is None:
+        return
+    protect(*SERVER_LOGGERS)
+    for name in ("uvicorn", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [_handler]
+        logger.propagate = False
+    error = logging.getLogger("uvicorn.error")
+    error.handlers[:] = []  # its records go to "uvicorn"'s handler
+    error.propagate = True

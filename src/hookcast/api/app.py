@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from .. import logs
 from .._version import __version__
 from ..hub import Hub
 from ..registry import Registry
@@ -15,6 +16,7 @@ from ..settings import Settings
 from ..store.database import Database
 from . import agents, binding, crmscript, errors, webhooks
 from . import metrics as metrics_route
+from .access import AccessLog
 from .limits import RequestLimits
 
 DESCRIPTION = """hookcast delivers your application's events, signed, to every subscriber.
@@ -30,6 +32,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.adopt_server_loggers()  # uvicorn has configured its loggers by now
         hub = Hub(settings, db=db, deliver=deliver, kind="serve")
         await hub.start()
         app.state.hub = hub
@@ -53,5 +56,8 @@ def create_app(
     app.include_router(metrics_route.router)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     binding.install(app)
-    app.add_middleware(errors.CatchUnexpected)  # added last: the outermost
+    app.add_middleware(errors.CatchUnexpected)  # the outermost but for the access log
+    app.add_middleware(
+        AccessLog, log=settings.log_access, trace=settings.tracing or settings.propagate_trace
+    )
     return app
