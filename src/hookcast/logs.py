@@ -12,10 +12,12 @@ The same filter drops a record whose exception is an outage already being report
 whichever loop (ours, the mail outbox's, uvicorn's) logs the failure.
 
 Structured lines (one per delivery attempt on `hookcast.attempts`, one per API request on
-`hookcast.access`) are logged as `Fields`: rendered `kind key=value ...` in text, as
-top-level keys in JSON, and only by the formatter that prints them. Their values are ids,
-numbers and names; the one free text among them (an attempt's error) is scrubbed when the
-line is made, so the filter has nothing to do for them. docs/observability.md lists them.
+`hookcast.access`) are logged as `Lines`: rendered `kind key=value ...` in text, as
+top-level keys in JSON, and only by the formatter that prints them. The attempts of a
+written batch share one record (one handler call, one write), which is what keeps a line
+per attempt cheap. Their values are ids, numbers and names; the one free text among them (an
+attempt's error) is scrubbed when the line is made, so the filter has nothing to do for
+them. docs/observability.md lists them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -33,13 +35,15 @@ __all__ = [
     "ATTEMPTS",
     "LOGGERS",
     "SERVER_LOGGERS",
-    "Fields",
     "JsonFormatter",
+    "Lines",
     "Redact",
     "TextFormatter",
     "adopt_server_loggers",
     "configure",
+    "logfmt",
     "protect",
+    "quoted",
     "redact",
 ]
 
@@ -99,35 +103,58 @@ def redact(text: str) -> str:
     return text
 
 
-class Fields:
-    """The message of a structured line: what it is about (`kind`) and its fields.
+class Lines:
+    """The message of structured lines, one per row: what they are about (`kind`) and each
+    row's fields.
 
-    Rendered only when a handler formats the record: `kind key=value ...` by `str()` (text
-    lines; None as `-`, text with spaces or quotes JSON-quoted), the fields as top-level keys
-    by JsonFormatter. Values must already be free of secrets (see `redact`)."""
+    Rendered only when a handler formats the record: `kind key=value ...` per row by `str()`
+    (text; None as `-`, a float with one decimal, text with spaces, quotes or `=` quoted as
+    JSON), or one JSON object per row by JsonFormatter. Values must be free of secrets
+    already (see `redact`)."""
 
-    __slots__ = ("fields", "kind")
+    __slots__ = ("kind", "render", "rows")
 
-    def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        rows: Sequence[Mapping[str, Any]],
+        render: Callable[[Mapping[str, Any]], str] | None = None,
+    ) -> None:
+        """`render`: a row's text after the kind, faster than the general `logfmt` where a
+        kind's fields are known (the attempt line's are)."""
         self.kind = kind
-        self.fields = fields
+        self.rows = rows
+        self.render = render or logfmt
 
     def __str__(self) -> str:
-        parts = [self.kind]
-        for key, value in self.fields.items():
-            if value is None:
-                text = "-"
-            elif isinstance(value, str):
-                text = value if value and _BARE.fullmatch(value) else orjson.dumps(value).decode()
-            elif isinstance(value, float):
-                text = f"{value:.1f}"
-            else:
-                text = str(value)
-            parts.append(f"{key}={text}")
-        return " ".join(parts)
+        head, render = self.kind + " ", self.render
+        return "\n".join([head + render(row) for row in self.rows])
 
 
-_BARE = re.compile(r"[^\s\"=\\]+")
+def logfmt(row: Mapping[str, Any]) -> str:
+    """`key=value ...` (see Lines)."""
+    return " ".join([f"{k}={_text(v)}" for k, v in row.items()])
+
+
+def quoted(text: str) -> str:
+    """`text` as a logfmt value: as it is, or JSON-quoted if it has spaces, quotes or `=`."""
+    return text if text and not _NEEDS_QUOTES(text) else orjson.dumps(text).decode()
+
+
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]').search
+
+
+def _text(value: Any) -> str:
+    cls = value.__class__
+    if cls is str:
+        return quoted(value)
+    if cls is int:
+        return str(value)
+    if value is None:
+        return "-"
+    if cls is float:
+        return f"{value:.1f}"
+    return _text(str(value))
 
 
 class Redact(logging.Filter):
@@ -139,8 +166,8 @@ class Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "hookcast_redacted", False):
             return True
-        if record.msg.__class__ is Fields and not record.exc_info:
-            record.hookcast_redacted = True  # scrubbed when made (Fields)
+        if record.msg.__class__ is Lines and not record.exc_info:
+            record.hookcast_redacted = True  # scrubbed when made (Lines)
             return True
         if record.exc_info and getattr(record.exc_info[1], "reported", False):
             return False
@@ -182,7 +209,7 @@ def _utc(created: float) -> str:
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, logger, message, then the record's own
-    fields (`extra=`, or a Fields message's fields)."""
+    fields (`extra=`); for `Lines`, one object per row with the row's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -191,11 +218,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         msg = record.msg
-        if msg.__class__ is Fields:
+        if msg.__class__ is Lines and not record.exc_info:
             entry["message"] = msg.kind
-            entry.update(msg.fields)
-        else:
-            entry["message"] = record.getMessage()
+            dumps = orjson.dumps
+            return "\n".join([dumps({**entry, **row}, default=str).decode() for row in msg.rows])
+        entry["message"] = record.getMessage()
         entry.update(
             {k: v for k, v in vars(record).items() if k not in _STANDARD and k not in _NOT_FIELDS}
         )
@@ -207,8 +234,17 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """`time level logger: message`; for `Lines`, that head before every row."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.msg
+        if msg.__class__ is not Lines or record.exc_info or len(msg.rows) < 2:
+            return super().format(record)
+        head = f"{self.formatTime(record)} {record.levelname} {record.name}: "
+        return head + str(msg).replace("\n", "\n" + head)
 
 
 _handler: logging.Handler | None = None

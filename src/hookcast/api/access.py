@@ -23,7 +23,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..logs import ACCESS, Fields, redact
+from ..logs import ACCESS, Lines, redact
 from ..model import Principal
 
 __all__ = ["KEY_ID", "AccessLog", "note_caller"]
@@ -70,17 +70,19 @@ class AccessLog:
         finally:
             client = scope.get("client")
             ACCESS.info(
-                Fields(
+                Lines(
                     "request",
-                    {
-                        "method": scope["method"],
-                        "path": redact(scope["path"]),
-                        "status": status,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                        "key": state.get(KEY_ID),
-                        "tenant": state.get(TENANT),
-                        "client": f"{client[0]}:{client[1]}" if client else None,
-                    },
+                    [
+                        {
+                            "method": scope["method"],
+                            "path": redact(scope["path"]),
+                            "status": status,
+                            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                            "key": state.get(KEY_ID),
+                            "tenant": state.get(TENANT),
+                            "client": f"{client[0]}:{client[1]}" if client else None,
+                        }
+                    ],
                 )
             )
 

@@ -4,22 +4,22 @@ line per attempt on `hookcast.attempts` (docs/observability.md).
 Called once per batch of outcomes, after the commit that wrote them, so what it tells is
 what the store holds. It adds no I/O of its own to the hot path beyond the log handler's
 write, and when the line is off (HOOKCAST_LOG_ATTEMPTS=false, or the logger's level above
-INFO) it makes no record at all. A line is a `logs.Fields`, rendered only by the handler
-that prints it; records are made here directly rather than through `Logger.info`, which
-would also look up the calling frame for each one.
+INFO) it makes no record at all. The lines of a batch are one record (`logs.Lines`),
+rendered only by the handler that prints them and written at once: a record per line would
+cost several times what a line does.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import metrics
-from ..logs import ATTEMPTS, Fields, redact
+from ..logs import ATTEMPTS, Lines, quoted, redact
 from .policy import Attempted
 
-__all__ = ["attempt_fields", "report"]
+__all__ = ["attempt_fields", "attempt_text", "report"]
 
 _INFO = logging.INFO
 _MAX_ERROR = 300  # characters of an error text in a line
@@ -49,12 +49,23 @@ def attempt_fields(attempted: Attempted) -> dict[str, Any]:
     return fields
 
 
+def attempt_text(f: Mapping[str, Any]) -> str:
+    """An attempt's fields as logfmt (logs.logfmt, unrolled: the ids, the event name and the
+    outcome never need quotes)."""
+    text = (
+        f"webhook={f['webhook']} tenant={quoted(f['tenant'])} event={f['event']} "
+        f"event_id={f['event_id']} message_id={f['message_id']} delivery={f['delivery']} "
+        f"cycle={f['cycle']} attempt={f['attempt']} outcome={f['outcome']} "
+        f"status={'-' if f['status'] is None else f['status']} latency_ms={f['latency_ms']:.1f}"
+    )
+    if "error" in f:
+        text += f" error_kind={f['error_kind']} error={quoted(f['error'])}"
+    return text
+
+
 def report(batch: Sequence[Attempted], *, lines: bool = True) -> None:
     """Count a written batch, and log a line per attempt when `lines` and the logger let it."""
     metrics.record_attempts(batch)
     if not lines or not ATTEMPTS.isEnabledFor(_INFO):
         return
-    name, handle, make = ATTEMPTS.name, ATTEMPTS.handle, logging.LogRecord
-    for attempted in batch:
-        line = Fields("attempt", attempt_fields(attempted))
-        handle(make(name, _INFO, __file__, 0, line, None, None))
+    ATTEMPTS.info(Lines("attempt", [attempt_fields(a) for a in batch], attempt_text))
