@@ -67,7 +67,7 @@ LOGGERS = (
 )
 # uvicorn logs an exception that escaped the application ("Exception in ASGI application"),
 # its start and stop under "uvicorn.error" (which hands its records to "uvicorn"), and
-# requests under "uvicorn.access" (off in `serve`: hookcast.access replaces it).
+# requests under "uvicorn.access" (off where `configure` ran: hookcast.access replaces it).
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 # One line per delivery attempt and per API request (docs/observability.md).
@@ -268,16 +268,39 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
 
 def adopt_server_loggers() -> None:
     """Route uvicorn's loggers through the handler of `configure` (nothing when it was not
-    called: an application embedding the API keeps its own logging). Called again once the
-    app starts, since uvicorn configures its loggers (dictConfig) after `configure` ran
-    unless it is given `log_config=None`."""
+    called: an application embedding the API keeps its own logging).
+
+    `uvicorn.run` configures its loggers (dictConfig, unless given `log_config=None`) after
+    `configure` ran, replacing their handlers but not their filters; so `_Adopt`, a filter
+    on each, puts ours back at uvicorn's first record, before that record is handled."""
     if _handler is None:
         return
     protect(*SERVER_LOGGERS)
-    for name in ("uvicorn", "uvicorn.access"):
+    for name in SERVER_LOGGERS:
         logger = logging.getLogger(name)
-        logger.handlers[:] = [_handler]
-        logger.propagate = False
+        if _ADOPT not in logger.filters:
+            logger.addFilter(_ADOPT)
+    server = logging.getLogger("uvicorn")
+    server.handlers[:] = [_handler]
+    server.propagate = False
     error = logging.getLogger("uvicorn.error")
     error.handlers[:] = []  # its records go to "uvicorn"'s handler
     error.propagate = True
+    # hookcast.access replaces uvicorn's access log, which knows neither the API key nor the
+    # latency; uvicorn writes it whenever its logger has a handler, whatever `access_log`.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
+
+
+class _Adopt(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _handler is not None and (
+            logging.getLogger("uvicorn").handlers != [_handler]
+            or logging.getLogger("uvicorn.access").handlers
+        ):
+            adopt_server_loggers()
+        return True
+
+
+_ADOPT = _Adopt()

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from .. import logs
 from .._version import __version__
 from ..hub import Hub
 from ..registry import Registry
@@ -32,7 +31,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logs.adopt_server_loggers()  # uvicorn has configured its loggers by now
         hub = Hub(settings, db=db, deliver=deliver, kind="serve")
         await hub.start()
         app.state.hub = hub
