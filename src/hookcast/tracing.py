@@ -260,7 +260,10 @@ def install_provider() -> TracerProvider:
             "HOOKCAST_TRACING needs the OpenTelemetry SDK when the application sets no "
             f"tracer provider of its own; install it with {INSTALL}."
         ) from None
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "hookcast"}))
+    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "hookcast"}))
+    provider = TracerProvider(resource=resource)
     if (exporter := _exporter()) is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
