@@ -8,6 +8,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -353,3 +355,40 @@ def test_serve_exports_its_spans_over_otlp(
     attempt = ours["hookcast.attempt"]
     assert sent.header("traceparent") == f"00-{attempt['trace_id']}-{attempt['span_id']}-01"
     # (sampled: the caller's flags, 01)
+
+
+# ----- without OpenTelemetry --------------------------------------------------------------
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_hub_without_tracing_does_not_import_opentelemetry() -> None:
+    result = _python(
+        "import sys\n"
+        "from hookcast.hub import Hub\n"
+        "from hookcast.settings import Settings\n"
+        "Hub(Settings(database_url='sqlite:///:memory:'))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_tracing_without_the_extra_says_how_to_install_it() -> None:
+    result = _python(
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # as if not installed\n"
+        "from hookcast.hub import Hub\n"
+        "from hookcast.settings import Settings\n"
+        "from hookcast.tracing import TracingUnavailable\n"
+        "try:\n"
+        "    Hub(Settings(database_url='sqlite:///:memory:', tracing=True))\n"
+        "except TracingUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'hookcast[otel]'" in result.stdout
