@@ -135,8 +135,12 @@ class Flow:
         progress: Progress,
         task: TaskID,
         interval: float = 0.02,
+        per_send: int = 1,
     ) -> None:
+        """`per_send`: how many deliveries one send makes (a batch request's events); the
+        numbers given to `send` step by it."""
         self.receiver = receiver
+        self.per_send = per_send
         self.total = total
         self.window = window
         self.progress = progress
@@ -171,7 +175,7 @@ class Flow:
                     return
                 continue
             number = self.sent
-            self.sent += 1
+            self.sent += self.per_send
             try:
                 await send(number)
             except Exception:
@@ -440,7 +444,9 @@ async def _e2e_python(ctx: Context, *, embedded: bool) -> dict[str, Any]:
 
 async def e2e_rest(ctx: Context) -> dict[str, Any]:
     """`hookcast serve` in its own process; a load generator here posts to the REST signal
-    endpoint (one event per request, 204 once durable); closed loop like e2e_python."""
+    endpoint, closed loop like e2e_python, in three phases on the same server: one event per
+    request (`single`), batches of BATCH events to POST /api/v1/Webhook/Signal (`batch`),
+    then open loop at 500 requests/s, one event each (`latency`: how long the 204 takes)."""
     n = ctx.size(20_000, 3_000)
     window = 2_000
     concurrency = 64
@@ -455,6 +461,7 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
     )
     await server.start()
     base = f"http://127.0.0.1:{port}"
+    figures: dict[str, Any] = {"client_concurrency": concurrency, "window": window}
     try:
         await server.wait_http(base + "/api/v1/Webhook/default")
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -474,51 +481,99 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
                     if resp.status != 204:
                         status_errors[resp.status] = status_errors.get(resp.status, 0) + 1
 
+            async def send_batch(i: int) -> None:
+                body = [
+                    {"EventName": E2E_EVENT, "PrimaryKey": k, "Data": {"name": "Ada"}}
+                    for k in range(i, i + BATCH)
+                ]
+                async with http.post(
+                    f"{base}/api/v1/Webhook/Signal", json=body, headers=headers
+                ) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        status_errors[resp.status] = status_errors.get(resp.status, 0) + 1
+
             for i in range(32):
                 await send(i)
             await ctx.receiver.wait_count(32, timeout=10)
-            await wait_recorded(db_path, 32, timeout=10)
+            recorded = 32
+            await wait_recorded(db_path, recorded, timeout=10)
+            for phase, sender, producers in (
+                ("single", send, concurrency),
+                ("batch", send_batch, 8),
+            ):
+                await ctx.receiver.reset()
+                label = "one event per request" if phase == "single" else f"batches of {BATCH}"
+                task = ctx.task(f"e2e REST, {label}", n)
+                flow = Flow(
+                    ctx.receiver,
+                    total=n,
+                    window=window,
+                    progress=ctx.progress,
+                    task=task,
+                    per_send=1 if phase == "single" else BATCH,
+                )
+                offset = 1_000 + recorded
+                cpu0, recv_cpu0 = cpu_seconds(server.pid), cpu_seconds(ctx.receiver.pid)
+                gen_cpu0 = cpu_seconds()
+                t0 = time.monotonic()
+                await flow.run(
+                    lambda i, sender=sender, offset=offset: sender(offset + i),
+                    producers=producers,
+                    timeout=ctx.size(240, 45),
+                )
+                stats = await ctx.receiver.stats(samples=False)
+                recorded += n
+                depth, recorded_at = await wait_recorded(db_path, recorded, timeout=30)
+                cpu = cpu_seconds(server.pid) - cpu0
+                recv_cpu = cpu_seconds(ctx.receiver.pid) - recv_cpu0
+                gen_cpu = cpu_seconds() - gen_cpu0
+                received = stats["count"]
+                recorded_s = recorded_at - t0
+                ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
+                figures[phase] = {
+                    "deliveries": n,
+                    "received": received,
+                    "distinct": stats["distinct"],
+                    "bad_signatures": stats["bad"],
+                    "signal_errors": flow.errors,
+                    "seconds_to_all_recorded": round(recorded_s, 3),
+                    "per_s": round(rate(received, recorded_s), 1),
+                    "per_s_by_receipt": round(rate(received, (stats["last_at"] or t0) - t0), 1),
+                    "depth_after": depth,
+                    "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
+                    "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
+                    "load_generator_cpu_us_per_event": round(gen_cpu / max(received, 1) * 1e6, 1),
+                }
+            # Open loop: how long a signal request takes at a steady 500/s.
+            per_s, seconds = 500, ctx.size(20.0, 3.0)
+            count = int(per_s * seconds)
             await ctx.receiver.reset()
-            task = ctx.task("e2e REST endpoint: deliveries", n)
-            flow = Flow(ctx.receiver, total=n, window=window, progress=ctx.progress, task=task)
-            cpu0, recv_cpu0 = cpu_seconds(server.pid), cpu_seconds(ctx.receiver.pid)
-            gen_cpu0 = cpu_seconds()
-            t0 = time.monotonic()
-            await flow.run(
-                lambda i: send(1000 + i), producers=concurrency, timeout=ctx.size(240, 45)
+            task = ctx.task(f"REST signal latency at {per_s}/s", count)
+            offset = 1_000 + recorded
+            durations, achieved = await fixed_rate(
+                lambda i: send(offset + i), per_s, count, ctx.progress, task
             )
-            stats = await ctx.receiver.stats(samples=False)
-            depth, recorded_at = await wait_recorded(db_path, n + 32, timeout=30)
-            cpu, recv_cpu = (
-                cpu_seconds(server.pid) - cpu0,
-                cpu_seconds(ctx.receiver.pid) - recv_cpu0,
-            )
-            gen_cpu = cpu_seconds() - gen_cpu0
+            counts = await ctx.receiver.wait_count(count, timeout=30)
+            figures["latency"] = {
+                "rate": per_s,
+                "signals": count,
+                "achieved_per_s": round(achieved, 1),
+                "received": counts["count"],
+                "signal_request": summary_ms(durations),
+            }
+            ctx.done(task, f"p99 {figures['latency']['signal_request']['p99_ms']} ms")
+            figures["http_errors"] = status_errors
         rss = read_status(server.pid)
     finally:
         await server.stop()
-    received = stats["count"]
-    recorded_s = recorded_at - t0
-    ctx.done(task, f"{rate(received, recorded_s):,.0f}/s")
-    return {
-        "deliveries": n,
-        "received": received,
-        "distinct": stats["distinct"],
-        "bad_signatures": stats["bad"],
-        "http_errors": status_errors,
-        "signal_errors": flow.errors,
-        "seconds_to_all_recorded": round(recorded_s, 3),
-        "per_s": round(rate(received, recorded_s), 1),
-        "per_s_by_receipt": round(rate(received, (stats["last_at"] or t0) - t0), 1),
-        "depth_after": depth,
-        "client_concurrency": concurrency,
-        "window": window,
-        "hookcast_cpu_us_per_delivery": round(cpu / max(received, 1) * 1e6, 1),
-        "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
-        "load_generator_cpu_us_per_request": round(gen_cpu / max(received, 1) * 1e6, 1),
-        "hookcast_rss_mib": round(rss.get("VmRSS", 0) / 1024, 1),
-        "hookcast_peak_rss_mib": round(rss.get("VmHWM", 0) / 1024, 1),
-    }
+    figures["hookcast_peak_rss_mib"] = round(rss.get("VmHWM", 0) / 1024, 1)
+    # The headline figures, where the summary and older readers look for them.
+    figures.update({k: figures["single"][k] for k in ("received", "per_s")})
+    return figures
+
+
+BATCH = 100  # events per request in e2e_rest's batch phase
 
 
 # ----- 3. latency ------------------------------------------------------------------------------
@@ -1311,6 +1366,133 @@ async def realistic(ctx: Context) -> dict[str, Any]:
     return await run(ctx)
 
 
+async def outbox(ctx: Context) -> dict[str, Any]:
+    """The transactional outbox's cost (issue 15): an application's transaction that inserts
+    one row of its own, alone, against the same transaction with one `hookcast.sqlalchemy.
+    signal` in it (one outbox row), and against the design not taken, matching inside the
+    application's transaction (queue.insert_events: the webhook index, an event row and a
+    delivery row). SQLite (with hookcast's sqlite_synchronous) and, when the server answers,
+    PostgreSQL. Each transaction is committed on its own; the variants alternate per round;
+    medians of the rounds. Then the dispatcher's side: moving the outbox rows written into
+    events and deliveries (dispatch/outbox_drain.py), events/s."""
+    count = ctx.size(500, 100)
+    rounds = ctx.size(5, 3)
+    out: dict[str, Any] = {"transactions_per_variant_and_round": count, "rounds": rounds}
+    targets: list[tuple[str, str, Callable[[], None]]] = [
+        ("sqlite", db_url(ctx.db_path("outbox")), lambda: None)
+    ]
+    try:
+        pg = PgDatabase(ctx.postgres_url, "outbox").create()
+        targets.append(("postgresql", pg.url, pg.drop))
+    except Exception as exc:  # no server: SQLite alone
+        out["postgresql"] = {"skipped": str(exc).splitlines()[0]}
+    for label, url, cleanup in targets:
+        try:
+            out[label] = await asyncio.to_thread(_outbox_on, ctx, label, url, count, rounds)
+            out[label]["drain_events_per_s"] = await _drain_rate(url)
+        finally:
+            cleanup()
+    first = out["sqlite"]
+    out["ratio"] = first["ratio_outbox"]
+    return out
+
+
+def _outbox_on(ctx: Context, label: str, url: str, count: int, rounds: int) -> dict[str, Any]:
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert
+
+    from hookcast.sqlalchemy import signal
+    from hookcast.store import queue
+    from hookcast.store.database import normalize_url
+    from hookcast.store.rows import NewEvent
+
+    prepare_db(url, [("outbox", ["contact.changed"], ctx.receiver.url)])
+    engine = create_engine(normalize_url(url))
+    if label == "sqlite":
+        synchronous = ctx.config.describe()["sqlite_synchronous"]
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi: Any, _: Any) -> None:  # as an application on WAL would set them
+            dbapi.execute("PRAGMA journal_mode=WAL")
+            dbapi.execute(f"PRAGMA synchronous={synchronous}")
+
+    metadata = MetaData()
+    rows = Table(
+        "bench_app_rows", metadata, Column("id", Integer, primary_key=True), Column("v", String(64))
+    )
+    metadata.create_all(engine)
+    ids = itertools.count(1)
+
+    def alone() -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(rows).values(id=next(ids), v="x"))
+
+    def with_outbox() -> None:
+        with engine.begin() as conn:
+            pk = next(ids)
+            conn.execute(insert(rows).values(id=pk, v="x"))
+            signal(conn, "contact.changed", pk, tenant=TENANT, changes=["v"])
+
+    def matched_in_transaction() -> None:
+        with engine.begin() as conn:
+            pk = next(ids)
+            conn.execute(insert(rows).values(id=pk, v="x"))
+            event = NewEvent(
+                TENANT, "contact.changed", pk, 0, "2024-01-01T00:00:00.0000000Z", ["v"]
+            )
+            queue.insert_events(conn, [event], time.time())
+
+    variants = {"alone": alone, "outbox": with_outbox, "matched": matched_in_transaction}
+    per: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    try:
+        for fn in variants.values():  # warm-up (and the outbox's first-call checks)
+            for _ in range(20):
+                fn()
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(count):
+                    fn()
+                per[name].append((time.perf_counter() - t0) / count * 1e6)
+                cpu[name].append((time.process_time() - c0) / count * 1e6)
+    finally:
+        engine.dispose()
+    us = {name: round(median(values) or 0.0, 1) for name, values in per.items()}
+    cpu_us = {name: round(median(values) or 0.0, 1) for name, values in cpu.items()}
+    return {
+        "us_per_transaction": us,
+        # this process's CPU (the application's side: driver, SQLAlchemy, hookcast)
+        "cpu_us_per_transaction": cpu_us,
+        "ratio_outbox_cpu": round(cpu_us["outbox"] / cpu_us["alone"], 3),
+        "ratio_outbox": round(us["outbox"] / us["alone"], 3),
+        "ratio_matched_in_transaction": round(us["matched"] / us["alone"], 3),
+        "outbox_us_per_signal": round(us["outbox"] - us["alone"], 1),
+        "runs_us": per,
+    }
+
+
+async def _drain_rate(url: str) -> float:
+    from hookcast.dispatch.outbox_drain import OutboxDrain
+    from hookcast.store.database import Database
+
+    db = Database(url)
+    try:
+        waiting = await db.read(lambda conn: len(event_outbox_ids(conn)))
+        drain = OutboxDrain(db, on_commit=lambda handed, queued: None)
+        t0 = time.perf_counter()
+        moved = await drain.drain()
+        assert moved == waiting, (moved, waiting)
+        return rate(moved, time.perf_counter() - t0)
+    finally:
+        db.close()
+
+
+def event_outbox_ids(conn: Any) -> list[int]:
+    from hookcast.store.event_outbox import waiting
+
+    return waiting(conn, 10**9)
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ceiling": ceiling,
     "e2e_python": e2e_python,
@@ -1324,4 +1506,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "postgres_workers": postgres_workers,
     "crmscript": crmscript,
     "realistic": realistic,
+    "outbox": outbox,
 }

@@ -75,6 +75,40 @@ def test_compile_failure_in_run_and_in_check(tmp_path: Path) -> None:
     assert checked.stdout == f"{path}:2:13: TypeError: cannot assign String to Integer\n"
 
 
+def test_check_lists_every_compile_error_with_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "lib.crmscript").write_text('Integer fromLib = "x";\n', encoding="utf-8")
+    path = tmp_path / "several.crmscript"
+    path.write_text(
+        '#include "lib";\n'
+        'Integer a = "x";\n'
+        "printLine(undefinedVar);\n"
+        "resetChat(1);\n"
+        'printLine("fine");\n',
+        encoding="utf-8",
+    )
+    checked = invoke("check", path)
+    assert checked.exit_code == 1
+    assert checked.stdout.splitlines() == [
+        f'{path}:1:19: TypeError: cannot assign String to Integer (in include "lib")',
+        f"{path}:2:13: TypeError: cannot assign String to Integer",
+        f"{path}:3:11: NameError: unknown variable 'undefinedVar'",
+        f"{path}:4:1: UnsupportedFeature: resetChat() is not supported in this sandbox",
+    ]
+    ran = invoke("run", path)  # a run stops at the first
+    assert ran.exit_code == 1 and ran.stdout == (
+        'ERROR: TypeError: cannot assign String to Integer (in include "lib") (line 1, column 19)\n'
+    )
+    syntax = tmp_path / "syntax.crmscript"
+    syntax.write_text("Integer x = ;\nprintLine(1 2);\nInteger y = 2147483649;\n", encoding="utf-8")
+    checked = invoke("check", syntax)
+    assert checked.exit_code == 1
+    assert checked.stdout.splitlines() == [
+        f"{syntax}:1:13: SyntaxError: unexpected ';'",
+        f"{syntax}:2:13: SyntaxError: unexpected '2'",
+        f"{syntax}:3:13: TypeError: integer literal 2147483649 does not fit 32 bits",
+    ]
+
+
 def test_check_passes_a_valid_script_with_includes(scripts: Path) -> None:
     result = invoke("check", scripts / "main.crmscript")
     assert result.exit_code == 0 and result.stdout == f"{scripts / 'main.crmscript'}: compiles\n"

@@ -350,6 +350,31 @@ def test_validate(api) -> None:
     }
     unsupported = api.post(f"{BASE}/Validate", json={"Source": 'runProgram("ls");'}).json()
     assert unsupported["Errors"][0]["Kind"] == "UnsupportedFeature"
+    # every compile error is listed (crmscript.md §13), syntax errors and checking errors alike
+    several = 'Integer a = "x";\nprintLine(nope);\nsetChatStatus(1, 2);\nInteger b = 2;'
+    assert api.post(f"{BASE}/Validate", json={"Source": several}).json() == {
+        "Valid": False,
+        "Errors": [
+            {
+                "Line": 1,
+                "Column": 13,
+                "Kind": "TypeError",
+                "Message": "cannot assign String to Integer",
+            },
+            {"Line": 2, "Column": 11, "Kind": "NameError", "Message": "unknown variable 'nope'"},
+            {
+                "Line": 3,
+                "Column": 1,
+                "Kind": "UnsupportedFeature",
+                "Message": "setChatStatus() is not supported in this sandbox",
+            },
+        ],
+    }
+    syntax = api.post(f"{BASE}/Validate", json={"Source": "Integer x = ;\nprintLine(1 2);"}).json()
+    assert [(e["Line"], e["Column"], e["Kind"]) for e in syntax["Errors"]] == [
+        (1, 13, "SyntaxError"),
+        (2, 13, "SyntaxError"),
+    ]
     assert_error(api.post(f"{BASE}/Validate", json={}), 400, "ValidationError")
     assert_error(api.post(f"{BASE}/Validate", json={"Source": 1}), 400, "ValidationError")
     assert len(listing(api)) == 1  # validating stores nothing
@@ -471,6 +496,38 @@ def test_script_http_goes_through_the_guard_and_tls(tmp_path, receiver, ca_bundl
         assert run == {"Output": "200 pong\n", "Success": True, "Error": None}
         [request] = receiver.requests
         assert (request.method, request.path, request.header("X-Trace")) == ("GET", "/hook", "t1")
+
+
+def test_script_http_parameters_are_sent_as_the_bytes_the_script_built(
+    tmp_path, receiver, ca_bundle_path
+) -> None:
+    """crmscript.md §11.9: `parameters` is the body minus its first character, text <= U+00FF
+    as those bytes (so utf8Encode()d text is sent once encoded), other text as UTF-8;
+    `parametersUTF8` always as UTF-8. The receiver records the raw bytes it got."""
+    source = (
+        'HTTP h; h.addHeader("Content-Type", "text/plain");\n'
+        'h.setOption(getVariable("option"), "?" + getVariable("text"));\n'
+        'if (getVariable("encode") == "yes") h.setOption("parameters", "?" + getVariable("text").utf8Encode());\n'
+        'String answer = String(h.post(getVariable("url")));\n'
+        'printLine(h.getValue("statusCode") + " " + h.getErrorMessage());'
+    )
+    cases = [
+        ({"option": "parameters", "text": "å", "encode": "yes"}, b"\xc3\xa5"),
+        ({"option": "parameters", "text": "å"}, b"\xe5"),
+        ({"option": "parameters", "text": "å€"}, "å€".encode()),
+        ({"option": "parametersUTF8", "text": "å"}, b"\xc3\xa5"),
+    ]
+    with running_api(tmp_path, ca_bundle=ca_bundle_path, allow_targets=["127.0.0.0/8"]) as api:
+        api.put(f"{BASE}/HttpAllowList", json={"Hosts": ["127.0.0.1"]})
+        script_id = create(api, include_id="sender", source=source)["EjscriptId"]
+        for variables, _ in cases:
+            run = api.post(
+                f"{BASE}/{script_id}/Execute",
+                json={"Variables": {**variables, "url": receiver.url}},
+            ).json()
+            assert run == {"Output": "200 \n", "Success": True, "Error": None}, variables
+    assert [r.body for r in receiver.requests] == [body for _, body in cases]
+    assert all(r.method == "POST" for r in receiver.requests)
 
 
 def test_source_over_the_body_limit_is_413(api) -> None:

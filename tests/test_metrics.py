@@ -174,9 +174,8 @@ def test_tenant_series_of_a_tenant_that_lost_its_label_are_removed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(metrics, "tenants", TopTenants(limit=1))
-    metrics.signalled("quiet-tenant")
-    for _ in range(5):
-        metrics.signalled("busy-tenant")  # counted as other: the one label is taken
+    metrics.signalled(["quiet-tenant"])
+    metrics.signalled(["busy-tenant"] * 5)  # counted as other: the one label is taken
     metrics.rerank_tenants(time.time(), force=True)
     exposed = {
         sample.labels.get("tenant")

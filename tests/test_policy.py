@@ -19,6 +19,7 @@ from hookcast.dispatch.policy import (
     decide,
     failed_since_success_after,
     fold,
+    needs_counters,
     next_step,
     starts_failure_streak,
     trips,
@@ -26,7 +27,7 @@ from hookcast.dispatch.policy import (
 from hookcast.model import State
 from hookcast.outcome import AttemptOutcome, ErrorKind
 from hookcast.settings import Settings
-from hookcast.store.rows import Claimed, CounterRow, DeliveryStatus, WebhookCounters
+from hookcast.store.rows import Claimed, CounterRow, DeliveryStatus, SuccessRow, WebhookCounters
 
 PENDING, DELIVERED, GIVEN_UP = (
     DeliveryStatus.PENDING,
@@ -290,6 +291,26 @@ def test_decide_writes_every_row_of_a_mixed_batch() -> None:
         "event-1-0", "event-2-0", "event-3-0", "new-cycle-id", "event-5-0"
     ]  # fmt: skip
     assert d.disable == []
+
+
+def test_a_batch_of_successes_needs_no_counters_and_sets_them() -> None:
+    ok = AttemptOutcome(ok=True, status=200)
+    batch = [
+        Attempted(claimed(1, webhook_id=2), ok, 105.0),
+        Attempted(claimed(2, webhook_id=1), ok, 101.0),
+        Attempted(claimed(3, webhook_id=2), ok, 103.0),
+    ]
+    assert not needs_counters(batch)
+    assert needs_counters([*batch, Attempted(claimed(4), AttemptOutcome(ok=False), 1.0)])
+    d = decide(batch, None, DEFAULT, 200.0)
+    assert d.counters == [] and d.disable == [] and d.first_failures == []
+    # In webhook id order (the order lock_webhooks locks in); the latest success of each.
+    assert d.successes == [
+        SuccessRow(1, 101.0, "event-2-0", webhook_id=1),
+        SuccessRow(2, 105.0, "event-3-0", webhook_id=2),
+    ]
+    assert [(s.status, s.finished_at) for s in d.steps] == [(DELIVERED, 200.0)] * 3
+    assert len(d.attempts) == 3
 
 
 def test_a_batch_that_disables_its_webhook_gives_up_its_pending_deliveries() -> None:

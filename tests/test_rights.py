@@ -47,6 +47,7 @@ RULES: dict[tuple[str, str], Right | None] = {
     ("GET", "/api/v1/Webhook/{webhookId:int}/Deliveries"): Right.read,
     ("POST", "/api/v1/Webhook/{webhookId:int}/Redeliver"): Right.manage,
     ("POST", "/api/v1/Webhook/{eventName}/{primaryKey:signed_int}"): Right.signal,
+    ("POST", "/api/v1/Webhook/Signal"): Right.signal,
     # Agents: the RPC forms of the same operations, with the same rights
     ("POST", "/api/v1/Agents/Webhook/CreateDefaultWebhook"): Right.read,
     ("POST", "/api/v1/Agents/Webhook/SaveWebhook"): Right.manage,

@@ -11,7 +11,9 @@ from ._version import __version__
 from .errors import (
     Conflict,
     HookcastError,
+    IdempotencyKeyReused,
     NotFound,
+    OutboxError,
     PayloadTooLarge,
     PreconditionFailed,
     TargetRefused,
@@ -25,7 +27,9 @@ from .payload import standard_webhooks_secret, verify_signature
 
 if _typing.TYPE_CHECKING:
     from .hub import Hub
+    from .intake import Signal
     from .settings import Settings
+    from .store.queue import Signalled
 
 __all__ = [
     "AttemptOutcome",
@@ -33,10 +37,14 @@ __all__ = [
     "ErrorKind",
     "HookcastError",
     "Hub",
+    "IdempotencyKeyReused",
     "NotFound",
+    "OutboxError",
     "PayloadTooLarge",
     "PreconditionFailed",
     "Settings",
+    "Signal",
+    "Signalled",
     "State",
     "TargetRefused",
     "Unauthorized",
@@ -54,6 +62,8 @@ __all__ = [
 _LAZY = {
     "Hub": "hookcast.hub",
     "Settings": "hookcast.settings",
+    "Signal": "hookcast.intake",
+    "Signalled": "hookcast.store.queue",
 }
 
 if not _typing.TYPE_CHECKING:

@@ -35,6 +35,14 @@ class TargetRefused(VerificationFailed):
     error_type = "TargetRefused"
 
 
+class OutboxError(HookcastError, RuntimeError):
+    """An application's transactional signal (hookcast.sqlalchemy, hookcast.contrib.django)
+    cannot keep its promise here: no transaction is open, or the database holds no hookcast
+    tables. Raised at the call; nothing is written."""
+
+    error_type = "OutboxError"
+
+
 class Unauthorized(HookcastError):
     status_code = 401
     error_type = "Unauthorized"
@@ -53,6 +61,16 @@ class NotFound(HookcastError):
 class Conflict(HookcastError):
     status_code = 409
     error_type = "Conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key sent again with a different request than the one that took it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"The idempotency key {key!r} was used before for a different request; "
+            "a retry must send the same events, and a new request a new key."
+        )
 
 
 class PreconditionFailed(HookcastError):

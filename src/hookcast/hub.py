@@ -13,14 +13,14 @@ Blocking applications use `Hub.start_in_thread()` and `signal_sync(...)`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
@@ -28,28 +28,24 @@ from typing import Any
 from . import metrics, tracing
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
+from .dispatch.outbox_drain import OutboxDrain
 from .dispatch.plugins import load_plugins
 from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
-from .errors import DatabaseUnavailable
-from .intake import Intake, new_event
+from .errors import DatabaseUnavailable, ValidationError
+from .intake import Intake, Signal, new_event, signal_key
 from .net.sender import HttpSender
 from .net.transport import Transport
 from .oslimits import raise_open_files_limit
 from .settings import Settings
 from .store import queue
 from .store.database import Database
-from .store.rows import Claimed
+from .store.queue import Signalled
+from .store.rows import Claimed, NewEvent
 
 log = logging.getLogger("hookcast")
 HEARTBEAT_SECONDS = 5.0
-_NO_TRACE: contextlib.nullcontext[None] = contextlib.nullcontext()
-
-
-def _untraced(event: str, tenant: str, primary_key: int) -> contextlib.nullcontext[None]:
-    """Tracing off: signal() stores no trace context."""
-    return _NO_TRACE
 
 
 class Hub:
@@ -78,6 +74,7 @@ class Hub:
         self.scripts = ScriptRunner(self.settings, self.sender)
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
+        self.outbox_drain: OutboxDrain | None = None  # events applications wrote (0008)
         self._intake: Intake | None = None
         self._background: list[asyncio.Task[None]] = []
         self.worker_id = str(uuid.uuid4())
@@ -108,8 +105,16 @@ class Hub:
                 on_transitions=self._on_transitions,
                 tracing=self.tracing,
             )
+            self.outbox_drain = OutboxDrain(
+                self.db,
+                on_commit=self._committed,
+                handover=self.dispatcher.handover,
+                poll_interval=self.settings.poll_interval,
+                batch=self.settings.batch_size * 10,
+            )
             self.outbox.start()
             self.dispatcher.start()
+            self.outbox_drain.start()
             self._background = [
                 asyncio.create_task(self._prune_loop(), name="hookcast-prune"),
                 asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
@@ -142,6 +147,8 @@ class Hub:
         if self.dispatcher:
             if self.db.doorbell is not None:
                 self.db.doorbell.stop_listening()
+            if self.outbox_drain:
+                await self.outbox_drain.stop()
             await self.dispatcher.stop()
             await self.db.run(queue.remove_worker, self.worker_id)
         if self.outbox:
@@ -189,30 +196,61 @@ class Hub:
         values: Mapping[str, Any] | None = None,
         field_values: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Store an event and its deliveries durably; returns the event's id.
 
         `changes`: the changed field names, or a mapping of name to new value (the names go
         into the payload's Changes, the values to CRMScript hooks). `values`: the id values of
-        a deleted row (only for *.deleted events). Raises hookcast.ValidationError."""
+        a deleted row (only for *.deleted events). `idempotency_key`: a retry with the same
+        key signals nothing again and returns the first one's id. Raises
+        hookcast.ValidationError (and hookcast.Conflict for a key reused for another event)."""
+        item = new_event(
+            event,
+            primary_key,
+            tenant=tenant,
+            associate_id=associate_id,
+            changes=changes,
+            values=values,
+            field_values=field_values,
+            occurred_at=occurred_at,
+        )
+        return (await self._store([item], idempotency_key)).ids[0]
+
+    async def signal_many(
+        self, signals: Iterable[Signal], *, idempotency_key: str | None = None
+    ) -> Signalled:
+        """Store events and their deliveries durably, all in one transaction or none (one
+        invalid event: ValidationError naming it, nothing stored); returns their ids in
+        order. With `idempotency_key` (the events of one tenant), a retry with the same key
+        stores nothing and answers the first call's ids with `replayed` set."""
+        batch = []
+        for index, s in enumerate(signals):
+            try:
+                batch.append(new_event(**s._asdict()))
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"Event {index}: {exc.message}",
+                    [{"Field": f"[{index}]", "Message": exc.message}],
+                ) from None
+        return await self._store(batch, idempotency_key)
+
+    async def _store(self, batch: list[NewEvent], idempotency_key: str | None) -> Signalled:
         if self._intake is None:
             raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
-        traced = _untraced if self.tracing is None else self.tracing.signal
-        with traced(event, tenant, primary_key) as traceparent:
-            item = new_event(
-                event,
-                primary_key,
-                tenant=tenant,
-                associate_id=associate_id,
-                changes=changes,
-                values=values,
-                field_values=field_values,
-                occurred_at=occurred_at,
-                traceparent=traceparent,
-            )
-            event_id = await self._intake.submit(item)
-        metrics.signalled(tenant)
-        return event_id
+        if not batch:
+            return Signalled([])
+        key = signal_key(idempotency_key, batch)
+        if self.tracing is None:
+            answer = await self._intake.submit(batch, key)
+        else:
+            with self.tracing.signal(batch) as traceparent:
+                if traceparent is not None:  # stored with the events, for their attempts
+                    batch = [dataclasses.replace(e, traceparent=traceparent) for e in batch]
+                answer = await self._intake.submit(batch, key)
+        if not answer.replayed:
+            metrics.signalled([e.tenant for e in batch])
+        return answer
 
     def signal_sync(self, event: str, primary_key: int, **kwargs: Any) -> int:
         """`signal` for code that is not async; blocks until the event is durable."""
@@ -239,6 +277,8 @@ class Hub:
             self.dispatcher.wake()
         if self.outbox:
             self.outbox.wake()
+        if self.outbox_drain:
+            self.outbox_drain.wake()
 
     def halt(self, webhook_id: int) -> None:
         """A webhook was stopped or deleted here: deliver nothing more of it (§6, issue 12)."""
@@ -248,6 +288,8 @@ class Hub:
     def _rung(self, webhook_ids: set[int] | None) -> None:
         """Another process committed new deliveries (for these webhooks; None: anything)."""
         if webhook_ids is None:
+            if self.outbox_drain:  # perhaps an application's outbox commit (see wake(rung=))
+                self.outbox_drain.wake(rung=True)
             self.wake()
         elif self.dispatcher:
             self.dispatcher.wake_for(webhook_ids)

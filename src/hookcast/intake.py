@@ -8,6 +8,8 @@ from, without giving up durability.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from .model import EVENT_NAME, MAX_ASSOCIATE_ID, MAX_PRIMARY_KEY
 from .payload import format_timestamp
 from .store import queue
 from .store.database import Database
+from .store.queue import SignalKey
 from .store.rows import Claimed, NewEvent
 
 if TYPE_CHECKING:
@@ -139,8 +142,65 @@ def read_event_data(event: str, data: Any) -> EventData:
     return EventData(changes=data, field_values=data)
 
 
+class Signal(NamedTuple):
+    """One event for `Hub.signal_many`: the arguments `Hub.signal` takes."""
+
+    event: str
+    primary_key: int
+    tenant: str
+    associate_id: int = 0
+    changes: Sequence[str] | Mapping[str, Any] | None = None
+    values: Mapping[str, Any] | None = None
+    field_values: Mapping[str, Any] | None = None
+    occurred_at: datetime | None = None
+
+
+MAX_KEY_LENGTH = 255
+
+
+def signal_key(key: str | None, batch: Sequence[NewEvent]) -> SignalKey | None:
+    """The idempotency key of a request to signal `batch`, scoped to its tenant, with a
+    digest of what it signals (not of when: a retry's events carry a later time)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationError(
+            f"An idempotency key is 1 to {MAX_KEY_LENGTH} printable characters, not {key!r}."
+        )
+    tenants = {e.tenant for e in batch}
+    if len(tenants) != 1:
+        raise ValidationError("An idempotency key covers the events of one tenant.")
+    digest = hashlib.sha256(
+        json.dumps(
+            [_what(e) for e in batch],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    return SignalKey(tenants.pop(), key, digest)
+
+
+def _what(e: NewEvent) -> tuple[Any, ...]:
+    """What an event says, without when it was signalled."""
+    return (
+        e.name,
+        e.primary_key,
+        e.associate_id,
+        e.changes,
+        e.change_values,
+        e.row_values,
+        e.field_values,
+    )
+
+
+class _Request(NamedTuple):
+    events: list[NewEvent]
+    key: SignalKey | None
+    future: asyncio.Future[queue.Signalled]
+
+
 class Intake:
-    """Group commit of signalled events. `submit` returns once the event is durable."""
+    """Group commit of signalled events. `submit` returns once the events are durable."""
 
     def __init__(
         self,
@@ -154,13 +214,14 @@ class Intake:
         """`handover` gives, per commit, the local dispatcher's decisions on which new
         deliveries it takes directly; `on_commit` gets them (already leased to it) after
         each commit, with the webhooks whose new deliveries were queued for any claimer
-        instead. `tracing`: a span per traced signal for the commit (None: off)."""
+        instead. A commit takes whole requests, up to `max_batch` events unless one request
+        alone has more. `tracing`: a span per traced signal for the commit (None: off)."""
         self._db = db
         self._tracing = tracing
         self._on_commit = on_commit
         self._handover = handover
         self._max_batch = max_batch
-        self._pending: list[tuple[NewEvent, asyncio.Future[int]]] = []
+        self._pending: list[_Request] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -168,11 +229,12 @@ class Intake:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hookcast-intake")
 
-    async def submit(self, event: NewEvent) -> int:
+    async def submit(self, events: list[NewEvent], key: SignalKey | None = None) -> queue.Signalled:
+        """Store `events` together (all or none) under idempotency `key`, if given."""
         if self._task is None or self._closing:
             raise RuntimeError("the intake is not running; start the Hub first")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
+        future: asyncio.Future[queue.Signalled] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(events, key, future))
         self._ready.set()
         return await future
 
@@ -184,32 +246,40 @@ class Intake:
         self._ready.set()
         await self._task
 
-    async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[int]]]) -> None:
+    async def _commit(self, batch: list[_Request]) -> None:
         started = time.time_ns() if self._tracing is not None else 0
-        events = [e for e, _ in batch]
         try:
-            ids, handed, queued = await self._db.run(
-                queue.insert_events, events, time.time(), self._handover()
+            stored, handed, queued = await self._db.run(
+                queue.store_signals,
+                [(r.events, r.key) for r in batch],
+                time.time(),
+                self._handover(),
             )
         except DatabaseUnavailable as exc:
-            for _, future in batch:  # nothing was stored; retrying one by one would not help
-                if not future.done():
-                    future.set_exception(exc)
+            for request in batch:  # nothing was stored; retrying one by one would not help
+                if not request.future.done():
+                    request.future.set_exception(exc)
             return
         except Exception as exc:
-            if len(batch) > 1:  # one bad event must not fail the others that shared its commit
-                for item in batch:
-                    await self._commit([item])
+            if len(batch) > 1:  # one bad request must not fail the others that shared its commit
+                for request in batch:
+                    await self._commit([request])
                 return
             # The caller sees the failure; nothing was stored.
-            if not batch[0][1].done():
-                batch[0][1].set_exception(exc)
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
             return
         if self._tracing is not None:
-            self._tracing.committed(events, ids, started, time.time_ns())
-        for (_, future), event_id in zip(batch, ids, strict=True):
-            if not future.done():
-                future.set_result(event_id)
+            fresh = [(r, a) for r, a in zip(batch, stored, strict=True) if not a.replayed]
+            self._tracing.committed(
+                [e for r, _ in fresh for e in r.events],
+                [i for _, a in fresh for i in a.ids],
+                started,
+                time.time_ns(),
+            )
+        for request, answer in zip(batch, stored, strict=True):
+            if not request.future.done():
+                request.future.set_result(answer)
         self._on_commit(handed, queued)
 
     async def _run(self) -> None:
@@ -217,6 +287,11 @@ class Intake:
             await self._ready.wait()
             self._ready.clear()
             while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                taken, size = 0, 0
+                for request in self._pending:
+                    if taken and size + len(request.events) > self._max_batch:
+                        break
+                    taken, size = taken + 1, size + len(request.events)
+                batch = self._pending[:taken]
+                del self._pending[:taken]
                 await self._commit(batch)

@@ -6,9 +6,12 @@ authentication to one indexed lookup per request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from .model import ApiKey, Principal
 from .rights import DEFAULT_ROLE, Role
@@ -56,5 +59,56 @@ def create_key(
     return db.run_sync(work), key
 
 
-async def authenticate(db: Database, key: str) -> Principal | None:
-    return await db.read(queries.principal_for_key, hash_key(key))
+class KeyCache:
+    """Principals by key, each trusted for at most `ttl` seconds after it was read.
+
+    Without it every request is a read transaction queued behind the group commits on the
+    database thread. Keys are revoked by any process (`hookcast keys revoke`), so nothing
+    tells this one: an entry simply expires, and a revoked key stops working within `ttl`
+    plus one lookup. Unknown keys are not cached (a key created elsewhere works at once);
+    concurrent lookups of one key share one read. Bounded: the least recently used entry
+    goes first."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl: float = 0.5,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
+
+    async def principal(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        entry = self._entries.get(digest)
+        if entry is not None:
+            if self._clock() - entry[1] < self._ttl:
+                self._entries.move_to_end(digest)
+                return entry[0]
+            del self._entries[digest]
+        loading = self._loading.get(digest)
+        if loading is None:  # one read for every request with this key; none cancels it
+            loading = self._loading[digest] = asyncio.ensure_future(self._load(digest))
+        return await asyncio.shield(loading)
+
+    async def _load(self, digest: str) -> Principal | None:
+        try:
+            read_at = self._clock()
+            who = await self._db.read(queries.principal_for_key, digest)
+        finally:
+            del self._loading[digest]
+        if who is not None:
+            self._entries[digest] = (who, read_at)
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return who
+
+    def forget(self) -> None:
+        """Drop every entry (a key was revoked in this process)."""
+        self._entries.clear()

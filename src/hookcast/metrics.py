@@ -166,10 +166,11 @@ TENANT_ATTEMPTS = Counter(
 _OUTCOMES = ("success", "failure")
 
 
-def signalled(tenant: str) -> None:
-    """An event of `tenant` was committed by signal() in this process."""
-    SIGNALS.inc()
-    TENANT_SIGNALS.labels(tenants.label(tenant)).inc()
+def signalled(names: Sequence[str]) -> None:
+    """Events were committed by signal() in this process: their tenants, one per event."""
+    SIGNALS.inc(len(names))
+    for tenant, n in Tally(names).items():
+        TENANT_SIGNALS.labels(tenants.label(tenant, n)).inc(n)
 
 
 def record_attempts(results: Sequence[Attempted]) -> None:

@@ -117,22 +117,25 @@ class Tracing:
         return format_traceparent(context) if context.is_valid else None
 
     @contextmanager
-    def signal(self, event: str, tenant: str, primary_key: int) -> Iterator[str | None]:
-        """Around signal(): yields the traceparent to store with the event (the signal
-        span's, a child of the caller's current span; the caller's own without a tracer)."""
+    def signal(self, events: Sequence[NewEvent]) -> Iterator[str | None]:
+        """Around signal() (one span for the events of one call, `signal_many`'s too):
+        yields the traceparent to store with them (the signal span's, a child of the
+        caller's current span; the caller's own without a tracer)."""
         if self.tracer is None:
             yield self.current_traceparent()
             return
         from opentelemetry.trace import SpanKind
 
+        first = events[0]
+        attributes: dict[str, Any] = {
+            "hookcast.event": first.name,
+            "hookcast.tenant": first.tenant,
+            "hookcast.events": len(events),
+        }
+        if len(events) == 1:
+            attributes["hookcast.primary_key"] = first.primary_key
         with self.tracer.start_as_current_span(
-            "hookcast.signal",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "hookcast.event": event,
-                "hookcast.tenant": tenant,
-                "hookcast.primary_key": primary_key,
-            },
+            "hookcast.signal", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
             context = span.get_span_context()
             yield format_traceparent(context) if context.is_valid else None

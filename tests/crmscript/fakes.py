@@ -27,7 +27,17 @@ class FakeTransport:
             "method": method,
             "url": url,
             "headers": [[k, v] for k, v in headers],
-            "body": body.decode("utf-8") if body is not None else None,
+            "body": _text(body),
         }
         data = json.dumps(payload, separators=(",", ":")).encode()
         return HttpResponse(status, [("Content-Type", "application/json"), ("X-Test", "yes")], data)
+
+
+def _text(body: bytes | None) -> str | None:
+    """The body as UTF-8 text, or its bytes in hex when it is not UTF-8."""
+    if body is None:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex:" + body.hex()

@@ -46,6 +46,81 @@ def test_compile_error_has_diagnostics() -> None:
     assert (d.kind, d.line, d.column) == ("SyntaxError", 1, 13)
 
 
+# §13: a compile reports every error it finds, each with its line and column
+SEVERAL_ERRORS = """Integer a = "x";
+printLine(undefinedVar);
+if (1) { Integer c = true; }
+Void n;
+Integer b = n;
+runProgram("ls");
+addChatMessage(1, "a", 1, "b", 0, "");
+printLine(a.toString());
+"""
+
+
+def test_check_reports_every_checking_error_with_line_and_column() -> None:
+    assert [(d.line, d.column, d.kind) for d in check(SEVERAL_ERRORS)] == [
+        (1, 13, "TypeError"),
+        (2, 11, "NameError"),
+        (3, 5, "TypeError"),
+        (3, 22, "TypeError"),
+        (4, 1, "TypeError"),  # `n` is then unknown, but that follows from it: not reported
+        (6, 1, "UnsupportedFeature"),
+        (7, 1, "UnsupportedFeature"),
+    ]
+    run = run_script(SEVERAL_ERRORS)  # a run reports the first
+    assert run.error_line == "ERROR: TypeError: cannot assign String to Integer (line 1, column 13)"
+    assert run.output == ""
+
+
+def test_check_reports_every_syntax_error_with_line_and_column() -> None:
+    source = 'Integer x = ;\nprintLine("ok");\nif (x { y(); }\nInteger z = 2147483649;\nfoo(\n'
+    assert check(source) == [
+        Diagnostic(1, 13, "SyntaxError", "unexpected ';'"),
+        Diagnostic(3, 7, "SyntaxError", "unexpected '{'"),
+        Diagnostic(4, 13, "TypeError", "integer literal 2147483649 does not fit 32 bits"),
+        Diagnostic(5, 4, "SyntaxError", "unexpected end of text"),
+    ]
+    with pytest.raises(CompileError) as exc:
+        compile_script(source)
+    assert len(exc.value.diagnostics) == 4
+
+
+def test_check_reports_errors_of_includes_and_of_the_script() -> None:
+    texts = {"broken": "Integer y = ;\nInteger z = 1 +;\n", "typed": 'Integer y = "a";\nq = 1;\n'}
+    diags = check('#include "broken";\n#include "typed";\nInteger x = "no";\n', include=texts.get)
+    assert [(d.line, d.column, d.kind, d.message) for d in diags] == [
+        (1, 13, "SyntaxError", "unexpected ';' (in include \"broken\")"),
+        (2, 16, "SyntaxError", "unexpected ';' (in include \"broken\")"),
+        (1, 13, "TypeError", 'cannot assign String to Integer (in include "typed")'),
+        (2, 1, "NameError", "unknown variable 'q' (in include \"typed\")"),
+        (3, 13, "TypeError", "cannot assign String to Integer"),
+    ]
+
+
+def test_errors_in_bodies_of_functions_and_structs_are_all_found() -> None:
+    source = (
+        'Integer f(Integer a) { return a + "s"; }\n'
+        "Integer g(Void b) { return 1; }\n"
+        "g(1);\n"
+        'struct P { Integer n; Void m; Void set() { this.n = "x"; } };\n'
+        "P p; p.m = 1; p.n = 2;\n"
+        "printLine(f(1).toString());\n"
+    )
+    assert [(d.line, d.column, d.kind) for d in check(source)] == [
+        (1, 31, "TypeError"),
+        (2, 11, "TypeError"),  # the call of g and the use of p.m follow from these two
+        (4, 23, "TypeError"),
+        (4, 44, "TypeError"),
+    ]
+
+
+def test_error_count_is_bounded() -> None:
+    source = "".join(f'Integer v{i} = "x";\n' for i in range(300))
+    diags = check(source)
+    assert len(diags) == 100 and diags[-1].line == 100
+
+
 def test_compile_errors_produce_no_output() -> None:
     r = run_script('printLine("a");\nfoo();')
     assert r == RunResult("", False, "NameError", r.error_message, r.error_line)

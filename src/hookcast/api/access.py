@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..logs import ACCESS, Lines, redact
 from ..model import Principal
 
-__all__ = ["KEY_ID", "AccessLog", "note_caller"]
+__all__ = ["KEY_ID", "AccessLog", "note_caller", "note_scope_caller"]
 
 KEY_ID = "hookcast_key_id"  # request state: the caller's API key id
 TENANT = "hookcast_tenant"
@@ -36,6 +36,12 @@ def note_caller(request: Request, who: Principal) -> None:
     """Remember who called (the key's id and tenant, never the key) for the access line."""
     request.state.hookcast_key_id = who.key_id
     request.state.hookcast_tenant = who.tenant
+
+
+def note_scope_caller(scope: Scope, who: Principal) -> None:
+    """`note_caller` for code that has the ASGI scope, not a Request (api/signals.py)."""
+    state = scope.setdefault("state", {})
+    state[KEY_ID], state[TENANT] = who.key_id, who.tenant
 
 
 class AccessLog:

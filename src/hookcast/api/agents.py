@@ -17,7 +17,6 @@ from .deps import (
     RegistryDep,
     Signaller,
     linked_webhook,
-    signal_event,
     webhook_out,
 )
 from .limits import ParsedJSONRoute
@@ -30,6 +29,7 @@ from .schemas import (
     WebhookOut,
     WebhookWithLinks,
 )
+from .signals import signal_one
 
 router = APIRouter(
     prefix="/api/v1/Agents/Webhook", tags=["Agents"], responses=ERRORS, route_class=ParsedJSONRoute
@@ -137,5 +137,7 @@ async def get_last_error(
     summary="Signal an event for the caller's tenant (204 once durably stored)",
 )
 async def signal(hub: HubDep, who: Signaller, body: SignalEventBody) -> Response:
-    await signal_event(hub, who, body.event_name, body.primary_key, body.data)
+    await signal_one(
+        hub, who.tenant, who.associate_id, body.event_name, body.primary_key, body.data
+    )
     return Response(status_code=204)

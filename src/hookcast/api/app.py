@@ -9,11 +9,12 @@ from fastapi import FastAPI
 
 from .._version import __version__
 from ..hub import Hub
+from ..keys import KeyCache
 from ..registry import Registry
 from ..scripts import Scripts
 from ..settings import Settings
 from ..store.database import Database
-from . import agents, binding, crmscript, errors, webhooks
+from . import agents, binding, crmscript, errors, signals, webhooks
 from . import metrics as metrics_route
 from .access import AccessLog
 from .limits import RequestLimits
@@ -36,6 +37,7 @@ def create_app(
         app.state.hub = hub
         app.state.db = hub.db
         app.state.settings = settings
+        app.state.keys = KeyCache(hub.db)
         app.state.registry = Registry(
             hub.db, settings, hub.sender, wake=hub.wake, halt=hub.halt, scripts=hub.scripts
         )
@@ -48,10 +50,12 @@ def create_app(
 
     app = FastAPI(title="hookcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
+    app.include_router(signals.router)
     app.include_router(webhooks.router)
     app.include_router(agents.router)
     app.include_router(crmscript.router)
     app.include_router(metrics_route.router)
+    signals.install(app)  # innermost: after the request checks and the binding
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     binding.install(app)
     app.add_middleware(errors.CatchUnexpected)  # the outermost but for the access log

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Forbidden, NotFound, Unauthorized
-from ..keys import authenticate
+from ..keys import KeyCache
 from ..model import Principal
 from ..rights import Right, allows
 from .access import note_caller
@@ -22,7 +22,8 @@ async def principal(request: Request) -> Principal:
     credentials: HTTPAuthorizationCredentials | None = await bearer(request)
     if credentials is None:
         raise Unauthorized("An API key is required: send 'Authorization: Bearer <key>'.")
-    who = await authenticate(request.app.state.db, credentials.credentials)
+    keys: KeyCache = request.app.state.keys
+    who = await keys.principal(credentials.credentials)
     if who is None:
         raise Unauthorized("The API key is unknown or revoked.")
     note_caller(request, who)

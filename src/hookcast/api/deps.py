@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, Request
 
 from ..hub import Hub
-from ..intake import read_event_data
 from ..model import Principal, Webhook
 from ..registry import Registry
 from ..rights import Right, allows
@@ -88,23 +87,6 @@ def patch_request(
     )
     patch = [op.model_dump(exclude_unset=True) for op in body] if isinstance(body, list) else body
     return patch, media_type
-
-
-async def signal_event(
-    hub: Hub, who: Principal, event: str, primary_key: int, data: dict[str, Any] | None
-) -> None:
-    """A REST or Agents signal: its body read as §3 "Event data", for the caller's tenant,
-    caused by the caller's associate."""
-    parts = read_event_data(event, data)
-    await hub.signal(
-        event,
-        primary_key,
-        tenant=who.tenant,
-        associate_id=who.associate_id,
-        changes=parts.changes,
-        values=parts.values,
-        field_values=parts.field_values,
-    )
 
 
 # ----- answers -----------------------------------------------------------------------------

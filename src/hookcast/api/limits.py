@@ -25,13 +25,18 @@ _NUL = (b"\x00", b"\\u0000")
 JSON_KEY = "hookcast.json"
 
 
+def is_json(content_type: bytes) -> bool:
+    """Whether FastAPI reads a body of this Content-Type as JSON: application/json or
+    application/*+json (the PATCH media types among them)."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media.startswith(b"application/") and media.endswith((b"/json", b"+json"))
+
+
 def _is_json(scope: Scope) -> bool:
-    """Whether FastAPI would read this request's body as JSON: no Content-Type, or
-    application/json or application/*+json (the PATCH media types among them)."""
+    """Whether FastAPI would read this request's body as JSON (no Content-Type: yes)."""
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            media: bytes = value.split(b";", 1)[0].strip().lower()
-            return media.startswith(b"application/") and media.endswith((b"/json", b"+json"))
+            return is_json(value)
     return True
 
 

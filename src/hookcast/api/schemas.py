@@ -278,6 +278,16 @@ class SignalEventBody(ApiIn):
     data: dict[str, Any] | None = Field(default=None, description=EVENT_DATA)
 
 
+class SignalsOut(ApiOut):
+    """What a batch signal stored: how many events, their ids in the request's order, and
+    whether they are an earlier request's, found by its Idempotency-Key (nothing was
+    signalled again)."""
+
+    accepted: int
+    ids: list[int]
+    replayed: bool
+
+
 class PatchOperation(BaseModel):
     """One RFC 6902 operation; paths are case-insensitive and may omit the leading slash."""
 

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from starlette.convertors import Convertor, register_url_convertor
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
-from ..model import MAX_ASSOCIATE_ID, MAX_ID, MAX_PRIMARY_KEY, format_date, format_epoch
+from ..model import MAX_ASSOCIATE_ID, MAX_ID, format_date, format_epoch
 from .deps import (
     ERRORS,
     PATCH_MEDIA_TYPES,
     CarrierBody,
-    HubDep,
     Manager,
     PatchBody,
     Reader,
     RegistryDep,
-    Signaller,
     linked_webhook,
     patch_request,
-    signal_event,
     webhook_out,
 )
 from .limits import ParsedJSONRoute
 from .schemas import (
-    EVENT_DATA,
     STATE_NAMES,
     DeliveriesPage,
     DeliveryOut,
@@ -241,42 +236,3 @@ async def deliveries(
 )
 async def redeliver(reg: RegistryDep, who: Manager, webhookId: WebhookIdPath) -> RedeliverOut:
     return RedeliverOut(queued=await reg.redeliver(who, webhookId))
-
-
-class _SignedInt(Convertor[int]):
-    """An integer path segment, negative too, so that /contact.changed/-1 is a 400 that names
-    the range (§3) rather than a 404 for a route that does not exist."""
-
-    regex = "-?[0-9]+"
-
-    def convert(self, value: str) -> int:
-        return int(value)
-
-    def to_string(self, value: int) -> str:
-        return str(value)
-
-
-register_url_convertor("signed_int", _SignedInt())
-
-SignalBody = Annotated[
-    dict[str, Any] | None,
-    Body(description=EVENT_DATA),
-]
-
-
-@router.post(
-    "/{eventName}/{primaryKey:signed_int}",
-    status_code=204,
-    response_class=Response,
-    openapi_extra={"requestBody": {"required": False}},
-    summary="Signal an event for the caller's tenant (204 once durably stored)",
-)
-async def signal(
-    hub: HubDep,
-    who: Signaller,
-    eventName: str,
-    primaryKey: Annotated[int, Path(ge=0, le=MAX_PRIMARY_KEY)],
-    body: SignalBody = None,
-) -> Response:
-    await signal_event(hub, who, eventName, primaryKey, body)
-    return Response(status_code=204)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .._version import __version__
-from . import events, serve
+from . import events, listen, serve
 from .common import console
 from .crmscript import crmscript_app
 from .keys import keys_app
@@ -40,6 +40,7 @@ app.command()(serve.serve)
 app.command()(serve.worker)
 app.command("signal")(events.signal_event)
 app.command()(serve.workers)
+app.command()(listen.listen)
 
 
 def main() -> None:

@@ -20,6 +20,15 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000]")] = None,
     db: DbOption = None,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            envvar="HOOKCAST_DEV",
+            help="Local development: trust the dev CA of `hookcast listen` and allow loopback "
+            "targets. Never on a server others can reach.",
+        ),
+    ] = False,
 ) -> None:
     """Run the management API and the delivery dispatcher in one process.
 
@@ -35,6 +44,10 @@ def serve(
     settings = settings_for(db, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
     logs.protect(*logs.SERVER_LOGGERS)  # uvicorn logs exceptions that escape the app
+    if dev:
+        from .listen import enable_dev_mode
+
+        settings = enable_dev_mode(settings)
     database = open_database(settings)
     if database.run_sync(queries.count_keys) == 0:
         _, key = create_key(

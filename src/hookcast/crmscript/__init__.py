@@ -20,16 +20,20 @@ toDate/toTime/toDateTime, modulo, pow, rand, sleep (virtual: counts against the 
 limit), encodeBase64/decodeBase64, encodeSHA1, encodeSHA256 (HMAC), encodeHMACSHA256/512,
 assert/assertEquals, XMLNode getNodeFromPath/setName/setText/setParameter/addChild/
 setChildren/toJSON/toString, JSONBuilder.setPrettyPrint/addNull, Map.toJson/fromJson, the
-%EJSCRIPT_START% inline wrapper. Accepted beyond the spec (⚠12/⚠13): `*= /= %=`,
-prefix `++x`, method calls on literals.
+%EJSCRIPT_START% inline wrapper, TimeZone/getLocalTimeZone().getName() and makePassword
+(§13.1). Accepted beyond the spec (⚠12/⚠13): `*= /= %=`, prefix `++x`, method calls on
+literals. A compile reports every error it finds (panic-mode recovery for syntax errors,
+statement by statement for checking errors), each with line and column.
 
-Not supported (UnsupportedFeature at compile time): CRM/database APIs (NS* agents,
-Ticket, Customer, Company, User, Message, Email, SearchEngine, Attachment, ExtraTable,
-Parser, ReplyTemplate, EventData, File, getEventData, getActiveUser), web context
-(getCgi*, setCookie, setParserVariable, screens), host access (runProgram,
-executeSQLQuery, executeScript, getEnvVariable), HTTP *AsStream/addDocumentData/
-addAttachmentData/setDebugMode/getDebug, String prettyChop/escape/getLine/parseCSV/quote/
-wrap, parseXML and the Generic helpers.
+Not supported (UnsupportedFeature at compile time): every other global function and class
+of SuperOffice's CRMScript reference — CRM/database APIs (NS* agents, Ticket, Customer,
+Company, User, Message, Email, SearchEngine, Attachment, ExtraTable, Parser,
+ReplyTemplate, EventData, File, getEventData, getActiveUser, ...), web context (getCgi*,
+setCookie, setParserVariable, screens and HTML elements), chat (addChatMessage,
+resetChat, setChatStatus, ...), mail, host access (runProgram, executeSQLQuery,
+executeScript, getEnvVariable), HTTP *AsStream/addDocumentData/addAttachmentData/
+setDebugMode/getDebug, String prettyChop/escape/getLine/parseCSV/quote/wrap/getEmails/...,
+parseXML and the Generic helpers. docs/crmscript-compatibility.md lists them.
 """
 
 from .errors import CompileError, Diagnostic

@@ -25,6 +25,9 @@ class TypeRef(Node):
 class DeclName(Node):
     name: str
     reserved: bool  # a keyword or type name used as a name (NameError)
+    # a struct's name: fine for functions, members and methods (separate namespaces, §7.2)
+    # but not for variables, which an expression could not tell from the type
+    struct_name: bool = False
 
 
 @dataclass(eq=False, slots=True)

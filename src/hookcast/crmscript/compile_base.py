@@ -8,6 +8,7 @@ from . import ast
 from .defaults import default_factory, sized_factory
 from .errors import (
     CompileLimitExceeded,
+    CompileProblem,
     IndexOutOfRange,
     LimitExceeded,
     ScriptNameError,
@@ -21,6 +22,15 @@ from .symbols import Fn, FuncCtx, FuncInfo, StructInfo, VarInfo
 from .types import Ty
 
 FIRST_SLOT = 3  # f[0] globals, f[1] context, f[2] return value
+MAX_PROBLEMS = 100  # compile errors reported for one text at most
+
+
+class FollowUp(CompileProblem):
+    """An error caused only by an earlier one (a name whose definition failed): not reported."""
+
+
+class TooManyProblems(Exception):
+    """Enough compile errors found: the pass stops."""
 
 
 def _check_sizes(ctx: Context, sizes: list[int]) -> None:
@@ -59,12 +69,34 @@ class CompilerBase:
         self.included: set[str] = {main_name}  # include-once also covers the script itself
         self.include_depth = 0
         self.top_stmts: list[Fn] = []
+        self.main_name = main_name
+        # every compile error is reported (§13): the pass records one and goes on with the
+        # next statement; names whose definition failed are "poisoned" so that their uses do
+        # not add errors of their own
+        self.problems: list[CompileProblem] = []
+        self.poisoned: set[str] = set()
+
+    # ------------------------------------------------------------------ errors
+    def record(self, e: CompileProblem) -> None:
+        if isinstance(e, FollowUp):
+            return
+        if self.where != self.main_name and not e.in_include:
+            e.message = f'{e.message} (in include "{self.where}")'
+            e.in_include = True
+        self.problems.append(e)
+        if len(self.problems) >= MAX_PROBLEMS:
+            raise TooManyProblems
+
+    def follow_up(self, name: str) -> None:
+        """Raise FollowUp when `name` (a variable, function, type or "S.member") failed."""
+        if name in self.poisoned:
+            raise FollowUp(name)
 
     # ------------------------------------------------------------------ scopes
     def push_scope(self) -> None:
-        self.cur.scopes.append({})
-        if len(self.cur.scopes) > self.max_nesting:
+        if len(self.cur.scopes) >= self.max_nesting:
             raise CompileLimitExceeded("blocks nested too deeply", 0, 0)
+        self.cur.scopes.append({})
 
     def pop_scope(self) -> None:
         self.cur.scopes.pop()
@@ -77,6 +109,10 @@ class CompilerBase:
     def declare(self, name: ast.DeclName, ty: Ty) -> int:
         if name.reserved:
             raise ScriptNameError(f"'{name.name}' is a reserved word", name.line, name.col)
+        if name.struct_name:
+            raise ScriptNameError(
+                f"'{name.name}' names a struct and cannot name a variable", name.line, name.col
+            )
         scope = self.cur.scopes[-1]
         if name.name in scope:
             raise ScriptNameError(
@@ -101,12 +137,14 @@ class CompilerBase:
             vi = self.top.scopes[0].get(name)
             if vi is not None:
                 return vi
+        self.follow_up(name)
         raise ScriptNameError(f"unknown variable '{name}'", node.line, node.col)
 
     # ------------------------------------------------------------------ types
     def check_type_name(self, name: str, node: ast.Node) -> None:
         if name in BUILTIN_TYPES or name in self.structs:
             return
+        self.follow_up(name)
         if name in self.struct_names:
             raise ScriptNameError(
                 f"struct {name} is used before its definition", node.line, node.col

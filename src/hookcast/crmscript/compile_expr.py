@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from . import ast
@@ -17,6 +18,7 @@ from .compile_base import CompilerBase
 from .errors import (
     CatchableError,
     CompileLimitExceeded,
+    CompileProblem,
     DivisionByZero,
     ExitScript,
     IndexOutOfRange,
@@ -43,6 +45,10 @@ def annotate(e: ScriptError, line: int, where: str) -> None:
     if e.line is None:
         e.line = line
         e.where = where
+
+
+def _false(f: Frame) -> bool:
+    return False
 
 
 def _const(v: Any) -> Fn:
@@ -75,9 +81,13 @@ class ExprCompiler(CompilerBase):
         raise ScriptTypeError(f"cannot {what} {src} to {dst}", node.line, node.col)
 
     def cond(self, node: ast.Node) -> Fn:
-        fn, ty = self.expr(node)
-        if ty != BOOL:
-            raise ScriptTypeError(f"condition must be Bool, not {ty}", node.line, node.col)
+        try:
+            fn, ty = self.expr(node)
+            if ty != BOOL:
+                raise ScriptTypeError(f"condition must be Bool, not {ty}", node.line, node.col)
+        except CompileProblem as e:  # reported; the body is still checked
+            self.record(e)
+            return _false
         return fn
 
     def resolve(self, cands: list[_O], argtys: list[Ty], what: str, node: ast.Node) -> _O:
@@ -130,6 +140,8 @@ class ExprCompiler(CompilerBase):
             self.depth -= 1
 
     def x_Literal(self, n: ast.Literal) -> Typed:
+        if n.type == "Integer" and n.value > I32_MAX:  # 2147483648 without a minus (§2)
+            raise ScriptTypeError(f"integer literal {n.value} does not fit 32 bits", n.line, n.col)
         return mark_const(_const(n.value), n.value), Ty(n.type)
 
     def x_Name(self, n: ast.Name) -> Typed:
@@ -337,6 +349,7 @@ class ExprCompiler(CompilerBase):
         obj, ty = self.expr(n.obj)
         st = self.struct_of(ty, n)
         if n.name not in st.members:
+            self.follow_up(f"{st.name}.{n.name}")
             raise ScriptNameError(f"struct {st.name} has no member '{n.name}'", n.line, n.col)
         idx, mty = st.members[n.name]
         return (lambda f: obj(f)[idx]), mty
@@ -374,6 +387,7 @@ class ExprCompiler(CompilerBase):
             obj, ty = self.expr(n.obj)
             st = self.struct_of(ty, n)
             if n.name not in st.members:
+                self.follow_up(f"{st.name}.{n.name}")
                 raise ScriptNameError(f"struct {st.name} has no member '{n.name}'", n.line, n.col)
             idx, mty = st.members[n.name]
             return (lambda f: (obj(f), idx)), mty
@@ -396,6 +410,7 @@ class ExprCompiler(CompilerBase):
                 raise UnsupportedFeature(
                     f"{n.name}() is not supported in this sandbox", n.line, n.col
                 )
+            self.follow_up(n.name + "()")
             if any(n.name in fs for fs in self.later_funcs):
                 raise ScriptNameError(
                     f"function {n.name}() is used before its definition", n.line, n.col
@@ -405,6 +420,12 @@ class ExprCompiler(CompilerBase):
         return self.builtin_call(sig, None, self.coerce_args(fns, tys, sig.params, n), n), sig.ret
 
     def x_Ctor(self, n: ast.Ctor) -> Typed:
+        if n.type in self.funcs:  # `S()` calls a function S beside struct S (§7.2)
+            return self.x_Call(ast.Call(n.line, n.col, n.type, n.args))
+        if n.type in self.struct_names and any(n.type in fs for fs in self.later_funcs):
+            raise ScriptNameError(
+                f"function {n.type}() is used before its definition", n.line, n.col
+            )
         self.check_type_name(n.type, n)
         if n.type in self.structs:
             raise ScriptTypeError(
@@ -559,35 +580,41 @@ class ExprCompiler(CompilerBase):
     def struct_method(
         self, st: StructInfo, recv: Fn, name: str, fns: list[Fn], tys: list[Ty], n: ast.Node
     ) -> Typed:
-        methods = st.methods.get(name)
-        if methods:
-            fi = self.resolve(methods, tys, f"{st.name}.{name}()", n)
-            return self.user_call(fi, recv, self.coerce_args(fns, tys, fi.params, n), n), fi.ret
+        # the struct's own methods and the built-in one of that name are overloads (§7.2);
+        # a user method with the built-in's exact signature replaces it
+        cands: list[FuncInfo | _BuiltinStructMethod] = list(st.methods.get(name, ()))
+        builtin = _BUILTIN_STRUCT_METHODS.get(name)
+        if builtin is not None and not any(c.params == builtin.params for c in cands):
+            cands.append(builtin)
+        if not cands:
+            self.follow_up(f"{st.name}.{name}()")
+            raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
+        chosen = self.resolve(cands, tys, f"{st.name}.{name}()", n)
+        if isinstance(chosen, FuncInfo):
+            args = self.coerce_args(fns, tys, chosen.params, n)
+            return self.user_call(chosen, recv, args, n), chosen.ret
         line, where = n.line, self.where
-        if name == "toJson" and len(tys) == 1 and tys[0] == Ty("JSONBuilder"):
-            (jb,) = fns
+        (arg,) = fns
+        if name == "toJson":
 
             def to_json(f):
                 try:
-                    struct_to_json(f[1], recv(f), jb(f))
+                    struct_to_json(f[1], recv(f), arg(f))
                 except CatchableError as e:
                     annotate(e, line, where)
                     raise
 
             return to_json, VOID
-        if name == "fromXMLNode" and len(tys) == 1 and tys[0] == Ty("XMLNode"):
-            (node,) = fns
-            structs = self.structs
+        structs = self.structs
 
-            def from_xml(f):
-                try:
-                    struct_from_xml(f, recv(f), node(f), structs)
-                except CatchableError as e:
-                    annotate(e, line, where)
-                    raise
+        def from_xml(f):
+            try:
+                struct_from_xml(f, recv(f), arg(f), structs)
+            except CatchableError as e:
+                annotate(e, line, where)
+                raise
 
-            return from_xml, VOID
-        raise ScriptNameError(f"struct {st.name} has no method {name}()", n.line, n.col)
+        return from_xml, VOID
 
     # ------------------------------------------------------------------ arrays
     def array_method(
@@ -666,6 +693,19 @@ class ExprCompiler(CompilerBase):
 
             return insert, VOID
         raise ScriptNameError(f"{ty} has no method {name}()", n.line, n.col)
+
+
+@dataclass(frozen=True, slots=True)
+class _BuiltinStructMethod:
+    """A built-in method of every struct (§8), as an overload candidate."""
+
+    params: tuple[Ty, ...]
+
+
+_BUILTIN_STRUCT_METHODS = {
+    "toJson": _BuiltinStructMethod((Ty("JSONBuilder"),)),
+    "fromXMLNode": _BuiltinStructMethod((Ty("XMLNode"),)),
+}
 
 
 def _internal(name: str, e: Exception, line: int, where: str) -> ScriptRuntimeError:

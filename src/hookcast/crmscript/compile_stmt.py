@@ -11,7 +11,13 @@ from typing import Any
 
 from . import ast
 from .compile_expr import ExprCompiler
-from .errors import CatchableError, GeneralException, ScriptSyntaxError, ScriptTypeError
+from .errors import (
+    CatchableError,
+    CompileProblem,
+    GeneralException,
+    ScriptSyntaxError,
+    ScriptTypeError,
+)
 from .symbols import Fn, Frame
 from .types import FLOAT, INT, LONG, STRING, VOID, Ty, is_numeric
 from .values import wrap32, wrap64
@@ -59,7 +65,14 @@ class StmtCompiler(ExprCompiler):
 
     def stmts_block(self, stmts: list[ast.Node]) -> Stmt:
         """Compiles a statement list (scope handled by the caller) into a counted block."""
-        fns = [self.stmt(s) for s in stmts if not isinstance(s, ast.Empty)]
+        fns = []
+        for s in stmts:
+            if isinstance(s, ast.Empty):
+                continue
+            try:
+                fns.append(self.stmt(s))
+            except CompileProblem as e:  # reported; the next statement is checked too
+                self.record(e)
         count = len(fns) or 1
         if not fns:
 
@@ -121,9 +134,26 @@ class StmtCompiler(ExprCompiler):
 
     # ------------------------------------------------------------------ declarations
     def s_VarDecl(self, n: ast.VarDecl) -> Stmt:
-        ty = self.resolve_type(n.type, allow_sized=True)
-        if ty == VOID:
-            raise ScriptTypeError("a variable cannot be Void", n.line, n.col)
+        try:
+            ty = self.resolve_type(n.type, allow_sized=True)
+            if ty == VOID:
+                raise ScriptTypeError("a variable cannot be Void", n.line, n.col)
+        except CompileProblem:
+            self.poisoned.add(n.name.name)  # its uses are not errors of their own
+            raise
+        try:
+            make = self.decl_init(n, ty)
+        except CompileProblem as e:  # reported; the variable is still declared
+            self.record(e)
+            make = self.default_of(ty)
+        slot = self.declare(n.name, ty)
+
+        def decl(f):
+            f[slot] = make(f)
+
+        return decl
+
+    def decl_init(self, n: ast.VarDecl, ty: Ty) -> Fn:
         sized = [d for d in n.type.dims if d is not None]
         if sized:
             if n.init is not None:
@@ -142,12 +172,7 @@ class StmtCompiler(ExprCompiler):
             make = self.coerce(fn, t, ty, n.init, "assign")
         else:
             make = self.default_of(ty)
-        slot = self.declare(n.name, ty)
-
-        def decl(f):
-            f[slot] = make(f)
-
-        return decl
+        return make
 
     # ------------------------------------------------------------------ simple statements
     def s_ExprStmt(self, n: ast.ExprStmt) -> Stmt:
@@ -404,8 +429,10 @@ class StmtCompiler(ExprCompiler):
             es = self.declare_implicit("error", STRING)
             ls = self.declare_implicit("errorLocation", STRING)
             self.cur.in_catch += 1
-            handler = self.s_Block(n.handler)
-            self.cur.in_catch -= 1
+            try:
+                handler = self.s_Block(n.handler)
+            finally:
+                self.cur.in_catch -= 1
         finally:
             self.pop_scope()
 

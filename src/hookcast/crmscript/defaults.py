@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .builtins.dates import now
+from .builtins.dates import HOST_TIME_ZONE, now
 from .builtins.http import HttpClient
 from .builtins.jsonbuilder import JSONBuilder
 from .builtins.maps import CMap
@@ -32,6 +32,7 @@ _FRESH: dict[str, Callable[[], Any]] = {
     "JSONBuilder": JSONBuilder,
     "HTTP": HttpClient,
     "Vector": list,
+    "TimeZone": lambda: HOST_TIME_ZONE,
 }
 
 

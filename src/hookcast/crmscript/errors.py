@@ -45,6 +45,14 @@ class CompileProblem(Exception):
         return Diagnostic(self.line, self.column, self.kind, self.message)
 
 
+class CompileProblems(Exception):
+    """Internal: several compile errors found in one text (§13: all are reported)."""
+
+    def __init__(self, problems: list[CompileProblem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
 class ScriptSyntaxError(CompileProblem):
     kind = "SyntaxError"
 

@@ -14,6 +14,7 @@ from .errors import (
     CompileError,
     CompileLimitExceeded,
     CompileProblem,
+    CompileProblems,
     Diagnostic,
     ExitScript,
     LimitExceeded,
@@ -21,7 +22,7 @@ from .errors import (
 )
 from .inline import unwrap
 from .limits import Limits
-from .parser import parse, struct_names_in
+from .parser import parse_reporting, struct_names_in
 from .runtime import Context
 from .symbols import Frame
 from .transport import HttpTransport
@@ -127,7 +128,7 @@ def _compile(
         for t in sources.values():
             names |= struct_names_in(t)
         text = unwrap(source)
-        program = parse(text, names)
+        program = parse_reporting(text, names)
         compiler = Compiler(
             {k: unwrap(v) for k, v in sources.items()},
             names,
@@ -136,6 +137,8 @@ def _compile(
             name,
         )
         compiled = compiler.compile_program(program)
+    except CompileProblems as e:  # every error found, in textual order (§13)
+        raise CompileError([p.diagnostic() for p in e.problems]) from None
     except CompileProblem as e:
         raise CompileError([e.diagnostic()]) from None
     except RecursionError:

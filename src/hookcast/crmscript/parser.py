@@ -17,6 +17,7 @@ from . import ast
 from .errors import (
     CompileLimitExceeded,
     CompileProblem,
+    CompileProblems,
     ScriptNameError,
     ScriptSyntaxError,
     ScriptTypeError,
@@ -59,6 +60,7 @@ BUILTIN_TYPES = frozenset(
         "Vector",
         "Byte",
         "Long",
+        "TimeZone",
     ]
 )
 # Types of the real CRMScript API outside the subset (§13) and reserved CRM type words (§2):
@@ -85,6 +87,56 @@ UNSUPPORTED_TYPES = frozenset(
         "ReplyTemplate",
         "EventData",
         "File",
+        # the other classes of SuperOffice's CRMScript reference that need the CRM, the web
+        # context or the host
+        "AppointmentSlicer",
+        "Cache",
+        "DBWrite",
+        "DbConverter",
+        "DbiControl",
+        "EabEntry",
+        "ExtraFieldsInfo",
+        "ExtraTableInfo",
+        "FHBitSet",
+        "GenericSearch",
+        "HtmlElement",
+        "InvoiceEntry",
+        "Knowledge",
+        "LocalizedField",
+        "MacroParameter",
+        "MacroReturnValue",
+        "MainMenu",
+        "Notify",
+        "Profile",
+        "SpmCustomerList",
+        "SpmMessage",
+        "SpmShipment",
+        "SpmStaticList",
+        "StatLib",
+        "StatResult",
+        "StringMatrix",
+        "TimeSpan",
+        "Timer",
+        "WeekSchedule",
+        "YearSchedule",
+    ]
+)
+# Type words of §2 that stay reserved even when a script defines a struct of that name.
+RESERVED_TYPE_WORDS = frozenset(
+    [
+        "Category",
+        "Company",
+        "Customer",
+        "Diary",
+        "Email",
+        "Generic",
+        "Inbox",
+        "Invoice",
+        "License",
+        "Message",
+        "Priority",
+        "Ticket",
+        "User",
     ]
 )
 _NS_TYPE = re.compile(r"NS[A-Z][A-Za-z0-9_]*\Z")
@@ -95,6 +147,8 @@ _STRUCT_RE = re.compile(
     r"|\bstruct\s+([A-Za-z_][A-Za-z0-9_]*)",
     re.IGNORECASE,
 )
+
+INT_LITERAL_MAX = 2147483648  # the magnitude of Integer's minimum, valid only negated (§2)
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b"}
 _ESC_RE = re.compile(r"\\(.)", re.DOTALL)
@@ -108,6 +162,15 @@ def is_type_name(name: str, struct_names: frozenset[str] | set[str]) -> bool:
         or name in struct_names
         or name in UNSUPPORTED_TYPES
         or _NS_TYPE.match(name) is not None
+    )
+
+
+def _is_struct_name(name: str) -> bool:
+    """A name the script defines as a struct (not a built-in or unsupported type name)."""
+    return (
+        name in getattr(_tls, "types", ())
+        and name not in BUILTIN_TYPES
+        and name not in RESERVED_TYPE_WORDS
     )
 
 
@@ -128,7 +191,9 @@ class _PostLexer:
 
     def _convert(self, stream: Iterator[Token], names: frozenset[str]) -> Iterator[Token]:
         in_foreach = False
+        after_struct = False  # `struct S`: S is the type being defined
         for tok in stream:
+            was_struct, after_struct = after_struct, False
             if tok.type == "NAME":
                 v = str(tok)
                 kw = KEYWORDS.get(v.lower())
@@ -136,12 +201,30 @@ class _PostLexer:
                     tok = Token.new_borrow_pos(kw, v, tok)
                     if kw == "FOREACH":
                         in_foreach = True
+                    after_struct = kw == "STRUCT"
                 elif in_foreach and v.lower() == "in":
                     tok = Token.new_borrow_pos("IN", v, tok)
                     in_foreach = False
-                elif is_type_name(v, names):
+                elif is_type_name(v, names) and (was_struct or not _names_variable(tok, v)):
                     tok = Token.new_borrow_pos("TYPENAME", v, tok)
             yield tok
+
+
+# a struct's name followed by what can follow a variable (member access, assignment, an
+# operator, the end of an argument or statement) is a variable named like the struct (§7.2);
+# a type is followed by a name, `[` or `(` instead
+_AFTER_VARIABLE = frozenset(".=;),+-*/%<>!&|]")
+_BLANKS = re.compile(r"(?:\s|//[^\n]*|/\*[\s\S]*?\*/)*")
+
+
+def _names_variable(tok: Token, name: str) -> bool:
+    if not _is_struct_name(name):
+        return False
+    text: str = getattr(_tls, "text", "")
+    end = tok.end_pos or 0
+    m = _BLANKS.match(text, end)
+    nxt = text[m.end() : m.end() + 1] if m else ""
+    return nxt != "" and nxt in _AFTER_VARIABLE
 
 
 def _pos(x: object) -> tuple[int, int]:
@@ -208,7 +291,10 @@ class _Builder(Transformer[Token, Any]):
     def declname(self, c: list[Any]) -> ast.DeclName:
         t = c[0]
         line, col = _pos(t)
-        return ast.DeclName(line, col, str(t), t.type != "NAME")
+        name = str(t)
+        if t.type == "TYPENAME" and _is_struct_name(name):
+            return ast.DeclName(line, col, name, False, True)
+        return ast.DeclName(line, col, name, t.type != "NAME")
 
     def _typeref(self, tname: Token, dims: list[Any]) -> ast.TypeRef:
         line, col = _pos(tname)
@@ -319,9 +405,24 @@ class _Builder(Transformer[Token, Any]):
         line, col = _pos(c[0])
         return ast.Binary(line, col, str(c[1]), c[0], c[2])
 
-    def unop(self, c: list[Any]) -> ast.Unary:
+    def unop(self, c: list[Any]) -> ast.Unary | ast.Literal:
         line, col = _pos(c[0])
-        return ast.Unary(line, col, str(c[0]), c[1])
+        op, x = str(c[0]), c[1]
+        if (
+            op == "-"
+            and isinstance(x, ast.Literal)
+            and (x.type == "Float" or (x.type == "Integer" and x.value > -2147483648))
+        ):
+            # folded: `-2147483648` is the literal minimum (§2), and constants inline better
+            return ast.Literal(line, col, x.type, -x.value)
+        return ast.Unary(line, col, op, x)
+
+    def paren(self, c: list[Any]) -> Any:
+        x = c[0]
+        if isinstance(x, ast.Literal) and x.type == "Integer" and x.value > 2147483647:
+            # `-(2147483648)`: the minus does not apply directly to the literal (§2)
+            raise ScriptTypeError(f"integer literal {x.value} does not fit 32 bits", x.line, x.col)
+        return x
 
     def mcall(self, c: list[Any]) -> ast.MethodCall:
         line, col = _pos(c[0])
@@ -342,11 +443,13 @@ class _Builder(Transformer[Token, Any]):
         line, col = _pos(c[0])
         text = str(c[0]).lstrip("0") or "0"
         v = int(text) if len(text) <= 12 else 1 << 40
-        if v > 2147483647:
+        if v > INT_LITERAL_MAX:
             # literals must fit 32-bit signed (§2); the negation happens as unary minus
             raise ScriptTypeError(
                 f"integer literal {str(c[0])[:30]} does not fit 32 bits", line, col
             )
+        # 2147483648 is only valid right after a unary minus: unop() folds it, the checker
+        # refuses it anywhere else (x_Literal)
         return ast.Literal(line, col, "Integer", v)
 
     def long_lit(self, c: list[Any]) -> ast.Literal:
@@ -410,29 +513,48 @@ def _describe(tok: Token) -> str:
     return repr(text).replace('"', "'") if text else tok.type
 
 
+def _token_problem(e: UnexpectedToken) -> CompileProblem:
+    tok = e.token
+    line = getattr(tok, "line", None) or e.line or 0
+    col = getattr(tok, "column", None) or e.column or 0
+    last = getattr(_tls, "last", (None, None))
+    if tok.type == "NAME" and last[0] is not None and last[0].type == "NAME" and last[1] is tok:
+        p = last[0]
+        return ScriptNameError(f"unknown type {p}", p.line or 0, p.column or 0)
+    if tok.type == "$END":
+        return ScriptSyntaxError("unexpected end of text", line, col)
+    return ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col)
+
+
+def _chars_problem(e: UnexpectedCharacters, text: str) -> CompileProblem:
+    pos = e.pos_in_stream
+    ch = text[pos] if pos is not None and 0 <= pos < len(text) else "?"
+    msg = "unterminated string literal" if ch in "\"'" else f"unexpected character {ch!r}"
+    return ScriptSyntaxError(msg, e.line, e.column)
+
+
+def _callback_problem(e: Exception) -> CompileProblem:
+    """A transformer failure (lark may wrap it in VisitError)."""
+    if isinstance(e, CompileProblem):
+        return e
+    inner = getattr(e, "orig_exc", None)
+    if isinstance(inner, CompileProblem):
+        return inner
+    return ScriptSyntaxError(f"cannot parse: {type(inner or e).__name__}", 0, 0)
+
+
 def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> ast.Program:
     """Parse one script text; raises a CompileProblem (SyntaxError/TypeError)."""
     _tls.types = frozenset(struct_names)
+    _tls.text = text
     _tls.last = (None, None)
     try:
         # the transformer builds the tree while parsing: the result is what start() returns
         return cast(ast.Program, _parser.parse(text))
     except UnexpectedToken as e:
-        tok = e.token
-        line = getattr(tok, "line", None) or e.line or 0
-        col = getattr(tok, "column", None) or e.column or 0
-        last = getattr(_tls, "last", (None, None))
-        if tok.type == "NAME" and last[0] is not None and last[0].type == "NAME" and last[1] is tok:
-            p = last[0]
-            raise ScriptNameError(f"unknown type {p}", p.line or 0, p.column or 0) from None
-        if tok.type == "$END":
-            raise ScriptSyntaxError("unexpected end of text", line, col) from None
-        raise ScriptSyntaxError(f"unexpected {_describe(tok)}", line, col) from None
+        raise _token_problem(e) from None
     except UnexpectedCharacters as e:
-        pos = e.pos_in_stream
-        ch = text[pos] if pos is not None and 0 <= pos < len(text) else "?"
-        msg = "unterminated string literal" if ch in "\"'" else f"unexpected character {ch!r}"
-        raise ScriptSyntaxError(msg, e.line, e.column) from None
+        raise _chars_problem(e, text) from None
     except UnexpectedEOF as e:
         raise ScriptSyntaxError("unexpected end of text", e.line, e.column) from None
     except UnexpectedInput as e:  # pragma: no cover - other lark input errors
@@ -444,7 +566,133 @@ def parse(text: str, struct_names: frozenset[str] | set[str] = frozenset()) -> a
     except CompileProblem:
         raise
     except Exception as e:  # lark wraps transformer errors in VisitError
-        inner = getattr(e, "orig_exc", None)
-        if inner is not None and hasattr(inner, "diagnostic"):
-            raise inner from None
-        raise ScriptSyntaxError(f"cannot parse: {type(inner or e).__name__}", 0, 0) from None
+        raise _callback_problem(e) from None
+
+
+def parse_reporting(
+    text: str, struct_names: frozenset[str] | set[str] = frozenset(), max_problems: int = 100
+) -> ast.Program:
+    """`parse`, but a text with syntax errors raises CompileProblems with all of them (§13):
+    only then is it parsed a second time, with error recovery."""
+    try:
+        return parse(text, struct_names)
+    except CompileProblem as first:
+        if isinstance(first, CompileLimitExceeded):
+            raise
+        try:
+            found = _recover(text, struct_names, max_problems)
+        except Exception:  # recovery is best effort: the first error always stands
+            found = []
+        rest = [p for p in found if (p.line, p.column) > (first.line, first.column)]
+        raise CompileProblems([first, *rest][:max_problems]) from None
+
+
+_SYNC = ("SEMICOLON", "RBRACE")  # a statement or block ends here: parsing resumes after it
+_QUIET_TOKENS = 3  # errors this soon after a recovery are follow-ups of the first: not reported
+
+
+def _recover(
+    text: str, struct_names: frozenset[str] | set[str], limit: int
+) -> list[CompileProblem]:
+    """Panic-mode recovery on lark's interactive LALR parser: after an error, skip to the next
+    `;` or `}`, then pop parser states until that token fits (at worst the top level)."""
+    _tls.types = frozenset(struct_names)
+    _tls.text = text
+    _tls.last = (None, None)
+    ip = _parser.parse_interactive(text)
+    state = ip.parser_state
+    lexer = ip.lexer_thread
+    problems: list[CompileProblem] = []
+    quiet = 0  # tokens still to shift before errors are reported again
+    skipping = False
+
+    def report(p: CompileProblem) -> None:
+        nonlocal quiet, skipping
+        if quiet == 0:
+            problems.append(p)
+        quiet = _QUIET_TOKENS
+        skipping = True
+
+    states = state.parse_conf.states
+
+    def fits(tok: Token) -> bool:
+        if tok.type not in states[state.state_stack[-1]]:  # cheap: most states refuse it
+            return False
+        trial = state.copy(deepcopy_values=False)
+        try:
+            trial.feed_token(tok)
+        except Exception:
+            return False
+        return True
+
+    def resync(tok: Token) -> None:
+        nonlocal skipping, quiet
+        skipping = False
+        while len(state.state_stack) > 1 and not fits(tok):
+            state.state_stack.pop()
+            state.value_stack.pop()
+        if len(state.state_stack) == 1 and not fits(tok):
+            del state.value_stack[:]
+            return  # nothing takes it: dropped
+        state.feed_token(tok)
+        quiet = 1  # the token right after a resync may still belong to the broken statement
+
+    def handle(tok: Token) -> None:
+        nonlocal quiet
+        if skipping:
+            if tok.type in _SYNC:
+                try:
+                    resync(tok)
+                except Exception as e:  # a callback refused what the sync completed
+                    report(_callback_problem(e))
+            return
+        try:
+            state.feed_token(tok)
+        except UnexpectedToken as e:
+            report(_token_problem(e))
+            if tok.type in _SYNC:
+                resync(tok)
+            return
+        except Exception as e:
+            report(_callback_problem(e))
+            if tok.type in _SYNC:
+                resync(tok)
+            return
+        if quiet:
+            quiet -= 1
+
+    last: Token | None = None
+    while len(problems) < limit:
+        try:
+            tokens: Iterator[Token] = lexer.lex(state)  # type: ignore[no-untyped-call]
+            for tok in tokens:
+                last = tok
+                handle(tok)
+                if len(problems) >= limit:
+                    break
+            break
+        except UnexpectedToken as e:  # the contextual lexer found a token out of place
+            last = e.token
+            report(_token_problem(e))
+            if e.token.type in _SYNC:
+                resync(e.token)
+        except UnexpectedCharacters as e:
+            report(_chars_problem(e, text))
+            if lexer.state is None:  # pragma: no cover - lark always has one here
+                break
+            line_ctr = lexer.state.line_ctr
+            pos = line_ctr.char_pos
+            if pos >= len(text):
+                break
+            line_ctr.feed(text[pos : pos + 1])
+    if len(problems) < limit:
+        end = Token.new_borrow_pos("$END", "", last) if last else Token("$END", "", 0, 1, 1)
+        try:
+            state.feed_token(end, True)
+        except UnexpectedToken as e:
+            if quiet < _QUIET_TOKENS:  # something parsed since the last error
+                problems.append(_token_problem(e))
+        except Exception as e:
+            if quiet < _QUIET_TOKENS:
+                problems.append(_callback_problem(e))
+    return problems

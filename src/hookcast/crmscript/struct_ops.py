@@ -63,6 +63,7 @@ def _json_kind(ty: Ty) -> str | None:
         "JSONBuilder",
         "HTTP",
         "Vector",
+        "TimeZone",
         "Void",
     ):
         return "struct"

@@ -44,7 +44,7 @@ VALUE_TYPES = frozenset(
     ["Bool", "Integer", "Float", "String", "Long", "Byte", "Date", "Time", "DateTime"]
 )
 NUMERIC = frozenset(["Integer", "Float", "Long"])
-OBJECT_TYPES = frozenset(["Map", "XMLNode", "JSONBuilder", "HTTP", "Vector"])
+OBJECT_TYPES = frozenset(["Map", "XMLNode", "JSONBuilder", "HTTP", "Vector", "TimeZone"])
 
 
 def is_value(t: Ty) -> bool:

@@ -1,7 +1,7 @@
 """The outcome writer's transaction: read what the policy needs, let it decide, write.
 
-One transaction per batch: the pending deliveries and the webhooks' error runs are read
-(webhook rows locked in id order), `policy.decide` computes every row, the store writes
+One transaction per batch: the pending deliveries and, when an attempt failed, the webhooks'
+error runs are read (webhook rows locked in id order), `policy.decide` computes every row, the store writes
 them, and each webhook the batch disables goes to TooManyErrors through the conditional
 UPDATE, with its follow-ups (transitions.py); a batch that starts a webhook's run of errors
 writes its FirstFailure notices."""
@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from ..model import State
 from ..store import queue
-from .policy import Attempted, RetryPolicy, decide
+from .policy import Attempted, RetryPolicy, decide, needs_counters
 from .transitions import Transition, failure_run_started, state_changed
 
 
@@ -32,9 +32,15 @@ def record_outcomes(
     batch = [a for a in batch if a.claimed.delivery_id in live]
     if not batch:
         return Recorded([], False)
-    webhooks = queue.lock_webhooks(conn, (a.claimed.webhook_id for a in batch))
+    webhooks = (
+        queue.lock_webhooks(conn, (a.claimed.webhook_id for a in batch))
+        if needs_counters(batch)
+        else None
+    )
     decisions = decide(batch, webhooks, policy, now)
-    queue.write_outcomes(conn, decisions.attempts, decisions.counters, decisions.steps)
+    queue.write_outcomes(
+        conn, decisions.attempts, decisions.counters, decisions.steps, decisions.successes
+    )
     disabled = [
         state_changed(conn, webhook_id, State.TooManyErrors, now)
         for webhook_id in decisions.disable

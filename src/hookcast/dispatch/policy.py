@@ -25,6 +25,7 @@ from ..store.rows import (
     CounterRow,
     DeliveryStatus,
     DeliveryStep,
+    SuccessRow,
     WebhookCounters,
 )
 
@@ -189,29 +190,53 @@ class Decisions:
     # Active webhooks whose batch holds the first failure after a success (also when the
     # same batch disables them)
     first_failures: list[int] = field(default_factory=list)
+    # The counters of a batch without failures, set without reading them (see decide)
+    successes: list[SuccessRow] = field(default_factory=list)
+
+
+def needs_counters(batch: Sequence[Attempted]) -> bool:
+    """Whether deciding a batch needs its webhooks' state and error run, read under their
+    row locks: only when an attempt failed. A batch of successes delivers every delivery
+    and ends every error run whatever the counters were, so its counters are written
+    without being read, as the transaction's last statement: with many workers on one
+    webhook, the row lock is then held from that statement to the commit, not for the
+    whole transaction."""
+    return not all(a.outcome.ok for a in batch)
 
 
 def decide(
     batch: Sequence[Attempted],
-    webhooks: Mapping[int, WebhookCounters],
+    webhooks: Mapping[int, WebhookCounters] | None,
     policy: RetryPolicy,
     now: float,
     new_event_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> Decisions:
     """The rows a batch of outcomes comes to. `webhooks` holds the state and error run of
     each webhook in the batch as found under its row lock; a webhook missing from it was
-    deleted meanwhile and gets no counters. A pending delivery of a webhook that is not
+    deleted meanwhile and gets no counters. None: the batch has no failure and nothing was
+    read (`needs_counters`); each webhook gets a SuccessRow. A pending delivery of a webhook that is not
     Active (stopped, disabled, or disabled by this very batch) is given up: kept for
     Redeliver, not retried."""
     by_webhook: dict[int, list[Attempted]] = defaultdict(list)
     for a in batch:
         by_webhook[a.claimed.webhook_id].append(a)
     counters, disable, first_failures, active = [], [], [], set()
+    successes = []
     for webhook_id in sorted(by_webhook):
+        attempted = by_webhook[webhook_id]
+        if webhooks is None:
+            successes.append(
+                SuccessRow(
+                    len(attempted),
+                    max(a.at for a in attempted),
+                    attempted[-1].claimed.event_uuid,
+                    webhook_id,
+                )
+            )
+            continue
         found = webhooks.get(webhook_id)
         if found is None:
             continue
-        attempted = by_webhook[webhook_id]
         delta = fold([a.outcome for a in attempted])
         if found.state == State.Active:
             if trips(found.consecutive_errors, delta, policy):
@@ -270,4 +295,4 @@ def decide(
         )
         for c, outcome, at in batch
     ]
-    return Decisions(attempts, counters, steps, disable, first_failures)
+    return Decisions(attempts, counters, steps, disable, first_failures, successes)

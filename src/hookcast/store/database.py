@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -30,13 +28,14 @@ from .. import logs  # noqa: F401  (its import puts the Redact filter on hookcas
 from ..errors import DatabaseUnavailable
 from ..outage import OutageReporter
 from .doorbell import Doorbell
+from .migrate import MIGRATIONS as MIGRATIONS  # re-exported: tests migrate step by step
+from .migrate import upgrade
 
 T = TypeVar("T")
 # Set by Dialect.notify on SQLite: ring the doorbell once this transaction has committed, for
 # these webhooks (a set; None: any).
 RING_AFTER_COMMIT = "hookcast_ring"
 _NO_RING = object()
-MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger("hookcast")
 
 
@@ -85,13 +84,10 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe on every start)."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
         with self._exclusive(), self.engine.connect() as conn:
             if not self.is_sqlite:
                 with conn.begin():
-                    config.attributes["connection"] = conn
-                    command.upgrade(config, "head")
+                    upgrade(conn)
                 return
             # SQLite changes a table by rebuilding it, and dropping the old one would
             # cascade-delete its children's rows while foreign keys are on. The pragma only
@@ -101,8 +97,7 @@ class Database:
             driver.execute("PRAGMA foreign_keys=OFF")
             try:
                 with conn.begin():
-                    config.attributes["connection"] = conn
-                    command.upgrade(config, "head")
+                    upgrade(conn)
                     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
                     if broken:  # rolls the migration back
                         raise RuntimeError(f"migration left broken references: {broken[:5]}")

@@ -10,10 +10,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
+from ..errors import IdempotencyKeyReused
 from ..model import NotifyVia, NotifyWhen, State
 from .codec import from_json, shared_json, to_json
 from .dialect import dialect_of
@@ -33,10 +34,20 @@ from .rows import (
     MailRow,
     NewEvent,
     NoticeRow,
+    SuccessRow,
     WebhookCounters,
     WebhookSnapshot,
 )
-from .schema import attempts, deliveries, events, mail_outbox, notifications, webhooks, workers
+from .schema import (
+    attempts,
+    deliveries,
+    events,
+    mail_outbox,
+    notifications,
+    signal_keys,
+    webhooks,
+    workers,
+)
 from .statements import marks, run
 
 # ----- intake --------------------------------------------------------------------------------
@@ -139,6 +150,73 @@ def insert_events(
     if queued:
         dialect.notify(conn, queued)
     return event_ids, handed, queued
+
+
+class SignalKey(NamedTuple):
+    """An idempotency key of a request to signal: the tenant it is scoped to, the key, and
+    a digest of what the request signals."""
+
+    tenant: str
+    key: str
+    fingerprint: str
+
+
+class Signalled(NamedTuple):
+    """What storing one request to signal gave: its events' ids, and whether they are an
+    earlier request's, found by its idempotency key (nothing was signalled again)."""
+
+    ids: list[int]
+    replayed: bool = False
+
+
+def store_signals(
+    conn: Connection,
+    requests: Sequence[tuple[Sequence[NewEvent], SignalKey | None]],
+    now: float,
+    handover: Handover | None = None,
+) -> tuple[list[Signalled], list[Claimed], set[int]]:
+    """`insert_events` for requests to signal, each a list of events and an optional
+    idempotency key: a request whose key was taken before stores nothing and answers the
+    ids stored then. Raises IdempotencyKeyReused when that earlier request was a different
+    one."""
+    answers: list[Signalled | None] = [None] * len(requests)
+    fresh: list[int] = []
+    taken: dict[tuple[str, str], int] = {}  # keys taken in this transaction: request index
+    for index, (_, key) in enumerate(requests):
+        if key is None:
+            fresh.append(index)
+            continue
+        first = taken.get((key.tenant, key.key))
+        if first is not None:  # the same key twice in one commit: a retry racing its original
+            if requests[first][1] != key:
+                raise IdempotencyKeyReused(key.key)
+            continue
+        if run(conn, "claim_signal_key", (key.tenant, key.key, key.fingerprint, now)).fetchone():
+            taken[(key.tenant, key.key)] = index
+            fresh.append(index)
+            continue
+        fingerprint, stored = run(conn, "signal_key", (key.tenant, key.key)).fetchone()
+        if fingerprint != key.fingerprint:
+            raise IdempotencyKeyReused(key.key)
+        answers[index] = Signalled(from_json(stored), replayed=True)
+    ids, handed, queued = insert_events(
+        conn, [e for index in fresh for e in requests[index][0]], now, handover
+    )
+    at = 0
+    for index in fresh:
+        count = len(requests[index][0])
+        answers[index] = Signalled(ids[at : at + count])
+        at += count
+        key = requests[index][1]
+        if key is not None:
+            run(conn, "store_signal_key", (to_json(ids[at - count : at]), key.tenant, key.key))
+    for index, (_, key) in enumerate(requests):
+        if answers[index] is None and key is not None:  # repeated within this commit
+            original = answers[taken[(key.tenant, key.key)]]
+            assert original is not None
+            answers[index] = Signalled(original.ids, replayed=True)
+    assert all(answers), "every request answered"
+    return answers, handed, queued  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,12 +377,23 @@ def write_outcomes(
     attempts: Sequence[AttemptRow],
     counters: Sequence[CounterRow],
     steps: Sequence[DeliveryStep],
+    successes: Sequence[SuccessRow] = (),
 ) -> None:
-    """The attempt log, the webhooks' counters and the deliveries' next steps of a batch."""
+    """The attempt log, the webhooks' counters and the deliveries' next steps of a batch;
+    the counters of a batch of successes last (their rows are locked from then on)."""
     run(conn, "insert_attempt", list(attempts))
     if counters:
         run(conn, "count", list(counters))
     run(conn, "step", list(steps))
+    if successes:  # in webhook id order, as lock_webhooks takes them
+        run(
+            conn,
+            "count_successes",
+            [
+                (s.calls, s.last_success_at, s.last_success_at, s.last_event_id, s.webhook_id)
+                for s in successes
+            ],
+        )
 
 
 def disable_if_active(conn: Connection, webhook_id: int, now: float) -> bool:
@@ -600,6 +689,7 @@ def prune(conn: Connection, before: float) -> int:
     no longer have deliveries; InApp notifications and mail sent or failed before it go too
     (a mail still queued or being sent stays)."""
     conn.execute(delete(notifications).where(notifications.c.created_at < before))
+    conn.execute(delete(signal_keys).where(signal_keys.c.created_at < before))
     conn.execute(
         delete(mail_outbox).where(
             mail_outbox.c.status.in_((MAIL_SENT, MAIL_FAILED)), mail_outbox.c.created_at < before

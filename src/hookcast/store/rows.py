@@ -132,6 +132,16 @@ class AttemptRow(NamedTuple):
     output: str | None
 
 
+class SuccessRow(NamedTuple):
+    """A webhook's counters after a batch of successes only (statement count_successes):
+    calls added, the error run ended, the last success kept if it is the latest."""
+
+    calls: int
+    last_success_at: float
+    last_event_id: str
+    webhook_id: int
+
+
 class CounterRow(NamedTuple):
     """A webhook's usage counters after a batch (statement count): totals are added, the
     error run is set (its row is locked, so the value the policy computed is the current

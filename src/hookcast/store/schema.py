@@ -117,7 +117,40 @@ events = Table(
     Column("traceparent", String(128)),
 )
 
+# Events an application wrote inside its own transaction (hookcast.sqlalchemy, the Django
+# app), as `events` holds them; a dispatcher moves committed rows into events and deliveries
+# (dispatch/outbox_drain.py), so the application's transaction needs no matching.
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("primary_key", BigInteger, nullable=False),
+    Column("associate_id", Integer, nullable=False),
+    Column("occurred_at", String(32), nullable=False),
+    Column("changes", Text),
+    Column("change_values", Text),
+    Column("row_values", Text),
+    Column("field_values", Text),
+    Column("created_at", Float, nullable=False),
+)
+
 # One row per (event, webhook). status: 0 pending, 1 delivered, 2 given up.
+# Idempotency keys of signals (REST `Idempotency-Key`, `signal_many(idempotency_key=)`):
+# a request retried with the same key answers what the first one stored and signals nothing.
+# The fingerprint tells a retry from a different request that reused the key.
+signal_keys = Table(
+    "signal_keys",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("event_ids", Text, nullable=False),  # JSON array, in the request's order
+    Column("created_at", Float, nullable=False),
+    Index("ix_signal_keys_created", "created_at"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,

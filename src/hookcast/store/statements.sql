@@ -26,6 +26,22 @@ INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, e
                         next_at, created_at)
 VALUES (?,?,?,?,0,0,0,?,?,?)
 
+-- claim_signal_key --
+-- Take an idempotency key for a request about to be stored; no row comes back when the
+-- key was taken before (on PostgreSQL, after waiting for a concurrent taker to finish).
+INSERT INTO signal_keys (tenant, key, fingerprint, event_ids, created_at)
+VALUES (?,?,?,'[]',?)
+ON CONFLICT (tenant, key) DO NOTHING
+RETURNING key
+
+-- signal_key --
+-- What the request that took an idempotency key stored.
+SELECT fingerprint, event_ids FROM signal_keys WHERE tenant = ? AND key = ?
+
+-- store_signal_key --
+-- The events stored under an idempotency key just taken.
+UPDATE signal_keys SET event_ids = ? WHERE tenant = ? AND key = ?
+
 -- match --
 -- The Active webhooks (state 1) of a tenant subscribed to any of these events, through
 -- the (tenant, event) index: never a scan of all webhooks.
@@ -106,6 +122,17 @@ UPDATE webhooks SET total_calls = total_calls + ?, total_errors = total_errors +
                     last_error = COALESCE(?, last_error),
                     last_error_at = COALESCE(?, last_error_at),
                     last_success_at = COALESCE(?, last_success_at), last_event_id = ?
+WHERE id = ?
+
+-- count_successes --
+-- A webhook's counters after a batch of successes only, set without reading them first:
+-- the transaction's last statement, so its row lock is held only until the commit (see
+-- policy.needs_counters). Of concurrent batches the latest success is kept.
+UPDATE webhooks SET total_calls = total_calls + ?, consecutive_errors = 0,
+                    failed_since_success = 0,
+                    last_success_at = CASE WHEN last_success_at IS NULL OR last_success_at < ?
+                                           THEN ? ELSE last_success_at END,
+                    last_event_id = ?
 WHERE id = ?
 
 -- step --

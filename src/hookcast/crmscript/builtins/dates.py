@@ -354,3 +354,18 @@ simple(
 func("getCurrentDateTime", "", "DateTime")(now)
 func("getCurrentDate", "", "Date")(lambda: now().date())
 func("getCurrentTime", "", "Time")(lambda: now().time())
+
+
+# ---- TimeZone (§13.1): the host's zone, which is UTC (like every date and time here)
+
+
+class TimeZone:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "UTC") -> None:
+        self.name = name
+
+
+HOST_TIME_ZONE = TimeZone("UTC")
+func("getLocalTimeZone", "", "TimeZone")(lambda: HOST_TIME_ZONE)
+simple("TimeZone", "getName", "", "String", lambda tz: tz.name)

@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import math
 import random
+import secrets
+import string
 
 from ..errors import AssertException, DivisionByZero, ExitScript, ScriptRuntimeError
 from ..runtime import Context
@@ -89,16 +91,36 @@ def _unb64(s: str) -> bytearray:
         raise ScriptRuntimeError(f"invalid base64 text: {e}") from None
 
 
-func("encodeSHA1", "String", "String")(lambda s: hashlib.sha1(s.encode("utf-8")).hexdigest())
+def hash_bytes(s: str) -> bytes:
+    """Text as hashed (§10): characters all ≤ U+00FF as those bytes (the inverse of
+    String(Byte[]), so a binary key survives), anything else as UTF-8."""
+    try:
+        return s.encode("latin-1")
+    except UnicodeEncodeError:
+        return s.encode("utf-8")
+
+
+func("encodeSHA1", "String", "String")(lambda s: hashlib.sha1(hash_bytes(s)).hexdigest())
 func("encodeSHA256", "String,String", "String")(
-    lambda k, v: hmac.new(k.encode("utf-8"), v.encode("utf-8"), hashlib.sha256).hexdigest()
+    lambda k, v: hmac.new(hash_bytes(k), hash_bytes(v), hashlib.sha256).hexdigest()
 )
 func("encodeHMACSHA256", "String,String", "Byte[]")(
-    lambda k, v: bytearray(hmac.new(k.encode("utf-8"), v.encode("utf-8"), hashlib.sha256).digest())
+    lambda k, v: bytearray(hmac.new(hash_bytes(k), hash_bytes(v), hashlib.sha256).digest())
 )
 func("encodeHMACSHA512", "String,String", "Byte[]")(
-    lambda k, v: bytearray(hmac.new(k.encode("utf-8"), v.encode("utf-8"), hashlib.sha512).digest())
+    lambda k, v: bytearray(hmac.new(hash_bytes(k), hash_bytes(v), hashlib.sha512).digest())
 )
+
+
+@func("makePassword", "Integer", "String")
+def _make_password(length: int) -> str:
+    """§13.1: random letters and digits."""
+    if not 1 <= length <= 1024:
+        raise ScriptRuntimeError(f"makePassword length {length} outside 1..1024")
+    return "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(length))
+
+
+_PASSWORD_CHARS = string.ascii_letters + string.digits
 
 
 @func("assert", "Bool", "Void")

@@ -10,6 +10,7 @@ from urllib.parse import urlencode, urlsplit
 from ..errors import LimitExceeded
 from ..runtime import Context
 from ..transport import HttpTransportError
+from .functions import hash_bytes
 from .maps import CMap
 from .registry import ctor, method, simple
 
@@ -50,8 +51,10 @@ class HttpClient:
         headers = list(self.headers)
         body = None
         opts = self.options
-        raw = opts.get("parameters", opts.get("parametersUTF8"))
-        if raw is not None:
+        raw = opts.get("parameters")
+        if raw is not None:  # bytes by the hash functions' rule: utf8Encode()d text as is
+            body = hash_bytes(raw[1:])
+        elif (raw := opts.get("parametersUTF8")) is not None:
             body = raw[1:].encode("utf-8")
         elif self.body is not None:
             body = self.body

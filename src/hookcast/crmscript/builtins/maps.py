@@ -123,6 +123,8 @@ simple(M, "toJson", "", "String", lambda m: m.to_json())
 
 @method(M, "fromJson", "String", "Void", ctx=True)
 def _from_json(ctx: Context, m: CMap, text: str) -> None:
+    if not text.strip():  # like parseJSON(""): nothing to insert (§11.7)
+        return
     try:
         data = json.loads(text, parse_float=str, parse_int=str, parse_constant=_bad_constant)
     except (ValueError, RecursionError) as e:

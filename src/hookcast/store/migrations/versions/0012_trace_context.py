@@ -5,15 +5,15 @@ With tracing (or trace propagation) on, `signal()` stores the W3C traceparent of
 process, and take it from there to join the signal's trace and to send it on. One column on
 the event, not on each delivery: every delivery of an event belongs to the same signal.
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0007"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
