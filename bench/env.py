@@ -508,7 +508,23 @@ class HookcastProcess:
 
 
 async def create_key(db_path: Path, workdir: Path) -> str:
-    """`hookcast keys create`; the key is alone on the last line of its output."""
+    """`hookcast migrate` (only serve, worker and migrate create a database), then `hookcast
+    keys create`; the key is alone on the last line of its output."""
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hookcast",
+        "migrate",
+        "--db",
+        f"sqlite:///{db_path}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=python_env(),
+        cwd=str(workdir),
+    )
+    out, _ = await asyncio.wait_for(migrate.communicate(), 60)
+    if migrate.returncode != 0:
+        raise RuntimeError(f"hookcast migrate failed: {out.decode(errors='replace')}")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

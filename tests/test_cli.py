@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from support.databases import database_url
+from support.databases import database_url, migrated_database_url
 from typer.testing import CliRunner
 
 from hookcast.cli import app
@@ -31,6 +32,13 @@ def invoke(*args: str) -> str:
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
+    """A database that exists: only serve, worker and migrate create one."""
+    return migrated_database_url(tmp_path, "cli")
+
+
+@pytest.fixture
+def new_db_url(tmp_path: Path) -> str:
+    """A database URL with no database behind it yet (SQLite) or an empty one (PostgreSQL)."""
     return database_url(tmp_path, "cli")
 
 
@@ -80,7 +88,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow  # starts a real `hookcast serve` process
-def test_serve_prints_a_first_key_once_and_serves_with_it(tmp_path: Path, db_url: str) -> None:
+def test_serve_prints_a_first_key_once_and_serves_with_it(tmp_path: Path, new_db_url: str) -> None:
+    db_url = new_db_url
     port = _free_port()
     env = {**os.environ, "HOOKCAST_DATABASE_URL": db_url}
     command = [sys.executable, "-m", "hookcast", "serve", "--port", str(port)]
@@ -123,7 +132,6 @@ def test_webhooks_list_shows_a_table(db_url: str, tmp_path: Path) -> None:
     from hookcast.store.database import Database
 
     db = Database(db_url)
-    db.migrate()
     create_key(db, tenant="Cust1234", associate_id=5)
     db.run_sync(
         queries.insert_webhook,
@@ -144,3 +152,41 @@ def test_webhooks_list_shows_a_table(db_url: str, tmp_path: Path) -> None:
     db.close()
     output = invoke("webhooks", "list", "--db", db_url)
     assert "Contact handler" in output and "Stopped" in output and "contact.created" in output
+    listed = json.loads(invoke("webhooks", "list", "--db", db_url, "--json"))
+    assert listed == [
+        {
+            "id": 1,
+            "tenant": "Cust1234",
+            "name": "Contact handler",
+            "state": "Stopped",
+            "type": "webhook",
+            "events": ["contact.created"],
+            "target": "https://example.com/h",
+        }
+    ]
+
+
+def test_keys_and_workers_list_as_json(db_url: str) -> None:
+    key = invoke(
+        "keys", "create", "--tenant", "Cust1234", "--associate-id", "5", "--db", db_url
+    ).splitlines()[-1]
+    [listed] = json.loads(invoke("keys", "list", "--db", db_url, "--json"))
+    assert listed["prefix"] == key[: len(listed["prefix"])] and key not in json.dumps(listed)
+    assert listed | {"prefix": "", "created": ""} == {
+        "id": 1,
+        "prefix": "",
+        "tenant": "Cust1234",
+        "associate_id": 5,
+        "role": "admin",
+        "name": "",
+        "created": "",
+        "revoked": None,
+    }
+    assert json.loads(invoke("workers", "--db", db_url, "--json")) == []
+
+
+def test_migrate_creates_then_finds_nothing_to_do(new_db_url: str) -> None:
+    first = invoke("migrate", "--db", new_db_url)
+    assert first.startswith("The database at ") and "is at schema" in first
+    assert invoke("migrate", "--db", new_db_url) == first
+    assert json.loads(invoke("keys", "list", "--db", new_db_url, "--json")) == []

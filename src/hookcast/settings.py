@@ -6,12 +6,16 @@ building a `Settings(...)` instead of patching modules.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,6 +27,34 @@ from pydantic_settings import (
 from ._version import __version__
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+PREFIX = "HOOKCAST_"
+# HOOKCAST_* variables that are not settings but are read as well: the TOML file's name, those
+# of `hookcast listen` and `serve --dev` (its options' variables) and the test suite's (any
+# HOOKCAST_TEST_*). Anything else with the prefix is a warning: most likely a misspelt setting.
+OTHER_VARIABLES = {
+    "HOOKCAST_CONFIG",
+    "HOOKCAST_DEV",
+    "HOOKCAST_DEV_CA_DIR",
+    "HOOKCAST_URL",
+    "HOOKCAST_API_KEY",
+    "HOOKCAST_LISTEN_SECRET",
+    "HOOKCAST_HYPOTHESIS_PROFILE",
+    "HOOKCAST_CHROMIUM",
+    "HOOKCAST_UPDATE_SCREENSHOTS",
+}
+_OTHER_PREFIXES = ("HOOKCAST_TEST_",)
+_SECRET_NAME = re.compile(r"password|secret|token|(^|_)key($|_)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used, said for a person: `message` names the variable (or
+    flag, or TOML key) and its value with secrets masked, `hint` what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message}\n{hint}" if hint else message)
+        self.message = message
+        self.hint = hint
 
 
 def _split(value: Any) -> Any:
@@ -203,6 +235,154 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit arguments beat the environment, which beats the optional TOML file.
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml := os.environ.get("HOOKCAST_CONFIG"):
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        if (toml := config_file()) is not None:
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(
+                    f"HOOKCAST_CONFIG={str(toml)!r} is not valid TOML: {exc}",
+                    "Fix the file, or unset HOOKCAST_CONFIG to use the environment alone.",
+                ) from None
         return tuple(sources)
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def config_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The TOML file HOOKCAST_CONFIG names; a SettingsError when it is named but missing."""
+    name = (os.environ if environ is None else environ).get("HOOKCAST_CONFIG")
+    if not name:
+        return None
+    path = Path(name)
+    if not path.is_file():
+        raise SettingsError(
+            f"HOOKCAST_CONFIG={name!r}: no such file",
+            "Give the path of an existing TOML file, or unset HOOKCAST_CONFIG.",
+        )
+    return path
+
+
+def masked(field: str, value: object) -> str:
+    """`value` as it may be shown: secrets as ***, passwords in URLs as ***."""
+    if value is None:
+        return "(unset)"
+    if _SECRET_NAME.search(field):
+        return "***"
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return mask_url(text)
+
+
+def mask_url(url: str) -> str:
+    """A database or other URL with its password replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def _closest(name: str, fields: list[str], prefix: str = "") -> str:
+    """ "; did you mean X?" for the field most like `name` (compared without the prefix,
+    which every variable shares)."""
+    match = difflib.get_close_matches(
+        name.lower().removeprefix(prefix.lower()), fields, n=1, cutoff=0.6
+    )
+    if not match:
+        return "; `hookcast settings` lists them all."
+    return f"; did you mean {(prefix + match[0]).upper() if prefix else match[0]}?"
+
+
+def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for HOOKCAST_* variables and TOML keys that are no setting (a misspelling
+    is otherwise silently ignored), each naming the closest valid name."""
+    environ = os.environ if environ is None else environ
+    fields = list(Settings.model_fields)
+    known = {env_name(f) for f in fields} | OTHER_VARIABLES
+    warnings = [
+        f"warning: {name} is not a hookcast setting{_closest(name, fields, PREFIX)}"
+        for name in sorted(environ)
+        if name.upper().startswith(PREFIX)
+        and name.upper() not in known
+        and not name.upper().startswith(_OTHER_PREFIXES)
+    ]
+    path = config_file(environ)
+    if path is not None:
+        try:
+            keys = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            keys = {}  # loading the settings says what is wrong with the file
+        warnings += [
+            f"warning: {key!r} in {path} is not a hookcast setting{_closest(key, fields)}"
+            for key in keys
+            if key.lower() not in fields
+        ]
+    return warnings
+
+
+# What a value of each kind looks like, for the second line of an error; the first match wins.
+_EXPECTED = {
+    "list[float]": "comma-separated numbers of seconds, e.g. 1,4",
+    "list[IPNetwork]": "comma-separated networks, e.g. 127.0.0.0/8,10.1.2.3",
+    "list[tuple[str, int]]": "comma-separated ip[:port], e.g. 192.0.2.53,[2001:db8::53]:5353",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "text",
+}
+
+
+def _shown_default(field: str) -> str:
+    default = Settings.model_fields[field].get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        return str(default).lower()
+    if default is None or default == []:
+        return "none"
+    return masked(field, default)
+
+
+def _expected(field: str, remove: str) -> str:
+    info = Settings.model_fields[field]
+    kind = re.sub(r"<class '(\w+)'>", r"\1", str(info.annotation).replace("typing.", ""))
+    kind = kind.replace("ipaddress.IPv4Network | ipaddress.IPv6Network", "IPNetwork")
+    expected = next((text for key, text in _EXPECTED.items() if key in kind), "a valid value")
+    for meta in info.metadata:
+        if pattern := getattr(meta, "pattern", None):
+            expected = "one of " + pattern.strip("^$()").replace("|", ", ")
+    return f"{expected}, or {remove} it for the default ({_shown_default(field)})"
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None,
+    flags: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from `overrides` (given on a command line, as `flags` name them), the
+    environment and the TOML file; a SettingsError that names the first bad value and what
+    to do instead of pydantic's report."""
+    overrides = dict(overrides or {})
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if field not in Settings.model_fields:  # a check across settings: its text names them
+            raise SettingsError(f"invalid settings: {reason}") from None
+        value = masked(field, error.get("input"))
+        if field in overrides:
+            where = subject = flags.get(field, field)
+            remove = "leave"
+        elif (name := env_name(field)) in {k.upper() for k in environ}:
+            where = subject = name
+            remove = "unset"
+        else:
+            toml = config_file(environ)
+            where, subject = (f"{field} in {toml}", field) if toml else (env_name(field),) * 2
+            remove = "remove"
+        raise SettingsError(
+            f"{where}: {subject}={value!r} is not valid: {reason}"
+            if where != subject
+            else f"{where}={value!r} is not valid: {reason}",
+            f"Set {where} to {_expected(field, remove)}.",
+        ) from None

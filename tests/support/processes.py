@@ -168,7 +168,9 @@ def run_cli(args: list[str], workdir: Path) -> str:
 
 
 def create_key(db_url: str, workdir: Path, tenant: str, name: str) -> str:
-    """A new API key for `tenant` (associate 5), over the CLI."""
+    """A new API key for `tenant` (associate 5), over the CLI (after `hookcast migrate`: only
+    serve, worker and migrate create a database)."""
+    run_cli(["migrate", "--db", db_url], workdir)
     output = run_cli(
         [
             "keys",

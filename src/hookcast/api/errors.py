@@ -65,19 +65,31 @@ def _describe(err: dict[str, Any]) -> dict[str, Any]:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes at this path (Starlette's 405 names none of them)."""
+    """Every method some route takes at this path (Starlette's 405 names only the first
+    route that matched). Routers are walked whatever way the FastAPI version keeps them:
+    flattened into the app's routes (before 0.165) or whole, with full paths (0.165 on)."""
     methods: set[str] = set()
     scope = {**request.scope, "method": "__none__"}
     routes = list(request.app.router.routes)
     while routes:
         route = routes.pop()
-        # FastAPI keeps included routers whole; their routes carry the full path.
         included = getattr(route, "original_router", None)
         if included is not None:
             routes.extend(included.routes)
-        elif route.matches(scope)[0] is not Match.NONE:
+            continue
+        try:
+            matched = route.matches(scope)[0] is not Match.NONE
+        except Exception:  # a route kind that cannot match a bare method probe
+            continue
+        if matched:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
+
+
+def method_not_allowed_message(method: str, allowed: list[str]) -> str:
+    if not allowed:  # never "use ." (an empty list)
+        return f"{method} is not allowed here."
+    return f"{method} is not allowed here; use {', '.join(allowed)}."
 
 
 def install(app: FastAPI) -> None:
@@ -107,8 +119,10 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             # Starlette names only the first route that matched the path; list them all.
             allowed = _allowed_methods(request)
-            message = f"{request.method} is not allowed here; use {', '.join(allowed)}."
-            headers = {"Allow": ", ".join(allowed)}
+            if not allowed and headers and headers.get("Allow"):  # Starlette's, if ours found none
+                allowed = sorted(m.strip() for m in headers["Allow"].split(","))
+            message = method_not_allowed_message(request.method, allowed)
+            headers = {"Allow": ", ".join(allowed)} if allowed else None
         return error_response(
             exc.status_code, message, _STATUS_TYPES.get(exc.status_code, "Error"), headers=headers
         )

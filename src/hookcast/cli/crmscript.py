@@ -9,15 +9,13 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 
-from ..crmscript import Limits, check, run_script
-from ..dispatch.plugins.crmscript import variable_text
+from .common import command_group
 
-crmscript_app = typer.Typer(
-    help="Run and check CRMScript files locally (the sandbox of crmscript webhooks).",
-    no_args_is_help=True,
+# The compiler and the sandbox are imported by the commands that use them (common.py).
+crmscript_app = command_group(
+    "Run and check CRMScript files locally (the sandbox of crmscript webhooks)."
 )
 
 SUFFIX = ".crmscript"
@@ -69,6 +67,10 @@ def _includes(directory: Path) -> Any:
 def _variables(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
+    import orjson
+
+    from ..dispatch.plugins.crmscript import variable_text
+
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
@@ -97,6 +99,8 @@ def run(
 ) -> None:
     """Run a script and print its output. When the run fails (compile or runtime error,
     sandbox limit) the last line is `ERROR: <Kind>: <message>` and the exit status is 1."""
+    from ..crmscript import Limits, run_script
+
     source = _read(file)
     variables = _variables(vars_file)
     result = run_script(
@@ -121,6 +125,8 @@ def run(
 def check_file(file: ScriptFile, include_dir: IncludeDir = None) -> None:
     """Compile a script without running it; print each error as FILE:LINE:COLUMN: Kind:
     message. The exit status is 1 when there are errors."""
+    from ..crmscript import Limits, check
+
     diagnostics = check(
         _read(file), include=_includes(include_dir or file.parent), limits=Limits(), name=file.stem
     )

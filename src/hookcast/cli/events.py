@@ -6,27 +6,27 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.markup import escape
 
 from ..model import MAX_ASSOCIATE_ID
-from .common import DbOption, console, settings_for
+from .common import USAGE, CliError, DbOption, console, open_database, settings_for
 
 BATCH = 1000  # events per transaction with --file, as POST /api/v1/Webhook/Signal takes
 
 
 def signal_event(
     event: Annotated[
-        str | None, typer.Argument(help="The event name, e.g. contact.changed")
+        str | None,
+        typer.Argument(help="The event name, e.g. contact.changed.", show_default=False),
     ] = None,
     primary_key: Annotated[
-        int | None, typer.Argument(help="The record's id (0 when unused)")
+        int | None, typer.Argument(help="The record's id (0 when unused).", show_default=False)
     ] = None,
-    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier)")] = "",
+    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier).")] = "",
     associate_id: Annotated[
-        int, typer.Option("--associate-id", min=0, max=MAX_ASSOCIATE_ID, help="Who caused it")
+        int, typer.Option("--associate-id", min=0, max=MAX_ASSOCIATE_ID, help="Who caused it.")
     ] = 0,
     data: Annotated[
-        str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'')
+        str | None, typer.Option(help='Changed fields as a JSON object, e.g. \'{"name": "Ada"}\'.')
     ] = None,
     file: Annotated[
         Path | None,
@@ -57,8 +57,7 @@ def signal_event(
     from ..jsontext import loads
 
     def fail(message: str) -> NoReturn:
-        console().print(f"[red]{escape(message)}[/]")
-        raise typer.Exit(2)
+        raise CliError(message, code=USAGE)
 
     if not tenant:
         fail("--tenant is required: the tenant (ContextIdentifier) the events belong to.")
@@ -74,12 +73,19 @@ def signal_event(
         except ValidationError as exc:
             fail(exc.message)
         if changes is not None and not isinstance(changes, dict):
-            fail("--data must be a JSON object of field names and values")
+            raise CliError(
+                f"--data={data!r} is not a JSON object",
+                'Give the changed fields as an object, e.g. --data \'{"name": "Ada"}\'.',
+                USAGE,
+            )
         signals = [Signal(event, primary_key, tenant, associate_id, changes)]
+
+    settings = settings_for(db)
+    database = open_database(settings)  # an existing one: a typo in --db creates nothing
 
     async def run() -> list[int]:
         ids: list[int] = []
-        async with Hub(settings_for(db), deliver=False) as hub:
+        async with Hub(settings, db=database, deliver=False) as hub:
             for number, at in enumerate(range(0, len(signals), BATCH)):
                 key = None
                 if idempotency_key is not None:
@@ -92,6 +98,8 @@ def signal_event(
         ids = asyncio.run(run())
     except HookcastError as exc:
         fail(exc.message)
+    finally:
+        database.close()
     if file is None:
         console().print(
             f"Stored event {ids[0]} ({signals[0].event.lower()} {primary_key}) for tenant {tenant}."
@@ -106,6 +114,7 @@ def _read_signals(file: Path, tenant: str, associate_id: int) -> list[Any]:
     import sys
 
     from pydantic import ValidationError as ShapeError
+    from rich.markup import escape
 
     from ..api.schemas import SignalEventBody
     from ..errors import HookcastError
@@ -150,5 +159,4 @@ def _read_text(file: Path) -> str:
     try:
         return file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        console().print(f"[red]Cannot read {escape(str(file))}: {escape(str(exc))}[/]")
-        raise typer.Exit(2) from None
+        raise CliError(f"--file={str(file)!r} cannot be read: {exc}", code=USAGE) from None

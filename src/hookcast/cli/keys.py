@@ -5,20 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ..keys import create_key
 from ..model import MAX_ASSOCIATE_ID, format_date
 from ..rights import DEFAULT_ROLE, Role
-from ..store import queries
-from .common import DbOption, console, open_database, settings_for
+from .common import (
+    CliError,
+    DbOption,
+    JsonOption,
+    command_group,
+    console,
+    open_database,
+    print_rows,
+    settings_for,
+)
 
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_app = command_group("Create, list and revoke API keys.")
 
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier), e.g. Cust1234")],
+    tenant: Annotated[str, typer.Option(help="The tenant (ContextIdentifier), e.g. Cust1234.")],
     associate_id: Annotated[
         int,
         typer.Option(
@@ -40,6 +46,8 @@ def keys_create(
     db: DbOption = None,
 ) -> None:
     """Create an API key; the key itself is printed alone on the last line, once."""
+    from ..keys import create_key
+
     database = open_database(settings_for(db))
     try:
         record, key = create_key(
@@ -61,37 +69,56 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
     db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List API keys (their prefixes; the keys themselves are not stored)."""
+    from ..store import queries
+
     database = open_database(settings_for(db))
     try:
-        rows = database.run_sync(queries.list_keys, tenant)
+        keys = database.run_sync(queries.list_keys, tenant, write=False)
     finally:
         database.close()
-    table = Table("id", "prefix", "tenant", "associate", "role", "name", "created", "revoked")
-    for k in rows:
-        table.add_row(
-            str(k.id),
-            k.prefix + "…",
-            k.tenant,
-            str(k.associate_id),
-            k.role.value,
-            k.name,
-            format_date(k.created),
-            format_date(k.revoked) if k.revoked else "",
-        )
-    console().print(table)
+    rows = [
+        {
+            "id": k.id,
+            "prefix": k.prefix,
+            "tenant": k.tenant,
+            "associate_id": k.associate_id,
+            "role": k.role.value,
+            "name": k.name,
+            "created": format_date(k.created),
+            "revoked": format_date(k.revoked) if k.revoked else None,
+        }
+        for k in keys
+    ]
+    print_rows(
+        rows,
+        {
+            "id": lambda r: str(r["id"]),
+            "prefix": lambda r: r["prefix"] + "…",
+            "tenant": lambda r: r["tenant"],
+            "associate": lambda r: str(r["associate_id"]),
+            "role": lambda r: r["role"],
+            "name": lambda r: r["name"],
+            "created": lambda r: r["created"],
+            "revoked": lambda r: r["revoked"] or "",
+        },
+        as_json,
+    )
 
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[int, typer.Argument(help="The key's id, from `hookcast keys list`")],
+    key_id: Annotated[int, typer.Argument(help="The key's id, from `hookcast keys list`.")],
     db: DbOption = None,
 ) -> None:
     """Revoke an API key; requests with it get 401 from now on."""
     import time
+
+    from ..store import queries
 
     database = open_database(settings_for(db))
     try:
@@ -99,6 +126,7 @@ def keys_revoke(
     finally:
         database.close()
     if not revoked:
-        console().print(f"[red]No active key {key_id}.[/]")
-        raise typer.Exit(1)
+        raise CliError(
+            f"there is no active key {key_id}", "`hookcast keys list` shows the keys and their ids."
+        )
     console().print(f"Revoked key {key_id}.")
