@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from .database import MIGRATIONS
+from .migrate import version_table
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ def head() -> str:
 def state(conn: Connection) -> SchemaState:
     """The revision the database is at (reads only; creates nothing)."""
     scripts = _scripts()
-    current = MigrationContext.configure(conn).get_current_revision()
+    # hookcast's own version table (store/migrate.py), not Alembic's default
+    context = MigrationContext.configure(conn, opts={"version_table": version_table(conn)})
+    current = context.get_current_revision()
     newest = scripts.get_current_head()
     assert newest is not None
     known = current is None or current in {s.revision for s in scripts.walk_revisions()}
