@@ -18,10 +18,9 @@ from sqlalchemy import Connection, text
 from support.databases import needs_postgres, new_postgres_url
 
 from hookcast.model import State
-from hookcast.store import queries, queue
+from hookcast.store import queries
 from hookcast.store import scripts as script_store
 from hookcast.store.database import MIGRATIONS, Database
-from hookcast.store.rows import NewEvent
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
@@ -81,9 +80,7 @@ def test_the_migration_keeps_every_row_and_reference(tmp_path: Path) -> None:
         command.upgrade(config, "0003")
     kept = old.run_sync(add_webhook, "kept")
     newest = old.run_sync(add_webhook, "newest")
-    old.run_sync(lambda conn: queue.insert_events(conn, [
-        NewEvent("T", "contact.changed", 1, 7, "2026-01-01T00:00:00.0000000Z", ["name"])
-    ], time.time()))  # fmt: skip
+    old.run_sync(_old_event, [kept, newest])
     before = _counts(path)
     old.close()
 
@@ -106,6 +103,22 @@ def test_the_migration_keeps_every_row_and_reference(tmp_path: Path) -> None:
     db.run_sync(lambda conn: queries.delete_webhook(conn, "T", kept))
     assert _counts(path)["deliveries"] == 0
     db.close()
+
+
+def _old_event(conn: Connection, webhook_ids: list[int]) -> None:
+    """An event and its deliveries as that release stored them (its columns, not today's)."""
+    conn.exec_driver_sql(
+        "INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, "
+        "changes, created_at) VALUES (1, 'T', 'contact.changed', 1, 7, "
+        "'2026-01-01T00:00:00.0000000Z', '[\"name\"]', ?)",
+        (time.time(),),
+    )
+    for n, webhook_id in enumerate(webhook_ids, 1):
+        conn.exec_driver_sql(
+            "INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, "
+            "event_uuid, next_at, created_at) VALUES (?, 1, ?, ?, 0, 0, 0, ?, ?, ?)",
+            (n, webhook_id, f"uid-{n}", f"event-{n}", time.time(), time.time()),
+        )
 
 
 def _counts(path: Path) -> dict[str, int]:

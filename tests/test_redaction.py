@@ -1,11 +1,16 @@
 """No secret in any log (issue 13, item 5): a failing database write logs neither the
-webhook's Secret, nor its header values, nor the API key or the key's hash."""
+webhook's Secret, nor its header values, nor the API key or the key's hash. Issue 17: a whole
+scenario (keys from code and the CLI, a webhook with a Secret and credential headers, its
+test, a refused target, an unknown key, deliveries to a real HTTPS receiver that fail and
+succeed, tracing on, and on PostgreSQL a URL with a password) logs none of them, nor a
+delivery's signatures, through every logger in text and in JSON."""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import pkgutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +19,21 @@ from pathlib import Path
 import pytest
 from api_support import stopped_hook
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from support.databases import migrated_database_url, needs_postgres, new_postgres_url
+from support.engine import delivery_settings
+from support.logcapture import captured_logs
+from support.receivers import Receiver
+from typer.testing import CliRunner
 
 import hookcast
-from hookcast import logs
+from hookcast import logs, tracing
 from hookcast.api.app import create_app
+from hookcast.cli import app as cli
 from hookcast.keys import create_key, hash_key
 from hookcast.settings import Settings
 from hookcast.store.database import Database
@@ -120,3 +134,127 @@ def test_failing_writes_log_no_secret_sqlite(
 @needs_postgres
 def test_failing_writes_log_no_secret_postgres(caplog: pytest.LogCaptureFixture) -> None:
     _check_failing_writes_log_no_secret(new_postgres_url(), caplog)
+
+
+# ----- issue 17: a whole scenario, every logger, both formats ------------------------------
+
+
+def _scenario_logs_no_secret(
+    url: str, tmp_path: Path, ca_bundle_path: str, receiver: Receiver, password: str | None
+) -> None:
+    secret = f"Sec-{uuid.uuid4().hex}"
+    header_value = f"Basic {uuid.uuid4().hex}"
+    api_key_header = uuid.uuid4().hex
+    bad_key = "hc_" + uuid.uuid4().hex + "x" * 11
+    settings = delivery_settings(
+        tmp_path,
+        ca_bundle_path,
+        database_url=url,
+        tracing=True,
+        propagate_trace=True,
+        retry_delays=[0.05],
+        cycles=1,
+    )
+    spans = InMemorySpanExporter()  # spans stay in memory: no OTLP export from a test
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracing.set_tracer_provider(provider)
+    try:
+        with captured_logs() as captured:
+            db = Database(url)
+            db.migrate()
+            _, key = create_key(db, tenant="Cust1234", associate_id=5, name="tony")
+            db.close()
+            made = CliRunner().invoke(
+                cli, ["keys", "create", "--tenant", "Cust1234", "--associate-id", "6", "--db", url]
+            )
+            assert made.exit_code == 0, made.output
+            cli_key = made.output.strip().splitlines()[-1]
+            app = create_app(settings)
+            with TestClient(app, raise_server_exceptions=False) as client:
+                auth = {"Authorization": f"Bearer {key}"}
+                carrier = {
+                    "Name": "h",
+                    "Events": ["contact.changed"],
+                    "TargetUrl": receiver.url,
+                    "Secret": secret,
+                    "Headers": {"Authorization": header_value, "X-Api-Key": api_key_header},
+                }
+                created = client.post("/api/v1/Webhook", json=carrier, headers=auth)
+                assert created.status_code == 200, created.text
+                whsec = created.json()["StandardWebhooksSecret"]
+                tested = client.post("/api/v1/Webhook/Test", json=carrier, headers=auth)
+                assert tested.status_code == 200, tested.text
+                refused = client.post(
+                    "/api/v1/Webhook",
+                    json={**carrier, "TargetUrl": "https://10.0.0.1/x"},
+                    headers=auth,
+                )
+                assert refused.status_code == 400
+                assert (
+                    client.get(
+                        "/api/v1/Webhook", headers={"Authorization": f"Bearer {bad_key}"}
+                    ).status_code
+                    == 401
+                )
+                receiver.respond(statuses=(500, 302), location="https://127.0.0.1/elsewhere")
+                for pk in (1, 2):
+                    answer = client.post(
+                        f"/api/v1/Webhook/contact.changed/{pk}",
+                        headers={"Authorization": f"Bearer {cli_key}"},
+                    )
+                    assert answer.status_code == 204, answer.text
+                deadline = time.monotonic() + 15
+                while len(captured.lines("json", "hookcast.attempts")) < 3:
+                    assert time.monotonic() < deadline, captured.text("text")
+                    time.sleep(0.02)
+                assert client.get("/metrics").status_code == 200
+    finally:
+        tracing.set_tracer_provider(None)
+    assert spans.get_finished_spans()  # traced, and the spans' texts are not logs
+    sent = [r for r in receiver.requests if r.header("X-Hook-Test") is None]
+    signatures = [
+        value
+        for r in receiver.requests
+        for value in (r.header("X-SuperOffice-Signature"), r.header("webhook-signature"))
+        if value
+    ]
+    assert len(sent) >= 3 and signatures
+    secrets = {
+        "Secret": secret,
+        "StandardWebhooksSecret": whsec,
+        "its key": whsec.removeprefix("whsec_"),
+        "a header value": header_value,
+        "a header's credential": header_value.split()[1],
+        "an X-Api-Key header": api_key_header,
+        "the API key": key,
+        "the API key from the CLI": cli_key,
+        "its hash": hash_key(key),
+        "an unknown key": bad_key,
+        **{f"signature {i}": s for i, s in enumerate(signatures)},
+        **({"the database password": password} if password else {}),
+    }
+    for fmt in ("text", "json"):
+        logged = captured.text(fmt)
+        # the scenario was logged: requests, and attempts that failed and succeeded
+        assert captured.lines(fmt, "hookcast.access")
+        outcomes = {line["outcome"] for line in captured.lines(fmt, "hookcast.attempts")}
+        assert outcomes == {"success", "failure"}, logged
+        for what, value in secrets.items():
+            assert value not in logged, f"{what} ({value!r}) reached the {fmt} log:\n{logged}"
+
+
+def test_a_whole_scenario_logs_no_secret_sqlite(
+    tmp_path: Path, ca_bundle_path: str, receiver: Receiver
+) -> None:
+    url = migrated_database_url(tmp_path)
+    _scenario_logs_no_secret(url, tmp_path, ca_bundle_path, receiver, None)
+
+
+@needs_postgres
+def test_a_whole_scenario_logs_no_secret_postgres(
+    tmp_path: Path, ca_bundle_path: str, receiver: Receiver
+) -> None:
+    password = f"pw-{uuid.uuid4().hex}"  # the server trusts local connections: any password
+    url = make_url(new_postgres_url()).set(password=password).render_as_string(hide_password=False)
+    _scenario_logs_no_secret(url, tmp_path, ca_bundle_path, receiver, password)

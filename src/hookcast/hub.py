@@ -13,6 +13,7 @@ Blocking applications use `Hub.start_in_thread()` and `signal_sync(...)`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
-from . import metrics
+from . import metrics, tracing
 from .dispatch.listen import listen
 from .dispatch.outbox import Outbox
 from .dispatch.outbox_drain import OutboxDrain
@@ -66,6 +67,9 @@ class Hub:
         )
         self.deliver = deliver
         self.sender = HttpSender(self.settings, transport=transport)
+        # Spans and trace propagation (hookcast.tracing); None, and nothing imported, when off.
+        self.tracing = tracing.from_settings(self.settings)
+        metrics.tenants.limit = self.settings.metrics_tenants
         # The CRMScript sandbox of this process (API and dispatcher); workers start on use.
         self.scripts = ScriptRunner(self.settings, self.sender)
         self.dispatcher: Dispatcher | None = None
@@ -99,6 +103,7 @@ class Hub:
                 self.settings,
                 load_plugins(self.settings, self.sender, self.db, self.scripts),
                 on_transitions=self._on_transitions,
+                tracing=self.tracing,
             )
             self.outbox_drain = OutboxDrain(
                 self.db,
@@ -128,6 +133,7 @@ class Hub:
             on_commit=self._committed,
             max_batch=self.settings.batch_size * 10,
             handover=self.dispatcher.handover if self.dispatcher else (lambda: None),
+            tracing=self.tracing,
         )
         self._intake.start()
         return self
@@ -149,6 +155,8 @@ class Hub:
             await self.outbox.stop()
         await self.scripts.aclose()
         await self.sender.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(tracing.flush)  # spans still batched for export
         if self._own_db:
             self.db.close()
 
@@ -232,9 +240,16 @@ class Hub:
             raise RuntimeError("start the Hub first (async with Hub(...) as hub)")
         if not batch:
             return Signalled([])
-        answer = await self._intake.submit(batch, signal_key(idempotency_key, batch))
+        key = signal_key(idempotency_key, batch)
+        if self.tracing is None:
+            answer = await self._intake.submit(batch, key)
+        else:
+            with self.tracing.signal(batch) as traceparent:
+                if traceparent is not None:  # stored with the events, for their attempts
+                    batch = [dataclasses.replace(e, traceparent=traceparent) for e in batch]
+                answer = await self._intake.submit(batch, key)
         if not answer.replayed:
-            metrics.SIGNALS.inc(len(batch))
+            metrics.signalled([e.tenant for e in batch])
         return answer
 
     def signal_sync(self, event: str, primary_key: int, **kwargs: Any) -> int:

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import DatabaseUnavailable, ValidationError
 from .model import EVENT_NAME, MAX_ASSOCIATE_ID, MAX_PRIMARY_KEY
@@ -22,6 +22,9 @@ from .store import queue
 from .store.database import Database
 from .store.queue import SignalKey
 from .store.rows import Claimed, NewEvent
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 
 def new_event(
@@ -34,8 +37,10 @@ def new_event(
     values: Mapping[str, Any] | None = None,
     field_values: Mapping[str, Any] | None = None,
     occurred_at: datetime | None = None,
+    traceparent: str | None = None,
 ) -> NewEvent:
-    """Check a signal's arguments (§3) and build the event to store."""
+    """Check a signal's arguments (§3) and build the event to store. `traceparent`: the
+    signal's trace context (hookcast.tracing), stored with it."""
     if not isinstance(event, str) or not event or len(event) > 128 or not EVENT_NAME.match(event):
         raise ValidationError(
             f"Event name {event!r} is malformed; use letters, digits and _ separated by dots, "
@@ -96,6 +101,7 @@ def new_event(
         change_values=change_values,
         row_values=dict(values) if values is not None else None,
         field_values=dict(field_values) if field_values is not None else None,
+        traceparent=traceparent,
     )
 
 
@@ -203,13 +209,15 @@ class Intake:
         on_commit: Callable[[list[Claimed], set[int]], None],
         handover: Callable[[], queue.Handover | None] = lambda: None,
         max_batch: int = 1000,
+        tracing: Tracing | None = None,
     ) -> None:
         """`handover` gives, per commit, the local dispatcher's decisions on which new
         deliveries it takes directly; `on_commit` gets them (already leased to it) after
         each commit, with the webhooks whose new deliveries were queued for any claimer
         instead. A commit takes whole requests, up to `max_batch` events unless one request
-        alone has more."""
+        alone has more. `tracing`: a span per traced signal for the commit (None: off)."""
         self._db = db
+        self._tracing = tracing
         self._on_commit = on_commit
         self._handover = handover
         self._max_batch = max_batch
@@ -239,6 +247,7 @@ class Intake:
         await self._task
 
     async def _commit(self, batch: list[_Request]) -> None:
+        started = time.time_ns() if self._tracing is not None else 0
         try:
             stored, handed, queued = await self._db.run(
                 queue.store_signals,
@@ -260,6 +269,14 @@ class Intake:
             if not batch[0].future.done():
                 batch[0].future.set_exception(exc)
             return
+        if self._tracing is not None:
+            fresh = [(r, a) for r, a in zip(batch, stored, strict=True) if not a.replayed]
+            self._tracing.committed(
+                [e for r, _ in fresh for e in r.events],
+                [i for _, a in fresh for i in a.ids],
+                started,
+                time.time_ns(),
+            )
         for request, answer in zip(batch, stored, strict=True):
             if not request.future.done():
                 request.future.set_result(answer)

@@ -152,6 +152,17 @@ class Settings(BaseSettings):
     log_format: str = Field(default="text", pattern="^(text|json)$")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
+    # Observability (docs/observability.md). One INFO line per delivery attempt (logger
+    # hookcast.attempts) and per API request (hookcast.access); OpenTelemetry spans (the
+    # `otel` extra; exporter from the standard OTEL_* variables); the W3C traceparent of the
+    # signalling code sent with deliveries; tenants with their own label in metrics (the
+    # busiest ones; the rest are "other").
+    log_attempts: bool = True
+    log_access: bool = True
+    tracing: bool = False
+    propagate_trace: bool = False
+    metrics_tenants: int = Field(default=20, ge=0, le=1000)
+
     # API limits (§7)
     max_body_bytes: int = 1024 * 1024
     # Slow and abusive clients (`hookcast serve`, api/connections.py): a request's headers must

@@ -18,6 +18,7 @@ from ..settings import Settings
 from ..store.database import Database
 from . import agents, binding, crmscript, deliveries, docs, errors, signals, webhooks
 from . import metrics as metrics_route
+from .access import AccessLog
 from .limits import RequestLimits
 
 DESCRIPTION = """hookcast delivers your application's events, signed, to every subscriber.
@@ -70,5 +71,8 @@ def create_app(
     signals.install(app)  # innermost: after the request checks and the binding
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     binding.install(app)
-    app.add_middleware(errors.CatchUnexpected)  # added last: the outermost
+    app.add_middleware(errors.CatchUnexpected)  # the outermost but for the access log
+    app.add_middleware(
+        AccessLog, log=settings.log_access, trace=settings.tracing or settings.propagate_trace
+    )
     return app

@@ -12,6 +12,7 @@ from ..errors import Forbidden, NotFound, Unauthorized
 from ..keys import KeyCache
 from ..model import Principal
 from ..rights import Right, allows
+from .access import note_caller
 from .binding import context_identifier
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `hookcast keys create`.")
@@ -25,6 +26,7 @@ async def principal(request: Request) -> Principal:
     who = await keys.principal(credentials.credentials)
     if who is None:
         raise Unauthorized("The API key is unknown or revoked.")
+    note_caller(request, who)
     tenant = context_identifier(request)
     if tenant is not None and tenant.lower() != who.tenant.lower():
         # As for another tenant's webhook: the key does not learn whether that tenant exists.

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import metrics
 from ..store import queue
-from .deps import DatabaseDep
+from .deps import DatabaseDep, HubDep
 from .limits import ParsedJSONRoute
 from .schemas import HealthOut, WorkerOut
 
@@ -41,9 +41,18 @@ async def health(db: DatabaseDep) -> HealthOut:
     summary="Prometheus metrics",
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
-async def prometheus(db: DatabaseDep) -> Response:
-    def snapshot(conn):  # type: ignore[no-untyped-def]
-        return queue.queue_depth(conn), queue.webhooks_by_state(conn)
+async def prometheus(db: DatabaseDep, hub: HubDep) -> Response:
+    now = time.time()
 
-    metrics.store_snapshot.depth, metrics.store_snapshot.states = await db.read(snapshot)
+    def snapshot(conn):  # type: ignore[no-untyped-def]
+        return (
+            queue.queue_depth(conn),
+            queue.pending_by_due(conn, now),
+            queue.webhooks_by_state(conn),
+        )
+
+    store = metrics.store_snapshot
+    store.depth, store.queued, store.states = await db.read(snapshot)
+    store.in_flight = hub.dispatcher.occupancy if hub.dispatcher is not None else {}
+    metrics.rerank_tenants(now)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

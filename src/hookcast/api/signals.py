@@ -28,6 +28,7 @@ from ..intake import Signal, read_event_data
 from ..keys import KeyCache
 from ..model import MAX_PRIMARY_KEY
 from ..rights import Right, allows
+from .access import note_scope_caller
 from .binding import CONTEXT_KEY
 from .deps import ERRORS, HubDep, Signaller
 from .errors import error_response
@@ -202,6 +203,7 @@ class FastSignal:
             or (tenant is not None and tenant.lower() != who.tenant.lower())
         ):
             return False
+        note_scope_caller(scope, who)  # for the access line
         try:
             await signal_one(
                 state.hub, who.tenant, who.associate_id, match[1], primary_key, data, key

@@ -17,11 +17,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from .. import metrics
 from ..errors import DatabaseUnavailable
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
@@ -32,8 +31,12 @@ from .adaptive import AdaptiveLimits
 from .outcomes import Recorded, record_outcomes
 from .plugins import Plugin
 from .policy import Attempted, RetryPolicy
+from .report import report
 from .slots import Admit, Handover, SlotLedger
 from .transitions import Transition
+
+if TYPE_CHECKING:
+    from ..tracing import Tracing
 
 log = logging.getLogger("hookcast.dispatch")
 
@@ -46,8 +49,11 @@ class Dispatcher:
         plugins: dict[str, Plugin],
         *,
         on_transitions: Callable[[list[Transition]], None] = lambda _: None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """`tracing`: spans of attempts (hookcast.tracing); None when tracing is off."""
         self._db = db
+        self._tracing = tracing
         self._settings = settings
         self._plugins = plugins
         self._on_transitions = on_transitions
@@ -88,6 +94,16 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    @property
+    def occupancy(self) -> dict[str, int]:
+        """This process's deliveries by state, for /metrics: attempts running, deliveries
+        held for a slot, outcomes not yet written."""
+        return {
+            "running": len(self._tasks),
+            "held": self._slots.held,
+            "writing": len(self._results),
+        }
 
     def in_flight_for(self, webhook_id: int) -> int:
         """Attempts of one webhook running now (its endpoint's limit caps them)."""
@@ -321,8 +337,10 @@ class Dispatcher:
                 outcome = AttemptOutcome.failed(
                     f"no plugin for Type {item.webhook_type!r}", ErrorKind.PLUGIN
                 )
-            else:
+            elif self._tracing is None:
                 outcome = await plugin.deliver(item)
+            else:
+                outcome = await self._tracing.attempt(item, plugin.deliver)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a plugin bug is a failed attempt, not a lost delivery
@@ -372,7 +390,7 @@ class Dispatcher:
                 continue
             # Removed only once committed (attempts append behind, never in front).
             del self._results[: len(batch)]
-            metrics.record_attempts(batch)
+            report(batch, lines=self._settings.log_attempts)
             for t in recorded.disabled:
                 log.warning(
                     "webhook %s of tenant %s disabled: TooManyErrors", t.webhook_id, t.tenant

@@ -93,6 +93,7 @@ def insert_events(
                 to_json(e.row_values),
                 to_json(e.field_values),
                 now,
+                e.traceparent,
             )
             for event_id, e in zip(event_ids, batch, strict=True)
         ],
@@ -135,6 +136,8 @@ def insert_events(
                     change_values=e.change_values,
                     row_values=e.row_values,
                     field_values=e.field_values,
+                    signalled_at=now,
+                    traceparent=e.traceparent,
                 )
             )
         elif parked_until is not None and (until := parked_until(hook.id)) is not None:
@@ -304,6 +307,8 @@ def claim(
             change_values=from_json(r[18]),
             row_values=from_json(r[19]),
             field_values=from_json(r[20]),
+            signalled_at=r[21],
+            traceparent=r[22],
         )
         for r in run(conn, "claimed", tuple(ids), marks=marks(len(ids)))
     ]
@@ -654,6 +659,20 @@ def queue_depth(conn: Connection) -> dict[str, int]:
     depth = dict.fromkeys(names.values(), 0)
     depth.update({names[status]: count for status, count in rows})
     return depth
+
+
+def pending_by_due(conn: Connection, now: float) -> dict[str, int]:
+    """Pending deliveries by when they are due: now (due), later (scheduled: a retry's wait,
+    or a lease's end), or parked (a stuck webhook's backlog, see `claim`)."""
+    next_at = deliveries.c.next_at
+    row = conn.execute(
+        select(
+            func.count(case((next_at <= now, 1))),
+            func.count(case(((next_at > now) & (next_at < PARKED), 1))),
+            func.count(case((next_at >= PARKED, 1))),
+        ).where(deliveries.c.status == PENDING)
+    ).one()
+    return {"due": row[0], "scheduled": row[1], "parked": row[2]}
 
 
 def webhooks_by_state(conn: Connection) -> dict[str, int]:

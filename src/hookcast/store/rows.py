@@ -49,6 +49,9 @@ class NewEvent:
     change_values: dict[str, Any] | None = None
     row_values: dict[str, Any] | None = None
     field_values: dict[str, Any] | None = None
+    # The W3C traceparent of the signal (hookcast.tracing); None unless tracing or trace
+    # propagation is on.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,8 @@ class Claimed:
     change_values: dict[str, Any] | None
     row_values: dict[str, Any] | None
     field_values: dict[str, Any] | None
+    signalled_at: float = 0.0  # when the event was stored (events.created_at)
+    traceparent: str | None = None  # the signal's (NewEvent.traceparent)
 
     @property
     def endpoint(self) -> str:

@@ -112,6 +112,9 @@ events = Table(
     Column("row_values", Text),  # JSON object: ids of a deleted row
     Column("field_values", Text),  # JSON object
     Column("created_at", Float, nullable=False),
+    # The W3C traceparent of the signal, so attempts made later, in any process, join its
+    # trace (hookcast.tracing); NULL unless tracing or trace propagation is on.
+    Column("traceparent", String(128)),
 )
 
 # Events an application wrote inside its own transaction (hookcast.sqlalchemy, the Django

@@ -14,10 +14,10 @@
 
 -- insert_event --
 -- One signalled event; its id allocated beforehand (Dialect.allocate_ids), so the
--- deliveries can name it without RETURNING.
+-- deliveries can name it without RETURNING. traceparent: NULL unless tracing is on.
 INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, changes,
-                    change_values, row_values, field_values, created_at)
-VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                    change_values, row_values, field_values, created_at, traceparent)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 
 -- insert_delivery --
 -- One delivery of an event to a webhook, attempt 0 of cycle 0, due at next_at: now when
@@ -82,7 +82,7 @@ UPDATE deliveries SET next_at = next_at - ? WHERE status = 0 AND next_at >= ? AN
 SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,
        w.target_url, w.secret, w.headers, w.properties, e.tenant, e.name, e.primary_key,
        e.associate_id, e.occurred_at, e.changes, e.change_values, e.row_values,
-       e.field_values
+       e.field_values, e.created_at, e.traceparent
 FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id
 WHERE d.id IN ({marks}) ORDER BY d.id
 

@@ -4,14 +4,14 @@ A client that retries a timed-out signal request with the same `Idempotency-Key`
 first request's answer and signals nothing twice, across processes (issue 18). Rows older
 than HOOKCAST_IDEMPOTENCY_SECONDS are pruned.
 
-Revision ID: 0011
+Revision ID: 0010
 Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
