@@ -109,6 +109,8 @@ def _check_failing_writes_log_no_secret(url: str, caplog: pytest.LogCaptureFixtu
         created = client.post("/api/v1/Webhook", json=stopped_hook(), headers=auth)
         assert created.status_code in (200, 201), created.text
         hook_id = created.json()["WebhookId"]
+        # A key not used yet, so not in the API's key cache: its lookup runs below.
+        _, fresh_key = create_key(db, tenant="Cust1234", associate_id=5, name="fresh")
         _fail_writes(db)
         body = stopped_hook(Secret=secret, Headers={"Authorization": header_value})
         answers = [
@@ -117,11 +119,13 @@ def _check_failing_writes_log_no_secret(url: str, caplog: pytest.LogCaptureFixtu
         ]
         # Then authenticating fails too: the key's lookup (by its hash) cannot run.
         db.run_sync(lambda conn: conn.execute(text("ALTER TABLE api_keys RENAME TO gone")))
-        answers.append(client.get("/api/v1/Webhook", headers=auth))
+        fresh = {"Authorization": f"Bearer {fresh_key}"}
+        answers.append(client.get("/api/v1/Webhook", headers=fresh))
     assert all(a.status_code >= 500 for a in answers), [a.text for a in answers]
     logged = caplog.text
     assert "Traceback" in logged or "unavailable" in logged  # the failures were logged
-    for value in (secret, header_value, header_value.split()[1], key, hash_key(key)):
+    keys = (key, hash_key(key), fresh_key, hash_key(fresh_key))
+    for value in (secret, header_value, header_value.split()[1], *keys):
         assert value not in logged, f"{value!r} reached the log:\n{logged}"
 
 
