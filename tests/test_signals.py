@@ -194,6 +194,14 @@ async def test_fast_path_answers_well_formed_signals_and_passes_on_the_rest(
         )
         assert len(rest.paths) == len(passed) + 1
         assert count_events(db) == before + 2
+        # The key cannot be looked up (the database is unavailable): passed on too, for the
+        # route to answer 503 as every route does.
+        db.run_sync(lambda conn: conn.exec_driver_sql("ALTER TABLE api_keys RENAME TO gone"))
+        App.state.keys = KeyCache(db)  # type: ignore[attr-defined]  # nothing cached
+        try:
+            assert await post("/api/v1/Webhook/contact.changed/7", key) == 299
+        finally:
+            db.run_sync(lambda conn: conn.exec_driver_sql("ALTER TABLE gone RENAME TO api_keys"))
 
 
 def test_fast_path_and_route_answer_alike(api: Api) -> None:

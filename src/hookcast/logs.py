@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -101,6 +102,23 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """To whatever sys.stderr is when a record is written, as logging's last-resort handler
+    does: a process (or a test run) that replaces sys.stderr later still gets the lines,
+    never a write to the stream it closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 class Lines:
@@ -254,7 +272,7 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
     """hookcast's and uvicorn's loggers write to stderr, each record one line in `fmt`
     (text or json)."""
     global _handler
-    handler = logging.StreamHandler()
+    handler = _Stderr()
     # Also on the handler: whatever reaches it from a logger without the filter.
     handler.addFilter(_REDACT)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
