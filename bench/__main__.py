@@ -444,6 +444,13 @@ def summary(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "p99 ≤ 10 ms",
             m["p99_ms"] <= 10,
         )
+    if "signal_request" in (e := rest.get("latency_no_delivery", {})):
+        m = e["signal_request"]
+        add(
+            "2 e2e REST",
+            "the same for an event without webhooks: p50 / p99",
+            f"{m['p50_ms']} / {m['p99_ms']} ms",
+        )
     lat = s.get("latency", {})
     for key, p50_target, p99_target in (("50/s", 3.0, 10.0), ("500/s", None, 25.0)):
         if key in lat:

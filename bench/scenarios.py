@@ -545,24 +545,37 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
                     "receiver_cpu_us_per_delivery": round(recv_cpu / max(received, 1) * 1e6, 1),
                     "load_generator_cpu_us_per_event": round(gen_cpu / max(received, 1) * 1e6, 1),
                 }
-            # Open loop: how long a signal request takes at a steady 500/s.
+            # Open loop: how long a signal request takes at a steady 500/s, with its delivery
+            # (the event has a webhook) and without (an event nobody subscribed to).
             per_s, seconds = 500, ctx.size(20.0, 3.0)
             count = int(per_s * seconds)
-            await ctx.receiver.reset()
-            task = ctx.task(f"REST signal latency at {per_s}/s", count)
-            offset = 1_000 + recorded
-            durations, achieved = await fixed_rate(
-                lambda i: send(offset + i), per_s, count, ctx.progress, task
-            )
-            counts = await ctx.receiver.wait_count(count, timeout=30)
-            figures["latency"] = {
-                "rate": per_s,
-                "signals": count,
-                "achieved_per_s": round(achieved, 1),
-                "received": counts["count"],
-                "signal_request": summary_ms(durations),
-            }
-            ctx.done(task, f"p99 {figures['latency']['signal_request']['p99_ms']} ms")
+            for phase, event in (("latency", E2E_EVENT), ("latency_no_delivery", "bench.nobody")):
+                await ctx.receiver.reset()
+                task = ctx.task(f"REST signal latency at {per_s}/s ({phase})", count)
+                offset = 1_000 + recorded
+
+                async def one(i: int, event: str = event, offset: int = offset) -> None:
+                    async with http.post(
+                        f"{base}/api/v1/Webhook/{event}/{offset + i}",
+                        data=b'{"name": "Ada"}',
+                        headers=headers,
+                    ) as resp:
+                        await resp.read()
+                        if resp.status != 204:
+                            status_errors[resp.status] = status_errors.get(resp.status, 0) + 1
+
+                durations, achieved = await fixed_rate(one, per_s, count, ctx.progress, task)
+                received = count if event == E2E_EVENT else 0
+                counts = await ctx.receiver.wait_count(received, timeout=30)
+                recorded += received
+                figures[phase] = {
+                    "rate": per_s,
+                    "signals": count,
+                    "achieved_per_s": round(achieved, 1),
+                    "received": counts["count"],
+                    "signal_request": summary_ms(durations),
+                }
+                ctx.done(task, f"p99 {figures[phase]['signal_request']['p99_ms']} ms")
             figures["http_errors"] = status_errors
         rss = read_status(server.pid)
     finally:
