@@ -67,9 +67,9 @@ class _CountingReads:
     def __init__(self, db: Database) -> None:
         self.db, self.reads = db, 0
 
-    async def read(self, fn: Any, *args: Any, **options: Any) -> Any:
+    async def read(self, fn: Any, *args: Any) -> Any:
         self.reads += 1
-        return await self.db.read(fn, *args, **options)
+        return await self.db.read(fn, *args)
 
 
 @pytest.fixture

@@ -254,7 +254,6 @@ class Intake:
                 [(r.events, r.key) for r in batch],
                 time.time(),
                 self._handover(),
-                urgent=True,  # its callers wait for it; the dispatcher's writes can wait
             )
         except DatabaseUnavailable as exc:
             for request in batch:  # nothing was stored; retrying one by one would not help

@@ -100,7 +100,7 @@ class KeyCache:
     async def _load(self, digest: str) -> Principal | None:
         try:
             read_at = self._clock()
-            who = await self._db.read(queries.principal_for_key, digest, urgent=True)
+            who = await self._db.read(queries.principal_for_key, digest)
         finally:
             del self._loading[digest]
         if who is not None:

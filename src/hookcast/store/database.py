@@ -15,6 +15,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,6 @@ from .. import logs  # noqa: F401  (its import puts the Redact filter on hookcas
 from ..errors import DatabaseUnavailable
 from ..outage import OutageReporter
 from .doorbell import Doorbell
-from .lanes import Lanes
 from .migrate import MIGRATIONS as MIGRATIONS  # re-exported: tests migrate step by step
 from .migrate import upgrade
 
@@ -80,7 +80,7 @@ class Database:
                 self.url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
             )
             workers = 8
-        self._executor = Lanes(workers, "hookcast-db")
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="hookcast-db")
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe on every start)."""
@@ -130,20 +130,19 @@ class Database:
                 self.doorbell.ring(ring)
             return result
 
-    async def run(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
-        """Run `fn(conn, *args)` in one transaction on the database thread. `urgent`: before
-        the other transactions queued (someone waits for it: a signal's commit)."""
-        call = functools.partial(self.run_sync, fn, *args)
-        if urgent:
-            return await asyncio.wrap_future(self._executor.submit_urgent(call))
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in one transaction on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.run_sync, fn, *args)
+        )
 
-    async def read(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Like `run`, for a transaction that only reads."""
-        call = functools.partial(self.run_sync, fn, *args, write=False)
-        if urgent:
-            return await asyncio.wrap_future(self._executor.submit_urgent(call))
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.run_sync, fn, *args, write=False)
+        )
 
     def _exclusive(self) -> contextlib.AbstractContextManager[object]:
         return self._one_at_a_time or contextlib.nullcontext()
