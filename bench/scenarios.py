@@ -471,9 +471,9 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
         ) as http:
             status_errors: dict[int, int] = {}
 
-            async def send(i: int) -> None:
+            async def send(i: int, event: str = E2E_EVENT) -> None:
                 async with http.post(
-                    f"{base}/api/v1/Webhook/{E2E_EVENT}/{i}",
+                    f"{base}/api/v1/Webhook/{event}/{i}",
                     data=b'{"name": "Ada"}',
                     headers=headers,
                 ) as resp:
@@ -555,14 +555,7 @@ async def e2e_rest(ctx: Context) -> dict[str, Any]:
                 offset = 1_000 + recorded
 
                 async def one(i: int, event: str = event, offset: int = offset) -> None:
-                    async with http.post(
-                        f"{base}/api/v1/Webhook/{event}/{offset + i}",
-                        data=b'{"name": "Ada"}',
-                        headers=headers,
-                    ) as resp:
-                        await resp.read()
-                        if resp.status != 204:
-                            status_errors[resp.status] = status_errors.get(resp.status, 0) + 1
+                    await send(offset + i, event)
 
                 durations, achieved = await fixed_rate(one, per_s, count, ctx.progress, task)
                 received = count if event == E2E_EVENT else 0

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, MetaData, Table, delete, exists, or_, select
 
-from .codec import from_json, to_json
+from .codec import from_json
 from .dialect import NOTIFY_CHANNEL
-from .queue import Handover, insert_events
+from .queue import Handover, event_values, insert_events
 from .rows import Claimed, NewEvent
 from .schema import api_keys, event_outbox, webhooks
 
@@ -63,18 +63,7 @@ COLUMNS = (
 
 def row(e: NewEvent, now: float) -> tuple[object, ...]:
     """An event as an outbox row, in the order of COLUMNS."""
-    return (
-        e.tenant,
-        e.name,
-        e.primary_key,
-        e.associate_id,
-        e.occurred_at,
-        to_json(e.changes),
-        to_json(e.change_values),
-        to_json(e.row_values),
-        to_json(e.field_values),
-        now,
-    )
+    return event_values(e, now)
 
 
 def append(conn: Connection, events: Sequence[NewEvent], now: float, schema: str | None) -> None:

@@ -69,6 +69,23 @@ class Handover(Protocol):
         ...
 
 
+def event_values(e: NewEvent, now: float) -> tuple[object, ...]:
+    """An event's columns from tenant to created_at, as the events table and the event
+    outbox (event_outbox.py) both store them."""
+    return (
+        e.tenant,
+        e.name,
+        e.primary_key,
+        e.associate_id,
+        e.occurred_at,
+        to_json(e.changes),
+        to_json(e.change_values),
+        to_json(e.row_values),
+        to_json(e.field_values),
+        now,
+    )
+
+
 def insert_events(
     conn: Connection, batch: Sequence[NewEvent], now: float, handover: Handover | None = None
 ) -> tuple[list[int], list[Claimed], set[int]]:
@@ -81,20 +98,7 @@ def insert_events(
         conn,
         "insert_event",
         [
-            (
-                event_id,
-                e.tenant,
-                e.name,
-                e.primary_key,
-                e.associate_id,
-                e.occurred_at,
-                to_json(e.changes),
-                to_json(e.change_values),
-                to_json(e.row_values),
-                to_json(e.field_values),
-                now,
-                e.traceparent,
-            )
+            (event_id, *event_values(e, now), e.traceparent)
             for event_id, e in zip(event_ids, batch, strict=True)
         ],
     )
