@@ -11,6 +11,12 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell cat $(NODE_DIR)/packag
 # uv resolves the lock; the version is the one pyproject.toml's test extra pins.
 UV_VERSION := $(shell sed -n 's/^ *"uv==\([^"]*\)".*/\1/p' pyproject.toml)
 
+# The console's browser tests drive Debian's Chromium (Playwright's own browsers are never fetched).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+
 .PHONY: run test lint unit bench lock lock-installed clean
 
 $(STAMP): pyproject.toml $(wildcard $(LOCK))
@@ -33,7 +39,7 @@ lint: $(STAMP)  ## the quality gates: ruff (lint, formatting) and mypy (strict, 
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-test: lint $(NODE_STAMP)  ## the gates, then the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
+test: lint $(NODE_STAMP) $(CHROMIUM)  ## the gates, then the whole test suite: on SQLite, then on PostgreSQL when HOOKCAST_TEST_POSTGRES_URL is set
 	env -u HOOKCAST_TEST_POSTGRES_URL $(VENV)/bin/python -m pytest -n 2 -q
 	@if [ -n "$$HOOKCAST_TEST_POSTGRES_URL" ]; then \
 	  echo "== the suite again on PostgreSQL ($$HOOKCAST_TEST_POSTGRES_URL)"; \

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 from support.databases import (
-    ON_POSTGRES,
     POSTGRES_URL,
     migrated_database_url,
     needs_postgres,
@@ -252,8 +251,6 @@ def test_a_missing_postgresql_database() -> None:
 
 
 def test_an_older_schema_asks_for_migrate(tmp_path: Path) -> None:
-    if ON_POSTGRES:
-        pytest.skip("the downgrade below is SQLite's")
     url = migrated_database_url(tmp_path)
     engine = create_engine(url)
     with engine.begin() as conn:

@@ -208,7 +208,7 @@ async def test_bad_input_is_refused_at_the_call_and_writes_nothing(hub_and_app, 
 
 APP = textwrap.dedent(
     """
-    import sys, time
+    import signal as posix, sys
     from sqlalchemy import create_engine, text
     from hookcast.sqlalchemy import signal
 
@@ -220,7 +220,7 @@ APP = textwrap.dedent(
         if commit:
             conn.commit()
         print("written", flush=True)
-        time.sleep(600)  # killed here: before its commit, or after it
+        posix.pause()  # SIGKILLed here: before its commit, or after it
     """
 )
 

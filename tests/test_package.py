@@ -72,8 +72,7 @@ def pypi_reachable() -> bool:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("needs the git checkout of the source tree")
+    assert shutil.which("git") and (ROOT / ".git").exists(), "run from the git checkout"
     if not pypi_reachable():  # the build's own setuptools, the wheel's dependencies
         pytest.skip("needs PyPI (https://pypi.org)")
     out = tmp_path_factory.mktemp("dist")
@@ -110,8 +109,7 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the wheel and its runtime dependencies (no test tools)."""
     venv = tmp_path_factory.mktemp("venv")
     uv = BIN / "uv"
-    if not uv.exists():
-        pytest.skip("needs uv (the test extra)")
+    assert uv.exists(), "uv is in the test extra: make test installs it"
     subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)  # fmt: skip
     [wheel] = dist.glob("*.whl")
     subprocess.run(

@@ -4,8 +4,8 @@ line of what it saw; `hold` prints "written" and waits to be killed."""
 
 import json
 import os
+import signal as posix
 import sys
-import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 import django
@@ -100,9 +100,9 @@ def hold(commit: str, pk: str) -> None:
         Contact.objects.create(id=int(pk), name="Held")
         if commit != "commit":
             print("written", flush=True)
-            time.sleep(600)  # killed here, before the commit
+            posix.pause()  # SIGKILLed here, before the commit
     print("written", flush=True)
-    time.sleep(600)  # killed here, after the commit
+    posix.pause()  # SIGKILLed here, after the commit
 
 
 if __name__ == "__main__":
