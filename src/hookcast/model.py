@@ -61,6 +61,53 @@ class NotifyWhen(enum.IntFlag):
     Disabling = 2  # the webhook goes to TooManyErrors
 
 
+class Ordering(enum.IntEnum):
+    """Whether a webhook's deliveries of one record keep signal order (hookcast's addition,
+    docs/delivery-options.md). Off by default: the contract promises no order (§6)."""
+
+    NONE = 0  # the wire name is None
+    PerRecord = 1
+
+    @property
+    def wire_name(self) -> str:
+        return "None" if self is Ordering.NONE else self.name
+
+    @classmethod
+    def parse(cls, value: Any) -> Ordering:
+        """A name in any case or the integer, as the contract's other enums take."""
+        if isinstance(value, Ordering):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        elif isinstance(value, str):
+            for member in cls:
+                if value.strip().lower() in (member.wire_name.lower(), str(int(member))):
+                    return member
+        raise ValueError(f"unknown Ordering {value!r}; use None or PerRecord")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOptions:
+    """hookcast's per-webhook delivery options beside the SuperOffice fields, each off by
+    default so SuperOffice's behaviour is unchanged (docs/delivery-options.md)."""
+
+    ordering: Ordering = Ordering.NONE
+    coalesce_ms: int = 0  # 0: off; else signals of one record within it become one delivery
+    auto_recover: bool = False  # probe a webhook in TooManyErrors and set it Active again
+    max_per_second: float | None = None  # None: unlimited
+    max_in_flight: int | None = None  # None: unlimited
+
+    @property
+    def keyed(self) -> bool:
+        """Whether its deliveries carry their record's key (deliveries.record)."""
+        return self.ordering is Ordering.PerRecord or self.coalesce_ms > 0
+
+
+NO_OPTIONS = DeliveryOptions()
+
 WEBHOOK_TYPE = "webhook"
 CRMSCRIPT_TYPE = "crmscript"
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
@@ -108,6 +155,7 @@ class Webhook:
     registered_associate: dict[str, Any] | None = None
     updated_associate: dict[str, Any] | None = None
     usage: Usage | None = None  # read-only counters, when read with the webhook
+    options: DeliveryOptions = NO_OPTIONS
 
     @property
     def errors_email(self) -> str | None:

@@ -5,6 +5,7 @@ module knows about HTTP requests."""
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,12 +14,22 @@ from typing import Any
 from sqlalchemy import Connection
 
 from . import patching
-from .api.schemas import WebhookIn, WebhookOut, api_names, field_values, wire_values
+from .api.schemas import WebhookIn, WebhookOut, api_name, api_names, field_values, wire_values
 from .dispatch.plugins import plugin_names
 from .dispatch.plugins.crmscript import ScriptRunner
 from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
-from .model import CRMSCRIPT_TYPE, NotifyVia, NotifyWhen, Principal, State, Usage, Webhook
+from .model import (
+    CRMSCRIPT_TYPE,
+    NO_OPTIONS,
+    DeliveryOptions,
+    NotifyVia,
+    NotifyWhen,
+    Principal,
+    State,
+    Usage,
+    Webhook,
+)
 from .net.sender import HttpSender
 from .rules import check_target
 from .scripts import check_script_target
@@ -34,14 +45,30 @@ SERVER_SET = ("webhook_id",)
 WRITABLE = api_names(WebhookIn, exclude=SERVER_SET)
 READ_ONLY = api_names(WebhookIn, only=SERVER_SET)
 OBSOLETE = ("errors_email",)  # written through to ErrorEmails, not stored itself
+OPTIONS = tuple(f.name for f in dataclasses.fields(DeliveryOptions))
 
 
 def _fields(carrier: WebhookIn, old: Webhook | None) -> dict[str, Any]:
     """The stored fields of a carrier, by their domain names (name, target_url, ...), with
-    the notification fields settled against the stored webhook (`old`, None on create)."""
-    fields = field_values(carrier, exclude=(*SERVER_SET, *OBSOLETE))
+    the notification fields and delivery options settled against the stored webhook (`old`,
+    None on create)."""
+    fields = field_values(carrier, exclude=(*SERVER_SET, *OBSOLETE, *OPTIONS))
     fields.update(notification_fields(carrier, old))
+    fields.update(option_fields(carrier, old))
     return fields
+
+
+def option_fields(carrier: WebhookIn, old: Webhook | None) -> dict[str, Any]:
+    """hookcast's delivery options: null is off; absent keeps the stored value, because
+    SuperOffice's clients replace a webhook (PUT, SaveWebhook) with a carrier that does not
+    know them, and that must not turn them off."""
+    given = carrier.model_fields_set
+    stored = old.options if old else NO_OPTIONS
+    values = {}
+    for name in OPTIONS:
+        value = getattr(carrier, name) if name in given else getattr(stored, name)
+        values[name] = getattr(NO_OPTIONS, name) if value is None else value
+    return values
 
 
 def notification_fields(carrier: WebhookIn, old: Webhook | None) -> dict[str, Any]:
@@ -192,7 +219,11 @@ class Registry:
     ) -> Webhook:
         old = await self.get(who, webhook_id)
         _check_unmodified(old, if_unmodified_since)
-        carrier = parse_body(WebhookIn, apply_patch(old, body, media_type), "a webhook")
+        document = apply_patch(old, body, media_type)
+        # The document held every option; one a patch removed (Merge Patch null, a JSON
+        # Patch remove) is turned off, not kept as a PUT without it would keep it.
+        document.update({api_name(n): None for n in OPTIONS if api_name(n) not in document})
+        carrier = parse_body(WebhookIn, document, "a webhook")
         return await self.replace(who, webhook_id, carrier)
 
     async def delete(

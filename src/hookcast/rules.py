@@ -17,7 +17,7 @@ import orjson
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import ValidationError
-from .model import EVENT_NAME, WEBHOOK_TYPE, NotifyVia, NotifyWhen, State
+from .model import EVENT_NAME, WEBHOOK_TYPE, NotifyVia, NotifyWhen, Ordering, State
 from .payload import PAYLOAD_FIELDS, standard_webhooks_key
 from .targets import check_target_url
 
@@ -263,3 +263,15 @@ def _host(raw: str) -> str:
             "203.0.113.7): no scheme, port, path or wildcard, non-ASCII names in punycode"
         )
     return host
+
+
+# ----- hookcast's delivery options (model.DeliveryOptions) ---------------------------------
+
+MAX_COALESCE_MS = 60_000  # a burst window longer than a minute is a delay, not a burst
+MAX_PER_SECOND = 100_000.0
+MAX_IN_FLIGHT = 10_000
+
+
+def parse_ordering(value: Any) -> Any:
+    """Ordering: "None" or "PerRecord" in any case, or 0 / 1; null is null (off)."""
+    return None if value is None else Ordering.parse(value)

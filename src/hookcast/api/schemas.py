@@ -23,6 +23,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     WithJsonSchema,
@@ -41,6 +43,7 @@ from ..model import (
     WEBHOOK_TYPE,
     NotifyVia,
     NotifyWhen,
+    Ordering,
     State,
     Webhook,
     format_date,
@@ -184,6 +187,47 @@ class WebhookIn(ApiIn):
         BeforeValidator(partial(rules.parse_flags, NotifyWhen)),
         WithJsonSchema(rules.flags_schema(NotifyWhen)),
     ] = Field(default=None, description="null: Disabling")
+    # hookcast's delivery options (docs/delivery-options.md), each off when null. Absent from
+    # a PUT or SaveWebhook they keep their stored values: SuperOffice's clients do not send them.
+    ordering: Annotated[
+        Ordering | None,
+        BeforeValidator(rules.parse_ordering),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "enum": ["None", "PerRecord"]},
+                    {"type": "integer", "enum": [0, 1]},
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ] = Field(
+        default=None,
+        description="hookcast: PerRecord attempts the deliveries of one record in signal order",
+    )
+    coalesce_ms: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=rules.MAX_COALESCE_MS,
+        description="hookcast: signals of one record within this many ms become one delivery; "
+        "0 or null: off",
+    )
+    auto_recover: StrictBool | None = Field(
+        default=None,
+        description="hookcast: probe the webhook in TooManyErrors and set it Active again",
+    )
+    max_per_second: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        le=rules.MAX_PER_SECOND,
+        description="hookcast: at most this many requests a second; null: unlimited",
+    )
+    max_in_flight: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=rules.MAX_IN_FLIGHT,
+        description="hookcast: at most this many requests at once; null: unlimited",
+    )
 
     @field_validator("error_emails")
     @classmethod
@@ -337,6 +381,11 @@ class WebhookOut(ApiOut):
     description: str | None = None
     notify_via: str | None = None
     notify_when: str | None = None
+    ordering: str | None = None
+    coalesce_ms: int | None = None
+    auto_recover: bool | None = None
+    max_per_second: float | None = None
+    max_in_flight: int | None = None
     total_calls: int | None = None
     total_errors: int | None = None
     consecutive_errors: int | None = None
@@ -417,6 +466,11 @@ def _all_webhook_values(hook: Webhook) -> dict[str, Any]:
         "description": hook.description,
         "notify_via": rules.flag_names(hook.notify_via),
         "notify_when": rules.flag_names(hook.notify_when),
+        "ordering": hook.options.ordering.wire_name,
+        "coalesce_ms": hook.options.coalesce_ms,
+        "auto_recover": hook.options.auto_recover,
+        "max_per_second": hook.options.max_per_second,
+        "max_in_flight": hook.options.max_in_flight,
         **(
             {
                 "total_calls": hook.usage.total_calls,

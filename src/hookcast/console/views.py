@@ -22,7 +22,7 @@ from ..api.schemas import ScriptIn, WebhookIn
 from ..deliveries import DeliveryFilter, DeliveryLog
 from ..errors import Forbidden, HookcastError, NotFound, ValidationError
 from ..keys import KeyCache
-from ..model import NotifyVia, Principal, State, format_epoch
+from ..model import NO_OPTIONS, DeliveryOptions, NotifyVia, Principal, State, format_epoch
 from ..registry import Registry
 from ..rights import Right, allows
 from ..scripts import Scripts
@@ -287,6 +287,12 @@ def _carrier(form: dict[str, str], who: Principal, old: Any | None = None) -> We
         "Headers": headers or None,
         "ErrorEmails": _lines(form.get("error_emails", "")),
         "Description": form.get("description") or None,
+        # hookcast's delivery options: an empty number is off (null)
+        "Ordering": form.get("ordering") or "None",
+        "CoalesceMs": _number(form, "coalesce_ms", int) or 0,
+        "AutoRecover": bool(form.get("auto_recover")),
+        "MaxPerSecond": _number(form, "max_per_second", float),
+        "MaxInFlight": _number(form, "max_in_flight", int),
     }
     associates = [a for a in (old.error_associates if old else []) if a["Id"] != who.associate_id]
     if form.get("notify_inapp"):
@@ -300,9 +306,36 @@ def _carrier(form: dict[str, str], who: Principal, old: Any | None = None) -> We
     return parse_body(WebhookIn, body, "a webhook")
 
 
+def _number(form: dict[str, str], name: str, kind: type[int] | type[float]) -> Any:
+    """A number field of the form: empty is None; text that is not a number goes to the
+    API's checks as it is, so the page shows the same 400 the API gives."""
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        return raw
+
+
+def _options_form(options: DeliveryOptions) -> dict[str, str]:
+    return {
+        "ordering": options.ordering.wire_name,
+        "coalesce_ms": str(options.coalesce_ms or ""),
+        "auto_recover": "on" if options.auto_recover else "",
+        "max_per_second": "" if options.max_per_second is None else f"{options.max_per_second:g}",
+        "max_in_flight": "" if options.max_in_flight is None else str(options.max_in_flight),
+    }
+
+
 def _hook_form(who: Principal, hook: Any | None) -> dict[str, str]:
     if hook is None:
-        return {"state": "Active", "type": "webhook", "notify_inapp": "on"}
+        return {
+            "state": "Active",
+            "type": "webhook",
+            "notify_inapp": "on",
+            **_options_form(NO_OPTIONS),
+        }
     mine = any(a["Id"] == who.associate_id for a in hook.error_associates)
     return {
         "notify_inapp": "on" if mine and hook.notify_via & NotifyVia.InApp else "",
@@ -314,6 +347,7 @@ def _hook_form(who: Principal, hook: Any | None) -> dict[str, str]:
         "headers": "\n".join(f"{k}: {v}" for k, v in (hook.headers or {}).items()),
         "error_emails": "\n".join(hook.error_emails),
         "description": hook.description or "",
+        **_options_form(hook.options),
     }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 from ..model import ApiKey, NotifyVia, NotifyWhen, Principal, State, Usage, Webhook
 from ..rights import DEFAULT_ROLE, Role
 from .codec import from_json, new_id, to_datetime, to_json
+from .rows import options_of
 from .schema import api_keys, associates, notifications, webhook_events, webhooks
 
 # ----- associates and API keys -----------------------------------------------------------------
@@ -186,6 +187,9 @@ def _webhook(row: Row[Any]) -> Webhook:
         registered_associate=_associate(row.registered_associate_id, row.r_name, row.r_full),
         updated_associate=_associate(row.updated_associate_id, row.u_name, row.u_full),
         usage=_usage(row),
+        options=options_of(
+            row.ordering, row.coalesce_ms, row.auto_recover, row.max_per_second, row.max_in_flight
+        ),
     )
 
 
@@ -195,7 +199,7 @@ def _webhook_values(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("events", "headers", "properties", "error_emails", "error_associates"):
         if key in values:
             values[key] = to_json(values[key])
-    for key in ("state", "notify_via", "notify_when"):
+    for key in ("state", "notify_via", "notify_when", "ordering", "auto_recover"):
         if key in values:
             values[key] = int(values[key])
     return values

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
 from ..errors import IdempotencyKeyReused
-from ..model import NotifyVia, NotifyWhen, State
+from ..model import NO_OPTIONS, DeliveryOptions, NotifyVia, NotifyWhen, State
 from .codec import from_json, shared_json, to_json
 from .dialect import dialect_of
 from .rows import (
@@ -37,6 +37,7 @@ from .rows import (
     SuccessRow,
     WebhookCounters,
     WebhookSnapshot,
+    options_of,
 )
 from .schema import (
     attempts,
@@ -115,8 +116,9 @@ def insert_events(
         dialect.allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
     ):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+        record = record_of(e.name, e.primary_key) if hook.options.keyed else None
         if take is not None and take(hook.id):
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, lease_until, now))
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, lease_until, now, record))
             handed.append(
                 Claimed(
                     delivery_id=delivery_id,
@@ -142,12 +144,15 @@ def insert_events(
                     field_values=e.field_values,
                     signalled_at=now,
                     traceparent=e.traceparent,
+                    options=hook.options,
                 )
             )
         elif parked_until is not None and (until := parked_until(hook.id)) is not None:
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, PARKED + until, now))
+            rows.append(
+                (delivery_id, event_id, hook.id, uid, event_uuid, PARKED + until, now, record)
+            )
         else:
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now))
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now, record))
             queued.add(hook.id)
     if rows:
         run(conn, "insert_delivery", rows)
@@ -234,6 +239,14 @@ class Target:
     secret: str | None
     headers: dict[str, str] | None
     properties: dict[str, Any] | None
+    options: DeliveryOptions = NO_OPTIONS
+
+
+def record_of(event: str, primary_key: int) -> str:
+    """The key of the record an event is about: its entity (the name up to the last dot)
+    and primary key, "contact:994863" for contact.changed on 994863. Per-record ordering
+    and coalescing group a webhook's deliveries by it."""
+    return f"{event.rpartition('.')[0] or event}:{primary_key}"
 
 
 def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Target]]:
@@ -254,6 +267,7 @@ def match(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, 
                     hook[4],
                     shared_json(hook[5]),
                     shared_json(hook[6]),
+                    options_of(*hook[7:12]),
                 )
             )
     return found
@@ -313,6 +327,7 @@ def claim(
             field_values=from_json(r[20]),
             signalled_at=r[21],
             traceparent=r[22],
+            options=options_of(*r[23:28]),
         )
         for r in run(conn, "claimed", tuple(ids), marks=marks(len(ids)))
     ]

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from ..model import NotifyVia, NotifyWhen, State
+from ..model import NO_OPTIONS, DeliveryOptions, NotifyVia, NotifyWhen, Ordering, State
 
 
 class DeliveryStatus(enum.IntEnum):
@@ -81,6 +81,7 @@ class Claimed:
     field_values: dict[str, Any] | None
     signalled_at: float = 0.0  # when the event was stored (events.created_at)
     traceparent: str | None = None  # the signal's (NewEvent.traceparent)
+    options: DeliveryOptions = NO_OPTIONS  # its webhook's
 
     @property
     def endpoint(self) -> str:
@@ -98,6 +99,21 @@ def endpoint_of(webhook_type: str, target_url: str, webhook_id: int) -> str:
         return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or 443}"
     except ValueError:  # a port out of range: no connection will share it
         return f"{webhook_type}:{webhook_id}"
+
+
+@lru_cache(maxsize=1024)
+def options_of(
+    ordering: int,
+    coalesce_ms: int,
+    auto_recover: int,
+    max_per_second: float | None,
+    max_in_flight: int | None,
+) -> DeliveryOptions:
+    """A webhook's delivery options from its columns (shared: most webhooks have none)."""
+    options = DeliveryOptions(
+        Ordering(ordering), coalesce_ms, bool(auto_recover), max_per_second, max_in_flight
+    )
+    return NO_OPTIONS if options == NO_OPTIONS else options
 
 
 # ----- outcomes: what the policy reads, what it decides ------------------------------------

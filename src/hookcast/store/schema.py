@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -86,6 +87,12 @@ webhooks = Table(
     Column("last_error_at", Float),
     Column("last_success_at", Float),
     Column("last_event_id", String(36)),
+    # hookcast's delivery options (model.DeliveryOptions), each off by default.
+    Column("ordering", SmallInteger, nullable=False, server_default="0"),  # model.Ordering
+    Column("coalesce_ms", Integer, nullable=False, server_default="0"),
+    Column("auto_recover", SmallInteger, nullable=False, server_default="0"),
+    Column("max_per_second", Float),  # NULL: unlimited
+    Column("max_in_flight", Integer),  # NULL: unlimited
     sqlite_autoincrement=True,
 )
 
@@ -167,12 +174,24 @@ deliveries = Table(
     Column("next_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
+    # "contact:994863" (queue.record_of) when its webhook orders or coalesces per record
+    # (DeliveryOptions.keyed); NULL otherwise.
+    Column("record", String(200)),
     Index(
         "ix_deliveries_due", "status", "next_at", "webhook_id"
     ),  # covers claims that skip busy webhooks
     # A webhook's rows by state and due time: its pending list, parking its due backlog.
     Index("ix_deliveries_webhook", "webhook_id", "status", "next_at"),
     Index("ix_deliveries_event", "event_id"),
+    # A record's deliveries to one webhook in signal order; only keyed rows are in it.
+    Index(
+        "ix_deliveries_record",
+        "webhook_id",
+        "record",
+        "id",
+        sqlite_where=text("record IS NOT NULL"),
+        postgresql_where=text("record IS NOT NULL"),
+    ),
 )
 
 attempts = Table(

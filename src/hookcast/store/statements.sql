@@ -22,9 +22,10 @@ VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 -- insert_delivery --
 -- One delivery of an event to a webhook, attempt 0 of cycle 0, due at next_at: now when
 -- queued for any claimer, the lease's end when handed straight to the local dispatcher.
+-- record: its record's key when its webhook orders or coalesces per record, else NULL.
 INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,
-                        next_at, created_at)
-VALUES (?,?,?,?,0,0,0,?,?,?)
+                        next_at, created_at, record)
+VALUES (?,?,?,?,0,0,0,?,?,?,?)
 
 -- claim_signal_key --
 -- Take an idempotency key for a request about to be stored; no row comes back when the
@@ -45,7 +46,8 @@ UPDATE signal_keys SET event_ids = ? WHERE tenant = ? AND key = ?
 -- match --
 -- The Active webhooks (state 1) of a tenant subscribed to any of these events, through
 -- the (tenant, event) index: never a scan of all webhooks.
-SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers, w.properties
+SELECT we.event, w.id, w.name, w.type, w.target_url, w.secret, w.headers, w.properties,
+       w.ordering, w.coalesce_ms, w.auto_recover, w.max_per_second, w.max_in_flight
 FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id
 WHERE we.tenant = ? AND we.event IN ({marks}) AND w.state = 1
 
@@ -82,7 +84,8 @@ UPDATE deliveries SET next_at = next_at - ? WHERE status = 0 AND next_at >= ? AN
 SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,
        w.target_url, w.secret, w.headers, w.properties, e.tenant, e.name, e.primary_key,
        e.associate_id, e.occurred_at, e.changes, e.change_values, e.row_values,
-       e.field_values, e.created_at, e.traceparent
+       e.field_values, e.created_at, e.traceparent, w.ordering, w.coalesce_ms,
+       w.auto_recover, w.max_per_second, w.max_in_flight
 FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id
 WHERE d.id IN ({marks}) ORDER BY d.id
 
