@@ -145,7 +145,7 @@ def test_only_keyed_webhooks_deliveries_carry_the_record(api: Api) -> None:
                 "secret": None, "state": State.Active, "type": "webhook", "headers": None,
                 "properties": None, "error_emails": [], "error_associates": [],
                 "description": None, "notify_via": 0, "notify_when": 2,
-                **{**_off(), **extra},
+                **_off(), **extra,
             }  # fmt: skip
             ids[queries.insert_webhook(conn, "Cust1234", 5, now, fields)] = name
         event = NewEvent("Cust1234", "contact.changed", 994863, 5, "2026-12-07T00:00:00", ["name"])
