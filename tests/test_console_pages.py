@@ -142,3 +142,43 @@ def test_roles_decide_what_is_shown_and_allowed(api: Api) -> None:
     # Another tenant's key sees none of it.
     sign_in(api, api.key_b)
     assert api.client.get("/console/hooks/1").status_code == 404
+
+
+def test_the_delivery_options_are_shown_and_edited_in_the_form(api: Api) -> None:
+    token = sign_in(api, api.key_a)
+    new = api.client.get("/console/hooks/new").text
+    assert 'id="ordering"' in new and 'id="max_in_flight"' in new
+    options = {"ordering": "PerRecord", "coalesce_ms": "250", "auto_recover": "on",
+               "max_per_second": "2.5", "max_in_flight": "4"}  # fmt: skip
+    made = api.client.post(
+        "/console/hooks", data={**STOPPED, **options, "csrf": token}, follow_redirects=False
+    )
+    assert made.status_code == 303, made.text
+    hook = api.get("/api/v1/Webhook/1").json()
+    assert [hook[k] for k in ("Ordering", "CoalesceMs", "AutoRecover", "MaxPerSecond",
+                              "MaxInFlight")] == ["PerRecord", 250, True, 2.5, 4]  # fmt: skip
+    page = api.client.get("/console/hooks/1").text
+    shown = re.search(r'id="options">([^<]*)', page).group(1)  # type: ignore[union-attr]
+    assert (
+        shown
+        == "PerRecord ordering; coalescing 250 ms; AutoRecover; at most 2.5/s; at most 4 at once; "
+    )
+    assert 'value="250"' in page and 'value="2.5"' in page  # the form holds them
+    # emptied fields turn them off; a bad number is the API's 400, and changes nothing
+    bad = api.client.post(
+        "/console/hooks/1", data={**STOPPED, **options, "max_in_flight": "0", "csrf": token}
+    )
+    assert bad.status_code == 400 and "MaxInFlight" in error_of(bad.text)
+    assert api.get("/api/v1/Webhook/1").json()["MaxInFlight"] == 4
+    off = api.client.post(
+        "/console/hooks/1", data={**STOPPED, "ordering": "None", "csrf": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert off.status_code == 303, off.text
+    hook = api.get("/api/v1/Webhook/1").json()
+    assert [hook[k] for k in ("Ordering", "CoalesceMs", "AutoRecover", "MaxPerSecond",
+                              "MaxInFlight")] == ["None", 0, False, None, None]  # fmt: skip
+    assert (
+        re.search(r'id="options">([^<]*)', api.client.get("/console/hooks/1").text).group(1)
+        == "none"
+    )  # type: ignore[union-attr]
