@@ -31,6 +31,7 @@ from .dispatch.outbox import Outbox
 from .dispatch.outbox_drain import OutboxDrain
 from .dispatch.plugins import load_plugins
 from .dispatch.plugins.crmscript import ScriptRunner
+from .dispatch.prober import Prober
 from .dispatch.transitions import Transition
 from .dispatch.worker import Dispatcher
 from .errors import DatabaseUnavailable, ValidationError
@@ -75,6 +76,7 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         self.outbox: Outbox | None = None
         self.outbox_drain: OutboxDrain | None = None  # events applications wrote (0008)
+        self.prober: Prober | None = None  # AutoRecover's probes (dispatch/prober.py)
         self._intake: Intake | None = None
         self._background: list[asyncio.Task[None]] = []
         self.worker_id = str(uuid.uuid4())
@@ -112,9 +114,11 @@ class Hub:
                 poll_interval=self.settings.poll_interval,
                 batch=self.settings.batch_size * 10,
             )
+            self.prober = Prober(self.db, self.settings, self.sender, on_recovered=self.wake)
             self.outbox.start()
             self.dispatcher.start()
             self.outbox_drain.start()
+            self.prober.start()
             self._background = [
                 asyncio.create_task(self._prune_loop(), name="hookcast-prune"),
                 asyncio.create_task(self._heartbeat_loop(), name="hookcast-heartbeat"),
@@ -144,6 +148,8 @@ class Hub:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.prober:
+            await self.prober.stop()
         if self.dispatcher:
             if self.db.doorbell is not None:
                 self.db.doorbell.stop_listening()
@@ -305,6 +311,8 @@ class Hub:
 
     def _on_transitions(self, transitions: list[Transition]) -> None:
         self.wake()
+        if transitions and self.prober:  # disabled here: a first probe may be due soonest
+            self.prober.wake()
 
     async def _heartbeat_loop(self) -> None:
         started = time.time()

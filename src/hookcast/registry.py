@@ -17,11 +17,13 @@ from . import patching
 from .api.schemas import WebhookIn, WebhookOut, api_name, api_names, field_values, wire_values
 from .dispatch.plugins import plugin_names
 from .dispatch.plugins.crmscript import ScriptRunner
+from .dispatch.recovery import RecoverySchedule, settle
 from .dispatch.transitions import state_changed
 from .errors import Conflict, NotFound, ValidationError
 from .model import (
     CRMSCRIPT_TYPE,
     NO_OPTIONS,
+    WEBHOOK_TYPE,
     DeliveryOptions,
     NotifyVia,
     NotifyWhen,
@@ -158,6 +160,7 @@ class Registry:
             now = time.time()
             webhook_id = queries.insert_webhook(conn, who.tenant, who.associate_id, now, fields)
             state_changed(conn, webhook_id, carrier.state, now)
+            self._settle_recovery(conn, webhook_id, None, carrier, fields, now)
             return webhook_id
 
         webhook_id = await self.db.run(write)
@@ -188,17 +191,19 @@ class Registry:
             if current is None:  # deleted meanwhile
                 raise NotFound(f"There is no webhook {webhook_id}.")
             now = patching.next_update_time(current.updated, old_updated, f"webhook {webhook_id}")
+            fields = _fields(carrier, current)
             queries.update_webhook(
                 conn,
                 who.tenant,
                 webhook_id,
                 who.associate_id,
                 now,
-                _fields(carrier, current),
+                fields,
                 reset_errors=becomes_active,
             )
             if carrier.state != current.state:
                 state_changed(conn, webhook_id, carrier.state, now)
+            self._settle_recovery(conn, webhook_id, current, carrier, fields, now)
             updated = queries.get_webhook(conn, who.tenant, webhook_id)
             assert updated is not None  # written in this transaction
             return updated
@@ -290,6 +295,28 @@ class Registry:
                 return TestResult(success=False, message=exc.message)
             return TestResult(success=True, message=f"script {carrier.target_url!r} compiles")
         return await test_target(self.sender, **self._target_args(who, carrier))
+
+    def _settle_recovery(
+        self,
+        conn: Connection,
+        webhook_id: int,
+        old: Webhook | None,
+        carrier: WebhookIn,
+        fields: dict[str, Any],
+        now: float,
+    ) -> None:
+        """AutoRecover after an API write (recovery.settle): a State set by the API, or
+        AutoRecover off, ends probing; AutoRecover turned on in TooManyErrors starts it."""
+        settle(
+            conn,
+            webhook_id,
+            state_set=old is not None and carrier.state != old.state,
+            auto_recover_before=old.options.auto_recover if old else False,
+            auto_recover=bool(fields["auto_recover"]) and carrier.type == WEBHOOK_TYPE,
+            state=carrier.state,
+            schedule=RecoverySchedule.from_settings(self.settings),
+            now=now,
+        )
 
     async def _verify(self, who: Principal, carrier: WebhookIn) -> None:
         """§5: a Stopped webhook needs only a well-formed URL; an Active one must answer."""

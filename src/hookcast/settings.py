@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     attempt_timeout: float = Field(default=10.0, gt=0, le=300)
     lease: float = Field(default=30.0, gt=0)
     max_consecutive_errors: int = Field(default=9, ge=1)
+    # AutoRecover (docs/delivery-options.md): a webhook in TooManyErrors with AutoRecover on
+    # is probed with the test event after the first delay, then after twice as long each
+    # time up to the cap, for at most `recover_give_up_after` seconds after its disabling.
+    recover_first_delay: float = Field(default=60.0, gt=0)
+    recover_max_delay: float = Field(default=6 * 3600.0, gt=0)
+    recover_give_up_after: float = Field(default=3 * 86400.0, ge=0)
     standard_webhooks: bool = True
     user_agent: str = f"hookcast/{__version__}"
     max_response_bytes: int = 64 * 1024
@@ -218,6 +224,10 @@ class Settings(BaseSettings):
     def _check_ttls(self) -> Settings:
         if self.dns_max_ttl < self.dns_min_ttl:
             raise ValueError("HOOKCAST_DNS_MAX_TTL must not be below HOOKCAST_DNS_MIN_TTL")
+        if self.recover_max_delay < self.recover_first_delay:
+            raise ValueError(
+                "HOOKCAST_RECOVER_MAX_DELAY must not be below HOOKCAST_RECOVER_FIRST_DELAY"
+            )
         return self
 
     @property

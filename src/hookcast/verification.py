@@ -12,13 +12,14 @@ import yarl
 
 from .errors import TargetRefused, ValidationError, VerificationFailed
 from .guard import TargetGuard, check_target_url
+from .net.excerpts import request_excerpt
 from .net.resolver import ResolveError
 from .net.sender import HttpSender
 from .outcome import AttemptOutcome
 from .payload import build_body, build_headers, format_timestamp
 from .settings import Settings
 
-__all__ = ["TestResult", "test_target", "verify_target"]
+__all__ = ["TestResult", "send_test_event", "test_target", "verify_target"]
 
 TEST_EVENT = "test"
 PREFIX = "TargetUrl verification failed: "
@@ -43,11 +44,18 @@ async def _post_test_event(
     tenant: str,
     associate_id: int,
     settings: Settings,
+    event_id: str | None = None,
+    delivery_id: str | None = None,
+    timestamp: str | None = None,
+    log_request: bool = False,
 ) -> AttemptOutcome:
-    event_id = str(uuid.uuid4())
+    """POST the test event once. The ids and the Timestamp are new unless given (a probe
+    keeps them in the delivery log); `log_request`: the outcome describes the request too,
+    as a delivery's does for the attempt log."""
+    event_id = event_id or str(uuid.uuid4())
     body = build_body(
         event_id=event_id,
-        timestamp=format_timestamp(datetime.now(UTC)),
+        timestamp=timestamp or format_timestamp(datetime.now(UTC)),
         changes=[],
         event=TEST_EVENT,
         primary_key=0,
@@ -63,16 +71,22 @@ async def _post_test_event(
         retry=0,
         body=body,
         secret=secret,
-        delivery_id=str(uuid.uuid4()),  # a test is its own delivery
+        delivery_id=delivery_id or str(uuid.uuid4()),  # a test is its own delivery
         timestamp=int(time.time()),
         custom=headers,
         user_agent=settings.user_agent,
         standard_webhooks=settings.standard_webhooks,
         test=True,
     )
+    # The webhook's own header values may be credentials: hidden, as in deliveries' log.
+    request = request_excerpt(url, request_headers, body, headers or ()) if log_request else ""
     return await sender.send(
-        url, body, request_headers, timeout=settings.attempt_timeout, excerpt=True
+        url, body, request_headers, timeout=settings.attempt_timeout, excerpt=True, request=request
     )
+
+
+# AutoRecover's probe (dispatch/prober.py) is the test event, sent as Webhook/Test sends it.
+send_test_event = _post_test_event
 
 
 async def test_target(

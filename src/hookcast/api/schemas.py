@@ -532,15 +532,15 @@ class DeliveriesPage(ApiOut):
 
 
 class NotificationOut(ApiOut):
-    """One InApp notification (§6): a FirstFailure or Disabling of a webhook, for one of
-    its ErrorAssociates."""
+    """One InApp notification (§6): a FirstFailure or Disabling of a webhook, or its
+    recovery by AutoRecover (hookcast's addition), for one of its ErrorAssociates."""
 
     notification_id: int
     associate_id: int
     associate_name: str
     webhook_id: int
     webhook_name: str
-    kind: Literal["FirstFailure", "Disabling"]
+    kind: Literal["FirstFailure", "Disabling", "Recovered"]
     message: str
     event_id: str | None
     created: str

@@ -83,7 +83,7 @@ async def test_webhook(reg: RegistryDep, who: Manager, body: CarrierBody) -> Tes
 @router.get(
     "/Notifications",
     response_model=NotificationsPage,
-    summary="hookcast addition: InApp notifications (FirstFailure, Disabling), newest first",
+    summary="hookcast addition: InApp notifications (FirstFailure, Disabling, Recovered), newest first",
 )
 async def notifications(
     reg: RegistryDep,

@@ -1,4 +1,5 @@
-"""Notification mail (§6): the FirstFailure and Disabling notices to ErrorEmails.
+"""Notification mail (§6): the FirstFailure and Disabling notices to ErrorEmails, and
+AutoRecover's Recovered notice (`recovered_text`).
 
 `notice_text` writes a notice and `mail_message` makes the mail of it (`in_app_text` the
 InApp line); `Mailer.send` makes one
@@ -35,6 +36,8 @@ __all__ = [
     "mail_message",
     "message_id",
     "notice_text",
+    "recovered_in_app_text",
+    "recovered_text",
 ]
 
 logger = logging.getLogger("hookcast.mail")
@@ -66,9 +69,10 @@ def notice_text(
     last_event_id: str | None,
     last_error: str | None,
     consecutive_errors: int,
+    recovering: bool = False,
 ) -> Notice:
     """The plain-text notice of a FirstFailure or a Disabling (§6), as the outbox keeps it;
-    never carries the Secret."""
+    never carries the Secret. `recovering`: AutoRecover probes the disabled webhook."""
     name = _one_line(webhook_name)
     base = f"/api/v1/Webhook/{webhook_id}"
     facts = f"""\
@@ -88,7 +92,7 @@ answered 410 Gone).
 
 {facts}
 Events that could not be delivered are kept as given up; none are lost.
-
+{_RECOVERING if recovering else ""}
 What to do:
   1. Fix the receiver at the TargetUrl so that it answers 2xx again.
   2. Set State back to Active (hookcast verifies the receiver first):
@@ -117,6 +121,55 @@ What to do:
         "webhook\n(NotifyVia Email).\n"
     )
     return Notice(subject, body)
+
+
+# The Disabling notice of a webhook that AutoRecover probes.
+_RECOVERING = """
+AutoRecover is on: hookcast sends the receiver the test event now and then
+(less and less often, for a few days) and sets the webhook Active again
+by itself at the first 2xx answer, queueing the given-up deliveries again.
+You hear from it then.
+"""
+
+
+def recovered_text(
+    *,
+    webhook_name: str,
+    webhook_id: int,
+    tenant: str,
+    target_url: str,
+    probes: int,
+    redelivered: int,
+) -> Notice:
+    """The plain-text notice that AutoRecover set a webhook Active again; never carries
+    the Secret."""
+    name = _one_line(webhook_name)
+    base = f"/api/v1/Webhook/{webhook_id}"
+    body = f"""\
+One of your webhooks is delivering again: hookcast's test event (AutoRecover)
+was answered with 2xx, so its State is Active again.
+
+  Webhook:             {name}
+  WebhookId:           {webhook_id}
+  Tenant:              {tenant}
+  TargetUrl:           {target_url}
+  Probes:              {probes}
+  Queued again:        {redelivered} given-up deliveries
+
+The probes and the deliveries: GET {base}/Deliveries
+
+This message was sent automatically to the ErrorEmails addresses of the
+webhook (NotifyVia Email, NotifyWhen Disabling).
+"""
+    return Notice(f'hookcast: webhook "{name}" (id {webhook_id}) recovered', body)
+
+
+def recovered_in_app_text(webhook_name: str, webhook_id: int, redelivered: int) -> str:
+    """The one line of AutoRecover's Recovered InApp notification."""
+    return (
+        f'Webhook "{_one_line(webhook_name)}" (id {webhook_id}) recovered: Active again, '
+        f"{redelivered} given-up deliveries queued again."
+    )
 
 
 def mail_message(

@@ -3,7 +3,8 @@
 One transaction per batch: the pending deliveries and, when an attempt failed, the webhooks'
 error runs are read (webhook rows locked in id order), `policy.decide` computes every row, the store writes
 them, and each webhook the batch disables goes to TooManyErrors through the conditional
-UPDATE, with its follow-ups (transitions.py); a batch that starts a webhook's run of errors
+UPDATE, with its follow-ups (transitions.py) and, with AutoRecover, its first probe time
+(recovery.py); a batch that starts a webhook's run of errors
 writes its FirstFailure notices."""
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
-from ..model import State
 from ..store import queue
 from .policy import Attempted, RetryPolicy, decide, needs_counters
-from .transitions import Transition, failure_run_started, state_changed
+from .recovery import DEFAULT_SCHEDULE, RecoverySchedule, disable
+from .transitions import Transition, failure_run_started
 
 
 class Recorded(NamedTuple):
@@ -25,7 +26,11 @@ class Recorded(NamedTuple):
 
 
 def record_outcomes(
-    conn: Connection, batch: Sequence[Attempted], policy: RetryPolicy, now: float
+    conn: Connection,
+    batch: Sequence[Attempted],
+    policy: RetryPolicy,
+    now: float,
+    recovery: RecoverySchedule = DEFAULT_SCHEDULE,
 ) -> Recorded:
     live = queue.pending_of(conn, [a.claimed.delivery_id for a in batch])
     # Deliveries finished or deleted with their webhook meanwhile leave no trace.
@@ -41,10 +46,12 @@ def record_outcomes(
     queue.write_outcomes(
         conn, decisions.attempts, decisions.counters, decisions.steps, decisions.successes
     )
+    # A 410 Gone disables too, but AutoRecover does not probe it: the receiver asked to go.
+    gone = {a.claimed.webhook_id for a in batch if a.outcome.gone}
     disabled = [
-        state_changed(conn, webhook_id, State.TooManyErrors, now)
+        t
         for webhook_id in decisions.disable
-        if queue.disable_if_active(conn, webhook_id, now)
+        if (t := disable(conn, webhook_id, webhook_id in gone, recovery, now)) is not None
     ]
     disabled_ids = {t.webhook_id for t in disabled}
     mailed = [

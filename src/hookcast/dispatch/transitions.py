@@ -2,7 +2,8 @@
 the caller's transaction: pending deliveries of a webhook that is no longer Active are given
 up (kept for Redeliver), the `webhook{id}.started|stopped|errors` event is signalled, and on
 TooManyErrors the Disabling notices (mail outbox, InApp) are written. The FirstFailure
-notices of a new error run are written here too."""
+notices of a new error run are written here too, and AutoRecover's Recovered ones
+(`recovered`): told to whoever NotifyWhen Disabling told of the disabling."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..model import NotifyVia, NotifyWhen, State, format_epoch
 from ..payload import format_timestamp
 from ..store import queue
 from ..store.rows import MailRow, NewEvent, NoticeRow, WebhookSnapshot
-from .mail import in_app_text, notice_text
+from .mail import in_app_text, notice_text, recovered_in_app_text, recovered_text
 
 STATE_EVENT_VERBS = {
     State.Active: "started",
@@ -62,24 +63,56 @@ def notices(hook: WebhookSnapshot, kind: NotifyWhen) -> Notices:
             last_event_id=hook.last_event_id,
             last_error=hook.last_error,
             consecutive_errors=hook.consecutive_errors,
+            recovering=hook.recovering,
         )
         mails = [MailRow(hook.id, a, notice.subject, notice.body) for a in hook.error_emails]
     in_app = []
     if NotifyVia.InApp in hook.notify_via:
-        text = in_app_text(kind, hook.name, hook.id, hook.last_error)
-        in_app = [
-            NoticeRow(
-                tenant=hook.tenant,
-                associate_id=associate["Id"],
-                associate_name=associate.get("Name") or "",
-                webhook_id=hook.id,
-                webhook_name=hook.name,
-                kind=str(kind.name),
-                message=text,
-                event_id=hook.last_event_id,
-            )
-            for associate in hook.error_associates
-        ]
+        in_app = _in_app(
+            hook, str(kind.name), in_app_text(kind, hook.name, hook.id, hook.last_error)
+        )
+    return Notices(mails, in_app)
+
+
+def _in_app(hook: WebhookSnapshot, kind: str, text: str) -> list[NoticeRow]:
+    return [
+        NoticeRow(
+            tenant=hook.tenant,
+            associate_id=associate["Id"],
+            associate_name=associate.get("Name") or "",
+            webhook_id=hook.id,
+            webhook_name=hook.name,
+            kind=kind,
+            message=text,
+            event_id=hook.last_event_id,
+        )
+        for associate in hook.error_associates
+    ]
+
+
+RECOVERED = "Recovered"  # the kind of AutoRecover's notices (notifications.kind)
+
+
+def recovered_notices(hook: WebhookSnapshot, probes: int, redelivered: int) -> Notices:
+    """Who hears that AutoRecover set a webhook Active again (pure). NotifyWhen has no flag
+    for it: those told of the disabling (NotifyWhen Disabling) are told, on the same
+    channels (NotifyVia), so nobody learns of a recovery of something never reported."""
+    if NotifyWhen.Disabling not in hook.notify_when:
+        return Notices([], [])
+    mails: list[MailRow] = []
+    if NotifyVia.Email in hook.notify_via:
+        notice = recovered_text(
+            webhook_name=hook.name,
+            webhook_id=hook.id,
+            tenant=hook.tenant,
+            target_url=hook.target_url,
+            probes=probes,
+            redelivered=redelivered,
+        )
+        mails = [MailRow(hook.id, a, notice.subject, notice.body) for a in hook.error_emails]
+    in_app = []
+    if NotifyVia.InApp in hook.notify_via:
+        in_app = _in_app(hook, RECOVERED, recovered_in_app_text(hook.name, hook.id, redelivered))
     return Notices(mails, in_app)
 
 
@@ -130,3 +163,14 @@ def failure_run_started(conn: Connection, webhook_id: int, disabled: bool, now: 
     if disabled and NotifyWhen.Disabling in hook.notify_when:
         return False
     return _send(conn, notices(hook, NotifyWhen.FirstFailure), now)
+
+
+def recovered(conn: Connection, webhook_id: int, probes: int, now: float) -> Transition:
+    """The follow-ups of AutoRecover setting a webhook Active again (the caller has just
+    written the state, in its transaction): its given-up deliveries are queued again (the
+    Redeliver path), `webhook{id}.started` is signalled, its owners are told."""
+    redelivered = queue.redeliver(conn, webhook_id, now)
+    started = state_changed(conn, webhook_id, State.Active, now)
+    told = recovered_notices(queue.webhook_snapshot(conn, webhook_id), probes, redelivered)
+    mailed = _send(conn, told, now)
+    return Transition(webhook_id, started.tenant, State.Active, started.mail_queued or mailed)

@@ -31,6 +31,7 @@ from .adaptive import AdaptiveLimits
 from .outcomes import Recorded, record_outcomes
 from .plugins import Plugin
 from .policy import Attempted, RetryPolicy
+from .recovery import RecoverySchedule
 from .report import report
 from .slots import Admit, Handover, SlotLedger
 from .transitions import Transition
@@ -58,6 +59,7 @@ class Dispatcher:
         self._plugins = plugins
         self._on_transitions = on_transitions
         self.policy = RetryPolicy.from_settings(settings)
+        self.recovery = RecoverySchedule.from_settings(settings)
         self._wake = asyncio.Event()
         # When a claim may find something for a webhook we can take: 0 = now. After a claim
         # that found less than it asked for, the next due time (at most a poll interval
@@ -370,7 +372,7 @@ class Dispatcher:
     def _record(self, conn: Connection, batch: list[Attempted]) -> Recorded:
         # The clock is read in the transaction: a webhook's updated_at is when it was
         # disabled, not when the batch began waiting for the database.
-        return record_outcomes(conn, batch, self.policy, time.time())
+        return record_outcomes(conn, batch, self.policy, time.time(), self.recovery)
 
     async def _flush(self) -> None:
         failures = 0

@@ -447,6 +447,7 @@ def webhook_snapshot(conn: Connection, webhook_id: int) -> WebhookSnapshot:
         last_event_id=hook.last_event_id,
         last_error=hook.last_error,
         consecutive_errors=hook.consecutive_errors,
+        recovering=hook.recover_at is not None,
     )
 
 
@@ -499,7 +500,9 @@ def redeliver(conn: Connection, webhook_id: int, now: float) -> int:
         row[0]
         for row in conn.execute(
             select(deliveries.c.id).where(
-                deliveries.c.webhook_id == webhook_id, deliveries.c.status == GIVEN_UP
+                deliveries.c.webhook_id == webhook_id,
+                deliveries.c.status == GIVEN_UP,
+                deliveries.c.probe == 0,  # AutoRecover's probes are a log, not deliveries
             )
         )
     ]

@@ -208,6 +208,7 @@ class WebhookSnapshot:
     last_event_id: str | None
     last_error: str | None
     consecutive_errors: int
+    recovering: bool = False  # AutoRecover is probing it (store/recovery.py)
 
 
 @dataclass(frozen=True, slots=True)

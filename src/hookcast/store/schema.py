@@ -93,6 +93,19 @@ webhooks = Table(
     Column("auto_recover", SmallInteger, nullable=False, server_default="0"),
     Column("max_per_second", Float),  # NULL: unlimited
     Column("max_in_flight", Integer),  # NULL: unlimited
+    # AutoRecover's probing (store/recovery.py): when the next probe is due (NULL: not being
+    # probed; a claimed probe's lease end while one runs), when the webhook was disabled,
+    # and the probes made since.
+    Column("recover_at", Float),
+    Column("recover_since", Float),
+    Column("recover_probes", Integer, nullable=False, server_default="0"),
+    # The webhooks being probed, by due time: all the prober reads when none is.
+    Index(
+        "ix_webhooks_recover",
+        "recover_at",
+        sqlite_where=text("recover_at IS NOT NULL"),
+        postgresql_where=text("recover_at IS NOT NULL"),
+    ),
     sqlite_autoincrement=True,
 )
 
@@ -177,6 +190,9 @@ deliveries = Table(
     # "contact:994863" (queue.record_of) when its webhook orders or coalesces per record
     # (DeliveryOptions.keyed); NULL otherwise.
     Column("record", String(200)),
+    # 1: an AutoRecover probe (the test event, store/recovery.py), logged like a delivery
+    # but never queued again by a redelivery.
+    Column("probe", SmallInteger, nullable=False, server_default="0"),
     Index(
         "ix_deliveries_due", "status", "next_at", "webhook_id"
     ),  # covers claims that skip busy webhooks

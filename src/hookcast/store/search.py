@@ -156,7 +156,7 @@ def _latest_attempts(conn: Connection, delivery_ids: list[int]) -> dict[int, dic
 def count_matching(conn: Connection, f: DeliveryFilter) -> tuple[int, int]:
     """(how many deliveries match, how many of them a redelivery would queue)."""
     d = deliveries.c
-    replayable = and_(d.status != PENDING, webhooks.c.state == ACTIVE)
+    replayable = and_(d.status != PENDING, webhooks.c.state == ACTIVE, d.probe == 0)
     row = conn.execute(
         _matching(
             [func.count(), func.coalesce(func.sum(case((replayable, 1), else_=0)), 0)],
@@ -171,7 +171,10 @@ def redeliver_matching(conn: Connection, f: DeliveryFilter, now: float) -> int:
     up) matching delivery of an Active webhook: one UPDATE, however many rows. Pending ones
     are queued already; a stopped webhook's would only be given up again."""
     d = deliveries.c
-    chosen = _matching([d.id], f).where(d.status != PENDING, webhooks.c.state == ACTIVE)
+    # AutoRecover's probes (d.probe) are a log of test events, never deliveries to replay.
+    chosen = _matching([d.id], f).where(
+        d.status != PENDING, webhooks.c.state == ACTIVE, d.probe == 0
+    )
     queued = conn.execute(
         update(deliveries)
         .where(d.id.in_(chosen.correlate(None).scalar_subquery()))
