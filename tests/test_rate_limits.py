@@ -146,13 +146,16 @@ async def test_retries_go_through_the_limit(
 
 @needs_postgres
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
-async def test_two_workers_share_max_per_second(
+async def test_two_workers_share_the_limits(
     tmp_path: Path,
     ca_bundle_path: str,
-    receiver: Receiver,
+    receiver_factory: Any,
     processes: dict[str, HookcastProcess],
 ) -> None:
-    rate, count = 10.0, 60
+    """One webhook at MaxPerSecond 10 and one at MaxInFlight 3 on a slow receiver, both
+    delivered by two `hookcast worker` processes: each takes its share of both limits."""
+    rate, in_flight, count = 10.0, 3, 60
+    receiver, slow = receiver_factory(), receiver_factory()
     url = new_postgres_url()
     settings = delivery_settings(tmp_path, ca_bundle_path, database_url=url)
     env = {
@@ -165,18 +168,20 @@ async def test_two_workers_share_max_per_second(
     }
     async with Hub(settings, deliver=False) as hub:  # signals and registers; delivers nothing
         registry = Registry(hub.db, settings, hub.sender, wake=hub.wake, halt=hub.halt)
-        hook = await registry.create(
-            CALLER,
-            WebhookIn.model_validate(
-                {
-                    "Name": "paced",
-                    "Events": [EVENT],
-                    "TargetUrl": receiver.url,
-                    "Secret": "Something Super Secret",
-                    "MaxPerSecond": rate,
-                }
-            ),
-        )
+        hook, narrow = [
+            await registry.create(
+                CALLER,
+                WebhookIn.model_validate(
+                    {"Name": "limited", "Events": [EVENT], "TargetUrl": target, **limit}
+                ),
+            )
+            for target, limit in (
+                (receiver.url, {"MaxPerSecond": rate}),
+                (slow.url, {"MaxInFlight": in_flight}),
+            )
+        ]
+        slow.respond(delay=0.25)
+        slow.reset_peak()
         names = ("worker-1", "worker-2")
         for name in names:
             processes[name] = HookcastProcess(
@@ -209,8 +214,9 @@ async def test_two_workers_share_max_per_second(
             lambda: len(got := deliveries(receiver)) >= count and got, timeout=60, what="all"
         )
 
-        await eventually(lambda: all_delivered(hub, count), timeout=20, what="every outcome")
+        await eventually(lambda: all_delivered(hub, 2 * count), timeout=30, what="all outcomes")
         usage = await registry.usage(CALLER, hook.id)
+        narrow_usage = await registry.usage(CALLER, narrow.id)
     for process in processes.values():
         assert "Traceback" not in process.log.read_text(errors="replace"), tail(process.log)
     by_worker = Counter(r.header("User-Agent") for r in got)
@@ -222,4 +228,9 @@ async def test_two_workers_share_max_per_second(
     assert len(got) == count
     assert len(by_worker) == 2, by_worker  # both delivered: the limit was shared, not idle
     assert peak <= allowed(rate, dispatchers=2), f"{peak} in one second"
-    assert usage.total_errors == 0
+    assert usage.total_errors == narrow_usage.total_errors == 0
+    # MaxInFlight 3: two for one worker, one for the other; the slow receiver never held more.
+    slow_by_worker = Counter(r.header("User-Agent") for r in deliveries(slow))
+    print(f"MaxInFlight {in_flight}: {dict(slow_by_worker)}, at most {slow.peak_open} at once")
+    assert len(deliveries(slow)) == count and len(slow_by_worker) == 2
+    assert slow.peak_open <= in_flight
