@@ -122,7 +122,13 @@ def test_max_in_flight_caps_a_webhook_below_per_webhook() -> None:
     assert got == [Admit.START, Admit.START, Admit.HOLD, Admit.HOLD]
     assert slots.cap(7) == 2
     assert 7 in slots.saturated()  # 2 running, 2 held
+    # More goes back at once: other dispatchers' shares may take it.
+    assert slots.admit(Item(4, 7, two), 0.0) is Admit.RELEASE
+    handover = slots.handover(0, LEASE)
+    assert handover is not None and handover.take(7, two) is False
     assert slots.finished(0, OK, 1.0).start == [Item(2, 7, two)]
+    fresh = slots.handover(0, LEASE)
+    assert fresh is not None and [fresh.take(8, two) for _ in range(5)] == [True] * 4 + [False]
 
 
 def test_the_adaptive_limit_still_shrinks_a_failing_endpoint_below_max_in_flight() -> None:

@@ -77,8 +77,9 @@ class Admit(enum.Enum):
     START = "start"  # start its attempt now (counted as running)
     HOLD = "hold"  # leased to us; it starts later, see SlotLedger.finished
     SKIP = "skip"  # ours already (running or held): its lease ran out while it ran or waited
-    # Hand it back now (no longer ours): its webhook's share of MaxInFlight here is 0, or it
-    # holds all the deliveries its tokens start within a quarter of a lease.
+    # Hand it back now (no longer ours): its webhook holds as many as its share of
+    # MaxInFlight here (0: none), or as many as its tokens start within a quarter of a lease.
+    # The other dispatchers' shares take the rest.
     RELEASE = "release"
 
 
@@ -147,12 +148,10 @@ class Handover:
         share, lease = self._limited
         start, hold = self._default
         if options.max_in_flight is not None:
-            start = min(start, share.in_flight(options.max_in_flight))
-            if start == 0:
-                return [0, 0]
+            start = hold = min(start, share.in_flight(options.max_in_flight))
         if options.max_per_second is not None:
             rate = share.rate(options.max_per_second)
-            return [min(start, int(burst_of(rate))), hold_limit(rate, lease)]
+            return [min(start, int(burst_of(rate))), hold_limit(rate, lease) if start else 0]
         return [start, hold]
 
 
@@ -356,8 +355,8 @@ class SlotLedger(Generic[D]):
         for w in {*self._by_webhook, *held, *limited}:
             cap = self.cap(w)
             bucket = self._buckets.get(w) if self._buckets else None
-            if limited and w in limited and cap == 0 and w not in self._unwritten_failures:
-                busy[w] = [0, 0]  # no share of its MaxInFlight here
+            if bucket is None and limited and w in limited:  # MaxInFlight: hold one round
+                busy[w] = [cap - self._by_webhook.get(w, 0), cap - len(held.get(w, ()))]
             elif bucket is None:
                 busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
             else:
@@ -408,8 +407,11 @@ class SlotLedger(Generic[D]):
                 self._waiting.add(item.tenant, webhook_id)
         if self._limited and webhook_id in self._limited and not self.stopping:
             hold = self.hold_limit(webhook_id)
-            if (cap == 0 and webhook_id not in self._unwritten_failures) or (
-                hold is not None and len(self._held.get(webhook_id, ())) >= hold
+            held_now = len(self._held.get(webhook_id, ()))
+            if (hold is not None and held_now >= hold) or (
+                self._limited[webhook_id].max_in_flight is not None
+                and webhook_id not in self._unwritten_failures
+                and held_now >= cap
             ):
                 return Admit.RELEASE
         held = self._held.get(webhook_id)
