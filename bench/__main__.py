@@ -46,7 +46,7 @@ from .env import (
     foreign_load,
     machine,
 )
-from .scenarios import BATCH, SCENARIOS, Context
+from .scenarios import BATCH, SCENARIOS, WEBHOOK_OPTIONS, Context
 
 RESULTS = REPO / "bench" / "results"
 
@@ -129,6 +129,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(hookcast never does; fresh tables have no planner statistics)",
     )
     parser.add_argument(
+        "--webhook-options",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="delivery options of every webhook the scenarios register, e.g. "
+        '\'{"MaxPerSecond": 100000, "MaxInFlight": 10000}\' [default: none]',
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
     )
     parser.add_argument(
@@ -167,6 +175,7 @@ async def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # CI logs and files: wide enough for the table
         console = Console(width=140)
     started = time.monotonic()
+    WEBHOOK_OPTIONS.update(args.webhook_options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-"))
     tls = Tls.create(workdir)
@@ -182,6 +191,7 @@ async def run(args: argparse.Namespace) -> int:
         "mode": "quick" if args.quick else "full",
         "machine": machine(workdir),
         "hookcast_settings": config.describe(),
+        "webhook_options": args.webhook_options,
         "calibration_before": calibrate(workdir),
         "scenarios": {},
     }

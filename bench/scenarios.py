@@ -245,13 +245,24 @@ async def queue_events(
     return time.monotonic() - t0
 
 
+# Delivery options (docs/delivery-options.md) every registered webhook gets, from
+# `--webhook-options`: e.g. limits too high to bind, to see what the bookkeeping costs.
+WEBHOOK_OPTIONS: dict[str, Any] = {}
+
+
 async def register(hub: Hub, settings: Settings, name: str, events: list[str], url: str) -> int:
     """Create a webhook the way the API does: validated, verified with a signed test POST."""
     registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
     hook = await registry.create(
         Principal(TENANT, ASSOCIATE),
         WebhookIn.model_validate(
-            {"Name": name, "Events": events, "TargetUrl": url, "Secret": SECRET}
+            {
+                "Name": name,
+                "Events": events,
+                "TargetUrl": url,
+                "Secret": SECRET,
+                **WEBHOOK_OPTIONS,
+            }
         ),
     )
     return hook.id

@@ -10,6 +10,7 @@ import pytest
 
 from hookcast.dispatch.adaptive import AdaptiveLimits
 from hookcast.dispatch.slots import Admit, SlotLedger
+from hookcast.model import NO_OPTIONS, DeliveryOptions
 from hookcast.outcome import AttemptOutcome, ErrorKind
 
 OK = AttemptOutcome(ok=True, status=200)
@@ -67,6 +68,7 @@ class Item:
     webhook_id: int
     endpoint: str = E
     tenant: str = "T"
+    options: DeliveryOptions = NO_OPTIONS
 
 
 def ledger(per_webhook: int = 8) -> SlotLedger[Item]:

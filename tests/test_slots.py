@@ -17,6 +17,7 @@ from hypothesis.stateful import (
 )
 
 from hookcast.dispatch.slots import Admit, Finished, SlotLedger
+from hookcast.model import NO_OPTIONS, DeliveryOptions
 from hookcast.outcome import AttemptOutcome, ErrorKind
 
 LEASE = 30.0
@@ -36,6 +37,10 @@ class Item:
     @property
     def tenant(self) -> str:
         return "T" if self.webhook_id < 100 else "U"
+
+    @property
+    def options(self) -> DeliveryOptions:
+        return NO_OPTIONS
 
 
 def ledger(

@@ -47,6 +47,9 @@ from .store.rows import Claimed, NewEvent
 
 log = logging.getLogger("hookcast")
 HEARTBEAT_SECONDS = 5.0
+# A dispatcher without a heartbeat for this long no longer takes a share of the webhooks'
+# rate limits (a killed one's row stays behind): three missed heartbeats.
+LIVE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 class Hub:
@@ -329,7 +332,10 @@ class Hub:
                 "attempts": self.dispatcher.attempts,
             }
             try:
-                await self.db.run(queue.heartbeat, row)
+                live = await self.db.run(queue.beat, row, time.time() - LIVE_SECONDS)
+                # Our place among the live dispatchers: our share of the rate limits.
+                if self.worker_id in live:
+                    self.dispatcher.set_share(live.index(self.worker_id), len(live))
             except DatabaseUnavailable:
                 pass  # logged once per outage (Database.health)
             except Exception:

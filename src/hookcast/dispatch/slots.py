@@ -24,6 +24,13 @@ says (starts the attempts, hands deliveries back, wakes the claimer). The rules:
   deliveries are let go without an attempt and its running ones are named for cancelling.
 - Held deliveries go back to the queue after half a lease (their webhook is slow), before
   their lease runs out and another process could attempt them too.
+- A webhook's own limits (MaxInFlight, MaxPerSecond: ratelimit.py), this process's share
+  of them: its cap is at most its in-flight share (0: claims skip it, what reaches us goes
+  back at once), and each attempt of a rate-limited webhook takes a token to start. One
+  leased without a token is held (not failed, not attempted) until `token_starts` finds
+  one for it, at the time `next_token` names; claims skip the webhook while it holds what
+  its tokens start within a quarter of a lease (`hold_limit`), and more than that goes back
+  at once. Webhooks without limits pay for none of this.
 
 The times passed in (`admit`, `stale`) only need to come from one clock, e.g.
 `time.monotonic()`; the lease end given to `handover` is stored with the deliveries, so it
@@ -33,12 +40,15 @@ is epoch seconds.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from collections.abc import Iterable
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
+from ..model import DeliveryOptions
 from ..outcome import AttemptOutcome
 from .adaptive import AdaptiveLimits
+from .ratelimit import Share, TokenBucket, burst_of, hold_limit
 
 
 class Leased(Protocol):
@@ -56,6 +66,9 @@ class Leased(Protocol):
     @property
     def tenant(self) -> str: ...
 
+    @property
+    def options(self) -> DeliveryOptions: ...
+
 
 D = TypeVar("D", bound=Leased)
 
@@ -64,6 +77,10 @@ class Admit(enum.Enum):
     START = "start"  # start its attempt now (counted as running)
     HOLD = "hold"  # leased to us; it starts later, see SlotLedger.finished
     SKIP = "skip"  # ours already (running or held): its lease ran out while it ran or waited
+    # Hand it back now (no longer ours): its webhook holds as many as its share of
+    # MaxInFlight here (0: none), or as many as its tokens start within a quarter of a lease.
+    # The other dispatchers' shares take the rest.
+    RELEASE = "release"
 
 
 class Finished(NamedTuple, Generic[D]):
@@ -85,7 +102,7 @@ class Handover:
     slot of that webhook frees up. A snapshot: it does not see the ledger change after it
     was made, so it can be used on the database thread."""
 
-    __slots__ = ("_default", "_left", "_parked", "_total", "lease_until")
+    __slots__ = ("_default", "_left", "_limited", "_parked", "_total", "lease_until")
 
     def __init__(
         self,
@@ -94,22 +111,26 @@ class Handover:
         per_webhook: dict[int, list[int]],
         lease_until: float,
         parked: dict[int, float] | None = None,
+        limited: tuple[Share, float] | None = None,
     ) -> None:
         self._total = total
         self._default = default  # (can start, can hold) of a webhook the ledger does not know
         self._left = per_webhook  # webhook -> [can start, can hold], used up by take()
         self.lease_until = lease_until
         self._parked = parked or {}  # webhook -> until when its due backlog is parked
+        # (share, lease) for a webhook the ledger does not know whose options limit it.
+        self._limited = limited or (Share(), 0.0)
 
     def parked_until(self, webhook_id: int) -> float | None:
         """A delivery not taken of a webhook whose backlog is parked is stored parked too:
         claims would only step over it (see Dispatcher._claim)."""
         return self._parked.get(webhook_id)
 
-    def take(self, webhook_id: int) -> bool:
+    def take(self, webhook_id: int, options: DeliveryOptions | None = None) -> bool:
+        """Take this new delivery of `webhook_id`, whose webhook has these `options`?"""
         left = self._left.get(webhook_id)
         if left is None:
-            left = self._left[webhook_id] = list(self._default)
+            left = self._left[webhook_id] = self._first(options)
         if left[0] > 0 and self._total > 0:  # starts at once
             left[0] -= 1
             self._total -= 1
@@ -118,6 +139,20 @@ class Handover:
             left[1] -= 1
             return True
         return False
+
+    def _first(self, options: DeliveryOptions | None) -> list[int]:
+        """(can start, can hold) of a webhook the ledger does not know: its limits' share
+        here bounds them (a fresh bucket is full)."""
+        if options is None or (options.max_in_flight is None and options.max_per_second is None):
+            return list(self._default)
+        share, lease = self._limited
+        start, hold = self._default
+        if options.max_in_flight is not None:
+            start = hold = min(start, share.in_flight(options.max_in_flight))
+        if options.max_per_second is not None:
+            rate = share.rate(options.max_per_second)
+            return [min(start, int(burst_of(rate))), hold_limit(rate, lease) if start else 0]
+        return [start, hold]
 
 
 class Turns:
@@ -195,6 +230,11 @@ class SlotLedger(Generic[D]):
         # When each webhook we run or hold last made progress (was admitted with nothing of
         # it running or held, or an attempt of it ended), on admit()'s clock: see stuck().
         self._progress_at: dict[int, float] = {}
+        # Webhooks whose options limit them (MaxInFlight, MaxPerSecond), as last admitted,
+        # and the token buckets of the rate-limited ones; this process's share of the limits.
+        self._limited: dict[int, DeliveryOptions] = {}
+        self._buckets: dict[int, TokenBucket] = {}
+        self.share = Share()
 
     # ----- questions -------------------------------------------------------------------------
 
@@ -227,13 +267,41 @@ class SlotLedger(Generic[D]):
 
     def cap(self, webhook_id: int) -> int:
         """How many attempts of this webhook may run: per_webhook, or its endpoint's
-        adaptive limit when lower."""
+        adaptive limit when lower, or this process's share of its MaxInFlight when lower."""
         if webhook_id in self._unwritten_failures:
             return 0
         endpoint = self._endpoint.get(webhook_id)
         if self.limits is None or endpoint is None:
-            return self.per_webhook
-        return min(self.per_webhook, self.limits.limit(endpoint))
+            cap = self.per_webhook
+        else:
+            cap = min(self.per_webhook, self.limits.limit(endpoint))
+        if self._limited:
+            options = self._limited.get(webhook_id)
+            if options is not None and options.max_in_flight is not None:
+                cap = min(cap, self.share.in_flight(options.max_in_flight))
+        return cap
+
+    def hold_limit(self, webhook_id: int) -> int | None:
+        """How many deliveries of a rate-limited webhook may be held for a token (None: it
+        is not rate-limited)."""
+        bucket = self._buckets.get(webhook_id) if self._buckets else None
+        return None if bucket is None else hold_limit(bucket.rate, self.lease)
+
+    @property
+    def rate_limited(self) -> bool:
+        return bool(self._buckets)
+
+    def next_token(self, now: float) -> float | None:
+        """When the next held delivery of a rate-limited webhook may get its token (one that
+        could start but for the token); None: none waits for one."""
+        first = None
+        if self.stopping or len(self._running) >= self.concurrency:
+            return None  # (asked again when a slot comes free)
+        for webhook_id, bucket in self._buckets.items():
+            if webhook_id in self._held and self.running_for(webhook_id) < self.cap(webhook_id):
+                at = bucket.ready_at(now)
+                first = at if first is None else min(first, at)
+        return first
 
     def _default_cap(self) -> int:
         return (
@@ -246,27 +314,66 @@ class SlotLedger(Generic[D]):
         found = [w for w, n in running.items() if n + len(held.get(w, ())) >= 2 * cap(w)]
         # Held with nothing running: waiting for any slot, or we are stopping.
         found += [w for w, items in held.items() if w not in running and len(items) >= 2 * cap(w)]
+        if self._limited:
+            listed = set(found)
+            found += [w for w in self._limited if w not in listed and self._over_limits(w)]
         return found
+
+    def _over_limits(self, webhook_id: int) -> bool:
+        """No share of its MaxInFlight here, or as many held for a token as it may hold."""
+        options = self._limited[webhook_id]
+        if options.max_in_flight is not None and self.share.in_flight(options.max_in_flight) == 0:
+            return True
+        hold = self.hold_limit(webhook_id)
+        return hold is not None and len(self._held.get(webhook_id, ())) >= hold
 
     def stuck(self, saturated: list[int], now: float, after: float) -> list[int]:
         """Of the `saturated()` webhooks, those none of whose attempts ended for `after`
         seconds (a hanging receiver): their due backlog may be parked, since nothing of it
         can start soon."""
-        return [w for w in saturated if now - self._progress_at.get(w, now) >= after]
+        return [
+            w
+            for w in saturated
+            if now - self._progress_at.get(w, now) >= after
+            # a rate-limited webhook below its cap waits for tokens, not for a hung receiver
+            and not (w in self._buckets and self.running_for(w) < self.cap(w))
+        ]
 
     def handover(
-        self, unwritten: int, lease_until: float, parked: dict[int, float] | None = None
+        self,
+        unwritten: int,
+        lease_until: float,
+        parked: dict[int, float] | None = None,
+        now: float | None = None,
     ) -> Handover | None:
-        """How many new deliveries the intake hands over (None: none, we are stopping)."""
+        """How many new deliveries the intake hands over (None: none, we are stopping).
+        `now` (admit()'s clock): for the tokens of rate-limited webhooks."""
         if self.stopping:
             return None
-        held, batch = self._held, self.batch_size
+        held, batch, limited = self._held, self.batch_size, self._limited
         busy = {}
-        for w in {*self._by_webhook, *held}:
+        for w in {*self._by_webhook, *held, *limited}:
             cap = self.cap(w)
-            busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
+            bucket = self._buckets.get(w) if self._buckets else None
+            if bucket is None and limited and w in limited:  # MaxInFlight: hold one round
+                busy[w] = [cap - self._by_webhook.get(w, 0), cap - len(held.get(w, ()))]
+            elif bucket is None:
+                busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
+            else:
+                tokens = bucket.available(-math.inf if now is None else now)
+                busy[w] = [
+                    min(cap - self._by_webhook.get(w, 0), tokens),
+                    hold_limit(bucket.rate, self.lease) - len(held.get(w, ())),
+                ]
         default = self._default_cap()
-        return Handover(self.free(unwritten), (default, default + batch), busy, lease_until, parked)
+        return Handover(
+            self.free(unwritten),
+            (default, default + batch),
+            busy,
+            lease_until,
+            parked,
+            (self.share, self.lease),
+        )
 
     # ----- changes ---------------------------------------------------------------------------
 
@@ -279,17 +386,34 @@ class SlotLedger(Generic[D]):
         webhook_id = item.webhook_id
         self._endpoint[webhook_id] = item.endpoint
         self._tenant[webhook_id] = item.tenant
+        options = item.options
+        if options.max_in_flight is not None or options.max_per_second is not None:
+            self._set_limits(webhook_id, options, now)
+        elif self._limited and webhook_id in self._limited:
+            self._unset_limits(webhook_id)
         if webhook_id not in self._by_webhook and webhook_id not in self._held:
             self._progress_at[webhook_id] = now  # busy from now on: stuck() counts from here
         n = self._by_webhook.get(webhook_id, 0)
-        if not self.stopping and n < self.cap(webhook_id):
+        cap = self.cap(webhook_id)
+        if not self.stopping and n < cap:
             if len(self._running) < self.concurrency:
-                self._running[delivery_id] = webhook_id
-                self._by_webhook[webhook_id] = n + 1
-                return Admit.START
-            # Every slot is busy (a claim and the intake's hand-over were decided on the
-            # same free slots): it takes a slot that comes free, in its tenant's turn.
-            self._waiting.add(item.tenant, webhook_id)
+                if self._token(webhook_id, now):
+                    self._running[delivery_id] = webhook_id
+                    self._by_webhook[webhook_id] = n + 1
+                    return Admit.START
+            else:
+                # Every slot is busy (a claim and the intake's hand-over were decided on
+                # the same free slots): it takes a slot that comes free, in its tenant's turn.
+                self._waiting.add(item.tenant, webhook_id)
+        if self._limited and webhook_id in self._limited and not self.stopping:
+            hold = self.hold_limit(webhook_id)
+            held_now = len(self._held.get(webhook_id, ()))
+            if (hold is not None and held_now >= hold) or (
+                self._limited[webhook_id].max_in_flight is not None
+                and webhook_id not in self._unwritten_failures
+                and held_now >= cap
+            ):
+                return Admit.RELEASE
         held = self._held.get(webhook_id)
         if held is None:
             held = self._held[webhook_id] = deque()
@@ -321,25 +445,45 @@ class SlotLedger(Generic[D]):
         if self.stopping:
             return Finished([], False)
         if webhook_id in self._held:
+            if self._buckets and webhook_id in self._buckets:
+                # Saturated by its cap (as below) or by what it holds for a token.
+                cap, busy = self.cap(webhook_id), n + len(self._held[webhook_id])
+                was = busy + 1 >= 2 * cap or self._over_limits(webhook_id)
+                starts = self._start_up_to_cap(webhook_id, now)
+                unsaturated = was and not (busy >= 2 * cap or self._over_limits(webhook_id))
+                if starts or not self._waiting:
+                    return Finished(starts, unsaturated)
+                # None has its token yet (the timer starts them): the slot goes to another
+                # webhook's delivery waiting for one.
+                return Finished(self._start_waiting(now), unsaturated)
             # Was it saturated? Its count of running and held drops by one now.
             cap = self.cap(webhook_id)
             unsaturated = (
                 n + 1 + len(self._held[webhook_id]) >= 2 * cap > n + len(self._held[webhook_id])
             )
-            return Finished(self._start_up_to_cap(webhook_id), unsaturated)
+            return Finished(self._start_up_to_cap(webhook_id, now), unsaturated)
+        return Finished(self._start_waiting(now), False)
+
+    def _start_waiting(self, now: float | None) -> list[D]:
+        """A slot came free: the next held delivery waiting for any slot, in turn."""
         while self._waiting:
             waiting = self._waiting.pop()
-            if waiting in self._held and self._by_webhook.get(waiting, 0) < self.cap(waiting):
+            if (
+                waiting in self._held
+                and self._by_webhook.get(waiting, 0) < self.cap(waiting)
+                and self._token(waiting, now)
+            ):
                 item = self._start_held(waiting)
                 if waiting in self._held and self._by_webhook[waiting] < self.cap(waiting):
                     self._waiting.add(self._tenant[waiting], waiting)  # waits on, behind
-                return Finished([item], False)
-        return Finished([], False)
+                return [item]
+        return []
 
-    def written(self, failed: Iterable[int]) -> list[D]:
+    def written(self, failed: Iterable[int], now: float | None = None) -> list[D]:
         """The outcomes of failed attempts of these webhooks (one id per attempt) are
         written, and their webhooks still Active (those it disabled were dropped first).
-        Returns the held deliveries that start now (counted running)."""
+        Returns the held deliveries that start now (counted running); `now` (admit()'s
+        clock) for the tokens of rate-limited webhooks."""
         cleared = []
         for webhook_id in failed:
             n = self._unwritten_failures.get(webhook_id, 0) - 1
@@ -347,13 +491,69 @@ class SlotLedger(Generic[D]):
                 self._unwritten_failures[webhook_id] = n
             elif self._unwritten_failures.pop(webhook_id, None) is not None:
                 cleared.append(webhook_id)
-        return [item for webhook_id in cleared for item in self._start_up_to_cap(webhook_id)]
+        return [item for w in cleared for item in self._start_up_to_cap(w, now)]
+
+    def token_starts(self, now: float) -> tuple[list[D], bool]:
+        """Held deliveries of rate-limited webhooks whose tokens are there (at
+        `next_token`): those that start now (counted running), and whether a webhook
+        stopped being saturated (it may be claimed again)."""
+        starts: list[D] = []
+        unsaturated = False
+        if self.stopping:
+            return starts, unsaturated
+        for webhook_id in list(self._buckets):
+            if webhook_id not in self._held:
+                continue
+            if len(self._running) >= self.concurrency:
+                break  # next_token() asks again once a slot is free
+            was = self._over_limits(webhook_id)
+            starts += self._start_up_to_cap(webhook_id, now)
+            unsaturated = unsaturated or (was and not self._over_limits(webhook_id))
+        return starts, unsaturated
+
+    def set_share(self, share: Share, now: float) -> bool:
+        """This process's place among the live dispatchers: its shares of the webhooks'
+        limits. True if that changed them."""
+        if share == self.share:
+            return False
+        self.share = share
+        for webhook_id, bucket in self._buckets.items():
+            rate = self._limited[webhook_id].max_per_second
+            assert rate is not None
+            bucket.retune(share.rate(rate), now)
+        return True
+
+    def _set_limits(self, webhook_id: int, options: DeliveryOptions, now: float) -> None:
+        if self._limited.get(webhook_id) is options:
+            return
+        self._limited[webhook_id] = options
+        rate = options.max_per_second
+        bucket = self._buckets.get(webhook_id)
+        if rate is None:
+            self._buckets.pop(webhook_id, None)
+        elif bucket is None:
+            self._buckets[webhook_id] = TokenBucket(self.share.rate(rate), now)
+        elif bucket.rate != self.share.rate(rate):
+            bucket.retune(self.share.rate(rate), now)
+
+    def _unset_limits(self, webhook_id: int) -> None:
+        self._limited.pop(webhook_id, None)
+        self._buckets.pop(webhook_id, None)
+
+    def _token(self, webhook_id: int, now: float | None) -> bool:
+        """Take the token an attempt of this webhook needs to start (True when it is not
+        rate-limited). `now` None: the bucket's own last time (nothing refills)."""
+        if not self._buckets:
+            return True
+        bucket = self._buckets.get(webhook_id)
+        return bucket is None or bucket.take(-math.inf if now is None else now)
 
     def drop_webhook(self, webhook_id: int) -> tuple[list[int], list[int]]:
         """A webhook is no longer Active: forget its held deliveries (they were given up with
         it, §6) and name its running ones, to cancel. Returns (held, running) delivery ids."""
         self._unwritten_failures.pop(webhook_id, None)
         self._progress_at.pop(webhook_id, None)
+        self._unset_limits(webhook_id)  # learnt again from its next delivery
         held = [item.delivery_id for _, item in self._held.pop(webhook_id, ())]
         self._held_ids.difference_update(held)
         self._waiting.discard(webhook_id)
@@ -401,14 +601,16 @@ class SlotLedger(Generic[D]):
         self._waiting.clear()
         return released
 
-    def _start_up_to_cap(self, webhook_id: int) -> list[D]:
-        """Start this webhook's held deliveries while its cap and the global one allow."""
+    def _start_up_to_cap(self, webhook_id: int, now: float | None = None) -> list[D]:
+        """Start this webhook's held deliveries while its cap, the global one and its
+        tokens allow."""
         cap = self.cap(webhook_id)
         starts = []
         while (
             webhook_id in self._held
             and self._by_webhook.get(webhook_id, 0) < cap
             and len(self._running) < self.concurrency
+            and self._token(webhook_id, now)
         ):
             starts.append(self._start_held(webhook_id))
         return starts

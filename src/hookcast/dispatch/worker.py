@@ -9,6 +9,10 @@ while new attempts run: one transaction per batch, never one per delivery; it wa
 `outcome_window` for more outcomes before committing fewer than a batch, so many slow
 receivers cost about as many commits as one fast one. A webhook that this process disables
 is dropped at once: its held deliveries are let go, its attempts in flight cancelled.
+
+A webhook's MaxInFlight and MaxPerSecond (ratelimit.py) are split between the live
+dispatchers (the hub tells this one its place with each heartbeat, `set_share`); held
+deliveries of a rate-limited webhook start from a timer set for their next token.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .adaptive import AdaptiveLimits
 from .outcomes import Recorded, record_outcomes
 from .plugins import Plugin
 from .policy import Attempted, RetryPolicy
+from .ratelimit import Share
 from .recovery import RecoverySchedule
 from .report import report
 from .slots import Admit, Handover, SlotLedger
@@ -92,6 +97,9 @@ class Dispatcher:
         self._claimer: asyncio.Task[None] | None = None
         self.attempts = 0  # attempts finished by this process, for the heartbeat
         self._writer: asyncio.Task[None] | None = None
+        # When held deliveries of rate-limited webhooks get their next token (see _arm).
+        self._token_timer: asyncio.TimerHandle | None = None
+        self._token_at = 0.0  # time.monotonic() the timer is set for
 
     @property
     def in_flight(self) -> int:
@@ -135,6 +143,8 @@ class Dispatcher:
         back what did not, and write every outcome."""
         self._stopping = True
         self._slots.stop()
+        if self._token_timer is not None:
+            self._token_timer.cancel()
         self._wake.set()
         if self._claimer:
             await self._claimer
@@ -177,6 +187,8 @@ class Dispatcher:
                 await self._flush()  # a failure may be due again at once: claim again
             elif self._tasks:
                 await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+            elif self._token_timer is not None:  # held for a rate-limited webhook's tokens
+                await asyncio.sleep(max(0.0, self._token_at - time.monotonic()) + 0.001)
             elif not claimed:
                 return self.attempts - made
 
@@ -242,18 +254,64 @@ class Dispatcher:
 
     def admit(self, items: list[Claimed]) -> None:
         """Run deliveries leased to this process (claimed, or handed over by the intake);
-        those that cannot start yet are held (SlotLedger.admit)."""
+        those that cannot start yet are held (SlotLedger.admit), those over their webhook's
+        limits here handed back."""
         now = time.monotonic()
         admit = self._slots.admit
+        released = []
         for item in items:
-            if admit(item, now) is Admit.START:
+            admitted = admit(item, now)
+            if admitted is Admit.START:
                 self._start(item)
+            elif admitted is Admit.RELEASE:
+                released.append(item.delivery_id)
+        if released:
+            self._background_write(queue.release, released, time.time())
+        self._arm()
 
     def handover(self) -> Handover | None:
         """Which new deliveries the intake hands straight to us (queue.insert_events)."""
         now = time.time()
         parked = {w: until for w, until in self._parked.items() if until > now}
-        return self._slots.handover(len(self._results), now + self._settings.lease, parked)
+        return self._slots.handover(
+            len(self._results), now + self._settings.lease, parked, time.monotonic()
+        )
+
+    def set_share(self, index: int, count: int) -> None:
+        """This dispatcher is number `index` (from 0) of `count` live ones (the heartbeat
+        table): its share of each webhook's MaxInFlight and MaxPerSecond."""
+        if self._slots.set_share(Share(index, count), time.monotonic()):
+            self._arm()
+            self.wake()  # a larger share may take more of what claims skipped
+
+    def _arm(self) -> None:
+        """Set the timer for the next token a held delivery of a rate-limited webhook waits
+        for (none: nothing waits for one). Webhooks without a rate limit never get here."""
+        if not self._slots.rate_limited:
+            if self._token_timer is not None:
+                self._token_timer.cancel()
+                self._token_timer = None
+            return
+        now = time.monotonic()
+        at = self._slots.next_token(now)
+        if at is None:
+            return  # an ended attempt or a freed slot asks again
+        if self._token_timer is not None:
+            if self._token_at <= at:
+                return  # set for then or earlier already
+            self._token_timer.cancel()
+        self._token_at = at
+        self._token_timer = asyncio.get_running_loop().call_later(at - now, self._tokens)
+
+    def _tokens(self) -> None:
+        """The timer: start the held deliveries whose tokens are there."""
+        self._token_timer = None
+        starts, unsaturated = self._slots.token_starts(time.monotonic())
+        for item in starts:
+            self._start(item)
+        if unsaturated:
+            self.wake()
+        self._arm()
 
     def _release_stale_holds(self) -> None:
         """Hand back held deliveries before their lease runs out (their webhook is slow), so
@@ -310,6 +368,8 @@ class Dispatcher:
         starts, unsaturated = self._slots.finished(item.delivery_id, outcome, time.monotonic())
         for start in starts:
             self._start(start)
+        if self._slots.rate_limited or self._token_timer is not None:
+            self._arm()
         if outcome is not None and self._parked.pop(item.webhook_id, None) is not None:
             self._background_write(queue.unpark, item.webhook_id, time.time())
         if unsaturated:
@@ -401,9 +461,11 @@ class Dispatcher:
                 self.drop_webhooks([t.webhook_id for t in recorded.disabled])
             # Webhooks held since an attempt failed may start again (those still Active).
             for item in self._slots.written(
-                a.claimed.webhook_id for a in batch if not a.outcome.ok
+                (a.claimed.webhook_id for a in batch if not a.outcome.ok), time.monotonic()
             ):
                 self._start(item)
+            if self._slots.rate_limited:
+                self._arm()
             if recorded.disabled or recorded.mail_queued:
                 self._on_transitions(recorded.disabled)  # new events, mail for the outbox
             if any(not r.outcome.ok for r in batch):

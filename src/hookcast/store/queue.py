@@ -63,7 +63,9 @@ class Handover(Protocol):
     @property
     def lease_until(self) -> float: ...
 
-    def take(self, webhook_id: int) -> bool: ...
+    def take(self, webhook_id: int, options: DeliveryOptions = NO_OPTIONS) -> bool:
+        """Take this new delivery (its webhook's options may limit how many)."""
+        ...
 
     def parked_until(self, webhook_id: int) -> float | None:
         """A delivery not taken is due now, or then if its webhook's backlog is parked."""
@@ -117,7 +119,7 @@ def insert_events(
     ):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
         record = record_of(e.name, e.primary_key) if hook.options.keyed else None
-        if take is not None and take(hook.id):
+        if take is not None and take(hook.id, hook.options):
             rows.append((delivery_id, event_id, hook.id, uid, event_uuid, lease_until, now, record))
             handed.append(
                 Claimed(
@@ -750,6 +752,21 @@ def heartbeat(conn: Connection, row: dict[str, Any]) -> None:
 
 def remove_worker(conn: Connection, worker_id: str) -> None:
     conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+
+def beat(conn: Connection, row: dict[str, Any], live_since: float) -> list[str]:
+    """A dispatcher's heartbeat, and the dispatchers alive now (`live_workers`)."""
+    heartbeat(conn, row)
+    return live_workers(conn, live_since)
+
+
+def live_workers(conn: Connection, since: float) -> list[str]:
+    """The ids of the dispatchers with a heartbeat since then, in id order (each one's place
+    in that order decides its share of the webhooks' rate limits, dispatch/ratelimit.py)."""
+    rows = conn.execute(
+        select(workers.c.id).where(workers.c.heartbeat_at >= since).order_by(workers.c.id)
+    )
+    return [row[0] for row in rows]
 
 
 def list_workers(conn: Connection) -> list[dict[str, Any]]:
