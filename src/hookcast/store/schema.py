@@ -177,6 +177,12 @@ deliveries = Table(
     # "contact:994863" (queue.record_of) when its webhook orders or coalesces per record
     # (DeliveryOptions.keyed); NULL otherwise.
     Column("record", String(200)),
+    # A coalescing delivery's burst window: open until then (and due then) while it was not
+    # claimed; NULL once closed, or when it does not coalesce (store/bursts.py).
+    Column("window_until", Float),
+    # The ids of the signals (events) merged into it, JSON array in signal order; NULL when
+    # it carries one signal.
+    Column("merged_events", Text),
     Index(
         "ix_deliveries_due", "status", "next_at", "webhook_id"
     ),  # covers claims that skip busy webhooks
@@ -191,6 +197,16 @@ deliveries = Table(
         "id",
         sqlite_where=text("record IS NOT NULL"),
         postgresql_where=text("record IS NOT NULL"),
+    ),
+    # A record's pending deliveries: whether an earlier one holds a PerRecord delivery back
+    # (the claim statement) is one probe here, whatever the record's history.
+    Index(
+        "ix_deliveries_record_pending",
+        "webhook_id",
+        "record",
+        "id",
+        sqlite_where=text("record IS NOT NULL AND status = 0"),
+        postgresql_where=text("record IS NOT NULL AND status = 0"),
     ),
 )
 
