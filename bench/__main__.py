@@ -79,6 +79,13 @@ FULL_ONLY = {"postgres_workers", "realistic"}
 OWN_PROCESSES = {"postgres_workers": ("postgres",)}
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -113,6 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]"
+    )
+    parser.add_argument(
+        "--webhook-options",
+        type=_json_object,
+        default={},
+        metavar="JSON",
+        help="delivery options of the e2e_python* and latency webhooks, e.g. "
+        '\'{"Ordering": "PerRecord"}\' or \'{"CoalesceMs": 50}\' [default: none]',
     )
     parser.add_argument(
         "--postgres",
@@ -176,6 +191,7 @@ async def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         per_webhook_concurrency=args.per_webhook_concurrency,
         batch_size=args.batch_size,
+        webhook_options=args.webhook_options,
     )
     results: dict[str, Any] = {
         "started": stamp,
