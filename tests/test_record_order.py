@@ -15,6 +15,7 @@ from support.databases import needs_postgres
 from support.engine import TENANT, delivery_settings, eventually, running_engine
 from support.receivers import Receiver, RecordedRequest
 
+from hookcast.api.deliveries import DeliveryItemOut, item_fields
 from hookcast.deliveries import DeliveryFilter, DeliveryLog
 from hookcast.hub import Hub
 from hookcast.intake import Signal
@@ -199,6 +200,8 @@ async def test_a_burst_becomes_one_delivery_with_the_union_and_the_latest_values
         assert item["merged_events"] == ids
         found = await log.delivery(Principal(TENANT, 316), item["id"])
         assert found["merged_events"] == ids and found["state"] == "delivered"
+        wire = DeliveryItemOut(**item_fields(item), last_attempt=None).model_dump(by_alias=True)
+        assert wire["MergedEvents"] == ids  # as GET /api/v1/Deliveries shows it
 
 
 async def test_a_delete_ends_the_window_and_is_never_merged(
