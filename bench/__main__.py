@@ -46,7 +46,7 @@ from .env import (
     foreign_load,
     machine,
 )
-from .scenarios import BATCH, SCENARIOS, WEBHOOK_OPTIONS, Context
+from .scenarios import BATCH, SCENARIOS, Context
 
 RESULTS = REPO / "bench" / "results"
 
@@ -77,6 +77,13 @@ FULL_ONLY = {"postgres_workers", "realistic"}
 # Processes that a scenario drives and that are not our children: their CPU is not "other
 # processes' CPU" (foreign_cpu_pct) for that scenario.
 OWN_PROCESSES = {"postgres_workers": ("postgres",)}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,6 +122,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-size", type=int, help="hookcast claim/outcome batch [default: hookcast's]"
     )
     parser.add_argument(
+        "--webhook-options",
+        type=_json_object,
+        default={},
+        metavar="JSON",
+        help="delivery options of the e2e_python* and latency webhooks, e.g. "
+        '\'{"Ordering": "PerRecord"}\' or \'{"MaxPerSecond": 100000}\' [default: none]',
+    )
+    parser.add_argument(
         "--postgres",
         default=DEFAULT_POSTGRES_URL,
         metavar="URL",
@@ -127,14 +142,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="postgres_workers: ANALYZE the queued tables before each drain "
         "(hookcast never does; fresh tables have no planner statistics)",
-    )
-    parser.add_argument(
-        "--webhook-options",
-        type=json.loads,
-        default={},
-        metavar="JSON",
-        help="delivery options of every webhook the scenarios register, e.g. "
-        '\'{"MaxPerSecond": 100000, "MaxInFlight": 10000}\' [default: none]',
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, logs)"
@@ -175,7 +182,6 @@ async def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # CI logs and files: wide enough for the table
         console = Console(width=140)
     started = time.monotonic()
-    WEBHOOK_OPTIONS.update(args.webhook_options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-"))
     tls = Tls.create(workdir)
@@ -185,6 +191,7 @@ async def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         per_webhook_concurrency=args.per_webhook_concurrency,
         batch_size=args.batch_size,
+        webhook_options=args.webhook_options,
     )
     results: dict[str, Any] = {
         "started": stamp,

@@ -319,6 +319,9 @@ class HookcastConfig:
     concurrency: int | None = None  # None: hookcast's default
     per_webhook_concurrency: int | None = None
     batch_size: int | None = None
+    # Delivery options of the webhooks the e2e_python and latency scenarios register, as the
+    # API takes them (docs/delivery-options.md), e.g. {"Ordering": "PerRecord"}: their cost.
+    webhook_options: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -356,6 +359,7 @@ class HookcastConfig:
             "attempt_timeout_s": s.attempt_timeout,
             "standard_webhooks": s.standard_webhooks,
             "poll_interval_s": s.poll_interval,
+            "webhook_options": self.webhook_options,
         }
 
 

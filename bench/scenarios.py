@@ -245,24 +245,21 @@ async def queue_events(
     return time.monotonic() - t0
 
 
-# Delivery options (docs/delivery-options.md) every registered webhook gets, from
-# `--webhook-options`: e.g. limits too high to bind, to see what the bookkeeping costs.
-WEBHOOK_OPTIONS: dict[str, Any] = {}
-
-
-async def register(hub: Hub, settings: Settings, name: str, events: list[str], url: str) -> int:
-    """Create a webhook the way the API does: validated, verified with a signed test POST."""
+async def register(
+    hub: Hub,
+    settings: Settings,
+    name: str,
+    events: list[str],
+    url: str,
+    options: dict[str, Any] | None = None,
+) -> int:
+    """Create a webhook the way the API does: validated, verified with a signed test POST.
+    `options`: delivery options as the API takes them (--webhook-options)."""
     registry = Registry(hub.db, settings, hub.sender, wake=hub.wake)
     hook = await registry.create(
         Principal(TENANT, ASSOCIATE),
         WebhookIn.model_validate(
-            {
-                "Name": name,
-                "Events": events,
-                "TargetUrl": url,
-                "Secret": SECRET,
-                **WEBHOOK_OPTIONS,
-            }
+            {"Name": name, "Events": events, "TargetUrl": url, "Secret": SECRET, **(options or {})}
         ),
     )
     return hook.id
@@ -391,7 +388,9 @@ async def _e2e_python(ctx: Context, *, embedded: bool) -> dict[str, Any]:
     server: HookcastProcess | None = None
     async with contextlib.AsyncExitStack() as stack:
         hub = await stack.enter_async_context(Hub(settings, deliver=embedded))
-        await register(hub, settings, "e2e", [E2E_EVENT], ctx.receiver.url)
+        await register(
+            hub, settings, "e2e", [E2E_EVENT], ctx.receiver.url, ctx.config.webhook_options
+        )
         if not embedded:
             port = free_port()
             server = HookcastProcess(
@@ -603,7 +602,9 @@ async def latency(ctx: Context) -> dict[str, Any]:
     settings = ctx.config.settings(db_path)
     results: dict[str, Any] = {}
     async with Hub(settings) as hub:
-        await register(hub, settings, "latency", [E2E_EVENT], ctx.receiver.url)
+        await register(
+            hub, settings, "latency", [E2E_EVENT], ctx.receiver.url, ctx.config.webhook_options
+        )
         for i in range(32):
             await hub.signal(E2E_EVENT, i, **signal_kwargs())
         await ctx.receiver.wait_count(33, timeout=10)

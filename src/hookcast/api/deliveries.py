@@ -60,6 +60,9 @@ class DeliveryItemOut(ApiOut):
     attempts: int  # attempts made in the current cycle
     created: str
     finished: str | None
+    # Burst coalescing: the ids of the signals (events) merged into this delivery, in
+    # signal order; null when it carries one signal.
+    merged_events: list[int] | None = None
     last_attempt: LastAttemptOut | None
 
 
@@ -176,6 +179,7 @@ def item_fields(r: dict[str, Any]) -> dict[str, Any]:
         "attempts": r["attempt"],
         "created": format_epoch(r["created_at"]),
         "finished": format_epoch(r["finished_at"]) if r["finished_at"] else None,
+        "merged_events": r["merged_events"],
     }
 
 

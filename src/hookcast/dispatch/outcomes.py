@@ -14,7 +14,9 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
+from ..model import Ordering
 from ..store import queue
+from ..store.rows import PENDING
 from .policy import Attempted, RetryPolicy, decide, needs_counters
 from .recovery import DEFAULT_SCHEDULE, RecoverySchedule, disable
 from .transitions import Transition, failure_run_started
@@ -46,6 +48,15 @@ def record_outcomes(
     queue.write_outcomes(
         conn, decisions.attempts, decisions.counters, decisions.steps, decisions.successes
     )
+    # A finished delivery of a PerRecord webhook lets the next one of its record be claimed
+    # (it was due already, so no claimer would look for it before its next poll).
+    released = {
+        a.claimed.webhook_id
+        for a, step in zip(batch, decisions.steps, strict=True)
+        if step.status != PENDING and a.claimed.options.ordering is Ordering.PerRecord
+    }
+    if released:
+        queue.wake_claimers(conn, released)
     # A 410 Gone disables too, but AutoRecover does not probe it: the receiver asked to go.
     gone = {a.claimed.webhook_id for a in batch if a.outcome.gone}
     disabled = [

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from ..errors import DatabaseUnavailable
+from ..model import Ordering
 from ..outcome import AttemptOutcome, ErrorKind
 from ..settings import Settings
 from ..store import queue
@@ -468,7 +469,11 @@ class Dispatcher:
                 self._arm()
             if recorded.disabled or recorded.mail_queued:
                 self._on_transitions(recorded.disabled)  # new events, mail for the outbox
-            if any(not r.outcome.ok for r in batch):
-                self.wake()  # retries may now be due sooner than the claimer thought
+            if any(
+                not r.outcome.ok or r.claimed.options.ordering is Ordering.PerRecord for r in batch
+            ):
+                # Retries may now be due sooner than the claimer thought; the next delivery
+                # of a record whose delivery finished was held back, not scheduled.
+                self.wake()
             else:
                 self._wake.set()  # written outcomes free their slots

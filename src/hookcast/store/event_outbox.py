@@ -12,8 +12,8 @@ from sqlalchemy import Connection, MetaData, Table, delete, exists, or_, select
 
 from .codec import from_json
 from .dialect import NOTIFY_CHANNEL
-from .queue import Handover, event_values, insert_events
-from .rows import Claimed, NewEvent
+from .queue import Handover, insert_events
+from .rows import Claimed, NewEvent, event_values
 from .schema import api_keys, event_outbox, webhooks
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, case, delete, func, insert, select
 
 from ..errors import IdempotencyKeyReused
 from ..model import NO_OPTIONS, DeliveryOptions, NotifyVia, NotifyWhen, State
+from .bursts import Burst, coalesce
 from .codec import from_json, shared_json, to_json
 from .dialect import dialect_of
 from .rows import (
@@ -37,6 +38,7 @@ from .rows import (
     SuccessRow,
     WebhookCounters,
     WebhookSnapshot,
+    event_values,
     options_of,
 )
 from .schema import (
@@ -72,23 +74,6 @@ class Handover(Protocol):
         ...
 
 
-def event_values(e: NewEvent, now: float) -> tuple[object, ...]:
-    """An event's columns from tenant to created_at, as the events table and the event
-    outbox (event_outbox.py) both store them."""
-    return (
-        e.tenant,
-        e.name,
-        e.primary_key,
-        e.associate_id,
-        e.occurred_at,
-        to_json(e.changes),
-        to_json(e.change_values),
-        to_json(e.row_values),
-        to_json(e.field_values),
-        now,
-    )
-
-
 def insert_events(
     conn: Connection, batch: Sequence[NewEvent], now: float, handover: Handover | None = None
 ) -> tuple[list[int], list[Claimed], set[int]]:
@@ -111,16 +96,43 @@ def insert_events(
         for event_id, e in zip(event_ids, batch, strict=True)
         for hook in targets.get((e.tenant, e.name), ())
     ]
+    bursts: dict[int, Burst] = {}
+    queued: set[int] = set()
+    if any(hook.options.coalesce_ms for _, _, hook in pairs):
+        records = {
+            index: record_of(e.name, e.primary_key)
+            for index, (_, e, hook) in enumerate(pairs)
+            if hook.options.coalesce_ms
+        }
+        pairs, bursts, queued = coalesce(conn, pairs, now, records)
     take, lease_until = (handover.take, handover.lease_until) if handover else (None, 0.0)
     parked_until = handover.parked_until if handover else None
-    rows, handed, queued = [], [], set()
-    for delivery_id, (event_id, e, hook) in zip(
-        dialect.allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True
+    rows: list[tuple[object, ...]] = []
+    burst_rows: list[tuple[object, ...]] = []
+    handed: list[Claimed] = []
+    for index, (delivery_id, (event_id, e, hook)) in enumerate(
+        zip(dialect.allocate_ids(conn, "deliveries", len(pairs)), pairs, strict=True)
     ):
         uid, event_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-        record = record_of(e.name, e.primary_key) if hook.options.keyed else None
-        if take is not None and take(hook.id, hook.options):
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, lease_until, now, record))
+        if hook.options.keyed:
+            # Never handed over, always left to a claim: the claim statement holds a PerRecord
+            # delivery back while an earlier one of its record is pending, and a coalescing
+            # one falls due when its burst window ends.
+            record = record_of(e.name, e.primary_key)
+            burst = bursts.get(index)
+            if burst is None:
+                rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now, record))
+            else:
+                due = now if burst.until is None else burst.until
+                burst_rows.append(
+                    (
+                        *(delivery_id, event_id, hook.id, uid, event_uuid, due, now, record),
+                        *(burst.until, to_json(burst.merged)),
+                    )
+                )
+            queued.add(hook.id)
+        elif take is not None and take(hook.id, hook.options):
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, lease_until, now, None))
             handed.append(
                 Claimed(
                     delivery_id=delivery_id,
@@ -151,13 +163,15 @@ def insert_events(
             )
         elif parked_until is not None and (until := parked_until(hook.id)) is not None:
             rows.append(
-                (delivery_id, event_id, hook.id, uid, event_uuid, PARKED + until, now, record)
+                (delivery_id, event_id, hook.id, uid, event_uuid, PARKED + until, now, None)
             )
         else:
-            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now, record))
+            rows.append((delivery_id, event_id, hook.id, uid, event_uuid, now, now, None))
             queued.add(hook.id)
     if rows:
         run(conn, "insert_delivery", rows)
+    if burst_rows:
+        run(conn, "insert_burst_delivery", burst_rows)
     if queued:
         dialect.notify(conn, queued)
     return event_ids, handed, queued
@@ -333,6 +347,12 @@ def claim(
         )
         for r in run(conn, "claimed", tuple(ids), marks=marks(len(ids)))
     ]
+
+
+def wake_claimers(conn: Connection, webhook_ids: Iterable[int]) -> None:
+    """Deliveries of these webhooks may be claimable now, though none fell due: tell the
+    dispatchers of every process once this transaction commits."""
+    dialect_of(conn).notify(conn, webhook_ids)
 
 
 def unpark(conn: Connection, webhook_id: int, now: float) -> None:

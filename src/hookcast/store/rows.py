@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..model import NO_OPTIONS, DeliveryOptions, NotifyVia, NotifyWhen, Ordering, State
+from .codec import to_json
 
 
 class DeliveryStatus(enum.IntEnum):
@@ -52,6 +53,23 @@ class NewEvent:
     # The W3C traceparent of the signal (hookcast.tracing); None unless tracing or trace
     # propagation is on.
     traceparent: str | None = None
+
+
+def event_values(e: NewEvent, now: float) -> tuple[object, ...]:
+    """An event's columns from tenant to created_at, as the events table and the event
+    outbox (event_outbox.py) both store them."""
+    return (
+        e.tenant,
+        e.name,
+        e.primary_key,
+        e.associate_id,
+        e.occurred_at,
+        to_json(e.changes),
+        to_json(e.change_values),
+        to_json(e.row_values),
+        to_json(e.field_values),
+        now,
+    )
 
 
 @dataclass(frozen=True, slots=True)

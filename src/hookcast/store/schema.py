@@ -193,20 +193,27 @@ deliveries = Table(
     # 1: an AutoRecover probe (the test event, store/recovery.py), logged like a delivery
     # but never queued again by a redelivery.
     Column("probe", SmallInteger, nullable=False, server_default="0"),
+    # A coalescing delivery's burst window: open until then (and due then) while it was not
+    # claimed; NULL once closed, or when it does not coalesce (store/bursts.py).
+    Column("window_until", Float),
+    # The ids of the signals (events) merged into it, JSON array in signal order; NULL when
+    # it carries one signal.
+    Column("merged_events", Text),
     Index(
         "ix_deliveries_due", "status", "next_at", "webhook_id"
     ),  # covers claims that skip busy webhooks
     # A webhook's rows by state and due time: its pending list, parking its due backlog.
     Index("ix_deliveries_webhook", "webhook_id", "status", "next_at"),
     Index("ix_deliveries_event", "event_id"),
-    # A record's deliveries to one webhook in signal order; only keyed rows are in it.
+    # A record's pending deliveries: whether an earlier one holds a PerRecord delivery back
+    # (the claim statement) is one probe here, whatever the record's history.
     Index(
-        "ix_deliveries_record",
+        "ix_deliveries_record_pending",
         "webhook_id",
         "record",
         "id",
-        sqlite_where=text("record IS NOT NULL"),
-        postgresql_where=text("record IS NOT NULL"),
+        sqlite_where=text("record IS NOT NULL AND status = 0"),
+        postgresql_where=text("record IS NOT NULL AND status = 0"),
     ),
 )
 

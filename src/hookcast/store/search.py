@@ -24,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 
+from .codec import from_json
 from .dialect import dialect_of
 from .rows import DELIVERED, GIVEN_UP, PENDING
 from .schema import attempts, deliveries, events, webhooks
@@ -122,6 +123,7 @@ def search_deliveries(
             d.event_uuid,
             d.created_at,
             d.finished_at,
+            d.merged_events,
             events.c.name.label("event"),
             events.c.primary_key,
         ],
@@ -133,6 +135,7 @@ def search_deliveries(
     latest = _latest_attempts(conn, [r["id"] for r in rows])
     for r in rows:
         r["last_attempt"] = latest.get(r["id"])
+        r["merged_events"] = from_json(r["merged_events"])
     return rows
 
 
@@ -209,6 +212,7 @@ def delivery_attempts(conn: Connection, tenant: str, delivery_id: int) -> dict[s
     if row is None:
         return None
     delivery = dict(row._mapping)
+    delivery["merged_events"] = from_json(delivery["merged_events"])
     delivery["attempts"] = [
         dict(r._mapping)
         for r in conn.execute(

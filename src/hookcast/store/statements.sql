@@ -27,6 +27,36 @@ INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, e
                         next_at, created_at, record)
 VALUES (?,?,?,?,0,0,0,?,?,?,?)
 
+-- insert_burst_delivery --
+-- A delivery of a coalescing webhook (store/bursts.py): insert_delivery's columns, with its
+-- burst window's end (NULL: closed, due now) and the signals merged into it (NULL: one).
+INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,
+                        next_at, created_at, record, window_until, merged_events)
+VALUES (?,?,?,?,0,0,0,?,?,?,?,?,?)
+
+-- open_windows --
+-- A coalescing webhook's deliveries of these records that later signals may still merge
+-- into: pending, never attempted, and not claimed (a claim moves next_at off window_until,
+-- a closed window has none), with their payload. Oldest first, locked ({lock}: FOR UPDATE
+-- OF d on PostgreSQL, see store/bursts.py), through ix_deliveries_record_pending.
+SELECT d.id, d.record, d.event_id, d.merged_events, d.window_until, e.created_at, e.tenant,
+       e.name, e.primary_key, e.associate_id, e.occurred_at, e.changes, e.change_values,
+       e.field_values, e.traceparent
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.webhook_id = ? AND d.record IN ({marks}) AND d.record IS NOT NULL AND d.status = 0
+  AND d.cycle = 0 AND d.attempt = 0 AND d.window_until > ? AND d.next_at = d.window_until
+ORDER BY d.id{lock}
+
+-- update_window --
+-- A stored window after this commit's signals: its payload's event row, the signals it
+-- carries, when it is due and until when it stays open (NULL: closed by a delete).
+UPDATE deliveries SET event_id = ?, merged_events = ?, next_at = ?, window_until = ?
+WHERE id = ?
+
+-- delete_events --
+-- Merged payload rows replaced by a newer merge (each belongs to one delivery alone).
+DELETE FROM events WHERE id IN ({marks})
+
 -- claim_signal_key --
 -- Take an idempotency key for a request about to be stored; no row comes back when the
 -- key was taken before (on PostgreSQL, after waiting for a concurrent taker to finish).
@@ -55,8 +85,18 @@ WHERE we.tenant = ? AND we.event IN ({marks}) AND w.state = 1
 -- Lease up to LIMIT due pending deliveries, oldest due first: next_at moves to the
 -- lease's end. {exclude} skips saturated webhooks; {skip_locked} lets concurrent claimers
 -- on PostgreSQL pass each other's rows instead of waiting for them.
+-- Per-record ordering: a keyed delivery (record set) of a webhook with Ordering PerRecord
+-- (1) is not taken while an earlier one of its record is pending (due, retrying, leased or
+-- in flight; a row another claimer has locked is pending too). Unkeyed rows, the default,
+-- stop at `record IS NULL`; a keyed one costs a webhook lookup by primary key and one probe
+-- of ix_deliveries_record_pending.
 UPDATE deliveries SET next_at = ? WHERE id IN (
-    SELECT id FROM deliveries WHERE status = 0 AND next_at <= ?{exclude}
+    SELECT id FROM deliveries d WHERE status = 0 AND next_at <= ?{exclude}
+    AND (record IS NULL
+         OR (SELECT w.ordering FROM webhooks w WHERE w.id = d.webhook_id) <> 1
+         OR NOT EXISTS (SELECT 1 FROM deliveries p
+                        WHERE p.webhook_id = d.webhook_id AND p.record = d.record
+                          AND p.status = 0 AND p.id < d.id))
     ORDER BY next_at LIMIT ?{skip_locked}
 ) RETURNING id
 

@@ -3,7 +3,7 @@
 Five webhook columns beside the SuperOffice fields, each off by default (issue 19,
 docs/delivery-options.md): Ordering, CoalesceMs, AutoRecover, MaxPerSecond, MaxInFlight.
 Deliveries of a webhook that orders or coalesces per record carry the record's key
-("contact:994863"); NULL for every other webhook, so the partial index costs nothing there.
+("contact:994863"); NULL for every other webhook. (0014 indexes the pending ones.)
 
 Revision ID: 0012
 Revises: 0011
@@ -17,9 +17,6 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-_RECORD_ROWS = sa.text("record IS NOT NULL")
-
-
 def upgrade() -> None:
     with op.batch_alter_table("webhooks") as batch:
         batch.add_column(sa.Column("ordering", sa.SmallInteger, nullable=False, server_default="0"))
@@ -30,17 +27,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("max_per_second", sa.Float, nullable=True))
         batch.add_column(sa.Column("max_in_flight", sa.Integer, nullable=True))
     op.add_column("deliveries", sa.Column("record", sa.String(200), nullable=True))
-    op.create_index(
-        "ix_deliveries_record",
-        "deliveries",
-        ["webhook_id", "record", "id"],
-        sqlite_where=_RECORD_ROWS,
-        postgresql_where=_RECORD_ROWS,
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_deliveries_record", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("record")
     with op.batch_alter_table("webhooks") as batch:
