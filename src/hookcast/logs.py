@@ -64,6 +64,7 @@ LOGGERS = (
     "hookcast.dispatch",
     "hookcast.dns",
     "hookcast.mail",
+    "hookcast.recovery",
     "hookcast.sandbox",
 )
 # uvicorn logs an exception that escaped the application ("Exception in ASGI application"),

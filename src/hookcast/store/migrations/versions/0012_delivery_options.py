@@ -17,6 +17,7 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
+
 def upgrade() -> None:
     with op.batch_alter_table("webhooks") as batch:
         batch.add_column(sa.Column("ordering", sa.SmallInteger, nullable=False, server_default="0"))
