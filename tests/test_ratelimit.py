@@ -236,6 +236,22 @@ def test_a_slot_freed_while_the_next_has_no_token_goes_to_another_webhook() -> N
     assert slots.token_starts(0.2)[0] == [Item(3, 7, FIVE)]
 
 
+def test_with_both_limits_the_handover_holds_one_round_as_admit_keeps() -> None:
+    # MaxInFlight keeps one round held (admit hands back the rest); a rate limit on top must
+    # not let the intake hand over more, only for it to be written back at once.
+    slots = ledger(per_webhook=16)
+    both = DeliveryOptions(max_per_second=100_000.0, max_in_flight=10_000)
+    fresh = slots.handover(0, LEASE, now=0.0)
+    assert fresh is not None
+    taken = [fresh.take(7, both) for _ in range(100)]
+    assert taken.count(True) == 32  # 16 start, 16 held
+    got = [slots.admit(Item(i, 7, both), 0.0) for i in range(32)]
+    assert got == [Admit.START] * 16 + [Admit.HOLD] * 16
+    known = slots.handover(0, LEASE, now=0.0)
+    assert known is not None and known.take(7, both) is False
+    assert slots.admit(Item(32, 7, both), 0.0) is Admit.RELEASE
+
+
 def test_a_new_rate_limited_webhook_is_handed_over_its_burst_then_held() -> None:
     slots = ledger()
     handover = slots.handover(0, LEASE, now=0.0)

@@ -151,7 +151,10 @@ class Handover:
             start = hold = min(start, share.in_flight(options.max_in_flight))
         if options.max_per_second is not None:
             rate = share.rate(options.max_per_second)
-            return [min(start, int(burst_of(rate))), hold_limit(rate, lease) if start else 0]
+            limit = hold_limit(rate, lease) if start else 0
+            # With MaxInFlight too, admit() keeps one round held (hold = start, above).
+            hold = limit if options.max_in_flight is None else min(hold, limit)
+            return [min(start, int(burst_of(rate))), hold]
         return [start, hold]
 
 
@@ -361,9 +364,12 @@ class SlotLedger(Generic[D]):
                 busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
             else:
                 tokens = bucket.available(-math.inf if now is None else now)
+                hold = hold_limit(bucket.rate, self.lease)
+                if limited[w].max_in_flight is not None:
+                    hold = min(hold, cap)  # one round, as admit() keeps: no hand-back
                 busy[w] = [
                     min(cap - self._by_webhook.get(w, 0), tokens),
-                    hold_limit(bucket.rate, self.lease) - len(held.get(w, ())),
+                    hold - len(held.get(w, ())),
                 ]
         default = self._default_cap()
         return Handover(
