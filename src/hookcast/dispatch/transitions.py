@@ -7,6 +7,7 @@ notices of a new error run are written here too, and AutoRecover's Recovered one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from ..model import NotifyVia, NotifyWhen, State, format_epoch
 from ..payload import format_timestamp
 from ..store import queue
 from ..store.rows import MailRow, NewEvent, NoticeRow, WebhookSnapshot
-from .mail import in_app_text, notice_text, recovered_in_app_text, recovered_text
+from .mail import Notice, in_app_text, notice_text, recovered_in_app_text, recovered_text
 
 STATE_EVENT_VERBS = {
     State.Active: "started",
@@ -52,9 +53,9 @@ def notices(hook: WebhookSnapshot, kind: NotifyWhen) -> Notices:
     ErrorAssociates entry with NotifyVia InApp; nothing unless NotifyWhen has `kind`."""
     if kind not in hook.notify_when:
         return Notices([], [])
-    mails: list[MailRow] = []
-    if NotifyVia.Email in hook.notify_via:
-        notice = notice_text(
+    return _told(
+        hook,
+        lambda: notice_text(
             kind,
             webhook_name=hook.name,
             webhook_id=hook.id,
@@ -64,14 +65,47 @@ def notices(hook: WebhookSnapshot, kind: NotifyWhen) -> Notices:
             last_error=hook.last_error,
             consecutive_errors=hook.consecutive_errors,
             recovering=hook.recovering,
-        )
+        ),
+        str(kind.name),
+        lambda: in_app_text(kind, hook.name, hook.id, hook.last_error),
+    )
+
+
+RECOVERED = "Recovered"  # the kind of AutoRecover's notices (notifications.kind)
+
+
+def recovered_notices(hook: WebhookSnapshot, probes: int, redelivered: int) -> Notices:
+    """Who hears that AutoRecover set a webhook Active again (pure). NotifyWhen has no flag
+    for it: those told of the disabling (NotifyWhen Disabling) are told, on the same
+    channels (NotifyVia), so nobody learns of a recovery of something never reported."""
+    if NotifyWhen.Disabling not in hook.notify_when:
+        return Notices([], [])
+    return _told(
+        hook,
+        lambda: recovered_text(
+            webhook_name=hook.name,
+            webhook_id=hook.id,
+            tenant=hook.tenant,
+            target_url=hook.target_url,
+            probes=probes,
+            redelivered=redelivered,
+        ),
+        RECOVERED,
+        lambda: recovered_in_app_text(hook.name, hook.id, redelivered),
+    )
+
+
+def _told(
+    hook: WebhookSnapshot, mail: Callable[[], Notice], kind: str, in_app: Callable[[], str]
+) -> Notices:
+    """A notice on the channels of the webhook's NotifyVia: the mail to every ErrorEmails
+    address, the InApp text to every ErrorAssociates entry (each made only when used)."""
+    mails: list[MailRow] = []
+    if NotifyVia.Email in hook.notify_via:
+        notice = mail()
         mails = [MailRow(hook.id, a, notice.subject, notice.body) for a in hook.error_emails]
-    in_app = []
-    if NotifyVia.InApp in hook.notify_via:
-        in_app = _in_app(
-            hook, str(kind.name), in_app_text(kind, hook.name, hook.id, hook.last_error)
-        )
-    return Notices(mails, in_app)
+    told = NotifyVia.InApp in hook.notify_via
+    return Notices(mails, _in_app(hook, kind, in_app()) if told else [])
 
 
 def _in_app(hook: WebhookSnapshot, kind: str, text: str) -> list[NoticeRow]:
@@ -88,32 +122,6 @@ def _in_app(hook: WebhookSnapshot, kind: str, text: str) -> list[NoticeRow]:
         )
         for associate in hook.error_associates
     ]
-
-
-RECOVERED = "Recovered"  # the kind of AutoRecover's notices (notifications.kind)
-
-
-def recovered_notices(hook: WebhookSnapshot, probes: int, redelivered: int) -> Notices:
-    """Who hears that AutoRecover set a webhook Active again (pure). NotifyWhen has no flag
-    for it: those told of the disabling (NotifyWhen Disabling) are told, on the same
-    channels (NotifyVia), so nobody learns of a recovery of something never reported."""
-    if NotifyWhen.Disabling not in hook.notify_when:
-        return Notices([], [])
-    mails: list[MailRow] = []
-    if NotifyVia.Email in hook.notify_via:
-        notice = recovered_text(
-            webhook_name=hook.name,
-            webhook_id=hook.id,
-            tenant=hook.tenant,
-            target_url=hook.target_url,
-            probes=probes,
-            redelivered=redelivered,
-        )
-        mails = [MailRow(hook.id, a, notice.subject, notice.body) for a in hook.error_emails]
-    in_app = []
-    if NotifyVia.InApp in hook.notify_via:
-        in_app = _in_app(hook, RECOVERED, recovered_in_app_text(hook.name, hook.id, redelivered))
-    return Notices(mails, in_app)
 
 
 def follow_ups(hook: WebhookSnapshot, state: State, now: float) -> FollowUps:
