@@ -68,3 +68,21 @@ def stopped_hook(**overrides: Any) -> dict[str, Any]:
         "Type": "webhook",
         **overrides,
     }
+
+
+def assert_every_write_refuses(
+    api: Api, stored: dict[str, Any], change: dict[str, Any], field: str
+) -> None:
+    """POST, PUT and PATCH with `change` each answer 400 naming `field`, and no webhook
+    changed. `stored`: the fields of the webhook that PUT and PATCH aim at."""
+    hook = api.post("/api/v1/Webhook", json=stopped_hook(**stored)).json()
+    one = f"/api/v1/Webhook/{hook['WebhookId']}"
+    before = api.get("/api/v1/Webhook").json()
+    for response in (
+        api.post("/api/v1/Webhook", json=stopped_hook(**change)),
+        api.put(one, json=stopped_hook(**change)),
+        api.patch(one, json=change),
+    ):
+        assert response.status_code == 400, response.text
+        assert field in [d["Field"] for d in response.json()["Details"]], response.json()
+    assert api.get("/api/v1/Webhook").json() == before

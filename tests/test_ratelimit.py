@@ -117,18 +117,30 @@ def test_rate_shares_and_hold_limits() -> None:
 
 def test_max_in_flight_caps_a_webhook_below_per_webhook() -> None:
     slots = ledger(per_webhook=8)
-    two = DeliveryOptions(max_in_flight=2)
-    got = [slots.admit(Item(i, 7, two), 0.0) for i in range(4)]
+    slots.set_share(Share(0, 2), 0.0)  # another dispatcher is live: this one's share is 2
+    four = DeliveryOptions(max_in_flight=4)
+    got = [slots.admit(Item(i, 7, four), 0.0) for i in range(4)]
     assert got == [Admit.START, Admit.START, Admit.HOLD, Admit.HOLD]
     assert slots.cap(7) == 2
     assert 7 in slots.saturated()  # 2 running, 2 held
-    # More goes back at once: other dispatchers' shares may take it.
-    assert slots.admit(Item(4, 7, two), 0.0) is Admit.RELEASE
+    # More goes back at once: the other dispatcher's share may take it.
+    assert slots.admit(Item(4, 7, four), 0.0) is Admit.RELEASE
     handover = slots.handover(0, LEASE)
-    assert handover is not None and handover.take(7, two) is False
-    assert slots.finished(0, OK, 1.0).start == [Item(2, 7, two)]
+    assert handover is not None and handover.take(7, four) is False
+    assert slots.finished(0, OK, 1.0).start == [Item(2, 7, four)]
     fresh = slots.handover(0, LEASE)
-    assert fresh is not None and [fresh.take(8, two) for _ in range(5)] == [True] * 4 + [False]
+    assert fresh is not None and [fresh.take(8, four) for _ in range(5)] == [True] * 4 + [False]
+
+
+def test_a_dispatcher_alone_holds_a_max_in_flight_backlog_as_any_other() -> None:
+    # Nobody else could take what it handed back: it would come back through another claim.
+    slots = ledger(per_webhook=8, batch_size=10)
+    two = DeliveryOptions(max_in_flight=2)
+    got = [slots.admit(Item(i, 7, two), 0.0) for i in range(15)]
+    assert got == [Admit.START] * 2 + [Admit.HOLD] * 12 + [Admit.RELEASE]  # cap + a batch
+    assert slots.cap(7) == 2 and 7 in slots.saturated()
+    fresh = slots.handover(0, LEASE)
+    assert fresh is not None and [fresh.take(8, two) for _ in range(15)].count(True) == 2 + 12
 
 
 def test_the_adaptive_limit_still_shrinks_a_failing_endpoint_below_max_in_flight() -> None:
@@ -236,20 +248,23 @@ def test_a_slot_freed_while_the_next_has_no_token_goes_to_another_webhook() -> N
     assert slots.token_starts(0.2)[0] == [Item(3, 7, FIVE)]
 
 
-def test_with_both_limits_the_handover_holds_one_round_as_admit_keeps() -> None:
-    # MaxInFlight keeps one round held (admit hands back the rest); a rate limit on top must
-    # not let the intake hand over more, only for it to be written back at once.
-    slots = ledger(per_webhook=16)
-    both = DeliveryOptions(max_per_second=100_000.0, max_in_flight=10_000)
+@pytest.mark.parametrize(("dispatchers", "held"), [(1, 16 + 10), (2, 16)])
+def test_with_both_limits_the_handover_holds_what_admit_keeps(dispatchers: int, held: int) -> None:
+    # A rate limit on top of MaxInFlight must not let the intake hand over more than admit()
+    # keeps held (alone: a cap and a batch; beside others: one round), only for it to be
+    # written back to the queue at once.
+    slots = ledger(per_webhook=16, batch_size=10)
+    slots.set_share(Share(0, dispatchers), 0.0)
+    both = DeliveryOptions(max_per_second=100_000.0, max_in_flight=10_000 * dispatchers)
     fresh = slots.handover(0, LEASE, now=0.0)
     assert fresh is not None
     taken = [fresh.take(7, both) for _ in range(100)]
-    assert taken.count(True) == 32  # 16 start, 16 held
-    got = [slots.admit(Item(i, 7, both), 0.0) for i in range(32)]
-    assert got == [Admit.START] * 16 + [Admit.HOLD] * 16
+    assert taken.count(True) == 16 + held
+    got = [slots.admit(Item(i, 7, both), 0.0) for i in range(16 + held)]
+    assert got == [Admit.START] * 16 + [Admit.HOLD] * held
     known = slots.handover(0, LEASE, now=0.0)
     assert known is not None and known.take(7, both) is False
-    assert slots.admit(Item(32, 7, both), 0.0) is Admit.RELEASE
+    assert slots.admit(Item(99, 7, both), 0.0) is Admit.RELEASE
 
 
 def test_a_new_rate_limited_webhook_is_handed_over_its_burst_then_held() -> None:

@@ -108,3 +108,11 @@ def hold_limit(rate: float, lease: float) -> int:
     a token) before claims skip it: what its tokens start within a quarter of a lease, so
     held ones are started long before the ledger hands them back (half a lease)."""
     return max(1, math.floor(rate * lease / 4))
+
+
+def in_flight_hold(cap: int, share: Share, batch: int) -> int:
+    """How many deliveries of a MaxInFlight webhook a dispatcher holds besides those it runs:
+    one round (its cap) when other live dispatchers could take the rest; alone, as many as
+    an unlimited webhook's (its cap and a batch), since what it handed back would only come
+    back to it through another claim (a claim and a hand-back write per round)."""
+    return cap if share.count > 1 else cap + batch

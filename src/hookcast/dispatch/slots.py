@@ -48,7 +48,7 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 from ..model import DeliveryOptions
 from ..outcome import AttemptOutcome
 from .adaptive import AdaptiveLimits
-from .ratelimit import Share, TokenBucket, burst_of, hold_limit
+from .ratelimit import Share, TokenBucket, burst_of, hold_limit, in_flight_hold
 
 
 class Leased(Protocol):
@@ -146,13 +146,15 @@ class Handover:
         if options is None or (options.max_in_flight is None and options.max_per_second is None):
             return list(self._default)
         share, lease = self._limited
-        start, hold = self._default
+        start, hold = self._default  # (cap, cap + batch)
         if options.max_in_flight is not None:
-            start = hold = min(start, share.in_flight(options.max_in_flight))
+            batch = hold - start
+            start = min(start, share.in_flight(options.max_in_flight))
+            hold = min(hold, in_flight_hold(start, share, batch))
         if options.max_per_second is not None:
             rate = share.rate(options.max_per_second)
             limit = hold_limit(rate, lease) if start else 0
-            # With MaxInFlight too, admit() keeps one round held (hold = start, above).
+            # With MaxInFlight too, no more than admit() keeps held for it (above).
             hold = limit if options.max_in_flight is None else min(hold, limit)
             return [min(start, int(burst_of(rate))), hold]
         return [start, hold]
@@ -358,15 +360,16 @@ class SlotLedger(Generic[D]):
         for w in {*self._by_webhook, *held, *limited}:
             cap = self.cap(w)
             bucket = self._buckets.get(w) if self._buckets else None
-            if bucket is None and limited and w in limited:  # MaxInFlight: hold one round
-                busy[w] = [cap - self._by_webhook.get(w, 0), cap - len(held.get(w, ()))]
+            if bucket is None and limited and w in limited:  # MaxInFlight
+                hold = in_flight_hold(cap, self.share, batch)
+                busy[w] = [cap - self._by_webhook.get(w, 0), hold - len(held.get(w, ()))]
             elif bucket is None:
                 busy[w] = [cap - self._by_webhook.get(w, 0), cap + batch - len(held.get(w, ()))]
             else:
                 tokens = bucket.available(-math.inf if now is None else now)
                 hold = hold_limit(bucket.rate, self.lease)
-                if limited[w].max_in_flight is not None:
-                    hold = min(hold, cap)  # one round, as admit() keeps: no hand-back
+                if limited[w].max_in_flight is not None:  # as admit() keeps: no hand-back
+                    hold = min(hold, in_flight_hold(cap, self.share, batch))
                 busy[w] = [
                     min(cap - self._by_webhook.get(w, 0), tokens),
                     hold - len(held.get(w, ())),
@@ -417,7 +420,7 @@ class SlotLedger(Generic[D]):
             if (hold is not None and held_now >= hold) or (
                 self._limited[webhook_id].max_in_flight is not None
                 and webhook_id not in self._unwritten_failures
-                and held_now >= cap
+                and held_now >= in_flight_hold(cap, self.share, self.batch_size)
             ):
                 return Admit.RELEASE
         held = self._held.get(webhook_id)
