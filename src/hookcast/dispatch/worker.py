@@ -436,9 +436,13 @@ class Dispatcher:
         return record_outcomes(conn, batch, self.policy, time.time(), self.recovery)
 
     async def _flush(self) -> None:
+        """Write the outcomes there are; of those that arrive meanwhile, only whole batches
+        (the rest wait for the next window, so a trickle does not become a commit each)."""
         failures = 0
-        while self._results:
-            batch = self._results[: self._settings.batch_size]
+        batch_size = self._settings.batch_size
+        due = len(self._results)
+        while self._results and (due > 0 or len(self._results) >= batch_size or self._closing):
+            batch = self._results[:batch_size]
             try:
                 recorded = await self._db.run(self._record, batch)
             except Exception as exc:
@@ -453,6 +457,7 @@ class Dispatcher:
                 continue
             # Removed only once committed (attempts append behind, never in front).
             del self._results[: len(batch)]
+            due -= len(batch)
             report(batch, lines=self._settings.log_attempts)
             for t in recorded.disabled:
                 log.warning(
