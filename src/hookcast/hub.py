@@ -44,6 +44,7 @@ from .store import queue
 from .store.database import Database
 from .store.queue import Signalled
 from .store.rows import Claimed, NewEvent
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("hookcast")
 HEARTBEAT_SECONDS = 5.0
@@ -148,9 +149,9 @@ class Hub:
     async def close(self) -> None:
         if self._intake:
             await self._intake.close()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(
+            *(cancel_and_wait(task) for task in self._background), return_exceptions=True
+        )
         if self.prober:
             await self.prober.stop()
         if self.dispatcher:

@@ -24,6 +24,7 @@ from ..outage import OutageReporter
 from ..settings import Settings
 from ..store import queue
 from ..store.database import Database
+from ..tasks import cancel_and_wait
 from .mail import Mailer, MailOutcome, MailResult, Notice, mail_message
 
 log = logging.getLogger("hookcast.mail")
@@ -94,11 +95,7 @@ class Outbox:
         if grace is None:
             grace = self._mailer.timeout + 1
         await asyncio.wait({self._task}, timeout=grace)
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while not self._stopping:

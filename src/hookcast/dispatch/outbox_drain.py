@@ -21,6 +21,7 @@ from ..store import event_outbox
 from ..store.database import Database
 from ..store.queue import Handover
 from ..store.rows import Claimed
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger("hookcast.dispatch")
 
@@ -62,9 +63,7 @@ class OutboxDrain:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def drain(self) -> int:

@@ -25,6 +25,7 @@ from ..payload import format_timestamp
 from ..settings import Settings
 from ..store import recovery as store
 from ..store.database import Database
+from ..tasks import cancel_and_wait
 from ..verification import send_test_event
 from .recovery import ProbeEnd, RecoverySchedule, probe_attempt, record_probe
 
@@ -65,11 +66,7 @@ class Prober:
         """Stop at once: a probe cut short is made by some process after its lease."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         poll = self._settings.poll_interval

@@ -1,0 +1,38 @@
+"""cancel_and_wait: a cancellation that Python 3.11's wait_for swallows is made again."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hookcast.tasks import cancel_and_wait
+
+
+async def test_a_cancellation_lost_in_wait_for_is_repeated() -> None:
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[None] = loop.create_future()
+
+    async def body() -> None:
+        await asyncio.wait_for(answer, 10)
+        await asyncio.sleep(10)  # what a lost cancellation would have to sit out
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0)  # the task waits in wait_for
+    # Done, and cancelled in the same loop iteration: on 3.11 wait_for returns the result
+    # and the task goes on to the long sleep (gh-86296); one cancel() would not end it.
+    answer.set_result(None)
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled()
+
+
+async def test_an_exception_of_the_task_is_raised() -> None:
+    async def fails() -> None:
+        raise LookupError("broken")
+
+    task = asyncio.create_task(fails())
+    await asyncio.sleep(0)
+    try:
+        await cancel_and_wait(task)
+    except LookupError as exc:
+        assert str(exc) == "broken"
+    else:
+        raise AssertionError("the task's exception was not raised")
