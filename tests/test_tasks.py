@@ -36,3 +36,21 @@ async def test_an_exception_of_the_task_is_raised() -> None:
         assert str(exc) == "broken"
     else:
         raise AssertionError("the task's exception was not raised")
+
+
+async def test_what_a_cancelled_task_does_on_its_way_out_is_not_cut_short() -> None:
+    """The outbox puts a mail back in the queue when cancelled: a database write."""
+    cleaned = asyncio.Event()
+
+    async def body() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # the write, slower than a tick
+            cleaned.set()
+            raise
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert cleaned.is_set() and task.cancelled()

@@ -15,9 +15,11 @@ from typing import Any
 __all__ = ["cancel_and_wait"]
 
 
-async def cancel_and_wait(task: asyncio.Task[Any], every: float = 0.05) -> None:
+async def cancel_and_wait(task: asyncio.Task[Any], every: float = 1.0) -> None:
     """Cancel `task`, again every `every` seconds until it has ended; its own exception, if
-    it ended with one other than the cancellation, is raised here."""
+    it ended with one other than the cancellation, is raised here. `every` is long enough
+    for what a task does when cancelled (the outbox puts a mail back in the queue) to finish
+    before another cancellation could cut it short."""
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=every)
