@@ -105,9 +105,4 @@ def _bounded(part: str) -> str:
     return ("-" if part.startswith("-") else "") + "9" * 20
 
 
-def install(app: FastAPI) -> None:
-    app.router.redirect_slashes = False
-    app.add_middleware(AspNetBinding, fastapi=app)
-
-
-__all__ = ["CONTEXT_KEY", "AspNetBinding", "context_identifier", "install"]
+__all__ = ["CONTEXT_KEY", "AspNetBinding", "context_identifier"]

@@ -2,9 +2,10 @@
 
 The single-event route is the hot one for applications not written in Python, so a
 well-formed request is answered by `FastSignal`, an ASGI middleware that runs just inside the
-request checks (`RequestLimits`, `AspNetBinding`) and does only what the route needs: the
-key from the cache, the event data already parsed, the group commit, 204. FastAPI's routing,
-dependency and validation layers cost more than all of that together. Anything unusual (no
+request checks (`RequestLimits`, `AspNetBinding`), in front of FastAPI (`app.HookcastAPI`),
+and does only what the route needs: the key from the cache, the event data already parsed,
+the group commit, 204. FastAPI's routing, dependency and validation layers cost more than all
+of that together. Anything unusual (no
 or an unknown key, a wrong role or tenant, a number out of range, a body that is not a JSON
 object) goes on to the FastAPI route below, which answers it exactly as before; the route also
 keeps the operation in the OpenAPI document.
@@ -224,8 +225,4 @@ async def _nothing() -> Any:
     raise RuntimeError("the request body was read before")
 
 
-def install(app: Any) -> None:
-    app.add_middleware(FastSignal)
-
-
-__all__ = ["FastSignal", "install", "router", "signal_one"]
+__all__ = ["FastSignal", "router", "signal_one"]
