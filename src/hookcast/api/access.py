@@ -9,8 +9,7 @@ state (`note_caller`), and the path is scrubbed like any other text (logs.redact
 query string is left out.
 
 With tracing or trace propagation on, a request whose `traceparent` header names a trace
-is handled in that trace's context, unless a span is current already (FastAPI's own
-request span, when its telemetry is on), so that a signal over REST joins the caller's
+is handled in that trace's context, unless a span is current already, so that a signal over REST joins the caller's
 trace as signal() from Python joins the current span's.
 """
 
