@@ -3,6 +3,7 @@ and uvicorn's own lines through the same formatter in a real `hookcast serve`.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from support.processes import HookcastProcess, create_key
 from support.receivers import Receiver
 
 from hookcast import logs
+from hookcast.api.access import AccessLog
 from hookcast.store import queries
 
 
@@ -157,6 +159,60 @@ def test_unauthenticated_and_refused_requests_are_logged_without_a_key(
     assert lines[("/no/such/path", 404)]["tenant"] is None
     assert ("/api/v1/Webhook", 413) in lines
     assert bad_key not in captured.text("json") and bad_key not in captured.text("text")
+
+
+async def test_requests_answered_in_one_turn_of_the_loop_share_one_record() -> None:
+    """The access lines of requests answered together are one record (one handler call,
+    one write), each its own line; a request answered later gets a record of its own."""
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] != "/late":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    access = AccessLog(app)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    async def request(path: str) -> None:
+        scope = {"type": "http", "method": "POST", "path": path, "client": ("127.0.0.1", 9)}
+        await access(scope, _no_body, _ignore)
+
+    keep = Keep()
+    with captured_logs(logging.INFO) as captured:
+        logs.ACCESS.addHandler(keep)
+        try:
+            together = [asyncio.create_task(request(f"/r/{i}")) for i in range(5)]
+            await asyncio.sleep(0)  # all five wait for the release
+            release.set()
+            await asyncio.gather(*together)
+            await asyncio.sleep(0)  # the turn that writes their record
+            await request("/late")
+            await asyncio.sleep(0)
+        finally:
+            logs.ACCESS.removeHandler(keep)
+    assert [[row["path"] for row in r.msg.rows] for r in records] == [  # type: ignore[attr-defined]
+        [f"/r/{i}" for i in range(5)],
+        ["/late"],
+    ]
+    lines = captured.lines("text", "hookcast.access")
+    assert [(line["path"], line["status"]) for line in lines] == [
+        *((f"/r/{i}", 204) for i in range(5)),
+        ("/late", 204),
+    ]
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b""}
+
+
+async def _ignore(message: Any) -> None:
+    pass
 
 
 def test_attempt_and_access_lines_can_be_turned_off(

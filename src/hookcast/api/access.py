@@ -3,7 +3,7 @@
 `AccessLog` is the outermost middleware: one line per HTTP request on `hookcast.access`
 once its answer is sent (method, path, status, latency, the API key's id and tenant, the
 client), whatever answered it (a route, an error handler, the body limits, the last-resort
-500). It replaces uvicorn's access log (off in `serve`), which knows neither the key nor
+500); the lines of the requests one turn of the event loop answered share one record. It replaces uvicorn's access log (off in `serve`), which knows neither the key nor
 the latency. The key itself never reaches it: auth.py leaves the key's id in the request
 state (`note_caller`), and the path is scrubbed like any other text (logs.redact); the
 query string is left out.
@@ -15,6 +15,7 @@ trace as signal() from Python joins the current span's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -50,6 +51,7 @@ class AccessLog:
         self.app = app
         self.log = log
         self.trace = trace
+        self._rows: list[dict[str, Any]] = []  # lines not yet written (see _write)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,22 +76,26 @@ class AccessLog:
             await self._handle(scope, receive, watched)
         finally:
             client = scope.get("client")
-            ACCESS.info(
-                Lines(
-                    "request",
-                    [
-                        {
-                            "method": scope["method"],
-                            "path": redact(scope["path"]),
-                            "status": status,
-                            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                            "key": state.get(KEY_ID),
-                            "tenant": state.get(TENANT),
-                            "client": f"{client[0]}:{client[1]}" if client else None,
-                        }
-                    ],
-                )
+            self._rows.append(
+                {
+                    "method": scope["method"],
+                    "path": redact(scope["path"]),
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "key": state.get(KEY_ID),
+                    "tenant": state.get(TENANT),
+                    "client": f"{client[0]}:{client[1]}" if client else None,
+                }
             )
+            if len(self._rows) == 1:
+                asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        """The lines of the requests answered since the last call, as one record: at a few
+        thousand requests a second a record each cost more than the request's own work
+        (19 µs against 4.5 µs a line in records of 32)."""
+        rows, self._rows = self._rows, []
+        ACCESS.info(Lines("request", rows))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.trace:
