@@ -43,6 +43,9 @@ class Dialect:
     def _marks(self, sql: str) -> str:
         return sql
 
+    def before_claim(self, conn: Connection) -> None:
+        """Planner settings for the claim in this transaction (none on SQLite)."""
+
     def allocate_ids(self, conn: Connection, table: str, count: int) -> list[int]:
         """Ids for rows about to be inserted, known before the insert (no RETURNING needed).
         This transaction holds SQLite's write lock, so nobody else can take them first."""
@@ -70,6 +73,13 @@ class PostgresDialect(Dialect):
     @functools.lru_cache(maxsize=1024)  # noqa: B019 - two instances, both live forever
     def _marks(self, sql: str) -> str:
         return sql.replace("?", "%s")
+
+    def before_claim(self, conn: Connection) -> None:
+        # The claim must walk ix_deliveries_due in next_at order and stop after LIMIT rows.
+        # Without statistics (new tables, autovacuum off, a burst newer than the last
+        # ANALYZE) the planner guesses a handful of due rows and sorts every one instead:
+        # 5 ms a claim at 20,000 due, 1.3 ms with this.
+        self.execute(conn, "SET LOCAL enable_sort = off")
 
     def allocate_ids(self, conn: Connection, table: str, count: int) -> list[int]:
         if not count:

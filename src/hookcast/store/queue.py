@@ -304,6 +304,7 @@ def claim(
     """Lease up to `limit` due deliveries: their next_at moves to the lease's end. The due
     deliveries of the webhooks in `park` (excluded too) are parked until `park_until`."""
     exclude = list(exclude)
+    dialect_of(conn).before_claim(conn)
     if park:
         run(conn, "park", (PARKED, park_until, *park, now), marks=marks(len(park)))
     ids = [

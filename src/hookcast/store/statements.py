@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from .dialect import dialect_of
 
-_HEADER = re.compile(r"^-- ([a-z_]+) --$")
+_HEADER = re.compile(r"^-- ([a-z_]+(?:@[a-z]+)?) --$")
 
 
 def _load(path: Path) -> dict[str, str]:
@@ -33,6 +33,8 @@ def marks(count: int) -> str:
 
 def run(conn: Connection, name: str, params: Any = (), **parts: str) -> Any:
     """Run statement `name` in the caller's transaction, its `{part}`s filled in; a list
-    of parameter tuples runs it once per tuple. Returns the DB-API cursor."""
-    sql = STATEMENTS[name]
-    return dialect_of(conn).execute(conn, sql.format(**parts) if parts else sql, params)
+    of parameter tuples runs it once per tuple. The dialect's own form of the statement
+    (`name@dialect`) runs instead where there is one. Returns the DB-API cursor."""
+    dialect = dialect_of(conn)
+    sql = STATEMENTS.get(f"{name}@{dialect.name}") or STATEMENTS[name]
+    return dialect.execute(conn, sql.format(**parts) if parts else sql, params)

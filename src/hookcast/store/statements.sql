@@ -7,6 +7,8 @@
 -- scripts, redelivery, the mail outbox, listings, pruning) uses SQLAlchemy Core.
 --
 -- Format: a `-- name --` line starts a statement; the `--` lines after it say what it does.
+-- `-- name@postgresql --` is that dialect's own form of a statement, with the same
+-- parameters: one whose plan does not hang on the planner's statistics.
 -- Parameters are `?` marks (the dialect rewrites them for PostgreSQL); `{marks}` stands for
 -- as many marks as an IN list needs, `{lock}` / `{skip_locked}` for the dialect's row-lock
 -- clause (empty on SQLite, whose writer holds the whole database), `{exclude}` for an
@@ -100,6 +102,19 @@ UPDATE deliveries SET next_at = ? WHERE id IN (
     ORDER BY next_at LIMIT ?{skip_locked}
 ) RETURNING id
 
+-- claim@postgresql --
+-- The same; the leased ids as an array (an InitPlan), so the UPDATE finds its rows by
+-- primary key whatever the planner guesses of the table (it hashed every delivery).
+UPDATE deliveries SET next_at = ? WHERE id = ANY(ARRAY(
+    SELECT id FROM deliveries d WHERE status = 0 AND next_at <= ?{exclude}
+    AND (record IS NULL
+         OR (SELECT w.ordering FROM webhooks w WHERE w.id = d.webhook_id) <> 1
+         OR NOT EXISTS (SELECT 1 FROM deliveries p
+                        WHERE p.webhook_id = d.webhook_id AND p.record = d.record
+                          AND p.status = 0 AND p.id < d.id))
+    ORDER BY next_at LIMIT ?{skip_locked}
+)) RETURNING id
+
 -- park --
 -- Put the due backlog of stuck webhooks (saturated, no attempt ended for a while: a hanging
 -- receiver) out of the due range: otherwise every claim steps over all of it (it is the
@@ -127,6 +142,20 @@ SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.ty
        e.field_values, e.created_at, e.traceparent, w.ordering, w.coalesce_ms,
        w.auto_recover, w.max_per_second, w.max_in_flight
 FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id
+WHERE d.id IN ({marks}) ORDER BY d.id
+
+-- claimed@postgresql --
+-- The same, its webhook and event looked up by primary key for each delivery (OFFSET 0
+-- keeps the planner from turning the lookups into joins): it hashed every event instead,
+-- 1.6 ms for a batch of 100 at 20,000 events against 0.6 ms, growing with the table.
+SELECT d.id, d.uid, d.cycle, d.attempt, d.event_uuid, d.webhook_id, w.name, w.type,
+       w.target_url, w.secret, w.headers, w.properties, e.tenant, e.name, e.primary_key,
+       e.associate_id, e.occurred_at, e.changes, e.change_values, e.row_values,
+       e.field_values, e.created_at, e.traceparent, w.ordering, w.coalesce_ms,
+       w.auto_recover, w.max_per_second, w.max_in_flight
+FROM deliveries d
+CROSS JOIN LATERAL (SELECT * FROM webhooks w WHERE w.id = d.webhook_id OFFSET 0) w
+CROSS JOIN LATERAL (SELECT * FROM events e WHERE e.id = d.event_id OFFSET 0) e
 WHERE d.id IN ({marks}) ORDER BY d.id
 
 -- next_due --
