@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection
 from support.databases import needs_postgres, new_postgres_url
 
