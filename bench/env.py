@@ -103,7 +103,10 @@ class Tls:
 
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKCAST_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    # The processes import this tree's hookcast (src/), not whichever one is installed: a
+    # harness run from another checkout measures that checkout.
+    paths = [str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
