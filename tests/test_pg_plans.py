@@ -86,7 +86,8 @@ async def test_a_claim_reads_what_it_leases_without_planner_statistics() -> None
         dialect = dialect_of(conn)
         dialect.before_claim(conn)
         now = time.time()
-        claim = STATEMENTS["claim@postgresql"].format(exclude="", skip_locked=dialect.skip_locked)
+        due = STATEMENTS["due"].format(exclude="", skip_locked=dialect.skip_locked)
+        claim = STATEMENTS["claim@postgresql"].format(due=due)
         claimed = dialect.execute(conn, claim, (now + 60, now, LIMIT)).fetchall()
         assert len(claimed) == LIMIT
         claim_read = _explain(conn, claim, (now + 60, now, LIMIT))

@@ -51,7 +51,7 @@ from .schema import (
     webhooks,
     workers,
 )
-from .statements import marks, run
+from .statements import STATEMENTS, marks, run
 
 # ----- intake --------------------------------------------------------------------------------
 
@@ -304,19 +304,15 @@ def claim(
     """Lease up to `limit` due deliveries: their next_at moves to the lease's end. The due
     deliveries of the webhooks in `park` (excluded too) are parked until `park_until`."""
     exclude = list(exclude)
-    dialect_of(conn).before_claim(conn)
+    dialect = dialect_of(conn)
+    dialect.before_claim(conn)
     if park:
         run(conn, "park", (PARKED, park_until, *park, now), marks=marks(len(park)))
-    ids = [
-        row[0]
-        for row in run(
-            conn,
-            "claim",
-            (lease_until, now, *exclude, limit),
-            exclude=f" AND webhook_id NOT IN ({marks(len(exclude))})" if exclude else "",
-            skip_locked=dialect_of(conn).skip_locked,
-        )
-    ]
+    due = STATEMENTS["due"].format(
+        exclude=f" AND webhook_id NOT IN ({marks(len(exclude))})" if exclude else "",
+        skip_locked=dialect.skip_locked,
+    )
+    ids = [row[0] for row in run(conn, "claim", (lease_until, now, *exclude, limit), due=due)]
     if not ids:
         return []
     return [

@@ -84,36 +84,30 @@ FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id
 WHERE we.tenant = ? AND we.event IN ({marks}) AND w.state = 1
 
 -- claim --
--- Lease up to LIMIT due pending deliveries, oldest due first: next_at moves to the
--- lease's end. {exclude} skips saturated webhooks; {skip_locked} lets concurrent claimers
--- on PostgreSQL pass each other's rows instead of waiting for them.
+-- Lease the deliveries `due` picks: next_at moves to the lease's end.
+UPDATE deliveries SET next_at = ? WHERE id IN ({due}) RETURNING id
+
+-- claim@postgresql --
+-- The same; the leased ids as an array (an InitPlan), so the UPDATE finds its rows by
+-- primary key whatever the planner guesses of the table (it hashed every delivery).
+UPDATE deliveries SET next_at = ? WHERE id = ANY(ARRAY({due})) RETURNING id
+
+-- due --
+-- Up to LIMIT due pending deliveries, oldest due first (claim's subquery). {exclude} skips
+-- saturated webhooks; {skip_locked} lets concurrent claimers on PostgreSQL pass each
+-- other's rows instead of waiting for them.
 -- Per-record ordering: a keyed delivery (record set) of a webhook with Ordering PerRecord
 -- (1) is not taken while an earlier one of its record is pending (due, retrying, leased or
 -- in flight; a row another claimer has locked is pending too). Unkeyed rows, the default,
 -- stop at `record IS NULL`; a keyed one costs a webhook lookup by primary key and one probe
 -- of ix_deliveries_record_pending.
-UPDATE deliveries SET next_at = ? WHERE id IN (
-    SELECT id FROM deliveries d WHERE status = 0 AND next_at <= ?{exclude}
-    AND (record IS NULL
-         OR (SELECT w.ordering FROM webhooks w WHERE w.id = d.webhook_id) <> 1
-         OR NOT EXISTS (SELECT 1 FROM deliveries p
-                        WHERE p.webhook_id = d.webhook_id AND p.record = d.record
-                          AND p.status = 0 AND p.id < d.id))
-    ORDER BY next_at LIMIT ?{skip_locked}
-) RETURNING id
-
--- claim@postgresql --
--- The same; the leased ids as an array (an InitPlan), so the UPDATE finds its rows by
--- primary key whatever the planner guesses of the table (it hashed every delivery).
-UPDATE deliveries SET next_at = ? WHERE id = ANY(ARRAY(
-    SELECT id FROM deliveries d WHERE status = 0 AND next_at <= ?{exclude}
-    AND (record IS NULL
-         OR (SELECT w.ordering FROM webhooks w WHERE w.id = d.webhook_id) <> 1
-         OR NOT EXISTS (SELECT 1 FROM deliveries p
-                        WHERE p.webhook_id = d.webhook_id AND p.record = d.record
-                          AND p.status = 0 AND p.id < d.id))
-    ORDER BY next_at LIMIT ?{skip_locked}
-)) RETURNING id
+SELECT id FROM deliveries d WHERE status = 0 AND next_at <= ?{exclude}
+AND (record IS NULL
+     OR (SELECT w.ordering FROM webhooks w WHERE w.id = d.webhook_id) <> 1
+     OR NOT EXISTS (SELECT 1 FROM deliveries p
+                    WHERE p.webhook_id = d.webhook_id AND p.record = d.record
+                      AND p.status = 0 AND p.id < d.id))
+ORDER BY next_at LIMIT ?{skip_locked}
 
 -- park --
 -- Put the due backlog of stuck webhooks (saturated, no attempt ended for a while: a hanging
