@@ -131,11 +131,11 @@ def install(app: FastAPI) -> None:
 class CatchUnexpected:
     """Any exception nothing else answered becomes a 500 with the §8 body and one log line,
     and goes no further (app.py puts one outside everything but the access log, and one
-    inside FastAPI around its routes). Starlette's own last-resort handler
-    re-raises after answering, and uvicorn then logs the error again and closes the
-    keep-alive connection (with what the client had pipelined on it); here the connection
-    stays open for the client's next request. Only an error after the answer has started
-    closes it, as it must: the answer cannot be finished."""
+    inside FastAPI around its routes). Starlette's own last-resort handler re-raises after
+    answering, and uvicorn then logs the error again and closes the keep-alive connection
+    (with what the client had pipelined on it); here the connection stays open for the
+    client's next request. Only an error after the answer has started closes it, as it
+    must: the answer cannot be finished."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -4,11 +4,11 @@ The single-event route is the hot one for applications not written in Python, so
 well-formed request is answered by `FastSignal`, an ASGI middleware that runs just inside the
 request checks (`RequestLimits`, `AspNetBinding`), in front of FastAPI (`app.HookcastAPI`),
 and does only what the route needs: the key from the cache, the event data already parsed,
-the group commit, 204. FastAPI's routing, dependency and validation layers cost more than all
-of that together. Anything unusual (no
-or an unknown key, a wrong role or tenant, a number out of range, a body that is not a JSON
-object) goes on to the FastAPI route below, which answers it exactly as before; the route also
-keeps the operation in the OpenAPI document.
+the group commit, 204. FastAPI's routing, dependency and validation layers cost more than
+all of that together. Anything unusual (no or an unknown key, a wrong role or tenant, a
+number out of range, a body that is not a JSON object) goes on to the FastAPI route below,
+which answers it exactly as before; the route also keeps the operation in the OpenAPI
+document.
 
 Both routes take an `Idempotency-Key` header: a client that retries a request that timed
 out gets the first one's answer and nothing is signalled twice (kept as long as
