@@ -17,7 +17,7 @@ from hookcast import Hub, Settings, Signal, State
 from hookcast.store import queries
 from hookcast.store.database import Database
 from hookcast.store.dialect import dialect_of
-from hookcast.store.statements import STATEMENTS, marks
+from hookcast.store.statements import marks, statements_for
 
 pytestmark = needs_postgres
 
@@ -40,9 +40,8 @@ def _rows_read(plan: dict[str, Any]) -> dict[str, int]:
 
 
 def _explain(conn: Connection, sql: str, params: tuple[Any, ...]) -> dict[str, int]:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("?", "%s"), params)
-    plan: dict[str, Any] = cursor.fetchone()[0][0]["Plan"]
+    explained = dialect_of(conn).execute(conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+    plan: dict[str, Any] = explained.fetchone()[0][0]["Plan"]
     return _rows_read(plan)
 
 
@@ -86,13 +85,14 @@ async def test_a_claim_reads_what_it_leases_without_planner_statistics() -> None
         dialect = dialect_of(conn)
         dialect.before_claim(conn)
         now = time.time()
-        due = STATEMENTS["due"].format(exclude="", skip_locked=dialect.skip_locked)
-        claim = STATEMENTS["claim@postgresql"].format(due=due)
+        statements = statements_for(dialect.name)
+        due = statements["due"].format(exclude="", skip_locked=dialect.skip_locked)
+        claim = statements["claim"].format(due=due)
         claimed = dialect.execute(conn, claim, (now + 60, now, LIMIT)).fetchall()
         assert len(claimed) == LIMIT
         claim_read = _explain(conn, claim, (now + 60, now, LIMIT))
         ids = tuple(row[0] for row in claimed)
-        lookup = STATEMENTS["claimed@postgresql"].format(marks=marks(len(ids)))
+        lookup = statements["claimed"].format(marks=marks(len(ids)))
         return claim_read, _explain(conn, lookup, ids)
 
     claim_read, lookup_read = db.run_sync(plans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,20 @@ def marks(count: int) -> str:
     return ",".join("?" * count)
 
 
+@functools.cache
+def statements_for(dialect: str) -> dict[str, str]:
+    """The statements as `dialect` runs them: its own forms (`name@dialect`) in place of
+    the shared ones."""
+    own = f"@{dialect}"
+    return {
+        name: STATEMENTS.get(name + own, sql) for name, sql in STATEMENTS.items() if "@" not in name
+    }
+
+
 def run(conn: Connection, name: str, params: Any = (), **parts: str) -> Any:
-    """Run statement `name` in the caller's transaction, its `{part}`s filled in; a list
-    of parameter tuples runs it once per tuple. The dialect's own form of the statement
-    (`name@dialect`) runs instead where there is one. Returns the DB-API cursor."""
+    """Run statement `name`, in the dialect's own form where it has one, in the caller's
+    transaction, its `{part}`s filled in; a list of parameter tuples runs it once per
+    tuple. Returns the DB-API cursor."""
     dialect = dialect_of(conn)
-    sql = STATEMENTS.get(f"{name}@{dialect.name}") or STATEMENTS[name]
+    sql = statements_for(dialect.name)[name]
     return dialect.execute(conn, sql.format(**parts) if parts else sql, params)
