@@ -118,6 +118,8 @@ async def test_a_receiver_brought_back_is_found_by_a_probe(
             ),
             what="the given-up deliveries, queued again",
         )
+        # ... and their outcomes written: the attempt log and the counters are compared below
+        await eventually(lambda: _delivered(engine, hook.id, 2), what="their outcomes")
         started = await eventually(lambda: deliveries_to(watcher), what="the state event")
         assert started[0].header("X-SuperOffice-Event") == f"webhook{hook.id}.started"
         assert json.loads(started[0].body)["Event"] == "webhook.started"
@@ -157,6 +159,12 @@ async def test_a_receiver_brought_back_is_found_by_a_probe(
 
 async def _is(state: Any, expected: State) -> bool:
     return bool(await state == expected)
+
+
+async def _delivered(engine: Any, webhook_id: int, count: int) -> bool:
+    """Whether the webhook's log has `count` successful attempts of signalled events."""
+    _, log = await engine.registry.deliveries(CALLER, webhook_id, 500, 0)
+    return len([r for r in log if r["event"] != "test" and r["ok"]]) >= count
 
 
 async def test_off_gone_stopped_and_deleted_webhooks_are_not_probed(
