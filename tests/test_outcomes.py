@@ -160,3 +160,58 @@ def test_a_batch_for_a_webhook_disabled_meanwhile_does_not_disable_it_twice(db: 
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM mail_outbox")).scalar_one() == 1
         assert conn.execute(text("SELECT count(*) FROM attempts")).scalar_one() == 3
+
+
+def test_every_value_of_a_batch_is_stored_as_written(db: Database) -> None:
+    """On PostgreSQL a batch's attempt lines and next steps go to the server as one JSON
+    document each (statements.sql); what comes back must be what went in: floats to the
+    last bit, text with quotes, backslashes, an escaped-looking `\\u0000`, characters beyond
+    the BMP, NULLs, and NUL characters (which PostgreSQL's text cannot hold: U+FFFD on both
+    backends, where before a receiver answering one made the batch fail on every retry)."""
+    hook = db.run_sync(add_webhook, "exact")
+    db.run_sync(signal, 3)
+    now = 1_765_000_000.123456789  # more digits than a float keeps
+    claimed = db.run_sync(queue.claim, time.time(), time.time() + 60, 100)
+    odd = 'say "hi" \\ back\\slash, \\u0000 as text, 😀 and é'
+    outcomes = [
+        AttemptOutcome(ok=True, status=200, latency_ms=0.1 + 0.2, excerpt="HTTP/1.1 200 OK\r\n\r\n" + odd,
+                       request="POST /hook HTTP/1.1\r\n\r\n{}"),
+        AttemptOutcome(ok=False, status=500, error="HTTP 500 bad\0reason", kind=ErrorKind.STATUS,
+                       latency_ms=1e-9, excerpt="HTTP/1.1 500 x\r\n\r\nnul:\0:end", request="POST / HTTP/1.1"),
+        AttemptOutcome(ok=True, latency_ms=12345.678, excerpt="script output\nline\0two"),
+    ]  # fmt: skip
+    batch = [
+        Attempted(c, o, now + i / 7) for i, (c, o) in enumerate(zip(claimed, outcomes, strict=True))
+    ]
+    written_at = now + 0.5
+    db.run_sync(record_outcomes, batch, POLICY, written_at)
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok, http_status,"
+            " latency_ms, error, output, request_excerpt, response_excerpt FROM attempts"
+            " ORDER BY delivery_id"
+        )).all()  # fmt: skip
+        steps = conn.execute(text(
+            "SELECT id, status, cycle, attempt, event_uuid, next_at, finished_at FROM deliveries"
+            " ORDER BY id"
+        )).all()  # fmt: skip
+        last_error = conn.execute(
+            text("SELECT last_error FROM webhooks WHERE id = :id"), {"id": hook}
+        ).scalar_one()
+    first, second, third = claimed
+    assert [tuple(r) for r in rows] == [
+        (first.delivery_id, hook, first.event_uuid, 0, 0, now, 1, 200, 0.1 + 0.2, None, None,
+         "POST /hook HTTP/1.1\r\n\r\n{}", "HTTP/1.1 200 OK\r\n\r\n" + odd),
+        (second.delivery_id, hook, second.event_uuid, 0, 0, now + 1 / 7, 0, 500, 1e-9,
+         "HTTP 500 bad\ufffdreason", None, "POST / HTTP/1.1", "HTTP/1.1 500 x\r\n\r\nnul:\ufffd:end"),
+        (third.delivery_id, hook, third.event_uuid, 0, 0, now + 2 / 7, 1, None, 12345.678, None,
+         "script output\nline\ufffdtwo", None, None),
+    ]  # fmt: skip
+    assert last_error == "HTTP 500 bad\ufffdreason"
+    retry = POLICY.retry_delays[0]
+    assert [tuple(s) for s in steps] == [
+        (first.delivery_id, DELIVERED, 0, 0, first.event_uuid, written_at, written_at),
+        (second.delivery_id, PENDING, 0, 1, second.event_uuid, written_at + retry, None),
+        (third.delivery_id, DELIVERED, 0, 0, third.event_uuid, written_at, written_at),
+    ]  # fmt: skip

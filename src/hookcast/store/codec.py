@@ -18,6 +18,12 @@ def from_json(raw: str | None) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
+def nul_free(text: str | None) -> str | None:
+    """Text as a column keeps it: PostgreSQL's text cannot hold NUL (a receiver's answer or
+    a script's output may), so on both backends each becomes U+FFFD."""
+    return text.replace("\0", "\ufffd") if text and "\0" in text else text
+
+
 @functools.lru_cache(maxsize=4096)
 def shared_json(raw: str | None) -> Any:
     """A webhook's Headers or Properties, parsed once rather than once per delivery (the

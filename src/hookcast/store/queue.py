@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, case, delete, func, insert, select
 from ..errors import IdempotencyKeyReused
 from ..model import NO_OPTIONS, DeliveryOptions, NotifyVia, NotifyWhen, State
 from .bursts import Burst, coalesce
-from .codec import from_json, shared_json, to_json
+from .codec import from_json, nul_free, shared_json, to_json
 from .dialect import dialect_of
 from .rows import (
     DELIVERED,
@@ -419,9 +419,9 @@ def write_outcomes(
 ) -> None:
     """The attempt log, the webhooks' counters and the deliveries' next steps of a batch;
     the counters of a batch of successes last (their rows are locked from then on)."""
-    run(conn, "insert_attempt", list(attempts))
+    run(conn, "insert_attempt", [_nul_free_attempt(a) for a in attempts])
     if counters:
-        run(conn, "count", list(counters))
+        run(conn, "count", [c._replace(last_error=nul_free(c.last_error)) for c in counters])
     run(conn, "step", list(steps))
     if successes:  # in webhook id order, as lock_webhooks takes them
         run(
@@ -432,6 +432,16 @@ def write_outcomes(
                 for s in successes
             ],
         )
+
+
+def _nul_free_attempt(row: AttemptRow) -> AttemptRow:
+    texts = (row.error, row.output, row.request_excerpt, row.response_excerpt)
+    if not any(text and "\0" in text for text in texts):
+        return row
+    error, output, request, response = map(nul_free, texts)
+    return row._replace(
+        error=error, output=output, request_excerpt=request, response_excerpt=response
+    )
 
 
 def disable_if_active(conn: Connection, webhook_id: int, now: float) -> bool:

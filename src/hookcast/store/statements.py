@@ -7,25 +7,29 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from .dialect import dialect_of
 
-_HEADER = re.compile(r"^-- ([a-z_]+(?:@[a-z]+)?) --$")
+_HEADER = re.compile(r"^-- ([a-z_]+(?:@[a-z]+)?)( \(rows as JSON\))? --$")
 
 
-def _load(path: Path) -> dict[str, str]:
+def _load(path: Path) -> tuple[dict[str, str], frozenset[str]]:
     statements: dict[str, list[str]] = {}
+    json_rows = set()
     current: list[str] | None = None
     for line in path.read_text().splitlines():
         if header := _HEADER.match(line):
             current = statements.setdefault(header.group(1), [])
+            if header.group(2):
+                json_rows.add(header.group(1))
         elif current is not None and line.strip() and not line.startswith("--"):
             current.append(line.strip())
-    return {name: " ".join(lines) for name, lines in statements.items()}
+    return {name: " ".join(lines) for name, lines in statements.items()}, frozenset(json_rows)
 
 
-STATEMENTS = _load(Path(__file__).with_name("statements.sql"))
+STATEMENTS, _JSON_ROWS = _load(Path(__file__).with_name("statements.sql"))
 
 
 def marks(count: int) -> str:
@@ -42,10 +46,20 @@ def statements_for(dialect: str) -> dict[str, str]:
     }
 
 
+@functools.cache
+def json_rows_for(dialect: str) -> frozenset[str]:
+    """The statements `dialect` runs with all their rows as one JSON parameter."""
+    own = f"@{dialect}"
+    return frozenset(name.removesuffix(own) for name in _JSON_ROWS if name.endswith(own))
+
+
 def run(conn: Connection, name: str, params: Any = (), **parts: str) -> Any:
     """Run statement `name`, in the dialect's own form where it has one, in the caller's
     transaction, its `{part}`s filled in; a list of parameter tuples runs it once per
-    tuple. Returns the DB-API cursor."""
+    tuple (or once for all, as JSON, in a `(rows as JSON)` form). Returns the DB-API
+    cursor."""
     dialect = dialect_of(conn)
     sql = statements_for(dialect.name)[name]
+    if isinstance(params, list) and name in json_rows_for(dialect.name):
+        params = (orjson.dumps(params, default=tuple).decode(),)  # rows: NamedTuples
     return dialect.execute(conn, sql.format(**parts) if parts else sql, params)

@@ -9,6 +9,8 @@
 -- Format: a `-- name --` line starts a statement; the `--` lines after it say what it does.
 -- `-- name@postgresql --` is that dialect's own form of a statement, with the same
 -- parameters: one whose plan does not hang on the planner's statistics.
+-- `-- name@postgresql (rows as JSON) --` runs a whole list of parameter rows as one
+-- statement: its one `?` is the rows as a JSON array of arrays (statements.run).
 -- Parameters are `?` marks (the dialect rewrites them for PostgreSQL); `{marks}` stands for
 -- as many marks as an IN list needs, `{lock}` / `{skip_locked}` for the dialect's row-lock
 -- clause (empty on SQLite, whose writer holds the whole database), `{exclude}` for an
@@ -21,6 +23,14 @@ INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, ch
                     change_values, row_values, field_values, created_at, traceparent)
 VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 
+-- insert_event@postgresql (rows as JSON) --
+-- A batch of events in one statement (see insert_attempt).
+INSERT INTO events (id, tenant, name, primary_key, associate_id, occurred_at, changes,
+                    change_values, row_values, field_values, created_at, traceparent)
+SELECT (r->>0)::bigint, r->>1, r->>2, (r->>3)::bigint, (r->>4)::integer, r->>5, r->>6,
+       r->>7, r->>8, r->>9, (r->>10)::float8, r->>11
+FROM jsonb_array_elements(?::jsonb) r
+
 -- insert_delivery --
 -- One delivery of an event to a webhook, attempt 0 of cycle 0, due at next_at: now when
 -- queued for any claimer, the lease's end when handed straight to the local dispatcher.
@@ -28,6 +38,14 @@ VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,
                         next_at, created_at, record)
 VALUES (?,?,?,?,0,0,0,?,?,?,?)
+
+-- insert_delivery@postgresql (rows as JSON) --
+-- A batch of deliveries in one statement (see insert_attempt).
+INSERT INTO deliveries (id, event_id, webhook_id, uid, status, cycle, attempt, event_uuid,
+                        next_at, created_at, record)
+SELECT (r->>0)::bigint, (r->>1)::bigint, (r->>2)::bigint, r->>3, 0, 0, 0, r->>4,
+       (r->>5)::float8, (r->>6)::float8, r->>7
+FROM jsonb_array_elements(?::jsonb) r
 
 -- insert_burst_delivery --
 -- A delivery of a coalescing webhook (store/bursts.py): insert_delivery's columns, with its
@@ -181,6 +199,20 @@ INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, o
                       response_excerpt)
 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
 
+-- insert_attempt@postgresql (rows as JSON) --
+-- A batch's lines in one statement. Row by row, psycopg's executemany spends about 25 µs
+-- of Python per row and lets go of the interpreter lock several times for each, which
+-- holds up the dispatcher's event loop beside it; orjson and the server's JSON parser do
+-- the same work in C. jsonb: parsed once, where each `->>` of json parses its row again
+-- (1.9 against 0.3 ms for 80 rows).
+INSERT INTO attempts (delivery_id, webhook_id, event_uuid, cycle, attempt, at, ok,
+                      http_status, latency_ms, error, output, request_excerpt,
+                      response_excerpt)
+SELECT (r->>0)::bigint, (r->>1)::bigint, r->>2, (r->>3)::smallint, (r->>4)::smallint,
+       (r->>5)::float8, (r->>6)::smallint, (r->>7)::smallint, (r->>8)::float8, r->>9,
+       r->>10, r->>11, r->>12
+FROM jsonb_array_elements(?::jsonb) r
+
 -- count --
 -- A webhook's counters after a batch: totals added, the error run set (its row is locked,
 -- see lock_webhooks); the last error and times kept when the batch has none.
@@ -207,6 +239,16 @@ WHERE id = ?
 UPDATE deliveries SET status = ?, cycle = ?, attempt = ?, event_uuid = ?, next_at = ?,
                       finished_at = ?
 WHERE id = ?
+
+-- step@postgresql (rows as JSON) --
+-- A batch's next steps in one statement (see insert_attempt). The ids also as an array
+-- (an InitPlan), so the deliveries are found by primary key whatever the planner guesses
+-- of the table: joined to the rows alone, it hashed every delivery without statistics.
+WITH s AS (SELECT value AS r FROM jsonb_array_elements(?::jsonb))
+UPDATE deliveries d SET status = (r->>0)::smallint, cycle = (r->>1)::smallint,
+                        attempt = (r->>2)::smallint, event_uuid = r->>3,
+                        next_at = (r->>4)::float8, finished_at = (r->>5)::float8
+FROM s WHERE d.id = (r->>6)::bigint AND d.id = ANY(ARRAY(SELECT (r->>6)::bigint FROM s))
 
 -- disable_if_active --
 -- Active (1) -> TooManyErrors (3). The one place this transition happens: however many
