@@ -1,9 +1,11 @@
-"""PostgreSQL plans of the claim (issue 18). Without planner statistics (new tables,
-autovacuum off, a burst newer than the last ANALYZE) a claim must still read about as many
-rows as it leases: walk ix_deliveries_due in next_at order and stop at its LIMIT, find the
-rows it updates by primary key, and look up each claimed delivery's webhook and event by
-primary key. The planner's guesses made it sort every due delivery and hash every event
-instead, so each claim cost as much as the whole backlog (5 ms at 20,000 due)."""
+"""PostgreSQL plans of the claim and the outcome write (issue 18). Without planner
+statistics (new tables, autovacuum off, a burst newer than the last ANALYZE) a claim must
+still read about as many rows as it leases: walk ix_deliveries_due in next_at order and stop
+at its LIMIT, find the rows it updates by primary key, and look up each claimed delivery's
+webhook and event by primary key; the next steps of a batch's deliveries (one statement,
+the rows as jsonb) find them by primary key too. The planner's guesses made it sort every
+due delivery and hash every event or delivery instead, so each claim or write cost as much
+as the whole backlog (5 ms at 20,000 due)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from hookcast import Hub, Settings, Signal, State
 from hookcast.store import queries
 from hookcast.store.database import Database
 from hookcast.store.dialect import dialect_of
-from hookcast.store.statements import marks, statements_for
+from hookcast.store.rows import PENDING
+from hookcast.store.statements import json_rows, marks, statements_for
 
 pytestmark = needs_postgres
 
@@ -45,7 +48,7 @@ def _explain(conn: Connection, sql: str, params: tuple[Any, ...]) -> dict[str, i
     return _rows_read(plan)
 
 
-async def test_a_claim_reads_what_it_leases_without_planner_statistics() -> None:
+async def test_claims_and_outcome_writes_read_what_they_touch_without_planner_statistics() -> None:
     db = Database(new_postgres_url())
     db.migrate()
 
@@ -93,11 +96,14 @@ async def test_a_claim_reads_what_it_leases_without_planner_statistics() -> None
         claim_read = _explain(conn, claim, (now + 60, now, LIMIT))
         ids = tuple(row[0] for row in claimed)
         lookup = statements["claimed"].format(marks=marks(len(ids)))
-        return claim_read, _explain(conn, lookup, ids)
+        steps = [(PENDING, 0, 1, "e" * 36, now + 60, None, delivery_id) for delivery_id in ids]
+        step_read = _explain(conn, statements["step"], (json_rows(steps),))
+        return claim_read, _explain(conn, lookup, ids), step_read
 
-    claim_read, lookup_read = db.run_sync(plans)
+    claim_read, lookup_read, step_read = db.run_sync(plans)
     db.close()
     # Leasing 50 of 10,000 due reads those 50 (the second claim, explained, leases the next
     # 50: the first one's are no longer due), not the backlog.
     assert claim_read["deliveries"] <= 2 * LIMIT, claim_read
     assert lookup_read["events"] <= LIMIT and lookup_read["deliveries"] <= LIMIT, lookup_read
+    assert step_read["deliveries"] <= LIMIT, step_read

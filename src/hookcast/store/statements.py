@@ -53,6 +53,12 @@ def json_rows_for(dialect: str) -> frozenset[str]:
     return frozenset(name.removesuffix(own) for name in _JSON_ROWS if name.endswith(own))
 
 
+def json_rows(rows: list[Any]) -> str:
+    """The parameter of a `(rows as JSON)` form: the rows (tuples, NamedTuples) as one JSON
+    array of arrays."""
+    return orjson.dumps(rows, default=tuple).decode()
+
+
 def run(conn: Connection, name: str, params: Any = (), **parts: str) -> Any:
     """Run statement `name`, in the dialect's own form where it has one, in the caller's
     transaction, its `{part}`s filled in; a list of parameter tuples runs it once per
@@ -61,5 +67,5 @@ def run(conn: Connection, name: str, params: Any = (), **parts: str) -> Any:
     dialect = dialect_of(conn)
     sql = statements_for(dialect.name)[name]
     if isinstance(params, list) and name in json_rows_for(dialect.name):
-        params = (orjson.dumps(params, default=tuple).decode(),)  # rows: NamedTuples
+        params = (json_rows(params),)
     return dialect.execute(conn, sql.format(**parts) if parts else sql, params)
