@@ -31,7 +31,7 @@ from hookcast.model import Principal
 from hookcast.registry import Registry
 from hookcast.store import queue
 from hookcast.store.database import Database
-from hookcast.store.rows import NewEvent
+from hookcast.store.rows import DELIVERED, NewEvent
 
 OCCURRED = datetime(2018, 4, 24, 7, 50, 50, 681213, tzinfo=UTC)
 
@@ -228,6 +228,29 @@ async def test_410_disables_at_once(engine, receiver) -> None:
     await eventually(lambda: _state_is(engine, hook.id, State.TooManyErrors))
     assert len(deliveries_of(receiver)) == 1
     assert (await engine.usage(hook.id)).consecutive_errors == 1
+
+
+async def test_an_answer_holding_a_nul_is_logged_and_its_delivery_done(engine, receiver) -> None:
+    """PostgreSQL's text cannot hold NUL: a receiver answering one made the outcome batch
+    holding it fail on every retry, so the delivery was sent again at each lease's end. The
+    answer is logged with U+FFFD in its place (on SQLite alike) and the delivery is done."""
+    hook = await engine.create(receiver.url, ["contact.changed"])
+    receiver.respond(body=b"accepted\x00then more")
+    await engine.hub.signal("contact.changed", 7, tenant=TENANT)
+    await wait_deliveries(receiver, 1)
+    usage = await eventually(lambda: _usage_when(engine, hook.id, calls=1))
+    assert (usage.total_calls, usage.total_errors) == (1, 0)
+
+    def logged(conn):
+        return conn.exec_driver_sql(
+            "SELECT a.ok, a.response_excerpt, d.status FROM attempts a"
+            " JOIN deliveries d ON d.id = a.delivery_id"
+        ).all()
+
+    [(ok, excerpt, status)] = await engine.hub.db.read(logged)
+    assert (ok, status) == (1, DELIVERED)
+    assert excerpt.endswith("accepted\ufffdthen more"), excerpt
+    assert len(deliveries_of(receiver)) == 1  # not sent again
 
 
 async def test_retry_after_delays_the_next_attempt(engine, receiver) -> None:
