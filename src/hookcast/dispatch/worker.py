@@ -182,7 +182,7 @@ class Dispatcher:
                 await self._db.run(queue.release, stale, time.time())
             limit = self._slots.claim_limit(len(self._results))
             claimed = (
-                await self._claim(limit, self._slots.saturated(), time.time()) if limit else []
+                (await self._claim(limit, self._slots.saturated(), time.time()))[0] if limit else []
             )
             if len(self._results) >= batch or (self._results and not self._tasks):
                 await self._flush()  # a failure may be due again at once: claim again
@@ -210,9 +210,9 @@ class Dispatcher:
                 wakes = self._wakes
                 now = time.time()
                 try:
-                    if len(await self._claim(limit, saturated, now)) == limit:
+                    claimed, due = await self._claim(limit, saturated, now)
+                    if len(claimed) == limit:
                         continue  # there may be more
-                    due = await self._db.read(queue.next_due, now)
                 except DatabaseUnavailable:  # logged once per outage (Database.health)
                     await asyncio.sleep(0.5)
                     continue
@@ -239,19 +239,23 @@ class Dispatcher:
         if not webhook_ids <= set(self._slots.saturated()):
             self.wake()
 
-    async def _claim(self, limit: int, saturated: list[int], now: float) -> list[Claimed]:
+    async def _claim(
+        self, limit: int, saturated: list[int], now: float
+    ) -> tuple[list[Claimed], float | None]:
+        """Claim and admit up to `limit`; with fewer, also when the next delivery falls due
+        (queue.claim_or_next_due)."""
         # Stuck webhooks' due backlog is parked until a lease from now (as if leased to us,
         # not held): no claim steps over it meanwhile, another process gets it back by then,
         # and the first attempt of theirs to end here makes it due again (_finished).
         lease_until = now + self._settings.lease
         park = self._slots.stuck(saturated, time.monotonic(), self._settings.poll_interval)
-        claimed = await self._db.run(
-            queue.claim, now, lease_until, limit, saturated, park, lease_until
+        claimed, due = await self._db.run(
+            queue.claim_or_next_due, now, lease_until, limit, saturated, park, lease_until
         )
         for webhook_id in park:
             self._parked[webhook_id] = lease_until
         self.admit(claimed)
-        return claimed
+        return claimed, due
 
     def admit(self, items: list[Claimed]) -> None:
         """Run deliveries leased to this process (claimed, or handed over by the intake);

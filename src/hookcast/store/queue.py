@@ -346,6 +346,23 @@ def claim(
     ]
 
 
+def claim_or_next_due(
+    conn: Connection,
+    now: float,
+    lease_until: float,
+    limit: int,
+    exclude: Iterable[int] = (),
+    park: Sequence[int] = (),
+    park_until: float = 0.0,
+) -> tuple[list[Claimed], float | None]:
+    """`claim`, and when it found fewer than `limit`, `next_due(now)` in the same
+    transaction (None after a full claim): a dispatcher asks both in a row, and with one
+    saturated webhook every second claim finds nothing, so this saves a transaction (three
+    round trips on PostgreSQL) each time."""
+    claimed = claim(conn, now, lease_until, limit, exclude, park, park_until)
+    return claimed, (next_due(conn, now) if len(claimed) < limit else None)
+
+
 def wake_claimers(conn: Connection, webhook_ids: Iterable[int]) -> None:
     """Deliveries of these webhooks may be claimable now, though none fell due: tell the
     dispatchers of every process once this transaction commits."""
