@@ -347,19 +347,13 @@ def claim(
 
 
 def claim_or_next_due(
-    conn: Connection,
-    now: float,
-    lease_until: float,
-    limit: int,
-    exclude: Iterable[int] = (),
-    park: Sequence[int] = (),
-    park_until: float = 0.0,
+    conn: Connection, now: float, lease_until: float, limit: int, *rest: Any
 ) -> tuple[list[Claimed], float | None]:
-    """`claim`, and when it found fewer than `limit`, `next_due(now)` in the same
-    transaction (None after a full claim): a dispatcher asks both in a row, and with one
-    saturated webhook every second claim finds nothing, so this saves a transaction (three
-    round trips on PostgreSQL) each time."""
-    claimed = claim(conn, now, lease_until, limit, exclude, park, park_until)
+    """`claim(conn, now, lease_until, limit, *rest)`, and when it found fewer than `limit`,
+    `next_due(now)` in the same transaction (None after a full claim): a dispatcher asks
+    both in a row, and with one saturated webhook every second claim finds nothing, so this
+    saves a transaction (three round trips on PostgreSQL) each time."""
+    claimed = claim(conn, now, lease_until, limit, *rest)
     return claimed, (next_due(conn, now) if len(claimed) < limit else None)
 
 
