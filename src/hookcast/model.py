@@ -35,10 +35,12 @@ class State(enum.IntEnum):
             except ValueError:
                 raise ValueError(f"unknown State {value}; use 0-3 or a name") from None
         if isinstance(value, str):
+            # Exactly a name or 0-3, as the OpenAPI enum says: no padding (" 3", "\r3"),
+            # no digits of other scripts ("３").
             for member in cls:
-                if member.name.lower() == value.strip().lower():
+                if member.name.lower() == value.lower():
                     return member
-            if value.strip().isdigit():
+            if value.isascii() and value.isdigit():
                 return cls.parse(int(value))
             names = ", ".join(m.name for m in cls)
             raise ValueError(f"unknown State {value!r}; use one of {names}")
