@@ -195,6 +195,37 @@ def test_a_bad_signature_is_shown_and_a_dead_app_is_a_502(
     assert "X-SuperOffice-Signature does not match the body" in log
 
 
+def test_a_worker_with_dev_delivers_to_what_serve_dev_registered(
+    tmp_path: Path, processes: dict[str, HookcastProcess]
+) -> None:
+    """`serve --dev` beside `worker --dev` (HOOKCAST_DEV=1 for both): a worker without dev
+    mode refused the listener's loopback target, so each delivery it claimed failed until
+    the serve happened to claim it."""
+    env = {**environment(tmp_path), "HOOKCAST_DEV": "1"}
+    serve, key = started_serve(tmp_path, env, processes)
+    listen = HookcastProcess(
+        tmp_path, env, "listen",
+        ["listen", "--register", "contact.changed", "--url", serve.url, "--key", key,
+         "--secret", SECRET],
+    )  # fmt: skip
+    processes["listen"] = listen
+    wait_for_text(listen, "Ready.")
+    serve.proc.send_signal(signal.SIGTERM)  # from here on only the worker delivers
+    serve.proc.wait(timeout=DEADLINE)
+    worker = HookcastProcess(tmp_path, env, "worker", ["worker"])
+    processes["worker"] = worker
+    assert "DEVELOPMENT MODE (--dev)" in wait_for_text(worker, "hookcast worker delivering")
+
+    signalled = HookcastProcess(
+        tmp_path, env, "signal",
+        ["signal", "contact.changed", "994863", "--tenant", "Cust1234", "--data", '{"name": "Ada"}'],
+    )  # fmt: skip
+    assert signalled.proc.wait(timeout=DEADLINE) == 0, tail(signalled.log)
+    log = wait_for_text(listen, '"PrimaryKey": 994863')
+    assert "signature: verified (X-SuperOffice-Signature, webhook-signature)" in log
+    assert "target refused" not in worker.log.read_text()
+
+
 def test_register_without_dev_mode_is_refused_and_says_why(
     tmp_path: Path, processes: dict[str, HookcastProcess]
 ) -> None:

@@ -46,6 +46,25 @@ ConcurrencyOption = Annotated[
     ),
 ]
 
+DevOption = Annotated[
+    bool,
+    typer.Option(
+        "--dev",
+        envvar="HOOKCAST_DEV",
+        show_envvar=True,
+        help="Local development: trust the dev CA of `hookcast listen` and allow loopback "
+        "targets. Never on a server others can reach.",
+    ),
+]
+
+
+def _dev_mode(settings: Settings, dev: bool) -> Settings:
+    if not dev:
+        return settings
+    from ..devlisten import enable_dev_mode
+
+    return enable_dev_mode(settings)
+
 
 def _preflight(settings: Settings) -> None:
     """What would otherwise fail later with a traceback: a CA bundle that cannot be read."""
@@ -86,16 +105,7 @@ def serve(
     host: HostOption = None,
     port: PortOption = None,
     db: DbOption = None,
-    dev: Annotated[
-        bool,
-        typer.Option(
-            "--dev",
-            envvar="HOOKCAST_DEV",
-            show_envvar=True,
-            help="Local development: trust the dev CA of `hookcast listen` and allow loopback "
-            "targets. Never on a server others can reach.",
-        ),
-    ] = False,
+    dev: DevOption = False,
 ) -> None:
     """Run the management API and the delivery dispatcher in one process.
 
@@ -114,10 +124,7 @@ def serve(
     settings = settings_for(db, host=host, port=port)
     logs.configure(settings.log_format, settings.log_level)
     logs.protect(*logs.SERVER_LOGGERS)  # uvicorn logs exceptions that escape the app
-    if dev:
-        from ..devlisten import enable_dev_mode
-
-        settings = enable_dev_mode(settings)
+    settings = _dev_mode(settings, dev)
     _preflight(settings)
     _port_must_be_free(settings)
     database = open_database(settings, create=True)
@@ -153,11 +160,13 @@ def serve(
         database.close()
 
 
-def worker(db: DbOption = None, concurrency: ConcurrencyOption = None) -> None:
+def worker(
+    db: DbOption = None, concurrency: ConcurrencyOption = None, dev: DevOption = False
+) -> None:
     """Run only the delivery dispatcher (no API), until SIGINT or SIGTERM.
 
     Stopping finishes the attempts in flight (up to the attempt timeout) and hands the rest
-    back to the queue.
+    back to the queue. With `--dev` it delivers to what `serve --dev` registers.
     """
     import asyncio
     import signal as signals
@@ -167,8 +176,9 @@ def worker(db: DbOption = None, concurrency: ConcurrencyOption = None) -> None:
     from ..settings import mask_url
 
     settings = settings_for(db, concurrency=concurrency)
-    _preflight(settings)
     logs.configure(settings.log_format, settings.log_level)
+    settings = _dev_mode(settings, dev)
+    _preflight(settings)
     database = open_database(settings, create=True)
 
     async def run() -> None:
